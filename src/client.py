@@ -1,0 +1,225 @@
+"""The one place that talks to Neo4j: settings, driver, managed transactions, identifiers.
+
+Connection settings come from flags, then the environment (``NEO4J_URI``, ``NEO4J_USER``,
+``NEO4J_PASSWORD``, ``NEO4J_DATABASE``), then the project's local server (``jobs/neo4j.sh``).
+Every query runs in a managed transaction (``execute_read``/``execute_write``) so transient
+errors (leader switch, restart, deadlock) are retried within a bounded time budget; values
+always travel as parameters, and the few identifiers that must be spliced into Cypher text
+(labels, relationship types, property names) go through :func:`validate_identifier`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import neo4j
+from neo4j import GraphDatabase
+from neo4j import exceptions as neo4j_exc
+
+from src.errors import Neo4jUnavailable, UsageError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_SCHEMES = ("bolt", "neo4j", "bolt+s", "bolt+ssc", "neo4j+s", "neo4j+ssc")
+START_HINT = "start the local server with `bash jobs/neo4j.sh start` or set NEO4J_URI to a running server"
+
+
+def validate_identifier(name: str, kind: str = "identifier") -> str:
+    """Return ``name`` if it is safe to put into Cypher text, else raise :class:`UsageError`.
+
+    Labels, relationship types and property names cannot be query parameters, so they are
+    restricted to ``[A-Za-z_][A-Za-z0-9_]*`` (max 64 chars) and still backtick-quoted by callers.
+    """
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise UsageError(
+            f"invalid {kind} {name!r}: use 1-64 letters, digits or underscores, not starting with a digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Neo4jSettings:
+    """Where and as whom to connect. ``password`` never appears in ``repr`` or logs."""
+
+    uri: str
+    user: str = "neo4j"
+    password: str = field(default="", repr=False)
+    database: str = "neo4j"
+    local: bool = False  # True when the settings came from the project's own server
+
+    @classmethod
+    def resolve(
+        cls,
+        uri: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        password_file: str | None = None,
+    ) -> "Neo4jSettings":
+        """Flags win over the environment, which wins over the local server's files."""
+        env = os.environ
+        if password is None and password_file:
+            password = _read_password_file(Path(password_file))
+        uri = uri or env.get("NEO4J_URI")
+        local = False
+        if not uri:
+            from src import neo4j_local
+
+            info = neo4j_local.LocalNeo4j().connection_info()
+            if info is None:
+                raise Neo4jUnavailable(f"no Neo4j configured: NEO4J_URI is not set and no local server is running; {START_HINT}")
+            uri, local = info["uri"], True
+            if password is None and not env.get("NEO4J_PASSWORD"):
+                password = info["password"]
+        return cls(
+            uri=uri,
+            user=user or env.get("NEO4J_USER") or "neo4j",
+            password=password if password is not None else env.get("NEO4J_PASSWORD", ""),
+            database=database or env.get("NEO4J_DATABASE") or "neo4j",
+            local=local,
+        )
+
+
+def _read_password_file(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read Neo4j password file {path}: {exc.strerror}") from None
+
+
+def add_connection_args(parser: argparse.ArgumentParser) -> None:
+    """Connection flags shared by every entry script (defaults from the environment)."""
+    g = parser.add_argument_group("Neo4j connection (default: environment, then the local server)")
+    g.add_argument("--neo4j_uri", default=None, help="Bolt URI, e.g. bolt://host:7687 (env NEO4J_URI; default: the local server from jobs/neo4j.sh)")
+    g.add_argument("--neo4j_user", default=None, help="user name (env NEO4J_USER; default neo4j)")
+    g.add_argument("--neo4j_password_file", default=None, help="file holding the password (env NEO4J_PASSWORD; default: the local server's data/neo4j/password)")
+    g.add_argument("--neo4j_database", default=None, help="database name (env NEO4J_DATABASE; default neo4j)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Neo4jSettings:
+    return Neo4jSettings.resolve(
+        uri=args.neo4j_uri, user=args.neo4j_user, database=args.neo4j_database,
+        password_file=args.neo4j_password_file,
+    )
+
+
+class Neo4jClient:
+    """A checked driver plus managed read/write helpers. Thread-safe; use one per process.
+
+    Construction fails fast with a one-line :class:`Neo4jUnavailable` when the server is
+    unreachable (bounded by ``connect_timeout``), the credentials are wrong or the database
+    does not exist.
+    """
+
+    def __init__(
+        self,
+        settings: Neo4jSettings,
+        *,
+        connect_timeout: float = 5.0,
+        max_retry_time: float = 30.0,
+        max_pool_size: int = 16,
+    ) -> None:
+        self.settings = settings
+        self.database = settings.database
+        scheme = settings.uri.split("://", 1)[0] if "://" in settings.uri else ""
+        if scheme not in _SCHEMES:
+            raise Neo4jUnavailable(
+                f"bad Neo4j URI {settings.uri!r}: use one of {', '.join(s + '://host:port' for s in _SCHEMES[:2])} (or +s/+ssc variants)"
+            )
+        self._driver = GraphDatabase.driver(
+            settings.uri,
+            auth=(settings.user, settings.password),
+            connection_timeout=connect_timeout,
+            connection_acquisition_timeout=max(connect_timeout, 30.0),
+            max_transaction_retry_time=max_retry_time,
+            max_connection_pool_size=max_pool_size,
+            # Driver-level liveness check keeps pooled connections usable across server restarts.
+            liveness_check_timeout=5.0,
+        )
+        try:
+            self._check()
+        except BaseException:
+            self._driver.close()
+            raise
+
+    def _check(self) -> None:
+        where = f"Neo4j at {self.settings.uri}"
+        try:
+            self._driver.verify_connectivity()
+            self.read("RETURN 1 AS ok")
+        except neo4j_exc.AuthError:
+            raise Neo4jUnavailable(
+                f"{where} rejected user {self.settings.user!r}: wrong password; set NEO4J_PASSWORD "
+                "(or --neo4j_password_file) to the server's password"
+            ) from None
+        except neo4j_exc.ClientError as exc:
+            if exc.code and "DatabaseNotFound" in exc.code:
+                raise Neo4jUnavailable(
+                    f"{where} has no database {self.database!r}; set NEO4J_DATABASE to an existing one "
+                    "(Community edition has only 'neo4j')"
+                ) from None
+            raise Neo4jUnavailable(f"{where} refused the connection check: {exc.message}") from None
+        except (neo4j_exc.ServiceUnavailable, neo4j_exc.SessionExpired, OSError) as exc:
+            raise Neo4jUnavailable(f"cannot reach {where} ({_short(exc)}); {START_HINT}") from None
+        except neo4j_exc.ConfigurationError as exc:
+            raise Neo4jUnavailable(f"bad Neo4j URI {self.settings.uri!r}: {exc}") from None
+
+    # -- queries --------------------------------------------------------------------------
+    def read(self, query: str, **params: Any) -> list[neo4j.Record]:
+        """Run a read query in a managed (retried) transaction and return all records."""
+        return self.read_tx(lambda tx: list(tx.run(query, params)))
+
+    def write(self, query: str, **params: Any) -> list[neo4j.Record]:
+        """Run a write query in a managed (retried) transaction and return all records."""
+        return self.write_tx(lambda tx: list(tx.run(query, params)))
+
+    def read_tx(self, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
+        """Run ``work(tx)`` in a managed read transaction; it may be retried, so keep it pure."""
+        with self._driver.session(database=self.database) as session:
+            return session.execute_read(work)
+
+    def write_tx(self, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
+        """Run ``work(tx)`` in a managed write transaction; it may be retried, so keep it idempotent."""
+        with self._driver.session(database=self.database) as session:
+            return session.execute_write(work)
+
+    def count_nodes(self, label: str) -> int:
+        """Nodes with ``label`` (answered from Neo4j's count store, O(1))."""
+        label = validate_identifier(label, "label")
+        return int(self.read(f"MATCH (n:`{label}`) RETURN count(n) AS c")[0]["c"])
+
+    def count_relationships(self, rel_type: str) -> int:
+        """Relationships of ``rel_type`` (answered from Neo4j's count store, O(1))."""
+        rel_type = validate_identifier(rel_type, "relationship type")
+        return int(self.read(f"MATCH ()-[r:`{rel_type}`]->() RETURN count(r) AS c")[0]["c"])
+
+    def server_version(self) -> str:
+        rec = self.read("CALL dbms.components() YIELD versions RETURN versions[0] AS v")
+        return str(rec[0]["v"])
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def __enter__(self) -> "Neo4jClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def connect(settings: Neo4jSettings | None = None, **kwargs: Any) -> Neo4jClient:
+    """Build a checked client from explicit settings or from the environment/local server."""
+    return Neo4jClient(settings or Neo4jSettings.resolve(), **kwargs)

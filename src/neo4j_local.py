@@ -1,0 +1,387 @@
+"""The project's own Neo4j Community 5.26 server: fetched from Maven Central, run on 127.0.0.1.
+
+Layout under ``data/neo4j`` (override with ``GNN_NEO4J_DIR``)::
+
+    lib-<version>/   jars resolved by Maven from jobs/neo4j/pom.xml (``.complete`` marks a full copy)
+    home/            NEO4J_HOME: conf/neo4j.conf (rewritten at each start), data/, logs/
+    password         generated password, mode 0600
+    server.json      pid, port, version of the running server (absent when stopped)
+
+Used through ``jobs/neo4j.sh start|stop|status|env|reset`` (``python -m src.neo4j_local``).
+When ``NEO4J_URI`` is set the user runs their own server and nothing here starts one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from src.errors import UsageError, UserError, run_cli
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+POM = REPO / "jobs" / "neo4j" / "pom.xml"
+MAIN_CLASS = "org.neo4j.server.CommunityEntryPoint"
+ADMIN_CLASS = "org.neo4j.cli.AdminTool"
+_SIZE = re.compile(r"^\d+[kKmMgG]$")
+
+
+def neo4j_version() -> str:
+    """The Neo4j version pinned in the pom (single source of truth)."""
+    m = re.search(r"<neo4j.version>([^<]+)</neo4j.version>", POM.read_text())
+    assert m, f"no <neo4j.version> in {POM}"
+    return m.group(1)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited child not yet reaped) is not a running server.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalNeo4j:
+    """Paths and lifecycle of the project's local Neo4j server."""
+
+    root: Path = Path(os.environ.get("GNN_NEO4J_DIR", REPO / "data" / "neo4j"))
+    lib: Path | None = None  # jar cache; several servers (e.g. in tests) may share one
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        self.version = neo4j_version()
+        self.lib = Path(self.lib) if self.lib else self.root / f"lib-{self.version}"
+        self.home = self.root / "home"
+        self.password_file = self.root / "password"
+        self.state_file = self.root / "server.json"
+
+    # -- state ---------------------------------------------------------------------------
+    def state(self) -> dict | None:
+        """The running server's state, or None (stale state files are removed)."""
+        try:
+            st = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        if _pid_alive(st["pid"]) and str(self.home) in _cmdline(st["pid"]):
+            return st
+        self.state_file.unlink(missing_ok=True)
+        return None
+
+    def connection_info(self) -> dict | None:
+        st = self.state()
+        if st is None:
+            return None
+        return {"uri": f"bolt://127.0.0.1:{st['port']}", "user": "neo4j", "password": self.password(), "database": "neo4j"}
+
+    def password(self) -> str:
+        """The generated password, created on first use with owner-only permissions."""
+        if not self.password_file.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(24))
+        os.chmod(self.password_file, 0o600)
+        return self.password_file.read_text().strip()
+
+    # -- install -------------------------------------------------------------------------
+    def install(self) -> None:
+        """Resolve the Neo4j jars from Maven Central once (idempotent, fast when cached)."""
+        if (self.lib / ".complete").exists():
+            return
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise UserError("Maven (mvn) is not installed; install it (e.g. `apt-get install -y maven`) to fetch Neo4j")
+        _check_java()
+        tmp = self.lib.with_name(self.lib.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("resolving Neo4j %s from Maven Central into %s", self.version, self.lib)
+        print(f"fetching Neo4j Community {self.version} from Maven Central (once) ...", file=sys.stderr, flush=True)
+        proc = subprocess.run(
+            [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise UserError(f"Maven could not resolve Neo4j {self.version} (exit {proc.returncode}):\n{tail}")
+        (tmp / ".complete").write_text(self.version)
+        shutil.rmtree(self.lib, ignore_errors=True)
+        tmp.rename(self.lib)
+
+    def _write_conf(self, port: int, heap: str, pagecache: str) -> None:
+        conf = self.home / "conf"
+        conf.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        (conf / "neo4j.conf").write_text(
+            "\n".join([
+                "# written by src/neo4j_local.py at each start; edit the flags, not this file",
+                "server.default_listen_address=127.0.0.1",
+                "server.default_advertised_address=127.0.0.1",
+                f"server.bolt.listen_address=127.0.0.1:{port}",
+                "server.http.enabled=false",
+                "server.https.enabled=false",
+                "dbms.security.auth_enabled=true",
+                "dbms.usage_report.enabled=false",
+                f"server.memory.heap.initial_size={heap}",
+                f"server.memory.heap.max_size={heap}",
+                f"server.memory.pagecache.size={pagecache}",
+                f"server.directories.data={self.home / 'data'}",
+                f"server.directories.logs={self.home / 'logs'}",
+                f"server.directories.import={self.home / 'import'}",
+                "db.tx_log.rotation.retention_policy=1 files",
+                "",
+            ])
+        )
+
+    def _set_initial_password(self) -> None:
+        if (self.home / "data" / "dbms" / "auth.ini").exists():
+            return
+        env = {**os.environ, "NEO4J_HOME": str(self.home), "NEO4J_CONF": str(self.home / "conf")}
+        # The password goes through stdin-free argv of a short-lived local process, never to logs.
+        proc = subprocess.run(
+            ["java", "-cp", f"{self.lib}/*", ADMIN_CLASS, "dbms", "set-initial-password", self.password()],
+            capture_output=True, text=True, env=env,
+        )
+        if proc.returncode != 0:
+            raise UserError(f"neo4j-admin set-initial-password failed: {proc.stderr.strip()[-300:]}")
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self, heap: str = "2g", pagecache: str = "2g", port: int | None = None, timeout: float = 120.0) -> dict:
+        """Start the server (or report the running one) and wait until Bolt answers."""
+        for name, value in (("heap", heap), ("pagecache", pagecache)):
+            if not _SIZE.match(value):
+                raise UsageError(f"invalid --{name} {value!r}: use a size like 512m or 4g")
+        st = self.state()
+        if st is not None:
+            return {**st, "already_running": True}
+        self.install()
+        prev = _read_json(self.root / "last_port.json").get("port")
+        port = port or (prev if prev and _port_free(prev) else free_port())
+        if not _port_free(port):
+            raise UsageError(f"port {port} on 127.0.0.1 is in use; pick another with --port or omit it")
+        self._write_conf(port, heap, pagecache)
+        self._set_initial_password()
+        console = open(self.home / "logs" / "console.log", "ab")
+        cmd = [
+            "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError",
+            "-Dfile.encoding=UTF-8", "-cp", f"{self.lib}/*", MAIN_CLASS,
+            f"--home-dir={self.home}", f"--config-dir={self.home / 'conf'}",
+        ]
+        proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=self.home)
+        st = {"pid": proc.pid, "port": port, "version": self.version, "heap": heap, "pagecache": pagecache,
+              "started_at": time.time(), "home": str(self.home)}
+        self.state_file.write_text(json.dumps(st))
+        (self.root / "last_port.json").write_text(json.dumps({"port": port}))
+        try:
+            self._wait_ready(proc, port, timeout)
+        except BaseException:
+            self._terminate(proc.pid)
+            self.state_file.unlink(missing_ok=True)
+            raise
+        return {**st, "already_running": False}
+
+    def _wait_ready(self, proc: subprocess.Popen, port: int, timeout: float) -> None:
+        from neo4j import GraphDatabase
+        from neo4j.exceptions import ServiceUnavailable
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise UserError(f"Neo4j exited with code {proc.returncode} during start-up:\n{self.log_tail()}")
+            try:
+                with GraphDatabase.driver(f"bolt://127.0.0.1:{port}", auth=("neo4j", self.password()),
+                                          connection_timeout=2.0) as drv:
+                    drv.verify_connectivity()
+                    with drv.session(database="neo4j") as session:  # auto-commit: no retry noise
+                        session.run("RETURN 1").consume()
+                return
+            except (ServiceUnavailable, OSError):
+                time.sleep(0.5)
+            except Exception as exc:  # e.g. database still starting
+                if "DatabaseUnavailable" not in str(exc) and "not currently available" not in str(exc):
+                    raise UserError(f"Neo4j started but the readiness query failed: {exc}") from None
+                time.sleep(0.5)
+        raise UserError(f"Neo4j did not become ready within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Stop the server this project started (only that process). Returns False if none ran."""
+        st = self.state()
+        if st is None:
+            return False
+        self._terminate(st["pid"], timeout)
+        self.state_file.unlink(missing_ok=True)
+        return True
+
+    @staticmethod
+    def _terminate(pid: int, timeout: float = 60.0) -> None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reap if it is our child
+            except ChildProcessError:
+                pass
+            if not _pid_alive(pid):
+                return
+            time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+        while _pid_alive(pid):
+            time.sleep(0.1)
+
+    def reset(self) -> None:
+        """Stop the server and delete its databases (the jar cache and password stay)."""
+        self.stop()
+        shutil.rmtree(self.home / "data", ignore_errors=True)
+
+    def log_tail(self, lines: int = 25) -> str:
+        out = []
+        for name in ("neo4j.log", "console.log", "debug.log"):
+            p = self.home / "logs" / name
+            if p.exists():
+                tail = p.read_text(errors="replace").splitlines()[-lines:]
+                out.append(f"--- {p} ---\n" + "\n".join(tail))
+        return "\n".join(out) or "(no Neo4j log written)"
+
+
+def _check_java() -> None:
+    java = shutil.which("java")
+    if java is None:
+        raise UserError("Java is not installed; Neo4j 5.26 needs Java 17 or 21 (e.g. `apt-get install -y openjdk-17-jre-headless`)")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    m = re.search(r'version "(\d+)', out)
+    if m and int(m.group(1)) not in (17, 21):
+        raise UserError(f"Neo4j 5.26 needs Java 17 or 21, found Java {m.group(1)}; set JAVA_HOME/PATH to a Java 17 or 21")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def rss_of_pid(pid: int | None) -> float | None:
+    """Resident memory of a process in MiB, or None when it is gone or unknown."""
+    if not pid:
+        return None
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except Exception:
+        return None
+
+
+def local_server_pid(uri: str) -> int | None:
+    """Pid of the project's local server if ``uri`` points at it (to log its RSS)."""
+    st = LocalNeo4j().state()
+    if st and uri.rstrip("/").endswith(f":{st['port']}") and ("127.0.0.1" in uri or "localhost" in uri):
+        return int(st["pid"])
+    return None
+
+
+# -- command line ------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="jobs/neo4j.sh",
+        description="Run the project's local Neo4j Community server (fetched from Maven Central, bound to 127.0.0.1, auth on).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="{start,stop,status,env,reset}")
+    s = sub.add_parser("start", help="fetch Neo4j if needed, start it and wait until it answers")
+    s.add_argument("--heap", default=os.environ.get("NEO4J_HEAP", "2g"), help="JVM heap (env NEO4J_HEAP; default 2g)")
+    s.add_argument("--pagecache", default=os.environ.get("NEO4J_PAGECACHE", "2g"), help="page cache for the store files (env NEO4J_PAGECACHE; default 2g)")
+    s.add_argument("--port", type=int, default=None, help="Bolt port on 127.0.0.1 (default: last used if free, else any free port)")
+    s.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness (default 120)")
+    sub.add_parser("stop", help="stop the server this project started and wait for it to exit")
+    sub.add_parser("status", help="print URI, version, pid and data dir (exit 3 when not running)")
+    sub.add_parser("env", help="print export lines for eval: NEO4J_URI, NEO4J_USER, NEO4J_PASSWORD, NEO4J_DATABASE")
+    sub.add_parser("reset", help="stop the server and delete its databases")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if os.environ.get("NEO4J_URI") and args.command in ("start", "stop", "reset"):
+        print(f"NEO4J_URI is set ({os.environ['NEO4J_URI']}): using that server; the local one is not {args.command}ed")
+        return 0
+    srv = LocalNeo4j()
+    if args.command == "start":
+        st = srv.start(heap=args.heap, pagecache=args.pagecache, port=args.port, timeout=args.timeout)
+        verb = "already running" if st["already_running"] else "started"
+        print(f"Neo4j {st['version']} {verb}: bolt://127.0.0.1:{st['port']} (pid {st['pid']}, data {srv.home / 'data'})")
+    elif args.command == "stop":
+        print("Neo4j stopped" if srv.stop() else "Neo4j was not running")
+    elif args.command == "reset":
+        srv.reset()
+        print(f"Neo4j stopped and its databases under {srv.home / 'data'} deleted")
+    elif args.command == "status":
+        st = srv.state()
+        if st is None:
+            print("Neo4j is not running")
+            return 3
+        from src.client import Neo4jSettings, connect
+
+        info = srv.connection_info()
+        with connect(Neo4jSettings(uri=info["uri"], user="neo4j", password=info["password"])) as c:
+            version = c.server_version()
+        print(f"uri      bolt://127.0.0.1:{st['port']}\nversion  {version}\npid      {st['pid']}\n"
+              f"data     {srv.home / 'data'}\nheap     {st['heap']}\npagecache {st['pagecache']}")
+    elif args.command == "env":
+        st = srv.state()
+        if st is None:
+            raise UserError("Neo4j is not running; start it with `bash jobs/neo4j.sh start`")
+        # The password is read from its 0600 file at eval time, so it never appears in output or logs.
+        print(f"export NEO4J_URI=bolt://127.0.0.1:{st['port']} NEO4J_USER=neo4j NEO4J_DATABASE=neo4j "
+              f"NEO4J_PASSWORD=\"$(cat '{srv.password_file}')\"")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run_cli(lambda: main())

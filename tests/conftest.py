@@ -1,0 +1,31 @@
+"""Shared fixtures: a real Neo4j (the local one started by .ci/run / jobs/neo4j.sh, or NEO4J_URI)."""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from src.client import Neo4jClient, Neo4jSettings, connect
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def neo4j_settings() -> Neo4jSettings:
+    """Settings of the running server; the tests fail (not skip) when none runs."""
+    return Neo4jSettings.resolve()
+
+
+@pytest.fixture(scope="session")
+def client(neo4j_settings: Neo4jSettings) -> Neo4jClient:
+    c = connect(neo4j_settings)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def unique_label() -> str:
+    """A label no other test uses, so tests can share one database."""
+    return f"T_{uuid.uuid4().hex[:12]}"
