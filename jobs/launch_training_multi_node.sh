@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Run this machine's rank of a multi-machine job; run the same command on every machine.
+#
+#   node k of n:  bash jobs/launch_training_multi_node.sh --num_nodes n --node_rank k \
+#                      --master_addr <host of rank 0> [--master_port 29500] [--backend neo4j|in_memory] [flags]
+#
+# Network: gloo picks an interface by hostname; set GLOO_SOCKET_IFNAME=<iface> (e.g. eth0) when
+# machines have several. Neo4j: either one shared server (export NEO4J_URI/NEO4J_USER/NEO4J_PASSWORD
+# on every machine; load the dataset once), or one local server per machine (leave NEO4J_URI unset:
+# this script starts the local server and loads the dataset on each machine).
+# The job's run name must be identical on all machines: pass --run_name (default <dataset>-<backend>).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+backend=neo4j; dataset=cora; root=""; run_name=""; have=" "; pass=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --backend) backend="$2"; shift 2 ;;
+    --dataset) dataset="$2"; pass+=("$1" "$2"); shift 2 ;;
+    --dataset_root_dir) root="$2"; pass+=("$1" "$2"); shift 2 ;;
+    --run_name) run_name="$2"; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) case "$1" in --num_nodes|--node_rank|--master_addr) have+="$1 " ;; esac; pass+=("$1"); shift ;;
+  esac
+done
+for f in --num_nodes --node_rank --master_addr; do
+  case "$have" in *" $f "*) ;; *) echo "error: $f is required for a multi-node job (see --help)" >&2; exit 2 ;; esac
+done
+case "$backend" in
+  neo4j) script=main-neo4j-backend.py ;;
+  in_memory) script=in-memory-alternative.py ;;
+  *) echo "error: --backend must be neo4j or in_memory (got '$backend')" >&2; exit 2 ;;
+esac
+if [ "$backend" = neo4j ] && [ -z "${NEO4J_URI:-}" ]; then
+  bash jobs/neo4j.sh start
+  load=("$PYTHON" loaders/load_into_neo4j.py --dataset "$dataset")
+  [ -n "$root" ] && load+=(--dataset_root_dir "$root")
+  "${load[@]}"
+fi
+exec "$PYTHON" "$script" "${pass[@]}" --run_name "${run_name:-$dataset-$backend}"

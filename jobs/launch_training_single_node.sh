@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Launch N training ranks on this machine (data-parallel over gloo) and wait for all of them.
+#
+#   bash jobs/launch_training_single_node.sh [--ranks 2] [--backend neo4j|in_memory] [training flags]
+#   e.g. bash jobs/launch_training_single_node.sh --dataset cora --epochs 20
+#
+# neo4j backend: starts the local Neo4j unless NEO4J_URI is set, and loads the dataset into it
+# if it is not there yet. Every other flag goes to main-neo4j-backend.py / in-memory-alternative.py
+# (see their --help). Fails (non-zero) if any rank fails, naming it; prints where the logs are.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+ranks=2; backend=neo4j; dataset=cora; root=""; run_name=""; log_dir=logs; pass=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --ranks) ranks="$2"; shift 2 ;;
+    --backend) backend="$2"; shift 2 ;;
+    --dataset) dataset="$2"; pass+=("$1" "$2"); shift 2 ;;
+    --dataset_root_dir) root="$2"; pass+=("$1" "$2"); shift 2 ;;
+    --run_name) run_name="$2"; shift 2 ;;
+    --log_dir) log_dir="$2"; pass+=("$1" "$2"); shift 2 ;;
+    --num_nodes|--node_rank|--master_port) echo "error: $1 is set by this script (use --ranks)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) pass+=("$1"); shift ;;
+  esac
+done
+case "$ranks" in (''|*[!0-9]*|0) echo "error: --ranks must be a positive integer (got '$ranks')" >&2; exit 2 ;; esac
+case "$backend" in
+  neo4j) script=main-neo4j-backend.py ;;
+  in_memory) script=in-memory-alternative.py ;;
+  *) echo "error: --backend must be neo4j or in_memory (got '$backend')" >&2; exit 2 ;;
+esac
+run_name=${run_name:-$dataset-$backend-$(date +%Y%m%d-%H%M%S)}
+
+if [ "$backend" = neo4j ]; then
+  if [ -z "${NEO4J_URI:-}" ]; then bash jobs/neo4j.sh start; fi
+  load=("$PYTHON" loaders/load_into_neo4j.py --dataset "$dataset")
+  [ -n "$root" ] && load+=(--dataset_root_dir "$root")
+  "${load[@]}"
+fi
+
+port=$("$PYTHON" -c "from src.neo4j_local import free_port; print(free_port())")
+pids=(); declare -A rank_of
+for ((k = 0; k < ranks; k++)); do
+  "$PYTHON" "$script" "${pass[@]}" --num_nodes "$ranks" --node_rank "$k" \
+    --master_addr 127.0.0.1 --master_port "$port" --run_name "$run_name" &
+  pids+=($!); rank_of[$!]=$k
+done
+trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM EXIT
+
+first_failed=""
+for ((left = ranks; left > 0; left--)); do
+  set +e; wait -n -p done_pid "${pids[@]}"; rc=$?; set -e
+  if [ "$rc" -ne 0 ] && [ -z "$first_failed" ]; then
+    first_failed="rank ${rank_of[$done_pid]} (exit $rc)"
+    kill "${pids[@]}" 2>/dev/null || true  # do not let the others wait for it
+  fi
+done
+trap - EXIT
+if [ -n "$first_failed" ]; then
+  echo "error: $first_failed failed, the other ranks were stopped; see $log_dir/$run_name/rank<k>.log" >&2
+  exit 1
+fi
+echo "done: logs in $log_dir/$run_name/ (rank<k>.jsonl, rank<k>.log); plot with: $PYTHON visualize.py --log_dir $log_dir"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# First run on a fresh machine: install, start the local Neo4j, load Cora, train GraphSAGE on
+# 2 ranks for a few epochs with the Neo4j backend, and plot the logs.
+# Extra arguments go to the training script, e.g. `bash jobs/quickstart.sh --epochs 20`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+bash jobs/install.sh
+run=quickstart-cora-$(date +%Y%m%d-%H%M%S)
+bash jobs/launch_training_single_node.sh --ranks 2 --backend neo4j --dataset cora \
+  --epochs 10 --fanouts 10,10 --num_layers 2 --hidden_channels 128 --batch_size 128 \
+  --run_name "$run" "$@"
+"$PYTHON" visualize.py --log_dir "logs/$run" --out "plots/$run"
+echo "quickstart: logs in logs/$run, plots in plots/$run; stop Neo4j with: bash jobs/neo4j.sh stop"
