@@ -1,0 +1,178 @@
+"""Structured per-rank run logs: ``<log_dir>/<run>/rank<k>.jsonl`` plus a readable ``rank<k>.log``.
+
+Why two files: the JSONL is what plots and benchmarks parse (one object per line, flushed per
+event, so a killed run still leaves a valid prefix); the ``.log`` is for humans tailing a job.
+The schema (events ``run_start``, ``step``, ``epoch``, ``summary`` and their fields) is
+documented in docs/ARCHITECTURE.md, "Logs".  Secrets never reach either file: every mapping
+passed in is scrubbed of keys that look like credentials, whatever the caller already did.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import psutil
+
+EVENTS = ("run_start", "step", "epoch", "summary")
+_SECRET_MARKERS = ("password", "secret", "token")
+_MIB = 1024 * 1024
+
+
+def redact(value: Any) -> Any:
+    """Copy of ``value`` without mapping keys containing password/secret/token (any depth)."""
+    if isinstance(value, Mapping):
+        return {
+            k: redact(v)
+            for k, v in value.items()
+            if not any(m in str(k).lower() for m in _SECRET_MARKERS)
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """Make ``value`` strict JSON: non-finite floats become null, paths/others become strings."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return _jsonable(value.item())
+    return str(value)
+
+
+def rss_mb(pid: int | None = None) -> float | None:
+    """Resident set size of ``pid`` (default: this process) in MiB; None if it is gone."""
+    try:
+        proc = psutil.Process(pid) if pid is not None else psutil.Process()
+        return proc.memory_info().rss / _MIB
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def max_rss_mb() -> float:
+    """High-water mark of this process's RSS in MiB (kernel-tracked, catches short spikes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+class MemoryMonitor:
+    """Samples this process's RSS and, if given, a server process's RSS; keeps both peaks."""
+
+    def __init__(self, server_pid: int | None = None):
+        self.server_pid = server_pid
+        self.peak_server_mb: float | None = None
+
+    def sample(self) -> tuple[float | None, float | None]:
+        """``(rss_mb, server_rss_mb)`` now; the server value is None without a server."""
+        server = rss_mb(self.server_pid) if self.server_pid is not None else None
+        if server is not None:
+            self.peak_server_mb = max(server, self.peak_server_mb or 0.0)
+        return rss_mb(), server
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max_rss_mb()
+
+
+class RunLogger:
+    """Writes schema events for one rank of one run; use as a context manager or call close().
+
+    ``append=True`` (resume) keeps the existing files; otherwise they are started afresh.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike,
+        run_name: str,
+        rank: int,
+        world_size: int,
+        backend: str,
+        dataset: str,
+        *,
+        append: bool = False,
+    ):
+        self.dir = Path(log_dir) / run_name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl_path = self.dir / f"rank{rank}.jsonl"
+        self.text_path = self.dir / f"rank{rank}.log"
+        self._common = {"rank": rank, "world_size": world_size, "backend": backend, "dataset": dataset}
+        mode = "a" if append else "w"
+        self._jsonl = open(self.jsonl_path, mode, encoding="utf-8")
+        self._text = open(self.text_path, mode, encoding="utf-8")
+
+    def drop_after_epoch(self, epoch: int) -> int:
+        """Remove step/epoch events of epochs > ``epoch`` from the JSONL; return how many.
+
+        Used on resume: events of an epoch that the checkpoint does not contain (a run killed
+        mid-epoch, or between logging an epoch and checkpointing it) would otherwise appear twice.
+        """
+        self._jsonl.close()
+        lines = self.jsonl_path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [ln for ln in lines if not _is_after(ln, epoch)]
+        tmp = self.jsonl_path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, self.jsonl_path)
+        self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
+        return len(lines) - len(kept)
+
+    def log(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Write one event (common fields added, secrets removed) to both files; return it."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; expected one of {EVENTS}")
+        record = _jsonable({"event": event, "time": time.time(), **self._common, **redact(fields)})
+        self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
+        self._jsonl.flush()
+        self._text.write(_human_line(record) + "\n")
+        self._text.flush()
+        return record
+
+    def note(self, message: str) -> None:
+        """A free-text line in the readable log only (resume notices and the like)."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self._text.write(f"{stamp} rank{self._common['rank']} note {message}\n")
+        self._text.flush()
+
+    def close(self) -> None:
+        self._jsonl.close()
+        self._text.close()
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _is_after(line: str, epoch: int) -> bool:
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError:
+        return True  # a line torn by a kill: drop it
+    return rec.get("event") in ("step", "epoch") and int(rec.get("epoch", 0)) > epoch
+
+
+def _human_line(record: Mapping[str, Any]) -> str:
+    """``2026-01-01 12:00:00 rank0 epoch epoch=1 loss=1.2345 ...`` (config/stats as JSON)."""
+    skip = {"event", "time", "rank", "world_size", "backend", "dataset"}
+    parts = []
+    for key, value in record.items():
+        if key in skip:
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value, separators=(",", ":"))
+        parts.append(f"{key}={value}")
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["time"]))
+    return f"{stamp} rank{record['rank']} {record['event']} " + " ".join(parts)

@@ -1,0 +1,187 @@
+"""Command-line flags shared by every training entry script, and their validation.
+
+Why here and not in each script: ``main-neo4j-backend.py`` and ``in-memory-alternative.py``
+must accept the same flags with the same meaning, so benchmark jobs can swap backends by
+swapping the script name.  Entry scripts add their own backend flags next to these.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from src.errors import UsageError
+from src.trainer import TrainConfig
+
+_TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+_D = TrainConfig()  # the defaults live in one place
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the shared training flags to ``parser`` (one-line help each, defaults shown)."""
+    g = parser.add_argument_group("training (shared by all backends)")
+
+    def arg(name: str, help: str, **kwargs: Any) -> None:
+        g.add_argument(name, help=f"{help} (default: %(default)s)", **kwargs)
+
+    arg("--dataset", "dataset name, e.g. cora, citeseer, ogbn-arxiv", default=_D.dataset)
+    arg("--dataset_root_dir", "directory holding the datasets; None = the project's usual places",
+        default=_D.dataset_root_dir)
+    arg("--master_addr", "address of rank 0 for the gloo rendezvous", default=_D.master_addr)
+    arg("--master_port", "TCP port of rank 0 for the rendezvous", type=int, default=_D.master_port)
+    arg("--num_nodes", "number of machines (= ranks, one per machine) in the job",
+        type=int, default=_D.num_nodes)
+    arg("--node_rank", "rank of this machine, 0..num_nodes-1", type=int, default=_D.node_rank)
+    arg("--num_loader_threads", "prefetch threads per rank preparing the next batches in the background",
+        type=int, default=_D.num_loader_threads)
+    arg("--batch_size", "seed nodes per mini-batch", type=int, default=_D.batch_size)
+    arg("--num_workers", "torch intra-op threads per rank for the model",
+        type=int, default=_D.num_workers)
+    arg("--concurrency", "max concurrent requests per rank to the graph backend",
+        type=int, default=_D.concurrency)
+    arg("--epochs", "number of training epochs", type=int, default=_D.epochs)
+    arg("--fanouts", "neighbours sampled per hop, comma list with one entry per layer",
+        default=",".join(map(str, _D.fanouts)))
+    arg("--hidden_channels", "GraphSAGE hidden width", type=int, default=_D.hidden_channels)
+    arg("--num_layers", "GraphSAGE layers (= number of fanouts)", type=int, default=_D.num_layers)
+    arg("--lr", "Adam learning rate", type=float, default=_D.lr)
+    arg("--dropout", "dropout probability in [0, 1)", type=float, default=_D.dropout)
+    arg("--eval_every", "evaluate on val and test every N epochs (and after the last epoch)",
+        type=int, default=_D.eval_every)
+    arg("--log_dir", "run logs go to <log_dir>/<run_name>/rank<k>.jsonl and .log", default=_D.log_dir)
+    arg("--run_name", "name of the run for logs and checkpoints; None = <dataset>-<timestamp>",
+        default=_D.run_name)
+    arg("--checkpoint_dir", "checkpoints go to <checkpoint_dir>/<run_name>/ (written by rank 0)",
+        default=_D.checkpoint_dir)
+    arg("--resume", "continue the run --run_name from its last completed epoch",
+        action="store_true")
+    arg("--seed", "random seed (model init, shuffling, sampling)", type=int, default=_D.seed)
+    return parser
+
+
+def parse_training_config(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None
+) -> TrainConfig:
+    """Validate ``args`` into a :class:`TrainConfig`; raise :class:`UsageError` with one line.
+
+    Under ``torchrun`` (``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT`` set) those
+    environment values override ``--node_rank/--num_nodes/--master_addr/--master_port``.
+    """
+    env = os.environ if env is None else env
+    flags = dict(vars(args))
+    if all(k in env for k in _TORCHRUN_ENV):
+        flags.update(
+            node_rank=_env_int(env, "RANK"),
+            num_nodes=_env_int(env, "WORLD_SIZE"),
+            master_addr=env["MASTER_ADDR"],
+            master_port=_env_int(env, "MASTER_PORT"),
+        )
+    fanouts = _parse_fanouts(str(flags["fanouts"]))
+    flags["fanouts"] = ",".join(map(str, fanouts))
+    _check(flags["batch_size"] > 0, f"--batch_size must be > 0 (got {flags['batch_size']})")
+    _check(flags["epochs"] > 0, f"--epochs must be > 0 (got {flags['epochs']})")
+    _check(flags["num_layers"] > 0, f"--num_layers must be > 0 (got {flags['num_layers']})")
+    _check(
+        len(fanouts) == flags["num_layers"],
+        f"--fanouts has {len(fanouts)} entries but --num_layers is {flags['num_layers']}: "
+        "give one fanout per layer",
+    )
+    _check(flags["hidden_channels"] > 0, f"--hidden_channels must be > 0 (got {flags['hidden_channels']})")
+    _check(flags["lr"] > 0, f"--lr must be > 0 (got {flags['lr']})")
+    _check(0 <= flags["dropout"] < 1, f"--dropout must be in [0, 1) (got {flags['dropout']})")
+    _check(flags["eval_every"] > 0, f"--eval_every must be > 0 (got {flags['eval_every']})")
+    _check(flags["num_nodes"] >= 1, f"--num_nodes must be >= 1 (got {flags['num_nodes']})")
+    _check(
+        0 <= flags["node_rank"] < flags["num_nodes"],
+        f"--node_rank must be in 0..{flags['num_nodes'] - 1} for --num_nodes {flags['num_nodes']} "
+        f"(got {flags['node_rank']})",
+    )
+    _check(flags["num_workers"] >= 1, f"--num_workers must be >= 1 (got {flags['num_workers']})")
+    _check(flags["num_loader_threads"] >= 0,
+           f"--num_loader_threads must be >= 0 (got {flags['num_loader_threads']})")
+    _check(flags["concurrency"] >= 1, f"--concurrency must be >= 1 (got {flags['concurrency']})")
+    _check(0 < flags["master_port"] < 65536, f"--master_port must be in 1..65535 (got {flags['master_port']})")
+    _check(not flags["resume"] or flags["run_name"],
+           "--resume needs --run_name naming the run to continue")
+    if flags["run_name"] is not None:
+        _check(_is_plain_name(flags["run_name"]),
+               f"--run_name must be a plain name without '/' (got {flags['run_name']!r})")
+    _check_writable(flags["log_dir"], "--log_dir")
+    return TrainConfig(
+        dataset=flags["dataset"],
+        dataset_root_dir=flags["dataset_root_dir"],
+        master_addr=flags["master_addr"],
+        master_port=flags["master_port"],
+        num_nodes=flags["num_nodes"],
+        node_rank=flags["node_rank"],
+        num_loader_threads=flags["num_loader_threads"],
+        batch_size=flags["batch_size"],
+        num_workers=flags["num_workers"],
+        concurrency=flags["concurrency"],
+        epochs=flags["epochs"],
+        fanouts=fanouts,
+        hidden_channels=flags["hidden_channels"],
+        num_layers=flags["num_layers"],
+        lr=flags["lr"],
+        dropout=flags["dropout"],
+        eval_every=flags["eval_every"],
+        log_dir=flags["log_dir"],
+        run_name=flags["run_name"],
+        checkpoint_dir=flags["checkpoint_dir"],
+        resume=flags["resume"],
+        seed=flags["seed"],
+        flags=flags,
+    )
+
+
+def configure_console_logging(level: int = logging.INFO) -> None:
+    """Entry scripts call this so library ``logging`` (progress notes, the summary) reaches stderr."""
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _check(ok: Any, message: str) -> None:
+    if not ok:
+        raise UsageError(message)
+
+
+def _env_int(env: Mapping[str, str], key: str) -> int:
+    try:
+        return int(env[key])
+    except ValueError:
+        raise UsageError(f"environment variable {key} must be an integer (got {env[key]!r})") from None
+
+
+def _parse_fanouts(text: str) -> tuple[int, ...]:
+    example = "give positive integers, one per layer, e.g. --fanouts 15,10,5"
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise UsageError(f"--fanouts is empty or has an empty entry ({text!r}): {example}")
+    try:
+        fanouts = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"--fanouts has a non-integer entry ({text!r}): {example}") from None
+    _check(all(k > 0 for k in fanouts), f"--fanouts entries must be > 0 ({text!r}): {example}")
+    return fanouts
+
+
+def _is_plain_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
+def _check_writable(directory: str, flag: str) -> None:
+    """Create ``directory`` if needed and prove a file can be written there."""
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {directory!r} is not writable ({exc.strerror or exc}): pick a directory you can write to"
+        ) from None

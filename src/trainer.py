@@ -1,0 +1,509 @@
+"""One training loop for every backend: GraphSAGE, mini-batches, DDP over gloo, logs, checkpoints.
+
+Why one loop: the point of the project is to compare backends (in-memory, Neo4j, partitioned),
+so everything except "where do batches come from" must be identical.  A backend only provides
+the Backend protocol below (see docs/ARCHITECTURE.md, "Training").
+
+Distributed semantics: every rank permutes the train seeds with ``(seed, epoch)`` identically,
+pads the permutation by wrapping to a multiple of the world size and takes one contiguous
+shard, so all ranks run the same number of steps (DDP would otherwise hang on the last one).
+Evaluation shards val/test without padding and all-reduces correct/total, so every rank reports
+the same accuracy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch_geometric.data import Data
+from torch_geometric.nn import SAGEConv
+from tqdm import tqdm
+
+from src import distributed
+from src.errors import UserError
+from src.run_log import MemoryMonitor, RunLogger
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+_IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "num_layers")
+
+
+@dataclass
+class TrainConfig:
+    """Validated training settings (built from flags by ``src.train_cli.parse_training_config``).
+
+    ``num_nodes``/``node_rank`` are the world size and this process's rank (one rank per
+    machine).  ``flags`` keeps every raw flag, backend-specific ones included, for the log.
+    """
+
+    dataset: str = "cora"
+    dataset_root_dir: str | None = None
+    master_addr: str = "localhost"
+    master_port: int = 29500
+    num_nodes: int = 1
+    node_rank: int = 0
+    num_loader_threads: int = 2
+    batch_size: int = 1024
+    num_workers: int = 1
+    concurrency: int = 4
+    epochs: int = 10
+    fanouts: tuple[int, ...] = (15, 10, 5)
+    hidden_channels: int = 256
+    num_layers: int = 3
+    lr: float = 0.003
+    dropout: float = 0.5
+    eval_every: int = 1
+    log_dir: str = "logs"
+    run_name: str | None = None
+    checkpoint_dir: str = "data/checkpoints"
+    resume: bool = False
+    seed: int = 0
+    flags: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+class Backend(Protocol):
+    """Where batches come from; the trainer knows nothing else about a backend."""
+
+    name: str
+    num_features: int
+    num_classes: int
+
+    def split_nodes(self, split: str) -> Tensor: ...
+
+    def make_loader(self, seeds: Tensor, *, shuffle: bool, seed: int) -> Iterable[Data]: ...
+
+    def server_pid(self) -> int | None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class GraphSAGE(nn.Module):
+    """``num_layers`` SAGEConv layers with ReLU + dropout between them; returns logits."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int,
+                 num_layers: int, dropout: float):
+        super().__init__()
+        dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
+        self.convs = nn.ModuleList(SAGEConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        for i, conv in enumerate(self.convs):
+            x = conv(x, edge_index)
+            if i < len(self.convs) - 1:
+                x = F.dropout(F.relu(x), p=self.dropout, training=self.training)
+        return x
+
+
+@dataclass
+class Progress:
+    """Run-level bookkeeping that must survive a resume for the summary to be right."""
+
+    best_val_acc: float | None = None
+    test_acc_at_best_val: float | None = None
+    best_epoch: int | None = None
+    epoch_times: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    peak_neo4j_rss_mb: float | None = None
+
+    def record_eval(self, epoch: int, val_acc: float | None, test_acc: float | None) -> None:
+        if val_acc is not None and (self.best_val_acc is None or val_acc > self.best_val_acc):
+            self.best_val_acc, self.test_acc_at_best_val, self.best_epoch = val_acc, test_acc, epoch
+
+
+class AllreduceTimer:
+    """State of :func:`timed_allreduce_hook`: the span of one step's gradient sync.
+
+    Why a comm hook rather than timing ``backward()`` with and without ``no_sync``: that
+    needs a second backward pass per step (or alternating steps) and measures a difference of
+    two noisy numbers; the hook measures the sync itself, every step, at no extra cost.  The
+    value is the wall-clock span from the first bucket being handed to gloo until the last
+    bucket's allreduce completes, so it includes waiting for slower ranks (stragglers).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._first: float | None = None
+        self._last: float | None = None
+
+    def reset(self) -> None:
+        with self._lock:
+            self._first = self._last = None
+
+    @property
+    def seconds(self) -> float:
+        with self._lock:
+            return 0.0 if self._first is None or self._last is None else self._last - self._first
+
+    def started(self) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            self._first = now if self._first is None else self._first
+
+    def finished(self) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            self._last = now if self._last is None else max(self._last, now)
+
+
+# No annotations on bucket/return: DDP compares them with the real classes, and
+# ``from __future__ import annotations`` would turn them into strings that fail the check.
+def timed_allreduce_hook(timer: AllreduceTimer, bucket):  # noqa: ANN001, ANN201
+    """DDP comm hook: average the bucket over ranks (as DDP's default) and time it."""
+    timer.started()
+    world = dist.get_world_size()
+    future = dist.all_reduce(bucket.buffer().div_(world), async_op=True).get_future()
+
+    def done(fut: torch.futures.Future[list[Tensor]]) -> Tensor:
+        timer.finished()
+        return fut.value()[0]
+
+    return future.then(done)
+
+
+def epoch_shard(seeds: Tensor, *, seed: int, epoch: int, rank: int, world_size: int) -> Tensor:
+    """This rank's train seeds for ``epoch``: same-size shards of one (seed, epoch) permutation.
+
+    The permutation is padded by wrapping around to ``ceil(n / world) * world`` entries, so
+    every rank gets exactly ``ceil(n / world)`` seeds (a few seeds train twice per epoch).
+    """
+    n = len(seeds)
+    order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n))
+    per_rank = -(-n // world_size)
+    padded = order[torch.arange(per_rank * world_size) % n]
+    return seeds[padded[rank * per_rank:(rank + 1) * per_rank]]
+
+
+def train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
+    """Train GraphSAGE on ``backend`` as rank ``cfg.node_rank`` of ``cfg.num_nodes``.
+
+    Returns the summary (also logged and, on rank 0, reported via logging).  The caller owns
+    and closes ``backend``; the process group is created and destroyed here.
+    """
+    torch.set_num_threads(cfg.num_workers)
+    distributed.init(cfg)
+    try:
+        with distributed.peer_failures_as_user_errors():
+            return _train(backend, _resolve_run_name(cfg))
+    finally:
+        distributed.destroy()
+
+
+def _resolve_run_name(cfg: TrainConfig) -> TrainConfig:
+    """Default run name ``<dataset>-<timestamp>``, taken from rank 0 so all ranks agree."""
+    if cfg.run_name:
+        return cfg
+    name = f"{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return dataclasses.replace(cfg, run_name=distributed.broadcast_object(name))
+
+
+def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
+    rank, world = distributed.rank(), distributed.world_size()
+    identity = {
+        "dataset": cfg.dataset, "num_features": int(backend.num_features),
+        "num_classes": int(backend.num_classes), "hidden_channels": cfg.hidden_channels,
+        "num_layers": cfg.num_layers,
+    }
+    _seed_all(cfg.seed)  # identical initial weights on every rank
+    model = GraphSAGE(identity["num_features"], cfg.hidden_channels, identity["num_classes"],
+                      cfg.num_layers, cfg.dropout)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    _seed_all(_mix(cfg.seed, rank, 1))  # but rank-specific dropout masks
+    ckpt_path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
+    state = _load_checkpoint(ckpt_path, identity) if cfg.resume else None
+    progress, start_epoch = Progress(), 1
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        progress = Progress(**state["progress"])
+        start_epoch = int(state["epoch"]) + 1
+        _restore_rng(state, rank, world)
+    timer = AllreduceTimer()
+    ddp_model: nn.Module = model
+    if world > 1:
+        ddp_model = DistributedDataParallel(model)
+        ddp_model.register_comm_hook(timer, timed_allreduce_hook)
+
+    logger = RunLogger(cfg.log_dir, str(cfg.run_name), rank, world, backend.name, cfg.dataset,
+                       append=cfg.resume)
+    try:
+        if cfg.resume:
+            dropped = logger.drop_after_epoch(start_epoch - 1)
+            logger.note(f"resuming after epoch {start_epoch - 1} from {ckpt_path}; "
+                        f"dropped {dropped} logged events of later epochs")
+        stats = backend.stats()
+        logger.log("run_start", config=_config_for_log(cfg),
+                   num_nodes=stats.get("num_nodes"), num_edges=stats.get("num_edges"),
+                   resumed_from_epoch=start_epoch - 1 if state is not None else None)
+        monitor = MemoryMonitor(backend.server_pid())
+        train_seeds = backend.split_nodes("train")
+        if len(train_seeds) == 0:
+            raise UserError(f"dataset {cfg.dataset!r} has no train nodes: check its split")
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            record = _train_epoch(ddp_model, optimizer, backend, cfg, train_seeds, epoch,
+                                  timer, monitor, logger)
+            t0 = time.perf_counter()
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                record["val_acc"] = evaluate(model, backend, "val", seed=_mix(cfg.seed, epoch, 2))
+                record["test_acc"] = evaluate(model, backend, "test", seed=_mix(cfg.seed, epoch, 3))
+                progress.record_eval(epoch, record["val_acc"], record["test_acc"])
+            record["t_eval"] = time.perf_counter() - t0
+            progress.epoch_times.append(record["epoch_time"])
+            progress.peak_rss_mb = max(progress.peak_rss_mb, monitor.peak_rss_mb)
+            if monitor.peak_server_mb is not None:
+                progress.peak_neo4j_rss_mb = max(progress.peak_neo4j_rss_mb or 0.0,
+                                                 monitor.peak_server_mb)
+            record["peak_rss_mb"] = progress.peak_rss_mb
+            record["stats"] = backend.stats()
+            logger.log("epoch", **record)
+            _save_checkpoint(ckpt_path, model, optimizer, epoch, identity, progress)
+        summary = _summary(progress, cfg)
+        logger.log("summary", **summary)
+    finally:
+        logger.close()
+    if rank == 0:
+        log.info("summary of %s: %s", cfg.run_name, _format_summary(summary))
+    return {**summary, "run_name": cfg.run_name}
+
+
+def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Backend,
+                 cfg: TrainConfig, train_seeds: Tensor, epoch: int, timer: AllreduceTimer,
+                 monitor: MemoryMonitor, logger: RunLogger) -> dict[str, Any]:
+    """One epoch over this rank's shard; logs each step, returns the epoch record so far."""
+    rank, world = distributed.rank(), distributed.world_size()
+    shard = epoch_shard(train_seeds, seed=cfg.seed, epoch=epoch, rank=rank, world_size=world)
+    num_steps = -(-len(shard) // cfg.batch_size)
+    sums = dict.fromkeys(("t_wait", "t_sample", "t_fetch", "t_forward_backward", "t_allreduce"), 0.0)
+    seen = dict.fromkeys(("t_sample", "t_fetch", "t_allreduce"), False)
+    loss_sum, correct, total = 0.0, 0, 0
+    model.train()
+    start = time.perf_counter()
+    batches = iter(backend.make_loader(shard, shuffle=False, seed=_mix(cfg.seed, epoch, rank)))
+    bar = tqdm(total=num_steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=rank != 0,
+               leave=False, dynamic_ncols=True)
+    for step in range(1, num_steps + 1):
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            raise _loader_mismatch(num_steps)
+        t_wait = time.perf_counter() - t0
+        timer.reset()
+        t1 = time.perf_counter()
+        bs = int(batch.batch_size)
+        out = model(batch.x, batch.edge_index)[:bs]
+        target = batch.y[:bs]
+        loss = F.cross_entropy(out, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        t_compute = time.perf_counter() - t1
+        t_allreduce = timer.seconds if world > 1 else None
+        step_rec = {
+            "epoch": epoch, "step": step, "loss": loss.item(), "num_seeds": bs,
+            "t_wait": t_wait, "t_sample": _opt_float(batch, "t_sample"),
+            "t_fetch": _opt_float(batch, "t_fetch"),
+            "t_forward_backward": t_compute - (t_allreduce or 0.0), "t_allreduce": t_allreduce,
+        }
+        correct += int((out.argmax(dim=-1) == target).sum())
+        total += bs
+        loss_sum += step_rec["loss"]
+        for key in sums:
+            if step_rec[key] is not None:
+                sums[key] += step_rec[key]
+                seen[key] = True
+        rss, server_rss = monitor.sample()
+        step_rec.update(t_step=time.perf_counter() - t0, rss_mb=rss, neo4j_rss_mb=server_rss)
+        logger.log("step", **step_rec)
+        bar.update()
+        bar.set_postfix(loss=f"{step_rec['loss']:.4f}")
+    bar.close()
+    _expect_exhausted(batches, num_steps)
+    epoch_time = time.perf_counter() - start
+    totals = distributed.all_reduce_sum(
+        torch.tensor([loss_sum, num_steps, correct, total], dtype=torch.float64))
+    rss, server_rss = monitor.sample()
+    return {
+        "epoch": epoch,
+        "loss": float(totals[0] / totals[1]),
+        "train_acc": float(totals[2] / totals[3]),
+        "val_acc": None, "test_acc": None,
+        "epoch_time": epoch_time,
+        **{k: (v if k not in seen or seen[k] else None) for k, v in sums.items()},
+        "seeds_per_s": len(shard) / epoch_time,
+        "rss_mb": rss, "neo4j_rss_mb": server_rss,
+    }
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, backend: Backend, split: str, *, seed: int) -> float | None:
+    """Accuracy on ``split``: each rank predicts its shard, correct/total summed over ranks.
+
+    Uses the plain module (not the DDP wrapper): no gradient sync is needed and ranks may
+    have different numbers of eval batches.
+    """
+    rank, world = distributed.rank(), distributed.world_size()
+    shard = backend.split_nodes(split)[rank::world]
+    correct = total = 0
+    model.eval()
+    if len(shard):
+        for batch in backend.make_loader(shard, shuffle=False, seed=_mix(seed, rank)):
+            bs = int(batch.batch_size)
+            pred = model(batch.x, batch.edge_index)[:bs].argmax(dim=-1)
+            correct += int((pred == batch.y[:bs]).sum())
+            total += bs
+    counts = distributed.all_reduce_sum(torch.tensor([correct, total], dtype=torch.float64))
+    return float(counts[0] / counts[1]) if counts[1] > 0 else None
+
+
+def _expect_exhausted(batches: Any, num_steps: int) -> None:
+    """The loader must yield exactly ceil(shard / batch_size) batches, or ranks desynchronise."""
+    if next(batches, None) is not None:
+        raise _loader_mismatch(num_steps)
+
+
+def _loader_mismatch(num_steps: int) -> RuntimeError:
+    return RuntimeError(f"backend loader did not yield exactly {num_steps} batches: "
+                        "its batch size must equal --batch_size")
+
+
+def _opt_float(batch: Data, key: str) -> float | None:
+    value = getattr(batch, key, None)
+    return None if value is None else float(value)
+
+
+def _mix(*words: int) -> int:
+    """A well-spread 32-bit seed derived from integers (e.g. base seed, epoch, rank)."""
+    return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1)[0])
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    """This process's RNG states in a form ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+
+
+def _restore_rng(state: dict[str, Any], rank: int, world: int) -> None:
+    """Each rank continues its own RNG streams; with a different world size, reseed per epoch."""
+    states = state["rng"]
+    if len(states) != world:
+        log.warning("checkpoint was written by %d ranks, this job has %d: RNG streams are reseeded",
+                    len(states), world)
+        _seed_all(_mix(int(state["epoch"]), rank, 4))
+        return
+    mine = states[rank]
+    torch.set_rng_state(mine["torch"])
+    np_state = mine["numpy"]
+    np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32),
+                         np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
+    version, internal, gauss = mine["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                     identity: dict[str, Any], progress: Progress) -> None:
+    """Rank 0 writes everything needed to continue after ``epoch``, atomically (tmp + replace)."""
+    rngs = distributed.gather_objects(_rng_state())
+    if distributed.rank() != 0:
+        return
+    state = {
+        "epoch": epoch, "identity": identity, "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "rng": rngs, "progress": dataclasses.asdict(progress),
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"cannot write checkpoint {path} ({exc.strerror or exc}): "
+                        "fix --checkpoint_dir") from None
+
+
+def _load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """Rank 0 reads and checks the checkpoint, every rank gets it (or the same one-line error)."""
+    payload: dict[str, Any] | str | None = None
+    if distributed.rank() == 0:
+        payload = _read_checkpoint(path, identity)
+    payload = distributed.broadcast_object(payload)
+    if isinstance(payload, str):
+        raise UserError(payload)
+    return payload
+
+
+def _read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | str | None:
+    if not path.exists():
+        log.warning("--resume: no checkpoint at %s, starting from epoch 1", path)
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling/format problem means the same thing to the user
+        return f"checkpoint {path} is unreadable ({type(exc).__name__}): delete it or use a new --run_name"
+    theirs = state.get("identity", {})
+    diff = [k for k in _IDENTITY_KEYS if theirs.get(k) != identity[k]]
+    if diff:
+        was = ", ".join(f"{k}={theirs.get(k)}" for k in diff)
+        now = ", ".join(f"{k}={identity[k]}" for k in diff)
+        return (f"checkpoint {path} was written for {was} but this run has {now}: "
+                "use the original settings, another --run_name, or drop --resume")
+    return state
+
+
+def _config_for_log(cfg: TrainConfig) -> dict[str, Any]:
+    """Raw flags (backend ones included) overlaid with the resolved config values."""
+    resolved = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "flags"}
+    return {**cfg.flags, **resolved, "fanouts": list(cfg.fanouts)}
+
+
+def _summary(progress: Progress, cfg: TrainConfig) -> dict[str, Any]:
+    times = progress.epoch_times
+    return {
+        "epochs": cfg.epochs,
+        "best_val_acc": progress.best_val_acc,
+        "test_acc_at_best_val": progress.test_acc_at_best_val,
+        "best_epoch": progress.best_epoch,
+        "mean_epoch_time": sum(times) / len(times) if times else None,
+        "peak_rss_mb": progress.peak_rss_mb,
+        "peak_neo4j_rss_mb": progress.peak_neo4j_rss_mb,
+    }
+
+
+def _format_summary(summary: dict[str, Any]) -> str:
+    def fmt(value: Any, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    return (f"best val acc {fmt(summary['best_val_acc'], '.4f')} (epoch {summary['best_epoch']}), "
+            f"test acc at best val {fmt(summary['test_acc_at_best_val'], '.4f')}, "
+            f"mean epoch time {fmt(summary['mean_epoch_time'], '.3f')} s, "
+            f"peak RSS {fmt(summary['peak_rss_mb'], '.0f')} MiB"
+            + ("" if summary["peak_neo4j_rss_mb"] is None
+               else f", peak Neo4j RSS {summary['peak_neo4j_rss_mb']:.0f} MiB"))
