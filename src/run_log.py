@@ -72,17 +72,21 @@ class MemoryMonitor:
     def __init__(self, server_pid: int | None = None):
         self.server_pid = server_pid
         self.peak_server_mb: float | None = None
+        self._peak_sampled_mb = 0.0
 
     def sample(self) -> tuple[float | None, float | None]:
         """``(rss_mb, server_rss_mb)`` now; the server value is None without a server."""
         server = rss_mb(self.server_pid) if self.server_pid is not None else None
         if server is not None:
             self.peak_server_mb = max(server, self.peak_server_mb or 0.0)
-        return rss_mb(), server
+        mine = rss_mb()
+        self._peak_sampled_mb = max(self._peak_sampled_mb, mine or 0.0)
+        return mine, server
 
     @property
     def peak_rss_mb(self) -> float:
-        return max_rss_mb()
+        """Kernel high-water mark, or a higher sample (the kernel updates it lazily)."""
+        return max(max_rss_mb(), self._peak_sampled_mb)
 
 
 class RunLogger:

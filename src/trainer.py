@@ -231,9 +231,8 @@ def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        progress = Progress(**state["progress"])
         start_epoch = int(state["epoch"]) + 1
-        _restore_rng(state, rank, world)
+        progress = _restore_rank_state(state, rank, world)
     timer = AllreduceTimer()
     ddp_model: nn.Module = model
     if world > 1:
@@ -409,15 +408,24 @@ def _rng_state() -> dict[str, Any]:
     }
 
 
-def _restore_rng(state: dict[str, Any], rank: int, world: int) -> None:
-    """Each rank continues its own RNG streams; with a different world size, reseed per epoch."""
-    states = state["rng"]
-    if len(states) != world:
+def _restore_rank_state(state: dict[str, Any], rank: int, world: int) -> Progress:
+    """Each rank continues its own RNG streams and bookkeeping (epoch times, peaks).
+
+    With a different world size the ranks do not map: RNGs are reseeded per (epoch, rank) and
+    rank 0's bookkeeping is taken (best-val fields are the same on every rank anyway).
+    """
+    ranks = state["ranks"]
+    if len(ranks) != world:
         log.warning("checkpoint was written by %d ranks, this job has %d: RNG streams are reseeded",
-                    len(states), world)
+                    len(ranks), world)
         _seed_all(_mix(int(state["epoch"]), rank, 4))
-        return
-    mine = states[rank]
+        return Progress(**ranks[0]["progress"])
+    mine = ranks[rank]
+    _set_rng_state(mine["rng"])
+    return Progress(**mine["progress"])
+
+
+def _set_rng_state(mine: dict[str, Any]) -> None:
     torch.set_rng_state(mine["torch"])
     np_state = mine["numpy"]
     np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32),
@@ -429,12 +437,12 @@ def _restore_rng(state: dict[str, Any], rank: int, world: int) -> None:
 def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
                      identity: dict[str, Any], progress: Progress) -> None:
     """Rank 0 writes everything needed to continue after ``epoch``, atomically (tmp + replace)."""
-    rngs = distributed.gather_objects(_rng_state())
+    ranks = distributed.gather_objects({"rng": _rng_state(), "progress": dataclasses.asdict(progress)})
     if distributed.rank() != 0:
         return
     state = {
         "epoch": epoch, "identity": identity, "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(), "rng": rngs, "progress": dataclasses.asdict(progress),
+        "optimizer": optimizer.state_dict(), "ranks": ranks,
     }
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

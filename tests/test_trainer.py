@@ -1,0 +1,389 @@
+"""Trainer, flags, logs, DDP and resume: real cora, real processes, real gloo.
+
+The multi-process tests run a small runner script (written to tmp_path) that is
+``in-memory-alternative.py`` plus two test knobs on the backend: more train seeds than the split
+has (an uneven shard) and a SIGKILL of its own process during a given epoch (a crash at a known
+point, without any test hook in the library).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from src import distributed
+from src.backend_memory import FullGraphBackend
+from src.datasets import load_dataset
+from src.errors import UsageError, UserError
+from src.train_cli import add_training_args, parse_training_config
+from src.trainer import TrainConfig, epoch_shard, train
+
+REPO = Path(__file__).resolve().parent.parent
+PROCESS_TIMEOUT = 240  # seconds; generous because the 2-core test machine may be shared
+
+COMMON = {"time", "rank", "world_size", "backend", "dataset"}
+SCHEMA = {  # docs/ARCHITECTURE.md, "Logs"
+    "run_start": {"config", "num_nodes", "num_edges", "resumed_from_epoch"},
+    "step": {"epoch", "step", "loss", "num_seeds", "t_wait", "t_sample", "t_fetch",
+             "t_forward_backward", "t_allreduce", "t_step", "rss_mb", "neo4j_rss_mb"},
+    "epoch": {"epoch", "loss", "train_acc", "val_acc", "test_acc", "epoch_time", "t_wait",
+              "t_sample", "t_fetch", "t_forward_backward", "t_allreduce", "t_eval", "seeds_per_s",
+              "rss_mb", "peak_rss_mb", "neo4j_rss_mb", "stats"},
+    "summary": {"epochs", "best_val_acc", "test_acc_at_best_val", "best_epoch", "mean_epoch_time",
+                "peak_rss_mb", "peak_neo4j_rss_mb"},
+}
+SMALL = ["--dataset", "cora", "--fanouts", "5,5", "--num_layers", "2", "--hidden_channels", "64",
+         "--batch_size", "64", "--lr", "0.01", "--num_loader_threads", "1"]
+
+RUNNER = '''
+"""in-memory-alternative.py with test knobs: --train_seeds N, --kill_epoch E (SIGKILL itself)."""
+import argparse, os, signal
+
+import numpy as np
+import torch
+
+from src.backend_memory import FullGraphBackend
+from src.datasets import load_dataset
+from src.errors import run_cli
+from src.train_cli import add_training_args, configure_console_logging, parse_training_config
+from src.trainer import train
+
+
+class KnobBackend(FullGraphBackend):
+    def __init__(self, *args, train_seeds, kill_epoch, **kwargs):
+        super().__init__(*args, **kwargs)
+        seeds = super().split_nodes("train").numpy()
+        if train_seeds:  # top up with nodes outside every split (cora has plenty)
+            splits = [FullGraphBackend.split_nodes(self, s) for s in ("train", "val", "test")]
+            used = np.concatenate([s.numpy() for s in splits])
+            spare = np.setdiff1d(np.arange(self.num_nodes), used)[: train_seeds - len(seeds)]
+            seeds = np.concatenate([seeds, spare])
+        self.train = seeds
+        self.kill_epoch, self.train_loaders = kill_epoch, 0
+
+    def split_nodes(self, split):
+        return torch.from_numpy(self.train) if split == "train" else super().split_nodes(split)
+
+    def make_loader(self, seeds, *, shuffle, seed):
+        loader = super().make_loader(seeds, shuffle=shuffle, seed=seed)
+        if not np.isin(seeds.numpy(), self.train).all():
+            return loader
+        self.train_loaders += 1
+        return self._die_after_first(loader) if self.train_loaders == self.kill_epoch else loader
+
+    @staticmethod
+    def _die_after_first(loader):
+        for batch in loader:
+            yield batch
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def main():
+    parser = add_training_args(argparse.ArgumentParser())
+    parser.add_argument("--train_seeds", type=int, default=0)
+    parser.add_argument("--kill_epoch", type=int, default=0)
+    args = parser.parse_args()
+    cfg = parse_training_config(args)
+    configure_console_logging()
+    backend = KnobBackend(load_dataset(cfg.dataset), fanouts=cfg.fanouts,
+                          batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
+                          train_seeds=args.train_seeds, kill_epoch=args.kill_epoch)
+    train(backend, cfg)
+
+
+run_cli(main)
+'''
+
+
+# ------------------------------------------------------------------------------------ helpers
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == kind]
+
+
+def cli(argv: list[str], env: dict[str, str] | None = None) -> TrainConfig:
+    parser = add_training_args(argparse.ArgumentParser())
+    return parse_training_config(parser.parse_args(argv), env={} if env is None else env)
+
+
+def run_ranks(script: Path, tmp: Path, per_rank_args: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    """Start one process per rank (world = len(per_rank_args)) and wait for all of them."""
+    port = free_port()
+    world = len(per_rank_args)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), *args, "--num_nodes", str(world), "--node_rank", str(rank),
+             "--master_addr", "127.0.0.1", "--master_port", str(port)],
+            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for rank, args in enumerate(per_rank_args)
+    ]
+    results = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=PROCESS_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return results
+
+
+def last_line(text: str) -> str:
+    return [ln for ln in text.splitlines() if ln.strip()][-1]
+
+
+@pytest.fixture(scope="module")
+def cora_backend() -> FullGraphBackend:
+    return FullGraphBackend(load_dataset("cora"), fanouts=[5, 5], batch_size=64, num_loader_threads=1)
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Path:
+    path = tmp_path / "runner.py"
+    path.write_text(RUNNER)
+    return path
+
+
+def small_config(tmp_path: Path, **overrides: Any) -> TrainConfig:
+    base = dict(dataset="cora", fanouts=(5, 5), num_layers=2, hidden_channels=64, batch_size=64,
+                lr=0.01, epochs=5, log_dir=str(tmp_path / "logs"),
+                checkpoint_dir=str(tmp_path / "ckpt"), run_name="run", num_loader_threads=1)
+    return TrainConfig(**{**base, **overrides})
+
+
+# ------------------------------------------------------------------------- (a) flag validation
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--batch_size", "0"], "--batch_size must be > 0"),
+        (["--batch_size", "-5"], "--batch_size must be > 0"),
+        (["--fanouts", ""], "--fanouts is empty"),
+        (["--fanouts", "10,,5", "--num_layers", "3"], "--fanouts is empty or has an empty entry"),
+        (["--fanouts", "10,a", "--num_layers", "2"], "--fanouts has a non-integer entry"),
+        (["--fanouts", "1.5,2", "--num_layers", "2"], "--fanouts has a non-integer entry"),
+        (["--fanouts", "10,0", "--num_layers", "2"], "--fanouts entries must be > 0"),
+        (["--fanouts", "10,5", "--num_layers", "3"], "--fanouts has 2 entries but --num_layers is 3"),
+        (["--epochs", "0"], "--epochs must be > 0"),
+        (["--lr", "0"], "--lr must be > 0"),
+        (["--lr", "-0.1"], "--lr must be > 0"),
+        (["--dropout", "1"], "--dropout must be in [0, 1)"),
+        (["--dropout", "-0.1"], "--dropout must be in [0, 1)"),
+        (["--num_nodes", "2", "--node_rank", "2"], "--node_rank must be in 0..1"),
+        (["--node_rank", "-1"], "--node_rank must be in 0..0"),
+        (["--num_nodes", "0"], "--num_nodes must be >= 1"),
+        (["--resume"], "--resume needs --run_name"),
+    ],
+)
+def test_bad_flags_raise_one_line_usage_error(argv: list[str], expected: str) -> None:
+    with pytest.raises(UsageError) as info:
+        cli(argv)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unwritable_log_dir_is_a_usage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")  # works as root too, unlike chmod
+    with pytest.raises(UsageError, match="--log_dir .* is not writable"):
+        cli(["--log_dir", str(blocker / "logs")])
+
+
+def test_valid_flags_and_torchrun_environment_override(tmp_path: Path) -> None:
+    argv = ["--fanouts", "15, 10,5", "--log_dir", str(tmp_path), "--node_rank", "0"]
+    cfg = cli(argv)
+    assert cfg.fanouts == (15, 10, 5) and cfg.num_nodes == 1 and cfg.node_rank == 0
+    env = {"RANK": "3", "WORLD_SIZE": "4", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "1234"}
+    cfg = cli(argv, env)
+    assert (cfg.node_rank, cfg.num_nodes, cfg.master_addr, cfg.master_port) == (3, 4, "10.0.0.1", 1234)
+
+
+def test_help_documents_every_flag_with_its_default() -> None:
+    parser = add_training_args(argparse.ArgumentParser())
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert {a.dest for a in flags} >= {
+        "dataset", "dataset_root_dir", "master_addr", "num_nodes", "node_rank", "num_loader_threads",
+        "batch_size", "num_workers", "concurrency", "master_port", "epochs", "fanouts",
+        "hidden_channels", "num_layers", "lr", "dropout", "eval_every", "log_dir", "run_name",
+        "checkpoint_dir", "resume", "seed"}
+    for action in flags:
+        assert action.help and "(default: %(default)s)" in action.help, action.dest
+    assert parser.parse_args([]).num_workers == 1
+
+
+def test_master_port_in_use_is_a_user_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        cfg = TrainConfig(num_nodes=2, node_rank=0, master_addr="127.0.0.1",
+                          master_port=busy.getsockname()[1])
+        with pytest.raises(UserError, match="port is in use"):
+            distributed.init(cfg)
+    assert not torch.distributed.is_initialized()
+
+
+def test_epoch_shards_are_equal_sized_cover_all_seeds_and_agree_across_ranks() -> None:
+    seeds = torch.arange(100, 241)  # 141 seeds
+    shards = [epoch_shard(seeds, seed=7, epoch=3, rank=r, world_size=2) for r in range(2)]
+    assert [len(s) for s in shards] == [71, 71]
+    assert set(torch.cat(shards).tolist()) == set(seeds.tolist())
+    again = epoch_shard(seeds, seed=7, epoch=3, rank=1, world_size=2)
+    assert torch.equal(shards[1], again)
+    assert not torch.equal(shards[0], epoch_shard(seeds, seed=7, epoch=4, rank=0, world_size=2))
+
+
+# ------------------------------------------------------------------- (b) single-process training
+def test_single_process_training_learns_and_logs_the_schema(tmp_path: Path, cora_backend) -> None:
+    secrets = {"neo4j_password": "hunter2", "api_token": "hunter3", "nested": {"client_secret": "hunter4"}}
+    cfg = small_config(tmp_path, epochs=4, eval_every=2, flags={"dataset": "cora", **secrets})
+    summary = train(cora_backend, cfg)
+
+    assert summary["best_val_acc"] > 0.5, summary  # chance is 1/7
+    assert summary["epochs"] == 4 and summary["best_epoch"] in (2, 4)
+    run_dir = tmp_path / "logs" / "run"
+    events = read_events(run_dir / "rank0.jsonl")
+    assert [e["event"] for e in events][0] == "run_start" and events[-1]["event"] == "summary"
+    for event in events:
+        assert set(event) == COMMON | {"event"} | SCHEMA[event["event"]], event["event"]
+        assert (event["rank"], event["world_size"], event["backend"], event["dataset"]) == (
+            0, 1, "in_memory", "cora")
+    assert of(events, "run_start")[0]["num_nodes"] == 2708
+    steps = of(events, "step")
+    assert len(steps) == 4 * 3  # 140 seeds / batch 64 = 3 steps per epoch
+    assert all(s["t_allreduce"] is None and s["rss_mb"] > 0 and s["t_sample"] >= 0
+               and s["t_fetch"] >= 0 and s["t_forward_backward"] > 0 for s in steps)
+    epochs = of(events, "epoch")
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+    assert [e["val_acc"] is not None for e in epochs] == [False, True, False, True]
+    assert all(e["peak_rss_mb"] >= e["rss_mb"] > 0 and e["stats"]["num_edges"] == 10556 for e in epochs)
+    text = (run_dir / "rank0.log").read_text()
+    assert len(text.splitlines()) == len(events)
+    for secret in ("hunter2", "hunter3", "hunter4"):
+        assert secret not in text and secret not in (run_dir / "rank0.jsonl").read_text()
+    assert (tmp_path / "ckpt" / "run" / "checkpoint.pt").is_file()
+
+
+# --------------------------------------------------------------------------- (c) two-rank gloo
+@pytest.mark.slow
+def test_two_ranks_uneven_seeds_same_steps_and_same_accuracy(tmp_path: Path, runner: Path) -> None:
+    args = [*SMALL, "--epochs", "2", "--train_seeds", "141", "--run_name", "ddp"]
+    results = run_ranks(runner, tmp_path, [args, args])
+    for r in results:
+        assert r.returncode == 0, r.stderr[-3000:]
+    logs = [read_events(tmp_path / "logs" / "ddp" / f"rank{k}.jsonl") for k in range(2)]
+    for rank, events in enumerate(logs):
+        steps = of(events, "step")
+        # 141 seeds over 2 ranks: 71 each (one wrapped), batch 64 -> steps of 64 and 7 seeds
+        assert [(s["epoch"], s["step"], s["num_seeds"]) for s in steps] == [
+            (1, 1, 64), (1, 2, 7), (2, 1, 64), (2, 2, 7)], rank
+        for s in steps:
+            assert s["world_size"] == 2 and s["rank"] == rank
+            assert s["t_allreduce"] is not None and s["t_allreduce"] >= 0
+            for key in ("t_wait", "t_sample", "t_fetch", "t_forward_backward", "t_step", "rss_mb"):
+                assert s[key] is not None and s[key] >= 0, key
+        for e in of(events, "epoch"):
+            assert e["t_allreduce"] >= 0 and e["rss_mb"] > 0 and e["peak_rss_mb"] > 0
+    accuracy = [[(e["val_acc"], e["test_acc"], e["loss"]) for e in of(ev, "epoch")] for ev in logs]
+    assert accuracy[0] == accuracy[1]
+    assert of(logs[0], "summary")[0]["test_acc_at_best_val"] == of(logs[1], "summary")[0]["test_acc_at_best_val"]
+    assert "summary of ddp" in results[0].stderr and "summary of ddp" not in results[1].stderr
+
+
+# ---------------------------------------------------------------------------------- (d) resume
+@pytest.mark.slow
+def test_killed_run_resumes_without_losing_or_repeating_epochs(tmp_path: Path, runner: Path) -> None:
+    args = [*SMALL, "--epochs", "4", "--eval_every", "2", "--run_name", "crash"]
+    first = run_ranks(runner, tmp_path, [[*args, "--kill_epoch", "3"], args])
+    assert first[0].returncode == -signal.SIGKILL, first[0].stderr[-3000:]
+    # the surviving rank fails fast with one clear line instead of hanging
+    assert first[1].returncode == 1, first[1].stderr[-3000:]
+    assert "another rank probably crashed" in last_line(first[1].stderr)
+    ckpt = tmp_path / "data" / "checkpoints" / "crash" / "checkpoint.pt"
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    before = read_events(tmp_path / "logs" / "crash" / "rank0.jsonl")
+    assert [e["epoch"] for e in of(before, "epoch")] == [1, 2]
+    assert any(s["epoch"] == 3 for s in of(before, "step"))  # it died during epoch 3
+
+    second = run_ranks(runner, tmp_path, [[*args, "--resume"], [*args, "--resume"]])
+    for r in second:
+        assert r.returncode == 0, r.stderr[-3000:]
+    for rank in range(2):
+        events = read_events(tmp_path / "logs" / "crash" / f"rank{rank}.jsonl")
+        starts = of(events, "run_start")
+        assert [s["resumed_from_epoch"] for s in starts] == [None, 2]
+        epochs = of(events, "epoch")
+        assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+        step_ids = [(s["epoch"], s["step"]) for s in of(events, "step")]
+        assert step_ids == [(e, s) for e in (1, 2, 3, 4) for s in (1, 2)]
+        summary = of(events, "summary")[0]
+        vals = {e["epoch"]: e["val_acc"] for e in epochs if e["val_acc"] is not None}
+        assert set(vals) == {2, 4}
+        assert summary["best_val_acc"] == max(vals.values())  # bookkeeping survived the kill
+        assert summary["mean_epoch_time"] == pytest.approx(sum(e["epoch_time"] for e in epochs) / 4)
+        assert "resuming after epoch 2" in (tmp_path / "logs" / "crash" / f"rank{rank}.log").read_text()
+
+
+# ------------------------------------------------------------------ (e) incompatible checkpoint
+@pytest.fixture(scope="module")
+def cora_checkpoint(tmp_path_factory, cora_backend) -> Path:
+    """A finished 1-epoch cora run with hidden_channels=16 under run name 'old'."""
+    tmp = tmp_path_factory.mktemp("old")
+    train(cora_backend, small_config(tmp, hidden_channels=16, epochs=1, run_name="old"))
+    return tmp
+
+
+@pytest.mark.parametrize(
+    ("dataset", "hidden", "expected"),
+    [("cora", 32, "hidden_channels=16 but this run has hidden_channels=32"),
+     ("citeseer", 16, "dataset=cora, num_features=1433, num_classes=7 but this run has dataset=citeseer")],
+)
+def test_resume_from_incompatible_checkpoint_is_one_line_user_error(
+    cora_checkpoint: Path, dataset: str, hidden: int, expected: str
+) -> None:
+    backend = backend_for(dataset)
+    cfg = small_config(cora_checkpoint, dataset=dataset, hidden_channels=hidden, epochs=2,
+                       run_name="old", resume=True)
+    with pytest.raises(UserError) as info:
+        train(backend, cfg)
+    message = str(info.value)
+    assert expected in message and "\n" not in message
+    assert "--run_name" in message  # says how to fix it
+
+
+def backend_for(dataset: str) -> FullGraphBackend:
+    return FullGraphBackend(load_dataset(dataset), fanouts=[5, 5], batch_size=64, num_loader_threads=1)
+
+
+@pytest.mark.slow
+def test_entry_script_reports_incompatible_checkpoint_in_one_line(cora_checkpoint: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "in-memory-alternative.py"), *SMALL, "--hidden_channels", "32",
+         "--epochs", "2", "--run_name", "old", "--resume",
+         "--log_dir", str(cora_checkpoint / "logs"), "--checkpoint_dir", str(cora_checkpoint / "ckpt")],
+        cwd=cora_checkpoint, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True, text=True, timeout=PROCESS_TIMEOUT,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert last_line(proc.stderr).startswith("error: checkpoint ")
+    assert "hidden_channels=16 but this run has hidden_channels=32" in last_line(proc.stderr)
