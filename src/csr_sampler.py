@@ -1,0 +1,317 @@
+"""In-memory neighbour sampling on a CSC graph, and the multi-hop driver shared by all backends.
+
+Why this exists: pyg-lib / torch-sparse cannot be installed here, so PyG's ``NeighborSampler``
+does not work.  Everything is vectorised numpy (no Python loop per node) so one batch of 1024
+seeds with fanouts [15, 10, 5] takes milliseconds.
+
+* :class:`CSRGraph`: CSC by destination, ``indices[indptr[v]:indptr[v + 1]]`` are the sources
+  ``u`` of the edges ``u -> v`` (PyG ``flow="source_to_target"``).
+* :func:`sample_hop_csr`: one hop, a uniform sample without replacement per frontier node.
+* :func:`sample_multi_hop`: the driver every backend (CSR, Neo4j, ...) plugs its ``hop_fn``
+  into, so relabelling and output layout are defined once.
+* :class:`HopSampler`: the :class:`torch_geometric.sampler.BaseSampler` (for
+  :class:`torch_geometric.loader.NodeLoader`) every backend subclasses with its own ``hop``;
+  :class:`CSRNeighborSampler` is the in-memory one.
+"""
+from __future__ import annotations
+
+import hashlib
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch_geometric.sampler import (
+    BaseSampler,
+    EdgeSamplerInput,
+    NegativeSampling,
+    NodeSamplerInput,
+    SamplerOutput,
+)
+
+HopFn = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
+"""``hop_fn(frontier, fanout, hop) -> (counts [len(frontier)], neighbours [sum(counts)])``."""
+
+# Floyd's subset sampling costs O(fanout**2) time and O(fanout) memory per node; the random-key
+# sort O(degree log degree) time and O(degree) memory.  Floyd is used for small fanouts and for
+# nodes whose degree dwarfs the fanout (hubs), the sort for the rest, so memory per sampled node
+# stays below _FLOYD_MIN_DEGREE_RATIO * fanout whatever the degree.
+_FLOYD_MAX_FANOUT = 32
+_FLOYD_MIN_DEGREE_RATIO = 16
+
+
+@dataclass(frozen=True, eq=False)
+class CSRGraph:
+    """CSC by destination: ``indices[indptr[v]:indptr[v + 1]]`` are the sources of ``v``."""
+
+    indptr: np.ndarray  # int64 [N + 1]
+    indices: np.ndarray  # int64 [E]
+
+    @classmethod
+    def from_edge_index(cls, edge_index: np.ndarray, num_nodes: int) -> CSRGraph:
+        """Build from ``edge_index`` [2, E] (row 0 source, row 1 destination) in O(E log E)."""
+        edge_index = np.asarray(edge_index)
+        if edge_index.ndim != 2 or edge_index.shape[0] != 2:
+            raise ValueError(f"edge_index must have shape [2, E], got {edge_index.shape}")
+        src = edge_index[0].astype(np.int64, copy=False)
+        dst = edge_index[1].astype(np.int64, copy=False)
+        if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= num_nodes):
+            raise ValueError(f"edge_index has node ids outside [0, {num_nodes})")
+        # Stable, so each node's sources keep their input order (sorted input stays sorted).
+        order = np.argsort(dst, kind="stable")
+        indptr = np.zeros(num_nodes + 1, dtype=np.int64)
+        np.cumsum(np.bincount(dst, minlength=num_nodes), out=indptr[1:])
+        return cls(indptr=indptr, indices=src[order])
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def num_edges(self) -> int:
+        return len(self.indices)
+
+    def degree(self, nodes: np.ndarray) -> np.ndarray:
+        """In-degree (number of sampleable neighbours) of ``nodes``."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        return self.indptr[nodes + 1] - self.indptr[nodes]
+
+
+def _segment_arange(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + n)`` for every (s, n), without a Python loop."""
+    total = int(lengths.sum())
+    seg_begin = np.cumsum(lengths) - lengths  # where each segment begins in the output
+    return np.repeat(starts - seg_begin, lengths) + np.arange(total, dtype=np.int64)
+
+
+def _floyd_offsets(deg: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """[M, k] offsets, row i a uniform k-subset of ``range(deg[i])`` (Floyd's algorithm).
+
+    Step j draws t uniform in [0, deg - k + j]; if t was already taken, take deg - k + j (never
+    taken before).  Every k-subset has probability 1 / C(deg, k); the loop is over k, not nodes.
+    Built as [k, M] so the membership test reduces over contiguous rows.
+    """
+    out = np.empty((k, len(deg)), dtype=np.int64)
+    for j in range(k):
+        top = deg - k + j
+        t = rng.integers(0, top + 1)
+        out[j] = np.where((out[:j] == t).any(axis=0), top, t)
+    return out.T
+
+
+def _sort_offsets(deg: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """[M, k] offsets, row i the first k of a uniform random order of ``range(deg[i])``.
+
+    Keys are a random permutation of all candidate edges, so they are distinct (no tie bias).
+    ``seg * total + key`` fits int64: total <= _FLOYD_MIN_DEGREE_RATIO * k * len(deg).
+    """
+    total = int(deg.sum())
+    seg = np.repeat(np.arange(len(deg), dtype=np.int64), deg)
+    order = np.argsort(seg * total + rng.permutation(total))
+    seg_begin = np.cumsum(deg) - deg
+    first_k = seg_begin[:, None] + np.arange(k, dtype=np.int64)
+    return order[first_k] - seg_begin[:, None]
+
+
+def _subset_offsets(deg: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """[M, k] uniform k-subsets of ``range(deg[i])`` for nodes with ``deg > k``."""
+    if k <= _FLOYD_MAX_FANOUT:
+        return _floyd_offsets(deg, k, rng)
+    hub = deg >= _FLOYD_MIN_DEGREE_RATIO * k
+    out = np.empty((len(deg), k), dtype=np.int64)
+    out[hub] = _floyd_offsets(deg[hub], k, rng)
+    out[~hub] = _sort_offsets(deg[~hub], k, rng)
+    return out
+
+
+def sample_hop_csr(
+    csr: CSRGraph, frontier: np.ndarray, fanout: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample ``min(fanout, degree)`` distinct neighbours of EVERY frontier node.
+
+    ``fanout == -1`` takes all neighbours.  Returns ``(counts, neighbours)`` with neighbours
+    grouped by frontier node in frontier order; each group is a uniform random subset.
+    """
+    if fanout < -1:
+        raise ValueError(f"fanout must be >= 0 or -1 (all), got {fanout}")
+    frontier = np.asarray(frontier, dtype=np.int64)
+    start = csr.indptr[frontier]
+    deg = csr.indptr[frontier + 1] - start
+    counts = deg if fanout == -1 else np.minimum(deg, fanout)
+    # Nodes with deg <= fanout keep their whole range; the others are overwritten below.
+    pos = _segment_arange(start, counts)
+    if fanout > 0:
+        over = np.flatnonzero(deg > fanout)
+        if len(over):
+            out_begin = (np.cumsum(counts) - counts)[over]
+            slots = out_begin[:, None] + np.arange(fanout, dtype=np.int64)
+            pos[slots] = start[over][:, None] + _subset_offsets(deg[over], fanout, rng)
+    return counts, csr.indices[pos]
+
+
+def _unique_first(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(ids, return_index=True, return_inverse=True)``, about 2.5x faster.
+
+    Sorts the values ``id * len + position`` (a plain value sort, much cheaper than the stable
+    argsort ``np.unique`` does) so equal ids come out ordered by first position.
+    """
+    n = len(ids)
+    if n == 0 or int(ids.max()) >= np.iinfo(np.int64).max // n - 1:
+        return np.unique(ids, return_index=True, return_inverse=True)
+    keyed = np.sort(ids * n + np.arange(n, dtype=np.int64))
+    sorted_ids = keyed // n
+    position = keyed - sorted_ids * n
+    head = np.empty(n, dtype=bool)
+    head[0] = True
+    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=head[1:])
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[position] = np.cumsum(head) - 1
+    return sorted_ids[head], position[head], inverse
+
+
+class _Relabeler:
+    """Global -> local ids for one batch, kept as a sorted array (O(batch), not O(N))."""
+
+    def __init__(self, seeds: np.ndarray):
+        # A duplicated seed keeps all its positions in the node list; lookups map to the first.
+        self.sorted_ids, self.local, _ = _unique_first(seeds)
+        self.num_nodes = len(seeds)
+
+    def add(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Local ids of ``ids``; unseen ids get new ones in order of first appearance.
+
+        Returns ``(local ids [len(ids)], new global ids in local-id order)``.
+        """
+        uniq, first, inverse = _unique_first(ids)
+        pos = np.searchsorted(self.sorted_ids, uniq)
+        found = np.zeros(len(uniq), dtype=bool)
+        if len(self.sorted_ids):
+            found = self.sorted_ids[np.minimum(pos, len(self.sorted_ids) - 1)] == uniq
+        new = ~found
+        rank = np.empty(int(new.sum()), dtype=np.int64)
+        appearance = np.argsort(first[new])  # first positions are distinct: no ties
+        rank[appearance] = np.arange(len(rank), dtype=np.int64)
+        new_local = self.num_nodes + rank
+        uniq_local = np.empty(len(uniq), dtype=np.int64)
+        uniq_local[found] = self.local[pos[found]]
+        uniq_local[new] = new_local
+        self.sorted_ids = np.insert(self.sorted_ids, pos[new], uniq[new])
+        self.local = np.insert(self.local, pos[new], new_local)
+        self.num_nodes += len(rank)
+        return uniq_local[inverse], uniq[new][appearance]
+
+
+def sample_multi_hop(hop_fn: HopFn, seeds: np.ndarray, fanouts: list[int]) -> SamplerOutput:
+    """Multi-hop neighbour sampling with the semantics of PyG's ``NeighborSampler``.
+
+    Non-disjoint, directed: the node list starts with ``seeds`` in order (a duplicated seed is
+    kept at every position and sampled from at every position, as pyg-lib does; NodeLoader
+    batches of a duplicate-free ``input_nodes`` never contain duplicates).  Hop k samples
+    neighbours of the nodes that were new in hop k - 1 (hop 0: the seeds); new nodes are appended
+    in order of first appearance.  ``row`` = local source (the sampled neighbour), ``col`` =
+    local destination (the frontier node).  ``metadata`` is left for the sampler to set.
+    """
+    seeds = np.asarray(seeds, dtype=np.int64)
+    relabel = _Relabeler(seeds)
+    frontier, frontier_local = seeds, np.arange(len(seeds), dtype=np.int64)
+    nodes, rows, cols = [seeds], [], []
+    num_sampled_nodes, num_sampled_edges = [len(seeds)], []
+    for hop, fanout in enumerate(fanouts):
+        counts, neighbours = hop_fn(frontier, fanout, hop)
+        counts = np.asarray(counts, dtype=np.int64)
+        neighbours = np.asarray(neighbours, dtype=np.int64)
+        if counts.shape != frontier.shape or int(counts.sum()) != len(neighbours):
+            raise ValueError(
+                f"hop_fn returned {counts.shape} counts summing to {int(counts.sum())} for "
+                f"{len(frontier)} frontier nodes and {len(neighbours)} neighbours (hop {hop})"
+            )
+        row, new_nodes = relabel.add(neighbours)
+        rows.append(row)
+        cols.append(np.repeat(frontier_local, counts))
+        nodes.append(new_nodes)
+        num_sampled_nodes.append(len(new_nodes))
+        num_sampled_edges.append(len(neighbours))
+        first_local = relabel.num_nodes - len(new_nodes)
+        frontier = new_nodes
+        frontier_local = np.arange(first_local, relabel.num_nodes, dtype=np.int64)
+    return SamplerOutput(
+        node=torch.from_numpy(np.concatenate(nodes)),
+        row=torch.from_numpy(np.concatenate(rows) if rows else np.empty(0, np.int64)),
+        col=torch.from_numpy(np.concatenate(cols) if cols else np.empty(0, np.int64)),
+        edge=None,
+        num_sampled_nodes=num_sampled_nodes,
+        num_sampled_edges=num_sampled_edges,
+    )
+
+
+class HopSampler(BaseSampler):
+    """``BaseSampler`` on top of :func:`sample_multi_hop`; each backend implements :meth:`hop`.
+
+    Reproducible and thread-safe without a lock: every batch draws from its own generator,
+    seeded from ``(seed, epoch, hash of the batch's seed ids)``.  So the sample of a batch does
+    not depend on which thread runs it or on the order batches are sampled in (prefetching gives
+    the same result as a sequential run).  Call :meth:`set_epoch` to get fresh samples for a
+    repeated batch (e.g. ``shuffle=False``) in a new epoch.  ``seed=None`` draws a random seed.
+    Homogeneous, non-temporal node sampling only.
+    """
+
+    def __init__(self, fanouts: list[int], seed: int | None = None):
+        if not fanouts or any(int(k) < -1 for k in fanouts):
+            raise ValueError(f"fanouts must be a non-empty list of ints >= -1, got {fanouts}")
+        if seed is not None and seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.fanouts = [int(k) for k in fanouts]
+        self.seed = int(np.random.SeedSequence().entropy if seed is None else seed)
+        self.epoch = 0
+
+    @abstractmethod
+    def hop(
+        self, frontier: np.ndarray, fanout: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One hop with the :data:`HopFn` contract, drawing randomness only from ``rng``."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Mix ``epoch`` into every batch's random stream (call between epochs, not during)."""
+        self.epoch = int(epoch)
+
+    def batch_rng(self, seeds: np.ndarray) -> np.random.Generator:
+        """The generator of the batch with these seed ids (same ids, seed, epoch: same stream)."""
+        digest = hashlib.blake2b(seeds.tobytes(), digest_size=16).digest()
+        words = np.frombuffer(digest, dtype=np.uint32).tolist()
+        return np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, *words]))
+
+    def sample_from_nodes(self, inputs: NodeSamplerInput, **kwargs) -> SamplerOutput:
+        if inputs.input_type is not None or inputs.time is not None:
+            raise NotImplementedError(
+                f"{type(self).__name__} supports homogeneous, non-temporal graphs only"
+            )
+        seeds = inputs.node.numpy().astype(np.int64, copy=False)
+        rng = self.batch_rng(seeds)
+        out = sample_multi_hop(lambda frontier, fanout, hop: self.hop(frontier, fanout, rng),
+                               seeds, self.fanouts)
+        out.metadata = (inputs.input_id, inputs.time)
+        return out
+
+    def sample_from_edges(
+        self, inputs: EdgeSamplerInput, neg_sampling: NegativeSampling | None = None
+    ) -> SamplerOutput:
+        raise NotImplementedError(f"{type(self).__name__} does node sampling only")
+
+    @property
+    def edge_permutation(self) -> None:
+        """No edge ids are returned (``edge=None``), so there is no permutation to report."""
+        return None
+
+
+class CSRNeighborSampler(HopSampler):
+    """Uniform neighbour sampler over an in-memory :class:`CSRGraph` (see :class:`HopSampler`)."""
+
+    def __init__(self, csr: CSRGraph, fanouts: list[int], seed: int | None = None):
+        super().__init__(fanouts, seed)
+        self.csr = csr
+
+    def hop(
+        self, frontier: np.ndarray, fanout: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return sample_hop_csr(self.csr, frontier, fanout, rng)

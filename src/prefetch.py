@@ -1,0 +1,124 @@
+"""Run sampling and feature fetching of the next batches in threads around a ``NodeLoader``.
+
+Why threads and not processes (``DataLoader(num_workers=...)``): the Neo4j driver holds
+sockets and a connection pool that must not be forked, and the graph / feature arrays are
+large, so copying or re-opening them per worker process costs memory and start-up time.  The
+heavy work releases the GIL (numpy sorts and gathers, torch ``index_select``, socket IO of the
+Neo4j driver), so threads overlap it with the training step.
+
+The loader is not reimplemented: batches of indices come from the loader's own
+``batch_sampler`` and ``generator`` (so shuffling is identical to iterating the ``NodeLoader``),
+sampling is ``node_loader.collate_fn`` and feature fetching ``node_loader.filter_fn``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Iterator
+
+from torch.utils.data import DataLoader
+from torch_geometric.data import Data
+from torch_geometric.loader import NodeLoader
+
+log = logging.getLogger(__name__)
+
+THREAD_NAME_PREFIX = "prefetch"
+
+
+def _keep_indices(index: list[int]) -> list[int]:
+    return index
+
+
+class PrefetchLoader:
+    """Iterable of ``Data`` batches, in order, with up to ``num_threads`` batches in flight.
+
+    Each batch carries ``t_sample`` (``collate_fn``), ``t_fetch`` (``filter_fn``) and ``t_wait``
+    (how long the consumer blocked for it), all in seconds.  ``num_threads=0`` loads each batch
+    synchronously when asked for (then ``t_wait`` is the whole load time).  An exception in a
+    worker is re-raised in the consumer; stopping early (``break``) or an exception cancels
+    queued batches and joins the threads when the iterator is closed.  A ``for`` loop closes it
+    on ``break``; an iterator held in a variable (or in a live traceback) is closed when it is
+    collected or by calling its ``close()``.
+
+    ``NodeLoader.filter_per_worker`` only chooses which DataLoader process runs ``filter_fn``;
+    this class runs it in its own threads, so it switches the flag off (otherwise
+    ``collate_fn`` would already filter and the two steps could not be timed apart).  The
+    loader's own ``num_workers`` processes are not used.
+    """
+
+    def __init__(self, node_loader: NodeLoader, num_threads: int):
+        if num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0, got {num_threads}")
+        if node_loader.batch_sampler is None:
+            raise ValueError("PrefetchLoader needs a NodeLoader built with a batch_size")
+        if node_loader.filter_per_worker:
+            log.debug("PrefetchLoader: setting filter_per_worker=False on %r", node_loader)
+            node_loader.filter_per_worker = False
+        if node_loader.num_workers:
+            log.warning("PrefetchLoader ignores NodeLoader num_workers=%d; it uses %d threads",
+                        node_loader.num_workers, num_threads)
+        self.node_loader = node_loader
+        self.num_threads = num_threads
+
+    def __len__(self) -> int:
+        return len(self.node_loader.batch_sampler)
+
+    def _load(self, index: list[int]) -> Data:
+        """Sample and fetch one batch; runs in a worker thread (or inline for 0 threads)."""
+        t0 = time.perf_counter()
+        out = self.node_loader.collate_fn(index)
+        t1 = time.perf_counter()
+        data = self.node_loader.filter_fn(out)
+        data.t_sample = t1 - t0
+        data.t_fetch = time.perf_counter() - t1
+        return data
+
+    def _index_batches(self) -> Iterator[list[int]]:
+        """The index batches one iteration of ``node_loader`` would sample.
+
+        A plain DataLoader over the same dataset, batch sampler and generator: like the
+        ``NodeLoader``'s, its iterator draws a base seed from the generator before the sampler
+        shuffles, so the permutation matches the one a direct iteration would use.
+        """
+        loader = self.node_loader
+        return iter(DataLoader(loader.dataset, batch_sampler=loader.batch_sampler,
+                               collate_fn=_keep_indices, generator=loader.generator))
+
+    def __iter__(self) -> Iterator[Data]:
+        indices = self._index_batches()
+        if self.num_threads == 0:
+            yield from self._iter_sync(indices)
+        else:
+            yield from self._iter_threaded(indices)
+
+    def _iter_sync(self, indices: Iterator[list[int]]) -> Iterator[Data]:
+        for index in indices:
+            t0 = time.perf_counter()
+            data = self._load(index)
+            data.t_wait = time.perf_counter() - t0
+            yield data
+
+    def _iter_threaded(self, indices: Iterator[list[int]]) -> Iterator[Data]:
+        pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix=THREAD_NAME_PREFIX)
+        pending: deque[Future[Data]] = deque()
+        try:
+            for index in indices:
+                pending.append(pool.submit(self._load, index))
+                if len(pending) == self.num_threads:
+                    break
+            while pending:
+                t0 = time.perf_counter()
+                data = pending.popleft().result()
+                wait = time.perf_counter() - t0
+                # Refill before handing the batch over, so num_threads batches load while the
+                # consumer works on this one.
+                index = next(indices, None)
+                if index is not None:
+                    pending.append(pool.submit(self._load, index))
+                data.t_wait = wait
+                yield data
+        finally:
+            # Runs on exhaustion, on a worker exception and on close() (consumer broke out).
+            pool.shutdown(wait=True, cancel_futures=True)
