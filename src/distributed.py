@@ -119,6 +119,9 @@ def _rendezvous_message(cfg: TrainConfig, detail: str) -> str:
     if "failed to listen" in detail or "EADDRNOTAVAIL" in detail:
         return (f"rank 0 cannot listen on {where}: --master_addr must be an address of this "
                 "machine (e.g. its hostname or IP)")
+    if "Ping failed" in detail:
+        return (f"rank {cfg.node_rank}: {where} answered but is not this job's rank 0; "
+                "--master_addr must name rank 0's machine and --master_port a port free there")
     if cfg.node_rank == 0 and ("waiting for clients" in detail or "Timed out" in detail):
         return (f"rank 0: not all {cfg.num_nodes} ranks joined at {where} within {secs} s; "
                 "start every rank with the same --master_addr/--master_port/--num_nodes")

@@ -9,7 +9,6 @@ passed in is scrubbed of keys that look like credentials, whatever the caller al
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import resource
@@ -90,7 +89,7 @@ class MemoryMonitor:
 
 
 class RunLogger:
-    """Writes schema events for one rank of one run; use as a context manager or call close().
+    """Writes schema events for one rank of one run; call close() when done.
 
     ``append=True`` (resume) keeps the existing files; otherwise they are started afresh.
     """
@@ -150,12 +149,6 @@ class RunLogger:
     def close(self) -> None:
         self._jsonl.close()
         self._text.close()
-
-    def __enter__(self) -> RunLogger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _is_after(line: str, epoch: int) -> bool:

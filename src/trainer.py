@@ -257,19 +257,7 @@ def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
         for epoch in range(start_epoch, cfg.epochs + 1):
             record = _train_epoch(ddp_model, optimizer, backend, cfg, train_seeds, epoch,
                                   timer, monitor, logger)
-            t0 = time.perf_counter()
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                record["val_acc"] = evaluate(model, backend, "val", seed=_mix(cfg.seed, epoch, 2))
-                record["test_acc"] = evaluate(model, backend, "test", seed=_mix(cfg.seed, epoch, 3))
-                progress.record_eval(epoch, record["val_acc"], record["test_acc"])
-            record["t_eval"] = time.perf_counter() - t0
-            progress.epoch_times.append(record["epoch_time"])
-            progress.peak_rss_mb = max(progress.peak_rss_mb, monitor.peak_rss_mb)
-            if monitor.peak_server_mb is not None:
-                progress.peak_neo4j_rss_mb = max(progress.peak_neo4j_rss_mb or 0.0,
-                                                 monitor.peak_server_mb)
-            record["peak_rss_mb"] = progress.peak_rss_mb
-            record["stats"] = backend.stats()
+            _finish_epoch(record, model, backend, cfg, progress, monitor)
             logger.log("epoch", **record)
             _save_checkpoint(ckpt_path, model, optimizer, epoch, identity, progress)
         summary = _summary(progress, cfg)
@@ -288,8 +276,9 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
     rank, world = distributed.rank(), distributed.world_size()
     shard = epoch_shard(train_seeds, seed=cfg.seed, epoch=epoch, rank=rank, world_size=world)
     num_steps = -(-len(shard) // cfg.batch_size)
-    sums = dict.fromkeys(("t_wait", "t_sample", "t_fetch", "t_forward_backward", "t_allreduce"), 0.0)
-    seen = dict.fromkeys(("t_sample", "t_fetch", "t_allreduce"), False)
+    # Sums over the epoch; a field stays None if no step had it (e.g. t_allreduce, one rank).
+    sums: dict[str, float | None] = dict.fromkeys(
+        ("t_wait", "t_sample", "t_fetch", "t_forward_backward", "t_allreduce"))
     loss_sum, correct, total = 0.0, 0, 0
     model.train()
     start = time.perf_counter()
@@ -322,10 +311,9 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
         correct += int((out.argmax(dim=-1) == target).sum())
         total += bs
         loss_sum += step_rec["loss"]
-        for key in sums:
+        for key, value in sums.items():
             if step_rec[key] is not None:
-                sums[key] += step_rec[key]
-                seen[key] = True
+                sums[key] = (value or 0.0) + step_rec[key]
         rss, server_rss = monitor.sample()
         step_rec.update(t_step=time.perf_counter() - t0, rss_mb=rss, neo4j_rss_mb=server_rss)
         logger.log("step", **step_rec)
@@ -343,10 +331,28 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
         "train_acc": float(totals[2] / totals[3]),
         "val_acc": None, "test_acc": None,
         "epoch_time": epoch_time,
-        **{k: (v if k not in seen or seen[k] else None) for k, v in sums.items()},
+        **sums,
         "seeds_per_s": len(shard) / epoch_time,
         "rss_mb": rss, "neo4j_rss_mb": server_rss,
     }
+
+
+def _finish_epoch(record: dict[str, Any], model: nn.Module, backend: Backend, cfg: TrainConfig,
+                  progress: Progress, monitor: MemoryMonitor) -> None:
+    """Evaluate if due, update the run bookkeeping, complete ``record`` for the epoch event."""
+    epoch = record["epoch"]
+    t0 = time.perf_counter()
+    if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        record["val_acc"] = evaluate(model, backend, "val", seed=_mix(cfg.seed, epoch, 2))
+        record["test_acc"] = evaluate(model, backend, "test", seed=_mix(cfg.seed, epoch, 3))
+        progress.record_eval(epoch, record["val_acc"], record["test_acc"])
+    record["t_eval"] = time.perf_counter() - t0
+    progress.epoch_times.append(record["epoch_time"])
+    progress.peak_rss_mb = max(progress.peak_rss_mb, monitor.peak_rss_mb)
+    if monitor.peak_server_mb is not None:
+        progress.peak_neo4j_rss_mb = max(progress.peak_neo4j_rss_mb or 0.0, monitor.peak_server_mb)
+    record["peak_rss_mb"] = progress.peak_rss_mb
+    record["stats"] = backend.stats()
 
 
 @torch.no_grad()
