@@ -57,7 +57,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         default=_D.run_name)
     arg("--checkpoint_dir", "checkpoints go to <checkpoint_dir>/<run_name>/ (written by rank 0)",
         default=_D.checkpoint_dir)
-    arg("--resume", "continue the run --run_name from its last completed epoch",
+    arg("--resume", "continue run --run_name after its last checkpointed epoch (fresh if none)",
         action="store_true")
     arg("--seed", "random seed (model init, shuffling, sampling)", type=int, default=_D.seed)
     return parser

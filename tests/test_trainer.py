@@ -155,7 +155,7 @@ def last_line(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def cora_backend() -> FullGraphBackend:
-    return FullGraphBackend(load_dataset("cora"), fanouts=[5, 5], batch_size=64, num_loader_threads=1)
+    return backend_for("cora")
 
 
 @pytest.fixture
@@ -163,6 +163,10 @@ def runner(tmp_path: Path) -> Path:
     path = tmp_path / "runner.py"
     path.write_text(RUNNER)
     return path
+
+
+def backend_for(dataset: str) -> FullGraphBackend:
+    return FullGraphBackend(load_dataset(dataset), fanouts=[5, 5], batch_size=64, num_loader_threads=1)
 
 
 def small_config(tmp_path: Path, **overrides: Any) -> TrainConfig:
@@ -368,10 +372,6 @@ def test_resume_from_incompatible_checkpoint_is_one_line_user_error(
     message = str(info.value)
     assert expected in message and "\n" not in message
     assert "--run_name" in message  # says how to fix it
-
-
-def backend_for(dataset: str) -> FullGraphBackend:
-    return FullGraphBackend(load_dataset(dataset), fanouts=[5, 5], batch_size=64, num_loader_threads=1)
 
 
 @pytest.mark.slow
