@@ -29,3 +29,26 @@ def client(neo4j_settings: Neo4jSettings) -> Neo4jClient:
 def unique_label() -> str:
     """A label no other test uses, so tests can share one database."""
     return f"T_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def loaded_dataset(client: Neo4jClient):
+    """``loaded_dataset("cora") -> (GraphDataset, GraphSchema, record)`` loaded once under ``pytest_<name>``.
+
+    The stable name makes re-runs against the same database a no-op load (verified by counts).
+    """
+    from src.datasets import load_dataset
+    from src.loader import LoadConfig, ensure_loaded, require_loaded
+    from src.schema import GraphSchema
+
+    cache: dict[str, tuple] = {}
+
+    def load(name: str):
+        if name not in cache:
+            ds = load_dataset(name)
+            schema = GraphSchema.for_dataset(f"pytest_{name}")
+            ensure_loaded(client, ds, schema, LoadConfig(progress=False))
+            cache[name] = (ds, schema, require_loaded(client, schema.dataset))
+        return cache[name]
+
+    return load

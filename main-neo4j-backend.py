@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Train GraphSAGE data-parallel over torch.distributed (gloo) with the graph kept in Neo4j.
+
+Each rank samples neighbourhoods inside Neo4j and fetches features on demand, so trainer memory
+does not grow with the graph. Load the dataset first (jobs/launch_training_single_node.sh does):
+  python loaders/load_into_neo4j.py --dataset cora
+  python main-neo4j-backend.py --dataset cora --epochs 20 --fanouts 10,10 --num_layers 2
+Several machines: run it on each with --num_nodes N --node_rank k --master_addr <rank-0 host>
+(or under torchrun, which sets RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT).
+"""
+from __future__ import annotations
+
+import argparse
+
+from src.backend_neo4j import Neo4jBackend
+from src.client import add_connection_args, connect, settings_from_args
+from src.errors import run_cli
+from src.loader import require_loaded
+from src.schema import GraphSchema
+from src.train_cli import add_training_args, configure_console_logging, parse_training_config
+from src.trainer import train
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_training_args(parser)
+    add_connection_args(parser)
+    g = parser.add_argument_group("Neo4j backend")
+    g.add_argument("--cache_mb", type=float, default=0.0,
+                   help="per-rank cache of feature rows of hot nodes in MiB; 0 disables it (default: %(default)s)")
+    args = parser.parse_args()
+    cfg = parse_training_config(args)
+    configure_console_logging()
+    client = connect(settings_from_args(args), max_pool_size=cfg.concurrency + cfg.num_loader_threads)
+    record = require_loaded(client, cfg.dataset)
+    schema = GraphSchema.for_dataset(cfg.dataset, label=record["label"], rel_type=record["rel_type"])
+    backend = Neo4jBackend(client, schema, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
+                           num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb)
+    try:
+        train(backend, cfg)
+    finally:
+        backend.close()
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

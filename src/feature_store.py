@@ -1,0 +1,181 @@
+"""PyG FeatureStore that reads node features ``x`` and labels ``y`` from Neo4j on demand.
+
+One round trip per batch (chunked when large) fetches both ``x`` and ``y`` for the unique ids
+of the batch; rows come back as packed float32 bytes and are decoded with one ``np.frombuffer``.
+An optional hot-node cache (budget in MB, off by default) keeps rows of nodes seen early, which
+under neighbour sampling are mostly high-degree nodes that every batch touches again.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch_geometric.data import FeatureStore
+from torch_geometric.data.feature_store import TensorAttr
+
+from src.client import Neo4jClient
+from src.errors import UserError
+from src.schema import GraphSchema, decode_features
+
+log = logging.getLogger(__name__)
+
+ATTRS = ("x", "y")
+
+
+class FeatureCache:
+    """Fill-until-full cache of feature rows and labels, looked up with vectorised searchsorted.
+
+    Why not LRU: eviction bookkeeping per id is a Python loop; with neighbour sampling the
+    first rows seen are dominated by hubs, so "keep the first ``capacity`` rows" holds the hot set.
+    """
+
+    def __init__(self, budget_mb: float, num_features: int) -> None:
+        row_bytes = num_features * 4 + 8 + 8
+        self.capacity = int(budget_mb * 2**20) // row_bytes
+        self._ids = np.empty(0, dtype=np.int64)  # sorted
+        self._x = np.empty((0, num_features), dtype=np.float32)
+        self._y = np.empty(0, dtype=np.int64)
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.lookups = 0
+
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (hit mask, x rows of hits, y of hits) for unique ``ids``."""
+        with self._lock:
+            cached, x, y = self._ids, self._x, self._y
+            pos = np.searchsorted(cached, ids)
+            pos_c = np.minimum(pos, max(len(cached) - 1, 0))
+            hit = (pos < len(cached)) & (cached[pos_c] == ids) if len(cached) else np.zeros(len(ids), bool)
+            self.hits += int(hit.sum())
+            self.lookups += len(ids)
+        return hit, x[pos_c[hit]], y[pos_c[hit]]
+
+    def insert(self, ids: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+        with self._lock:
+            room = self.capacity - len(self._ids)
+            if room <= 0 or len(ids) == 0:
+                return
+            ids, x, y = ids[:room], x[:room], y[:room]
+            all_ids = np.concatenate([self._ids, ids])
+            order = np.argsort(all_ids, kind="stable")
+            self._ids = all_ids[order]
+            self._x = np.concatenate([self._x, x])[order]
+            self._y = np.concatenate([self._y, y])[order]
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.hits / self.lookups if self.lookups else None
+
+
+@dataclass
+class FetchStats:
+    rows_fetched: int = 0
+    round_trips: int = 0
+
+
+class Neo4jFeatureStore(FeatureStore):
+    """Read-only feature store over one dataset in Neo4j (attributes ``x`` and ``y``)."""
+
+    def __init__(self, client: Neo4jClient, schema: GraphSchema, num_nodes: int, num_features: int,
+                 *, cache_mb: float = 0.0, chunk_size: int = 20_000) -> None:
+        super().__init__()
+        self.client = client
+        self.schema = schema
+        self.num_nodes = num_nodes
+        self.num_features = num_features
+        self.chunk_size = chunk_size
+        self.cache = FeatureCache(cache_mb, num_features) if cache_mb > 0 else None
+        self.stats = FetchStats()
+        s = schema
+        self._query = (
+            f"UNWIND $ids AS i MATCH (n:`{s.label}` {{`{s.id_prop}`: i}}) "
+            f"RETURN n.`{s.id_prop}` AS id, n.`{s.x_prop}` AS x, n.`{s.y_prop}` AS y"
+        )
+
+    # -- batched fetch -----------------------------------------------------------------------
+    def fetch(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features ``[len(index), F]`` and labels ``[len(index)]`` in ``index`` order (repeats allowed)."""
+        index = np.asarray(index, dtype=np.int64)
+        uniq, inverse = np.unique(index, return_inverse=True)
+        if len(uniq) and (uniq[0] < 0 or uniq[-1] >= self.num_nodes):
+            bad = uniq[(uniq < 0) | (uniq >= self.num_nodes)][:5].tolist()
+            raise UserError(f"unknown node ids {bad} for dataset {self.schema.dataset!r} (valid: 0..{self.num_nodes - 1})")
+        x = np.empty((len(uniq), self.num_features), dtype=np.float32)
+        y = np.empty(len(uniq), dtype=np.int64)
+        miss = np.ones(len(uniq), dtype=bool)
+        if self.cache is not None:
+            hit, cx, cy = self.cache.lookup(uniq)
+            x[hit], y[hit] = cx, cy
+            miss = ~hit
+        todo = uniq[miss]
+        if len(todo):
+            fx, fy = self._fetch_unique(todo)
+            x[miss], y[miss] = fx, fy
+            if self.cache is not None:
+                self.cache.insert(todo, fx, fy)
+        return x[inverse], y[inverse]
+
+    def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys, got = [], [], []
+        for start in range(0, len(ids), self.chunk_size):
+            chunk = ids[start:start + self.chunk_size].tolist()
+            recs = self.client.read_tx(lambda tx: tx.run(self._query, ids=chunk).values("id", "x", "y"))
+            self.stats.round_trips += 1
+            got.extend(r[0] for r in recs)
+            xs.extend(r[1] for r in recs)
+            ys.extend(r[2] for r in recs)
+        got_a = np.asarray(got, dtype=np.int64)
+        if len(got_a) != len(ids):
+            missing = np.setdiff1d(ids, got_a)[:5].tolist()
+            raise UserError(f"nodes {missing} of dataset {self.schema.dataset!r} are missing in Neo4j; "
+                            f"reload it with `python loaders/load_into_neo4j.py --dataset {self.schema.dataset}`")
+        try:
+            x = decode_features(xs, self.num_features)
+        except (ValueError, TypeError):
+            raise UserError(f"feature property {self.schema.x_prop!r} of dataset {self.schema.dataset!r} is not "
+                            f"{self.num_features} packed float32 values; reload the dataset") from None
+        y = np.asarray([-1 if v is None else v for v in ys], dtype=np.int64)
+        # Rows may come back in any order: put them in the order asked for.
+        order = np.argsort(got_a)
+        self.stats.rows_fetched += len(ids)
+        return x[order], y[order]
+
+    # -- PyG FeatureStore interface ------------------------------------------------------------
+    def _multi_get_tensor(self, attrs: list[TensorAttr]) -> list[torch.Tensor]:
+        """x and y of the same index come from one query instead of two."""
+        index = attrs[0].index
+        if all(a.attr_name in ATTRS for a in attrs) and all(a.index is index for a in attrs):
+            x, y = self.fetch(_as_numpy(index))
+            by_name = {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}
+            return [by_name[a.attr_name] for a in attrs]
+        return [self._get_tensor(a) for a in attrs]
+
+    def _get_tensor(self, attr: TensorAttr) -> torch.Tensor:
+        if attr.attr_name not in ATTRS:
+            raise KeyError(f"unknown attribute {attr.attr_name!r}; this store holds {ATTRS}")
+        index = _as_numpy(attr.index) if attr.index is not None else np.arange(self.num_nodes)
+        x, y = self.fetch(index)
+        return torch.from_numpy(x if attr.attr_name == "x" else y)
+
+    def _get_tensor_size(self, attr: TensorAttr) -> tuple[int, ...]:
+        return (self.num_nodes, self.num_features) if attr.attr_name == "x" else (self.num_nodes,)
+
+    def get_all_tensor_attrs(self) -> list[TensorAttr]:
+        return [TensorAttr(group_name=None, attr_name=name) for name in ATTRS]
+
+    def _put_tensor(self, tensor: torch.Tensor, attr: TensorAttr) -> bool:
+        raise NotImplementedError("Neo4jFeatureStore is read-only; load data with loaders/load_into_neo4j.py")
+
+    def _remove_tensor(self, attr: TensorAttr) -> bool:
+        raise NotImplementedError("Neo4jFeatureStore is read-only")
+
+
+def _as_numpy(index: object) -> np.ndarray:
+    if isinstance(index, torch.Tensor):
+        return index.numpy()
+    if isinstance(index, slice):
+        raise ValueError("slice indices are not supported; pass node ids")
+    return np.asarray(index, dtype=np.int64)

@@ -1,0 +1,83 @@
+"""Neighbour sampling inside Neo4j: one Cypher query per hop per batch.
+
+Semantics are PyG's ``NeighborSampler`` (and our in-memory :class:`CSRNeighborSampler`): for
+every node of the hop's frontier, a uniform sample without replacement of ``min(fanout,
+degree)`` of its in-neighbours ``(v)<-[:T]-(u)``; the multi-hop relabelling is the shared
+:func:`sample_multi_hop`, so both backends produce identical ``SamplerOutput`` structures.
+
+How the sample is drawn in Cypher, exactly uniform and reproducible: the client sends one
+random 31-bit state per frontier node (from the batch's seeded generator); Neo4j collects the
+node's neighbour references and, when the degree ``d`` exceeds ``k``, picks positions with
+Floyd's algorithm (k draws, each ``t = r mod (j+1)`` for ``j = d-k .. d-1``), advancing the
+state with the Park-Miller "minimal standard" generator (``r <- 48271 r mod 2^31-1``). Only
+the picked neighbours' ``id`` properties are read.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from src.client import Neo4jClient
+from src.csr_sampler import HopSampler
+from src.schema import GraphSchema
+
+log = logging.getLogger(__name__)
+
+MINSTD_MODULUS = 2_147_483_647
+
+
+def hop_query(schema: GraphSchema) -> str:
+    """The Cypher that samples one hop for a list of frontier ids (identifiers pre-validated)."""
+    s = schema
+    return f"""
+UNWIND range(0, size($ids) - 1) AS k
+MATCH (n:`{s.label}` {{`{s.id_prop}`: $ids[k]}})
+WITH k, [(n)<-[:`{s.rel_type}`]-(m) | m] AS nbrs
+WITH k, nbrs, size(nbrs) AS d
+WITH k, nbrs, CASE WHEN $fanout < 0 OR d <= $fanout THEN range(0, d - 1) ELSE
+  reduce(st = [$states[k], []], j IN range(d - $fanout, d - 1) |
+    [(st[0] * 48271) % {MINSTD_MODULUS},
+     CASE WHEN ((st[0] * 48271) % {MINSTD_MODULUS}) % (j + 1) IN st[1]
+          THEN st[1] + j
+          ELSE st[1] + ((st[0] * 48271) % {MINSTD_MODULUS}) % (j + 1) END])[1]
+  END AS picks
+RETURN collect(k) AS pos, collect([i IN picks | nbrs[i].`{s.id_prop}`]) AS nbr
+"""
+
+
+class Neo4jNeighborSampler(HopSampler):
+    """``BaseSampler`` for ``NodeLoader(data=(feature_store, graph_store), node_sampler=...)``.
+
+    Thread-safe: each batch derives its own generator (see :class:`HopSampler`), and the
+    driver's sessions are per call, so prefetch threads can sample concurrently.
+    """
+
+    def __init__(self, client: Neo4jClient, schema: GraphSchema, fanouts: list[int], seed: int | None = None) -> None:
+        super().__init__(fanouts, seed)
+        self.client = client
+        self.schema = schema
+        self._query = hop_query(schema)
+        self.queries = 0
+
+    def hop(self, frontier: np.ndarray, fanout: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if len(frontier) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        states = rng.integers(1, MINSTD_MODULUS, size=len(frontier), dtype=np.int64)
+        params = {"ids": frontier.tolist(), "states": states.tolist(), "fanout": int(fanout)}
+        rec = self.client.read_tx(lambda tx: tx.run(self._query, params).single(strict=True))
+        self.queries += 1
+        pos = np.asarray(rec["pos"], dtype=np.int64)
+        lists = rec["nbr"]
+        if len(pos) != len(frontier):
+            missing = np.setdiff1d(np.arange(len(frontier)), pos)[:5]
+            raise KeyError(f"nodes {frontier[missing].tolist()} of dataset {self.schema.dataset!r} are not in Neo4j")
+        counts_by_pos = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+        flat = np.fromiter((v for x in lists for v in x), dtype=np.int64, count=int(counts_by_pos.sum()))
+        if np.all(pos[:-1] < pos[1:]):  # the usual case: rows come back in frontier order
+            return counts_by_pos, flat
+        order = np.argsort(pos, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts_by_pos)[:-1]])
+        counts = counts_by_pos[order]
+        idx = np.repeat(starts[order] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+        return counts, flat[idx]
