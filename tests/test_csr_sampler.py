@@ -245,6 +245,15 @@ def test_multi_hop_matches_pyg_semantics(name: str, fanouts: list[int]) -> None:
     assert len(np.unique(row * len(node) + col)) == len(row)
 
 
+@pytest.mark.parametrize("high", [50, 2**55])  # packed-key sort, and np.unique fallback
+def test_unique_first_matches_numpy(high: int) -> None:
+    ids = np.random.default_rng(0).integers(0, high, 5000)
+    ids[::7] = ids[0]
+    for got, want in zip(csr_sampler._unique_first(ids),
+                         np.unique(ids, return_index=True, return_inverse=True)):
+        assert np.array_equal(got, want)
+
+
 def test_multi_hop_duplicate_seeds_and_contract_check() -> None:
     # Toy graph 0<-1, 0<-2, 1<-2, 2<-3 through a deterministic "take all" hop_fn.
     csr = CSRGraph.from_edge_index(np.array([[1, 2, 2, 3], [0, 0, 1, 2]]), 4)
@@ -259,6 +268,8 @@ def test_multi_hop_duplicate_seeds_and_contract_check() -> None:
     assert out.num_sampled_nodes == [3, 2, 0] and out.num_sampled_edges == [5, 1]
     with pytest.raises(ValueError, match="hop_fn returned"):
         sample_multi_hop(lambda f, k, h: (np.ones(len(f)), np.empty(0)), np.array([0]), [1])
+    with pytest.raises(ValueError, match="negative"):
+        sample_multi_hop(lambda f, k, h: (np.ones(len(f)), -np.ones(len(f))), np.array([0]), [1])
 
 
 # --- CSRNeighborSampler ------------------------------------------------------------------------
@@ -416,7 +427,16 @@ def test_node_loader_with_feature_and_graph_store() -> None:
         check_batch(batch, data.x, data.y, train, keys, n)
 
 
-def test_graphsage_loss_falls_on_cora() -> None:
+@pytest.fixture
+def one_torch_thread():
+    """Tiny matmuls: intra-op threads only add spin-waiting (and minutes on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_graphsage_loss_falls_on_cora(one_torch_thread) -> None:
     from torch_geometric.nn import SAGEConv
 
     torch.manual_seed(0)
