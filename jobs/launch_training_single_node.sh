@@ -50,12 +50,14 @@ done
 trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM EXIT
 
 first_failed=""
-for ((left = ranks; left > 0; left--)); do
-  set +e; wait -n -p done_pid "${pids[@]}"; rc=$?; set -e
+while [ ${#rank_of[@]} -gt 0 ]; do
+  set +e; wait -n -p done_pid "${!rank_of[@]}"; rc=$?; set -e
+  [ -n "${done_pid:-}" ] || break
   if [ "$rc" -ne 0 ] && [ -z "$first_failed" ]; then
     first_failed="rank ${rank_of[$done_pid]} (exit $rc)"
-    kill "${pids[@]}" 2>/dev/null || true  # do not let the others wait for it
+    kill "${!rank_of[@]}" 2>/dev/null || true  # do not let the others wait for it
   fi
+  unset "rank_of[$done_pid]"
 done
 trap - EXIT
 if [ -n "$first_failed" ]; then
