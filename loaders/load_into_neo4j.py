@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Load a graph dataset into Neo4j for the Neo4j training backend (resumable, idempotent).
+
+  python loaders/load_into_neo4j.py --dataset cora
+  python loaders/load_into_neo4j.py --dataset synthetic --num_nodes 1000000 --avg_degree 25 --num_features 32
+
+A re-run of a finished load does nothing; a re-run of an interrupted one finishes it. Nodes get
+the label (default: the dataset name) and the integer property id; features are stored as
+little-endian float32 bytes in x, labels in y, the split in split. See docs/ARCHITECTURE.md.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: import src.*
+
+from src.client import add_connection_args, connect, settings_from_args, validate_identifier  # noqa: E402
+from src.datasets import SYNTHETIC, load_dataset  # noqa: E402
+from src.errors import UsageError, run_cli  # noqa: E402
+from src.loader import EDGE_BATCH, IMPORT_MIN_EDGES, METHODS, NODE_BATCH, LoadConfig, ensure_loaded  # noqa: E402
+from src.schema import GraphSchema  # noqa: E402
+
+SYNTHETIC_FLAGS = ("num_nodes", "avg_degree", "num_features", "num_classes", "seed")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("--dataset", required=True,
+                   help="dataset name: a shipped graph (cora, citeseer, amazon_cs, coauthor_phy, tolokers), "
+                        "an .npz path, synthetic, or an OGB name (ogbn-arxiv, ...)")
+    p.add_argument("--dataset_root_dir", default=None,
+                   help="folder with <name>.npz files and the synthetic/OGB caches (default: data/datasets, "
+                        "then the shared datasets folder)")
+    p.add_argument("--name", default=None,
+                   help="name of the dataset's (:GnnDataset) record in Neo4j, used by the backend to find it "
+                        "(default: the dataset's own name, e.g. cora or synthetic_n1000_d10_f16_c4_s0)")
+    p.add_argument("--node_label", default=None,
+                   help="node label (default: the name with non-word characters replaced by _)")
+    p.add_argument("--rel_type", default=None, help="relationship type (default: <label>_EDGE)")
+    p.add_argument("--reset", action="store_true",
+                   help="delete whatever this name, label or relationship type holds (only that data, in batches) "
+                        "and load from scratch; without it a different graph there is refused")
+    p.add_argument("--method", choices=METHODS, default="auto",
+                   help="unwind: batched Cypher transactions, any server, resumable. import: neo4j-admin offline "
+                        "import, only into an EMPTY database of the project's local server, which is stopped and "
+                        f"restarted. auto (default): import if that is possible and the graph has >= "
+                        f"{IMPORT_MIN_EDGES:,} relationships, else unwind")
+    p.add_argument("--batch_size", type=int, default=None,
+                   help=f"rows per transaction for unwind (default: {NODE_BATCH:,} nodes, capped at 16 MiB of "
+                        f"features, and {EDGE_BATCH:,} relationships); a resumed load keeps its first batch size")
+    p.add_argument("--workers", type=int, default=2, help="parallel writer threads for unwind (default: %(default)s)")
+    g = p.add_argument_group("synthetic graph (only with --dataset synthetic; defaults from src/datasets.py)")
+    g.add_argument("--num_nodes", type=int, default=None, help="number of nodes")
+    g.add_argument("--avg_degree", type=float, default=None, help="stored (directed) edges per node")
+    g.add_argument("--num_features", type=int, default=None, help="feature dimension")
+    g.add_argument("--num_classes", type=int, default=None, help="number of classes")
+    g.add_argument("--seed", type=int, default=None, help="generator seed")
+    add_connection_args(p)
+    return p.parse_args(argv)
+
+
+def main() -> int:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("neo4j").setLevel(logging.ERROR)  # retried deadlocks are expected, not news
+    # names are checked before anything talks to Neo4j
+    if args.node_label is not None:
+        validate_identifier(args.node_label, "--node_label")
+    if args.rel_type is not None:
+        validate_identifier(args.rel_type, "--rel_type")
+    if args.name is not None and not args.name.strip():
+        raise UsageError("--name must not be empty")
+    config = LoadConfig(method=args.method, batch_size=args.batch_size, workers=args.workers, reset=args.reset)
+    options = {k: getattr(args, k) for k in SYNTHETIC_FLAGS if getattr(args, k) is not None}
+    if options and args.dataset.strip().lower() != SYNTHETIC:
+        raise UsageError(f"--{' --'.join(options)} apply only to --dataset {SYNTHETIC}, not {args.dataset!r}")
+    client = connect(settings_from_args(args))
+    try:
+        dataset = load_dataset(args.dataset, root=args.dataset_root_dir, **options)
+        schema = GraphSchema.for_dataset(args.name or dataset.name, label=args.node_label, rel_type=args.rel_type)
+        report = ensure_loaded(client, dataset, schema, config)
+    finally:
+        client.close()
+    print(report.summary(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,687 @@
+"""Load a :class:`~src.datasets.GraphDataset` into Neo4j (storage model: docs/ARCHITECTURE.md).
+
+Two ways in, chosen by :attr:`LoadConfig.method`:
+
+* ``unwind`` (any server, online): fixed, deterministic batches of nodes, then relationships.
+  Each batch is one managed transaction that also creates the batch's
+  ``(:GnnLoadBatch {dataset, kind, idx})`` marker, so data and marker commit together: a killed
+  load resumes exactly where it stopped, and a transaction the driver retries (or a second
+  loader racing on the same batch) never writes a batch twice.
+* ``import`` (only the project's local server, only into an empty database): CSV files for
+  ``neo4j-admin database import full``, which writes the store files directly, several times
+  faster than transactions (bench/loader.py). The server is stopped for it and restarted.
+
+Every load ends with a verification against the source before ``complete = true`` is set on
+the dataset's ``(:GnnDataset)`` record; a complete record with the same fingerprint makes a
+re-run a fast no-op, a record of a different graph makes the loader refuse (unless ``reset``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import neo4j
+import numpy as np
+from neo4j import exceptions as neo4j_exc
+from tqdm import tqdm
+
+from src.client import Neo4jClient
+from src.datasets import GraphDataset
+from src.errors import UsageError, UserError
+from src.neo4j_local import ADMIN_CLASS, LocalNeo4j
+from src.schema import DATASET_LABEL, SPLITS, GraphSchema, decode_features, encode_features
+
+log = logging.getLogger(__name__)
+
+BATCH_LABEL = "GnnLoadBatch"  # one marker node per committed batch of an unwind load
+METHODS = ("auto", "unwind", "import")
+EDGE_SHAPES = ("groups", "pairs")
+NODE_BATCH = 10_000  # nodes per transaction
+EDGE_BATCH = 50_000  # relationships per transaction
+NODE_BATCH_BYTES = 16 << 20  # cap on feature bytes per node transaction (wide features, small heap)
+# auto picks the offline import from this many relationships on: below it the fixed cost of
+# stopping/starting the server and building the index outweighs the faster writes (bench/loader.py)
+IMPORT_MIN_EDGES = 1_000_000
+IMPORT_HEAP = "1g"
+RESET_TX_ROWS = 10_000
+VERIFY_SAMPLE = 16  # feature rows compared bit for bit after a load
+_SPLIT_NAMES = np.array([*SPLITS, None], dtype=object)  # split code -1 indexes the None
+
+
+# --------------------------------------------------------------------------------------------
+# configuration and result
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadConfig:
+    """How to load. ``batch_size`` None means NODE_BATCH nodes / EDGE_BATCH relationships."""
+
+    method: str = "auto"
+    batch_size: int | None = None
+    workers: int = 2
+    reset: bool = False
+    progress: bool = True
+    edge_shape: str = "groups"  # "groups": one row per source node; "pairs": one row per edge
+    import_min_edges: int = IMPORT_MIN_EDGES
+    import_memory: str = "2g"  # --max-off-heap-memory of neo4j-admin import
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"invalid --method {self.method!r}: use one of {', '.join(METHODS)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"invalid --batch_size {self.batch_size}: use a positive number of rows")
+        if self.workers < 1:
+            raise UsageError(f"invalid --workers {self.workers}: use at least 1")
+        if self.edge_shape not in EDGE_SHAPES:
+            raise UsageError(f"invalid edge shape {self.edge_shape!r}: use one of {', '.join(EDGE_SHAPES)}")
+
+    def node_batch(self, num_features: int) -> int:
+        """Nodes per transaction, capped so wide feature rows do not exhaust the server's heap."""
+        cap = max(1, NODE_BATCH_BYTES // max(4 * num_features, 1))
+        return min(self.batch_size or NODE_BATCH, cap)
+
+    def edge_batch(self) -> int:
+        return self.batch_size or EDGE_BATCH
+
+
+@dataclass
+class LoadReport:
+    """What :func:`ensure_loaded` did; rates count rows written by this run only."""
+
+    dataset: str
+    label: str
+    rel_type: str
+    status: str  # "loaded", "resumed" or "already loaded"
+    method: str  # "unwind", "import" or "none"
+    nodes: int
+    relationships: int
+    nodes_written: int = 0
+    relationships_written: int = 0
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds per step
+
+    @property
+    def nodes_per_s(self) -> float:
+        return _rate(self.nodes_written, self.phases.get("nodes", self.seconds))
+
+    @property
+    def rels_per_s(self) -> float:
+        return _rate(self.relationships_written, self.phases.get("relationships", self.seconds))
+
+    def summary(self) -> str:
+        if self.status == "already loaded":
+            return (f"{self.dataset}: already loaded ({self.nodes} nodes, {self.relationships} relationships, "
+                    f"label {self.label}, type {self.rel_type}); nothing to do ({self.seconds:.1f} s)")
+        return (f"{self.dataset}: {self.status} {self.nodes} nodes, {self.relationships} relationships "
+                f"(label {self.label}, type {self.rel_type}) in {self.seconds:.1f} s: "
+                f"{self.nodes_per_s:,.0f} nodes/s, {self.rels_per_s:,.0f} rels/s, method {self.method}")
+
+
+def _rate(rows: int, seconds: float) -> float:
+    return rows / seconds if seconds > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# reading the dataset records (used by the Neo4j backend)
+# --------------------------------------------------------------------------------------------
+def dataset_record(client: Neo4jClient, name_or_label: str) -> dict[str, Any] | None:
+    """Properties of the ``(:GnnDataset)`` record named ``name_or_label`` (else with that label)."""
+    recs = client.read(
+        f"MATCH (d:`{DATASET_LABEL}`) WHERE d.name = $key OR d.label = $key "
+        "RETURN properties(d) AS p ORDER BY d.name = $key DESC LIMIT 1",
+        key=name_or_label,
+    )
+    return dict(recs[0]["p"]) if recs else None
+
+
+def require_loaded(client: Neo4jClient, name: str) -> dict[str, Any]:
+    """The complete record of ``name``, or a :class:`UserError` that says how to load it."""
+    record = dataset_record(client, name)
+    where = f"Neo4j database {client.database!r} at {client.settings.uri}"
+    command = f"python loaders/load_into_neo4j.py {_dataset_flags(name)}"
+    if record is None:
+        raise UserError(f"dataset {name!r} is not loaded in {where}; load it with `{command}`")
+    if not record.get("complete"):
+        raise UserError(f"dataset {name!r} is only partly loaded in {where} (an interrupted load); "
+                        f"finish it with `{command}`")
+    return record
+
+
+def _dataset_flags(name: str) -> str:
+    """Loader flags that recreate ``name`` (synthetic names encode their parameters)."""
+    m = re.fullmatch(r"synthetic_n(\d+)_d([\d.]+)_f(\d+)_c(\d+)_s(\d+)", name)
+    if m is None:
+        return f"--dataset {name}"
+    n, d, f, c, s = m.groups()
+    return f"--dataset synthetic --num_nodes {n} --avg_degree {d} --num_features {f} --num_classes {c} --seed {s}"
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
+def ensure_loaded(
+    client: Neo4jClient,
+    dataset: GraphDataset,
+    schema: GraphSchema | None = None,
+    config: LoadConfig | None = None,
+    *,
+    server: LocalNeo4j | None = None,
+) -> LoadReport:
+    """Make ``dataset`` present and complete in Neo4j under ``schema`` (default names from it).
+
+    A no-op when it is already there; resumes an interrupted load; refuses (``UserError``) when
+    the name, label or relationship type already holds a different graph, unless
+    ``config.reset``. ``server`` is the local server the offline import may stop and restart
+    (default: the project's ``LocalNeo4j()``, used only if ``client`` points at it).
+    """
+    t0 = time.perf_counter()
+    config = config or LoadConfig()
+    schema = schema or GraphSchema.for_dataset(dataset.name)
+    if schema.label in (DATASET_LABEL, BATCH_LABEL):
+        raise UsageError(f"label {schema.label!r} is reserved for the loader's bookkeeping; pick another --node_label")
+    _create_bookkeeping_constraints(client)
+    fingerprint = dataset.fingerprint()
+    record = _claim(client, dataset, schema, fingerprint, config.reset)
+    if record is not None and record.get("complete"):
+        _check_counts(client, dataset, schema)
+        return LoadReport(schema.dataset, schema.label, schema.rel_type, "already loaded", "none",
+                          dataset.num_nodes, dataset.num_edges, seconds=time.perf_counter() - t0)
+    method = _choose_method(client, dataset, config, server)  # a resumed load is not empty: unwind
+    if method == "import":
+        report = _load_offline(client, dataset, schema, fingerprint, config, server or LocalNeo4j())
+    else:
+        if record is None:
+            record = _create_record(client, dataset, schema, fingerprint, config.node_batch(dataset.num_features),
+                                    config.edge_batch(), "unwind")
+        report = _load_unwind(client, dataset, schema, record, config)
+    t = time.perf_counter()
+    verify_loaded(client, dataset, schema)
+    report.phases["verify"] = time.perf_counter() - t
+    report.seconds = time.perf_counter() - t0
+    client.write(
+        f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) "
+        "SET d.complete = true, d.method = $method, d.load_seconds = $seconds, d.loaded_at = $now",
+        name=schema.dataset, method=report.method, seconds=report.seconds, now=time.time(),
+    )
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# records, conflicts, reset
+# --------------------------------------------------------------------------------------------
+def _create_bookkeeping_constraints(client: Neo4jClient) -> None:
+    """Unique dataset names and batch markers; the marker constraint makes batches exactly-once."""
+    _create_constraint(client, f"{DATASET_LABEL}_name_unique", DATASET_LABEL, ("name",))
+    _create_constraint(client, f"{BATCH_LABEL}_unique", BATCH_LABEL, ("dataset", "kind", "idx"))
+
+
+def _create_id_constraint(client: Neo4jClient, schema: GraphSchema) -> None:
+    _create_constraint(client, schema.constraint_name, schema.label, (schema.id_prop,))
+    client.write("CALL db.awaitIndexes(3600)")  # fast when the label is empty; builds it after an import
+
+
+def _create_constraint(client: Neo4jClient, name: str, label: str, props: tuple[str, ...]) -> None:
+    """Uniqueness on ``label(props)`` unless one exists already (under any name)."""
+    existing = client.read(
+        "SHOW CONSTRAINTS YIELD type, labelsOrTypes, properties "
+        "WHERE type = 'UNIQUENESS' AND labelsOrTypes = [$label] AND properties = $props RETURN count(*) AS c",
+        label=label, props=list(props),
+    )
+    if existing[0]["c"]:
+        return
+    keys = ", ".join(f"n.`{p}`" for p in props)
+    try:
+        client.write(f"CREATE CONSTRAINT `{name}` IF NOT EXISTS FOR (n:`{label}`) REQUIRE ({keys}) IS UNIQUE")
+    except neo4j_exc.ClientError as exc:
+        raise UserError(f"cannot create the uniqueness constraint on :{label}({', '.join(props)}): "
+                        f"{exc.message}; drop the conflicting index or constraint, or pick another --node_label") from None
+
+
+def _claim(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fingerprint: str, reset: bool
+           ) -> dict[str, Any] | None:
+    """The record to resume or skip, or None for a fresh load (after ``reset`` deleted conflicts).
+
+    Refuses when the name, label or relationship type already holds anything else.
+    """
+    records = [dict(r["p"]) for r in client.read(
+        f"MATCH (d:`{DATASET_LABEL}`) WHERE d.name = $name OR d.label = $label OR d.rel_type = $rel_type "
+        "RETURN properties(d) AS p",
+        name=schema.dataset, label=schema.label, rel_type=schema.rel_type,
+    )]
+    same = [r for r in records if _same_load(r, schema, fingerprint)]
+    if same and len(records) == 1 and not reset:
+        return same[0]
+    where = f"Neo4j database {client.database!r}"
+    if records and not reset:
+        other = next(r for r in records if not _same_load(r, schema, fingerprint))
+        raise UserError(f"{where} already holds {_conflict(other, schema, fingerprint)}; refusing to load "
+                        f"{ds.name} (fingerprint {fingerprint}) as {schema.dataset!r} over it: choose another "
+                        "--name/--node_label/--rel_type, or pass --reset to delete the old data first")
+    for r in records:
+        log.warning("--reset: deleting dataset %r (label %s, type %s)", r["name"], r["label"], r["rel_type"])
+        delete_dataset(client, r["name"], r["label"], r["rel_type"])
+    nodes, rels = client.count_nodes(schema.label), client.count_relationships(schema.rel_type)
+    if nodes or rels:
+        if not reset:
+            raise UserError(f"{where} has {nodes} :{schema.label} nodes and {rels} :{schema.rel_type} relationships "
+                            "that no loaded dataset owns; choose another --node_label/--rel_type, or pass --reset "
+                            "to delete them")
+        log.warning("--reset: deleting %d unowned :%s nodes and %d :%s relationships",
+                    nodes, schema.label, rels, schema.rel_type)
+        delete_dataset(client, schema.dataset, schema.label, schema.rel_type)
+    return None
+
+
+def _same_load(record: dict[str, Any], schema: GraphSchema, fingerprint: str) -> bool:
+    return (record.get("name"), record.get("label"), record.get("rel_type"), record.get("fingerprint")) == (
+        schema.dataset, schema.label, schema.rel_type, fingerprint)
+
+
+def _conflict(record: dict[str, Any], schema: GraphSchema, fingerprint: str) -> str:
+    """Why ``record`` blocks this load, in words."""
+    what = (f"dataset {record['name']!r} (source {record.get('source')}, label {record['label']}, "
+            f"type {record['rel_type']}, fingerprint {record.get('fingerprint')})")
+    if record["name"] == schema.dataset and record.get("fingerprint") != fingerprint:
+        return f"a different graph under the name {schema.dataset!r}: {what}"
+    if record["label"] == schema.label:
+        return f"label {schema.label} in use by {what}"
+    if record["rel_type"] == schema.rel_type:
+        return f"relationship type {schema.rel_type} in use by {what}"
+    return f"{what} with other names than requested"
+
+
+def _create_record(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fingerprint: str,
+                   node_batch: int, edge_batch: int, method: str) -> dict[str, Any]:
+    """The record of a new load (complete = false); the batch layout is fixed here for resumes."""
+    props = {
+        "label": schema.label, "rel_type": schema.rel_type, "source": ds.name,
+        "num_nodes": ds.num_nodes, "num_edges": ds.num_edges, "num_features": ds.num_features,
+        "num_classes": ds.num_classes, "fingerprint": fingerprint, "feature_encoding": "float32-le",
+        "complete": False, "method": method, "node_batch": node_batch, "edge_batch": edge_batch,
+        "started_at": time.time(),
+    }
+    recs = client.write(
+        f"MERGE (d:`{DATASET_LABEL}` {{name: $name}}) ON CREATE SET d += $props RETURN properties(d) AS p",
+        name=schema.dataset, props=props,
+    )
+    return dict(recs[0]["p"])
+
+
+def delete_dataset(client: Neo4jClient, name: str, label: str, rel_type: str) -> None:
+    """Delete one dataset (its relationships, nodes, batch markers, record) in bounded transactions."""
+    client.write(f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) SET d.complete = false", name=name)
+    for query, params in (
+        (f"MATCH ()-[r:`{rel_type}`]->() CALL (r) {{ DELETE r }} IN TRANSACTIONS OF {RESET_TX_ROWS} ROWS", {}),
+        (f"MATCH (n:`{label}`) CALL (n) {{ DETACH DELETE n }} IN TRANSACTIONS OF {RESET_TX_ROWS} ROWS", {}),
+        (f"MATCH (b:`{BATCH_LABEL}` {{dataset: $name}}) CALL (b) {{ DELETE b }} "
+         f"IN TRANSACTIONS OF {RESET_TX_ROWS} ROWS", {"name": name}),
+    ):
+        _run_autocommit(client, query, **params)
+    client.write(f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) DELETE d", name=name)
+
+
+def _run_autocommit(client: Neo4jClient, query: str, **params: Any) -> None:
+    """``CALL { } IN TRANSACTIONS`` must run in an implicit (auto-commit) transaction.
+
+    Not retried: every caller's query is idempotent and is simply re-run by a re-run of the loader.
+    """
+    with client._driver.session(database=client.database) as session:  # noqa: SLF001 - no managed tx here
+        session.run(query, params).consume()
+
+
+def _check_counts(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema) -> None:
+    """O(1) sanity check of a complete load (count store), so a damaged one is not silently used."""
+    nodes, rels = client.count_nodes(schema.label), client.count_relationships(schema.rel_type)
+    if (nodes, rels) != (ds.num_nodes, ds.num_edges):
+        raise UserError(f"dataset {schema.dataset!r} is marked complete but Neo4j has {nodes} nodes / {rels} "
+                        f"relationships instead of {ds.num_nodes} / {ds.num_edges}; reload it with --reset")
+
+
+# --------------------------------------------------------------------------------------------
+# verification
+# --------------------------------------------------------------------------------------------
+def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema) -> None:
+    """Compare Neo4j with the source: counts, label and split histograms, sampled feature rows."""
+    s = schema
+    problems = []
+    nodes, rels = client.count_nodes(s.label), client.count_relationships(s.rel_type)
+    if nodes != ds.num_nodes:
+        problems.append(f"{nodes} nodes instead of {ds.num_nodes}")
+    if rels != ds.num_edges:
+        problems.append(f"{rels} relationships instead of {ds.num_edges}")
+    hist = client.read(f"MATCH (n:`{s.label}`) RETURN n.`{s.y_prop}` AS y, n.`{s.split_prop}` AS split, count(*) AS c")
+    got_y: dict[int, int] = {}
+    got_split: dict[str | None, int] = {}
+    for r in hist:
+        got_y[r["y"]] = got_y.get(r["y"], 0) + r["c"]
+        got_split[r["split"]] = got_split.get(r["split"], 0) + r["c"]
+    y = np.asarray(ds.y)
+    values, counts = np.unique(y, return_counts=True)
+    if got_y != dict(zip(values.tolist(), counts.tolist())):
+        problems.append("label histogram differs from the source")
+    codes = ds.split_codes()
+    want_split = {_SPLIT_NAMES[c]: int(n) for c, n in zip(*np.unique(codes, return_counts=True))}
+    if got_split != want_split:
+        problems.append(f"split counts {got_split} instead of {want_split}")
+    problems += _check_feature_sample(client, ds, s)
+    if problems:
+        raise UserError(f"dataset {s.dataset!r} in Neo4j does not match {ds.name}: {'; '.join(problems)}; "
+                        "reload it with --reset")
+
+
+def _check_feature_sample(client: Neo4jClient, ds: GraphDataset, s: GraphSchema) -> list[str]:
+    """Feature width from the byte length and a few rows bit for bit (catches encoding bugs)."""
+    if ds.num_nodes == 0:
+        return []
+    ids = np.unique(np.random.default_rng().integers(0, ds.num_nodes, VERIFY_SAMPLE))
+    recs = client.read(f"UNWIND $ids AS i MATCH (n:`{s.label}` {{`{s.id_prop}`: i}}) "
+                       f"RETURN n.`{s.id_prop}` AS id, n.`{s.x_prop}` AS x ORDER BY id", ids=ids.tolist())
+    if [r["id"] for r in recs] != ids.tolist():
+        return ["sampled node ids are missing"]
+    widths = {len(r["x"] or b"") for r in recs}
+    if widths != {4 * ds.num_features}:
+        return [f"feature byte lengths {sorted(widths)} instead of {4 * ds.num_features} ({ds.num_features} float32)"]
+    got = decode_features([bytes(r["x"]) for r in recs], ds.num_features)
+    if got.tobytes() != np.ascontiguousarray(ds.features(ids), dtype="<f4").tobytes():
+        return ["sampled feature rows differ from the source"]
+    return []
+
+
+# --------------------------------------------------------------------------------------------
+# unwind: resumable batches in managed transactions
+# --------------------------------------------------------------------------------------------
+def _load_unwind(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, record: dict[str, Any],
+                 config: LoadConfig) -> LoadReport:
+    _create_id_constraint(client, schema)  # before the first node: CREATE then checks uniqueness
+    done = _done_batches(client, schema.dataset)
+    resumed = any(done.values())
+    node_batch, edge_batch = int(record["node_batch"]), int(record["edge_batch"])
+    if resumed:
+        log.info("resuming %s: %d node and %d relationship batches already committed (batches of %d nodes / "
+                 "%d relationships, as when the load started)", schema.dataset, len(done["nodes"]),
+                 len(done["relationships"]), node_batch, edge_batch)
+    report = LoadReport(schema.dataset, schema.label, schema.rel_type, "resumed" if resumed else "loaded",
+                        "unwind", ds.num_nodes, ds.num_edges)
+    s = schema
+    node_query = (f"UNWIND $rows AS r CREATE (n:`{s.label}` {{`{s.id_prop}`: r.id}}) "
+                  f"SET n.`{s.x_prop}` = r.x, n.`{s.y_prop}` = r.y, n.`{s.split_prop}` = r.split")
+    codes = ds.split_codes()
+
+    def node_params(lo: int, hi: int) -> dict[str, Any]:
+        xs = encode_features(ds.features(np.arange(lo, hi)))
+        ys = np.asarray(ds.y[lo:hi]).tolist()
+        splits = _SPLIT_NAMES[codes[lo:hi]].tolist()
+        return {"rows": [{"id": i, "x": x, "y": y, "split": sp}
+                         for i, x, y, sp in zip(range(lo, hi), xs, ys, splits)]}
+
+    t = time.perf_counter()
+    report.nodes_written = _run_batches(client, s.dataset, "nodes", ds.num_nodes, node_batch, done["nodes"],
+                                        node_query, node_params, config)
+    report.phases["nodes"] = time.perf_counter() - t
+    edge_query, edge_params = _edge_writer(ds, s, config.edge_shape)
+    t = time.perf_counter()
+    report.relationships_written = _run_batches(client, s.dataset, "relationships", ds.num_edges, edge_batch,
+                                                done["relationships"], edge_query, edge_params, config)
+    report.phases["relationships"] = time.perf_counter() - t
+    return report
+
+
+def _edge_writer(ds: GraphDataset, s: GraphSchema, shape: str
+                 ) -> tuple[str, Callable[[int, int], dict[str, Any]]]:
+    """Query and parameter builder for relationship batches.
+
+    ``groups`` sends each source id once with its destination list (less to encode and one
+    source lookup per group); ``pairs`` is the plain one-row-per-edge form, kept to measure.
+    """
+    match_b = f"MATCH (b:`{s.label}` {{`{s.id_prop}`: d}}) CREATE (a)-[:`{s.rel_type}`]->(b)"
+    if shape == "pairs":
+        def pairs(lo: int, hi: int) -> dict[str, Any]:
+            return {"rows": np.asarray(ds.edge_index[:, lo:hi]).T.tolist()}
+
+        return (f"UNWIND $rows AS r MATCH (a:`{s.label}` {{`{s.id_prop}`: r[0]}}) WITH a, r[1] AS d {match_b}",
+                pairs)
+
+    def groups(lo: int, hi: int) -> dict[str, Any]:
+        src, dst = np.asarray(ds.edge_index[0, lo:hi]), np.asarray(ds.edge_index[1, lo:hi])
+        order = np.argsort(src, kind="stable")
+        src, dst = src[order], dst[order]
+        starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
+        return {"groups": [{"s": a, "d": d.tolist()}
+                           for a, d in zip(src[starts].tolist(), np.split(dst, starts[1:]))]}
+
+    return (f"UNWIND $groups AS g MATCH (a:`{s.label}` {{`{s.id_prop}`: g.s}}) UNWIND g.d AS d {match_b}",
+            groups)
+
+
+def _done_batches(client: Neo4jClient, name: str) -> dict[str, set[int]]:
+    recs = client.read(f"MATCH (b:`{BATCH_LABEL}` {{dataset: $name}}) RETURN b.kind AS kind, b.idx AS idx", name=name)
+    done: dict[str, set[int]] = {"nodes": set(), "relationships": set()}
+    for r in recs:
+        done.setdefault(r["kind"], set()).add(int(r["idx"]))
+    return done
+
+
+def _run_batches(client: Neo4jClient, name: str, kind: str, total: int, batch: int, done: set[int], query: str,
+                 params: Callable[[int, int], dict[str, Any]], config: LoadConfig) -> int:
+    """Write the batches of ``kind`` not in ``done`` with ``config.workers`` threads; rows written."""
+    ranges = [(lo, min(lo + batch, total)) for lo in range(0, total, batch)]
+    todo = [i for i in range(len(ranges)) if i not in done]
+    initial = total - sum(ranges[i][1] - ranges[i][0] for i in todo)
+    unit = "node" if kind == "nodes" else "rel"
+
+    def write(idx: int) -> int:
+        lo, hi = ranges[idx]
+        p = params(lo, hi)
+        marker = {"dataset": name, "kind": kind, "idx": idx, "rows": hi - lo}
+        try:
+            wrote = client.write_tx(lambda tx: _write_batch(tx, query, p, marker))
+        except neo4j_exc.ConstraintError:
+            # another loader committed this batch (or its nodes) first; the final check verifies
+            log.debug("%s batch %d of %s was written concurrently by another loader", kind, idx, name)
+            wrote = False
+        return hi - lo if wrote else 0
+
+    written = 0
+    with tqdm(total=total, initial=initial, unit=unit, unit_scale=True, desc=f"{name} {kind}", smoothing=0.05,
+              disable=not config.progress) as bar, ThreadPoolExecutor(config.workers) as pool:
+        futures = {pool.submit(write, i): ranges[i][1] - ranges[i][0] for i in todo}
+        try:
+            for fut in as_completed(futures):
+                written += fut.result()
+                bar.update(futures[fut])
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    return written
+
+
+def _write_batch(tx: neo4j.ManagedTransaction, query: str, params: dict[str, Any], marker: dict[str, Any]) -> bool:
+    """One batch and its marker in one transaction; False when the marker says it is done."""
+    if tx.run(f"MATCH (b:`{BATCH_LABEL}` {{dataset: $dataset, kind: $kind, idx: $idx}}) RETURN count(b) AS c",
+              marker).single()["c"]:
+        return False
+    tx.run(query, params).consume()
+    tx.run(f"CREATE (:`{BATCH_LABEL}` {{dataset: $dataset, kind: $kind, idx: $idx, rows: $rows}})", marker).consume()
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# offline import with neo4j-admin
+# --------------------------------------------------------------------------------------------
+def _choose_method(client: Neo4jClient, ds: GraphDataset, config: LoadConfig, server: LocalNeo4j | None) -> str:
+    if config.method == "unwind":
+        return "unwind"
+    blockers = import_blockers(client, ds, server or LocalNeo4j())
+    if config.method == "import":
+        if blockers:
+            raise UsageError(f"--method import is not possible here: {'; '.join(blockers)}. The offline import "
+                             "writes a new database with the server stopped; use --method unwind (online)")
+        return "import"
+    if not blockers and ds.num_edges >= config.import_min_edges:
+        log.info("auto: offline import (empty local database, %d relationships)", ds.num_edges)
+        return "import"
+    return "unwind"
+
+
+def import_blockers(client: Neo4jClient, ds: GraphDataset, server: LocalNeo4j) -> list[str]:
+    """Why the offline import cannot be used with this client/server/dataset ([] if it can)."""
+    blockers = []
+    st = server.state()
+    if st is None or not _points_at(client.settings.uri, int(st["port"])):
+        blockers.append(f"{client.settings.uri} is not the project's local server (jobs/neo4j.sh), "
+                        "the only one the loader may stop and restart")
+    if client.database != "neo4j":
+        blockers.append(f"it imports into the default database 'neo4j', not {client.database!r}")
+    nodes = int(client.read("MATCH (n) RETURN count(n) AS c")[0]["c"])
+    if nodes:
+        blockers.append(f"database {client.database!r} is not empty ({nodes} nodes)")
+    if ds.num_features == 0:
+        blockers.append("the dataset has no features (an empty byte array cannot be written in CSV)")
+    return blockers
+
+
+def _points_at(uri: str, port: int) -> bool:
+    m = re.fullmatch(r"(?:bolt|neo4j)://(127\.0\.0\.1|localhost)(?::(\d+))?/?", uri)
+    return bool(m) and int(m.group(2) or 7687) == port
+
+
+def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fingerprint: str,
+                  config: LoadConfig, server: LocalNeo4j) -> LoadReport:
+    """CSV files, stop the server, neo4j-admin import, restart, constraints and record.
+
+    Not resumable: an interrupted import leaves an empty database behind (or, if this process
+    is killed while the server is down, a stopped server; see the warning logged then).
+    """
+    report = LoadReport(schema.dataset, schema.label, schema.rel_type, "loaded", "import",
+                        ds.num_nodes, ds.num_edges, ds.num_nodes, ds.num_edges)
+    t0 = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="import-", dir=server.root))
+    try:
+        nodes_csv, rels_csv = write_import_csv(ds, workdir, progress=config.progress)
+        report.phases["csv"] = time.perf_counter() - t0
+        st = server.state()
+        assert st is not None  # checked by import_blockers
+        log.warning("stopping the local Neo4j server (pid %s) for the offline import; should this process die "
+                    "before it is back, run `bash jobs/neo4j.sh reset && bash jobs/neo4j.sh start`", st["pid"])
+        t = time.perf_counter()
+        server.stop()
+        try:
+            _run_import_tool(server, schema, nodes_csv, rels_csv, workdir, config.import_memory, client.database)
+        except BaseException:
+            # the database was empty before: dropping the half-written store loses nothing
+            for sub in ("databases", "transactions"):
+                shutil.rmtree(server.home / "data" / sub / client.database, ignore_errors=True)
+            raise
+        finally:
+            report.phases["import"] = time.perf_counter() - t
+            t = time.perf_counter()
+            server.start(heap=st["heap"], pagecache=st["pagecache"], port=int(st["port"]))
+            report.phases["restart"] = time.perf_counter() - t
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    t = time.perf_counter()
+    _create_bookkeeping_constraints(client)
+    _create_id_constraint(client, schema)
+    report.phases["index"] = time.perf_counter() - t
+    _create_record(client, ds, schema, fingerprint, config.node_batch(ds.num_features), config.edge_batch(), "import")
+    report.phases["nodes"] = report.phases["relationships"] = time.perf_counter() - t0
+    return report
+
+
+def _run_import_tool(server: LocalNeo4j, schema: GraphSchema, nodes_csv: Path, rels_csv: Path, workdir: Path,
+                     memory: str, database: str) -> None:
+    env = {**os.environ, "NEO4J_HOME": str(server.home), "NEO4J_CONF": str(server.home / "conf")}
+    cmd = [
+        "java", f"-Xmx{IMPORT_HEAP}", "-cp", f"{server.lib}/*", ADMIN_CLASS, "database", "import", "full",
+        f"--nodes={schema.label}={nodes_csv}", f"--relationships={schema.rel_type}={rels_csv}",
+        "--id-type=integer", "--trim-strings=true", "--ignore-empty-strings=true",
+        f"--max-off-heap-memory={memory}", f"--report-file={workdir / 'import.report'}",
+        "--overwrite-destination=true", database,
+    ]
+    log_path = workdir / "import.log"
+    log.info("neo4j-admin database import full into %s", server.home / "data")
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            if re.match(r"\(\d/\d\)|\S.* COMPLETED in|IMPORT (DONE|FAILED)", line):
+                log.info("neo4j-admin: %s", line.strip())
+        code = proc.wait()
+    if code != 0:
+        tail = " | ".join(ln.strip() for ln in log_path.read_text().splitlines()[-6:] if ln.strip())
+        raise UserError(f"neo4j-admin import failed (exit {code}): {tail}")
+
+
+# CSV writing, vectorised: a Python loop over 25M rows would take longer than the import itself.
+_BYTE_FIELDS = np.array([list(f"{v:04d};".encode()) for v in [*range(128), *range(-128, 0)]], dtype=np.uint8)
+_SPLIT_FIELDS = np.frombuffer(b"trainval  test      ", dtype=np.uint8).reshape(4, 5)  # trimmed by the tool
+
+
+def write_import_csv(ds: GraphDataset, out_dir: Path, *, progress: bool = True,
+                     node_chunk: int = 1 << 16, edge_chunk: int = 1 << 21) -> tuple[Path, Path]:
+    """Node and relationship CSV files for ``neo4j-admin database import full``.
+
+    Features go in a ``byte[]`` column (the float32 bytes as signed decimals separated by ``;``),
+    which the tool stores as the same byte array a ``bytes`` parameter would give. Numbers are
+    zero-padded to a fixed width so whole chunks are formatted as one uint8 array.
+    """
+    nodes_csv, rels_csv = out_dir / "nodes.csv", out_dir / "relationships.csv"
+    id_width = len(str(max(ds.num_nodes - 1, 0)))
+    y = np.asarray(ds.y)
+    y_width = 1 + len(str(int(np.abs(y).max()) if y.size else 0))
+    split_rows = ds.split_codes().astype(np.intp) % 4  # -1 (no split) -> the blank row 3
+    with open(nodes_csv, "wb") as fh, tqdm(total=ds.num_nodes, unit="node", unit_scale=True, desc="csv nodes",
+                                           disable=not progress) as bar:
+        fh.write(b"id:ID{id-type:long},x:byte[],y:long,split\n")
+        for lo, hi in ds.iter_node_chunks(node_chunk):
+            raw = np.ascontiguousarray(ds.features(np.arange(lo, hi)), dtype="<f4").view(np.uint8)
+            cols = [_digits(np.arange(lo, hi), id_width), _column(hi - lo, ","),
+                    _BYTE_FIELDS[raw].reshape(hi - lo, -1)[:, :-1], _column(hi - lo, ","),
+                    _signed_digits(y[lo:hi], y_width), _column(hi - lo, ","), _SPLIT_FIELDS[split_rows[lo:hi]],
+                    _column(hi - lo, "\n")]
+            fh.write(np.concatenate(cols, axis=1).tobytes())
+            bar.update(hi - lo)
+    with open(rels_csv, "wb") as fh, tqdm(total=ds.num_edges, unit="rel", unit_scale=True, desc="csv relationships",
+                                          disable=not progress) as bar:
+        fh.write(b":START_ID,:END_ID\n")
+        for lo, hi in ds.iter_edge_chunks(edge_chunk):
+            e = np.asarray(ds.edge_index[:, lo:hi])
+            cols = [_digits(e[0], id_width), _column(hi - lo, ","), _digits(e[1], id_width), _column(hi - lo, "\n")]
+            fh.write(np.concatenate(cols, axis=1).tobytes())
+            bar.update(hi - lo)
+    return nodes_csv, rels_csv
+
+
+def _column(n: int, char: str) -> np.ndarray:
+    """A constant one-byte column (separator or line end) of ``n`` rows."""
+    return np.full((n, 1), ord(char), dtype=np.uint8)
+
+
+def _digits(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers as zero-padded ASCII, one row of ``width`` bytes each."""
+    v = np.array(values, dtype=np.int32 if width <= 9 else np.int64)  # int32 math is ~2x faster
+    out = np.empty((v.size, width), dtype=np.uint8)
+    for k in range(width - 1, -1, -1):
+        out[:, k] = v % 10
+        v //= 10
+    out += ord("0")
+    return out
+
+
+def _signed_digits(values: np.ndarray, width: int) -> np.ndarray:
+    """Integers as a sign byte (``-`` or ``0``) plus ``width - 1`` zero-padded digits."""
+    v = np.asarray(values, dtype=np.int64)
+    out = np.empty((v.size, width), dtype=np.uint8)
+    out[:, 0] = np.where(v < 0, ord("-"), ord("0"))
+    out[:, 1:] = _digits(np.abs(v), width - 1)
+    return out
