@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Sampler + feature-fetch benchmark: Neo4j backend vs in-memory, side by side in one run.
+
+For each dataset and backend, a fresh worker process iterates ``--batches`` mini-batches of
+``--batch_size`` random training seeds with fanouts ``--fanouts`` through the same
+``NodeLoader`` + ``PrefetchLoader`` the trainer uses (no model), once without and once with
+prefetch threads. It reports seeds/s, p50/p99 latency of sampling, feature fetch and the whole
+batch, and the worker's peak RSS (a separate process per row, so RSS is not shared).
+
+  python bench/sampler.py                                   # amazon_cs, coauthor_phy
+  python bench/sampler.py --datasets amazon_cs synthetic_n1000000_d10_f64_c10_s0
+Neo4j datasets must be loaded first (loaders/load_into_neo4j.py); a synthetic name
+``synthetic_n<N>_d<D>_f<F>_c<C>_s<seed>`` is generated/cached for the in-memory side.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _load_dataset(name: str):
+    from src.datasets import load_dataset
+
+    m = re.fullmatch(r"synthetic_n(\d+)_d([\d.]+)_f(\d+)_c(\d+)_s(\d+)", name)
+    if m:
+        n, d, f, c, s = m.groups()
+        return load_dataset("synthetic", num_nodes=int(n), avg_degree=float(d), num_features=int(f),
+                            num_classes=int(c), seed=int(s))
+    return load_dataset(name)
+
+
+def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, threads: int, cache_mb: float):
+    if kind == "in_memory":
+        from src.backend_memory import FullGraphBackend
+
+        return FullGraphBackend(_load_dataset(dataset), fanouts=fanouts, batch_size=batch_size,
+                                num_loader_threads=threads)
+    from src.backend_neo4j import Neo4jBackend
+    from src.client import connect
+    from src.loader import require_loaded
+    from src.schema import GraphSchema
+
+    client = connect(max_pool_size=threads + 2)
+    record = require_loaded(client, dataset)
+    schema = GraphSchema.for_dataset(dataset, label=record["label"], rel_type=record["rel_type"])
+    return Neo4jBackend(client, schema, record, fanouts=fanouts, batch_size=batch_size,
+                        num_loader_threads=threads, cache_mb=cache_mb)
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One (backend, dataset, threads) measurement; prints one JSON line."""
+    import torch
+
+    torch.set_num_threads(1)
+    t_setup = time.perf_counter()
+    backend = _backend(args.backend, args.dataset, args.fanouts, args.batch_size, args.threads, args.cache_mb)
+    setup_s = time.perf_counter() - t_setup
+    train = backend.split_nodes("train")
+    pool = train if len(train) >= args.batch_size else torch.arange(backend.num_nodes)
+    gen = torch.Generator().manual_seed(0)
+    seeds = pool[torch.randint(len(pool), (args.batch_size * (args.batches + 1),), generator=gen)]
+    loader = backend.make_loader(seeds, shuffle=False, seed=0)
+    lat_s, lat_f, lat_t, nodes = [], [], [], []
+    it = iter(loader)
+    next(it)  # warm-up batch (connections, JIT, caches), not timed
+    t0 = last = time.perf_counter()
+    for batch in it:
+        now = time.perf_counter()
+        lat_s.append(batch.t_sample)
+        lat_f.append(batch.t_fetch)
+        lat_t.append(now - last if args.threads else batch.t_sample + batch.t_fetch)
+        nodes.append(batch.num_nodes)
+        last = now
+    wall = time.perf_counter() - t0
+    pct = lambda xs, q: float(np.percentile(xs, q)) * 1000  # noqa: E731
+    print(json.dumps({
+        "backend": args.backend, "dataset": args.dataset, "threads": args.threads,
+        "batches": len(lat_t), "seeds_per_s": args.batch_size * len(lat_t) / wall,
+        "nodes_per_batch": float(np.mean(nodes)),
+        "sample_p50_ms": pct(lat_s, 50), "sample_p99_ms": pct(lat_s, 99),
+        "fetch_p50_ms": pct(lat_f, 50), "fetch_p99_ms": pct(lat_f, 99),
+        "total_p50_ms": pct(lat_t, 50), "total_p99_ms": pct(lat_t, 99),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "setup_s": setup_s, "stats": backend.stats(),
+    }))
+    backend.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", nargs="+", default=["amazon_cs", "coauthor_phy"], help="datasets to measure")
+    p.add_argument("--backends", nargs="+", default=["in_memory", "neo4j"], choices=["in_memory", "neo4j"])
+    p.add_argument("--batch_size", type=int, default=1024, help="seeds per batch (default 1024)")
+    p.add_argument("--fanouts", type=lambda s: [int(x) for x in s.split(",")], default=[15, 10, 5],
+                   help="comma list (default 15,10,5)")
+    p.add_argument("--batches", type=int, default=8, help="timed batches per row (default 8)")
+    p.add_argument("--threads", type=int, nargs="+", default=[0, 2], help="prefetch thread counts (default 0 2)")
+    p.add_argument("--cache_mb", type=float, default=0.0, help="Neo4j feature cache per worker (default 0)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--backend", help=argparse.SUPPRESS)
+    p.add_argument("--dataset", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        args.threads = args.threads[0]
+        worker(args)
+        return
+
+    rows = []
+    for ds in args.datasets:
+        for backend in args.backends:
+            for threads in args.threads:
+                cmd = [sys.executable, __file__, "--worker", "--backend", backend, "--dataset", ds,
+                       "--batch_size", str(args.batch_size), "--fanouts", ",".join(map(str, args.fanouts)),
+                       "--batches", str(args.batches), "--threads", str(threads), "--cache_mb", str(args.cache_mb)]
+                out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=os.environ)
+                line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
+                if out.returncode != 0 or line is None:
+                    print(f"{ds} {backend} threads={threads}: FAILED\n{out.stderr.strip()[-600:]}", file=sys.stderr)
+                    continue
+                rows.append(json.loads(line))
+                r = rows[-1]
+                print(f"  {ds:>14} {backend:>9} threads={threads}: {r['seeds_per_s']:8.0f} seeds/s", file=sys.stderr)
+
+    print(f"\nbatch {args.batch_size}, fanouts {args.fanouts}, {args.batches} timed batches, "
+          f"Neo4j cache {args.cache_mb} MB; latencies in ms (p50/p99)")
+    print("| dataset | backend | threads | seeds/s | nodes/batch | sample | fetch | total | peak RSS MiB | vs in-memory |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ref = next((x for x in rows if x["dataset"] == r["dataset"] and x["backend"] == "in_memory"
+                    and x["threads"] == r["threads"]), None)
+        ratio = f"{ref['seeds_per_s'] / r['seeds_per_s']:.1f}x slower" if ref and r is not ref else "1.0x"
+        print(f"| {r['dataset']} | {r['backend']} | {r['threads']} | {r['seeds_per_s']:.0f} | {r['nodes_per_batch']:.0f} | "
+              f"{r['sample_p50_ms']:.0f}/{r['sample_p99_ms']:.0f} | {r['fetch_p50_ms']:.0f}/{r['fetch_p99_ms']:.0f} | "
+              f"{r['total_p50_ms']:.0f}/{r['total_p99_ms']:.0f} | {r['peak_rss_mb']:.0f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
