@@ -48,9 +48,17 @@ def init(cfg: TrainConfig) -> None:
 
 
 def destroy() -> None:
-    """Leave the process group if one exists (safe to call twice or with one rank)."""
-    if dist.is_initialized():
+    """Leave the process group if one exists (safe to call twice or with one rank).
+
+    Runs in ``finally`` blocks, often because a peer died: a failure here is only logged, so
+    it cannot replace the error that explains why the job stopped.
+    """
+    if not dist.is_initialized():
+        return
+    try:
         dist.destroy_process_group()
+    except RuntimeError as exc:
+        log.warning("leaving the gloo group failed (%s)", str(exc).strip().splitlines()[0][:200])
 
 
 def rank() -> int:

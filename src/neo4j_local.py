@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 POM = REPO / "jobs" / "neo4j" / "pom.xml"
+PLUGIN_DIR = REPO / "jobs" / "neo4j" / "plugin"  # gnn.* procedures (src/procedures.py)
+PLUGIN_JAR = "gnn-procedures.jar"
 MAIN_CLASS = "org.neo4j.server.CommunityEntryPoint"
 ADMIN_CLASS = "org.neo4j.cli.AdminTool"
 _SIZE = re.compile(r"^\d+[kKmMgG]$")
@@ -150,6 +152,50 @@ class LocalNeo4j:
         shutil.rmtree(self.lib, ignore_errors=True)
         tmp.rename(self.lib)
 
+    def install_plugin(self) -> Path | None:
+        """Build the gnn.* procedures jar when missing or older than its sources; copy it into plugins/.
+
+        The build output lives next to the jar cache (``plugin-<version>/`` beside ``lib-<version>``),
+        outside the repository and shared by every server using that cache, so a test server in a
+        temp dir does not rebuild. Maven writes into a per-process directory and the jar is moved
+        into place atomically, so concurrent starts cannot see a half-written jar. The procedures
+        only speed things up (src/procedures.py falls back to Cypher), so without a JDK the server
+        starts without them; a failing build of present sources is an error.
+        """
+        build = self.lib.with_name(f"plugin-{self.version}")
+        jar = build / PLUGIN_JAR
+        installed = self.home / "plugins" / PLUGIN_JAR
+        sources = [PLUGIN_DIR / "pom.xml", *(PLUGIN_DIR / "src").rglob("*")]
+        if not jar.exists() or jar.stat().st_mtime < max(p.stat().st_mtime for p in sources):
+            mvn, javac = shutil.which("mvn"), shutil.which("javac")
+            if mvn is None or javac is None:
+                print("warning: gnn.* procedures not built (needs Maven and a JDK: `apt-get install -y maven "
+                      "openjdk-17-jdk-headless`); sampling and feature fetch will use Cypher", file=sys.stderr)
+                installed.unlink(missing_ok=True)  # never serve a jar older than the sources
+                return None
+            tmp = build.with_name(f"{build.name}.partial-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            print("building the gnn.* procedures plugin (once per change) ...", file=sys.stderr, flush=True)
+            proc = subprocess.run(
+                [mvn, "-q", "-B", "-f", str(PLUGIN_DIR / "pom.xml"), "package", f"-Dgnn.buildDir={tmp}"],
+                capture_output=True, text=True,
+            )
+            if proc.returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+                raise UserError(f"Maven could not build {PLUGIN_DIR / 'pom.xml'} (exit {proc.returncode}):\n{tail}")
+            build.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / PLUGIN_JAR, jar)
+            shutil.rmtree(tmp, ignore_errors=True)
+        src, dst = jar.stat(), installed.stat() if installed.exists() else None
+        if dst is None or (dst.st_size, dst.st_mtime_ns) != (src.st_size, src.st_mtime_ns):
+            # A new file renamed over the old one: a server still running keeps reading its own copy.
+            installed.parent.mkdir(parents=True, exist_ok=True)
+            tmp_copy = installed.with_name(f".{PLUGIN_JAR}.partial-{os.getpid()}")
+            shutil.copy2(jar, tmp_copy)
+            os.replace(tmp_copy, installed)
+        return installed
+
     def _write_conf(self, port: int, heap: str, pagecache: str) -> None:
         conf = self.home / "conf"
         conf.mkdir(parents=True, exist_ok=True)
@@ -170,6 +216,7 @@ class LocalNeo4j:
                 f"server.directories.data={self.home / 'data'}",
                 f"server.directories.logs={self.home / 'logs'}",
                 f"server.directories.import={self.home / 'import'}",
+                f"server.directories.plugins={self.home / 'plugins'}",
                 "db.tx_log.rotation.retention_policy=1 files",
                 "",
             ])
@@ -197,6 +244,7 @@ class LocalNeo4j:
         if st is not None:
             return {**st, "already_running": True}
         self.install()
+        self.install_plugin()
         prev = _read_json(self.root / "last_port.json").get("port")
         port = port or (prev if prev and _port_free(prev) else free_port())
         if not _port_free(port):

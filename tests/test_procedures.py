@@ -1,0 +1,264 @@
+"""The gnn.* procedures against a real Neo4j and real data (cora), checked against the Cypher sampler.
+
+The main check: for the same per-node minstd states, ``gnn.sampleHop`` returns exactly what the
+Cypher hop query of :mod:`src.graph_sampler` returns (same neighbour order, same Floyd draws).
+Each module loads its graphs under its own ``T_<uuid>`` labels and deletes them at the end.
+"""
+from __future__ import annotations
+
+import sys
+import uuid
+from collections import Counter
+
+import numpy as np
+import pytest
+from neo4j import exceptions as neo4j_exc
+
+from src.client import Neo4jClient
+from src.errors import UserError
+from src.graph_sampler import MINSTD_MODULUS, hop_query
+from src.neo4j_local import LocalNeo4j
+from src.procedures import ROWS_PER_CALL, fetch_rows, has_procedures, sample_hop
+from src.schema import GraphSchema, encode_features
+from tests.conftest import SHARED_DATASETS
+
+pytestmark = pytest.mark.neo4j
+
+FANOUTS = (0, 1, 5, 15, 200, -1)  # 200 > cora's largest in-degree (168): every node takes all
+
+
+# -- loading (shared with bench/sampler_procedures.py) ---------------------------------------------
+def load_npz(name: str, undirected: bool = False) -> dict:
+    """A shipped dataset with dense ``x`` (``undirected``: symmetrised, as GNN benchmarks use it)."""
+    if str(SHARED_DATASETS) not in sys.path:
+        sys.path.insert(0, str(SHARED_DATASETS))
+    from load_npz import load
+
+    return load(str(SHARED_DATASETS / f"{name}.npz"), undirected=undirected, densify=True)
+
+
+def load_graph(client: Neo4jClient, label: str, x: np.ndarray, y: np.ndarray | None,
+               edge_index: np.ndarray, batch: int = 20_000) -> GraphSchema:
+    """Store a graph in the storage model under ``label`` (``y=None`` entries leave ``y`` unset)."""
+    schema = GraphSchema.for_dataset(label, label=label)
+    client.write(f"CREATE CONSTRAINT `{schema.constraint_name}` IF NOT EXISTS "
+                 f"FOR (n:`{label}`) REQUIRE n.`{schema.id_prop}` IS UNIQUE")
+    xb = encode_features(x)
+    for start in range(0, len(xb), 5000):
+        rows = [{"id": i, "x": xb[i], "y": None if y is None or y[i] is None else int(y[i])}
+                for i in range(start, min(len(xb), start + 5000))]
+        client.write(f"UNWIND $rows AS r CREATE (:`{label}` {{id: r.id, x: r.x, y: r.y}})", rows=rows)
+    for start in range(0, edge_index.shape[1], batch):
+        client.write(f"UNWIND $rows AS r MATCH (a:`{label}` {{id: r[0]}}) MATCH (b:`{label}` {{id: r[1]}}) "
+                     f"CREATE (a)-[:`{schema.rel_type}`]->(b)", rows=edge_index[:, start:start + batch].T.tolist())
+    return schema
+
+
+def drop_graph(client: Neo4jClient, schema: GraphSchema) -> None:
+    """Delete the graph in small transactions (bounded server memory), then its constraint."""
+    while client.write(f"MATCH (n:`{schema.label}`) WITH n LIMIT 1000 DETACH DELETE n RETURN count(*) AS c")[0]["c"]:
+        pass
+    client.write(f"DROP CONSTRAINT `{schema.constraint_name}` IF EXISTS")
+
+
+def cypher_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, states: np.ndarray,
+               fanout: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: the Cypher sampler's query, rows put back in frontier order."""
+    params = {"ids": frontier.tolist(), "states": states.tolist(), "fanout": int(fanout)}
+    rec = client.read_tx(lambda tx: tx.run(hop_query(schema), params).single(strict=True))
+    by_pos = dict(zip(rec["pos"], rec["nbr"]))
+    assert len(by_pos) == len(frontier), "the Cypher query lost frontier nodes"
+    lists = [by_pos[k] for k in range(len(frontier))]
+    return np.array([len(v) for v in lists], np.int64), np.array([u for v in lists for u in v], np.int64)
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def procs(client: Neo4jClient, neo4j_settings) -> None:
+    """The procedures must be there on the local server (it installs them at start)."""
+    if not has_procedures(client):
+        if neo4j_settings.local:
+            pytest.fail("the local server has no gnn.* procedures; restart it: bash jobs/neo4j.sh stop && bash jobs/neo4j.sh start")
+        pytest.skip("NEO4J_URI server without gnn-procedures.jar in its plugins folder")
+
+
+@pytest.fixture(scope="module")
+def cora(client: Neo4jClient, procs) -> tuple[GraphSchema, dict]:
+    d = load_npz("cora")
+    schema = load_graph(client, f"T_{uuid.uuid4().hex[:12]}", d["x"], d["y"], d["edge_index"])
+    yield schema, d
+    drop_graph(client, schema)
+
+
+@pytest.fixture(scope="module")
+def odd_graph(client: Neo4jClient, procs) -> GraphSchema:
+    """Self-loops, parallel edges, a dense hub (in-degree 80 > Neo4j's dense threshold 50),
+    a node without in-edges and nodes without ``y``."""
+    n = 90
+    edges = [(1, 1), (2, 1), (2, 1), (3, 1), (4, 4), (4, 4)] + [(u, 0) for u in range(5, 85)] + [(0, 0), (7, 0)]
+    y = [None if i % 3 == 0 else i % 5 for i in range(n)]
+    x = np.arange(n * 3, dtype=np.float32).reshape(n, 3) / 7
+    schema = load_graph(client, f"T_{uuid.uuid4().hex[:12]}", x, y, np.array(edges, np.int64).T)
+    yield schema
+    drop_graph(client, schema)
+
+
+def _states(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(1, MINSTD_MODULUS, size=n, dtype=np.int64)
+
+
+# -- detection ------------------------------------------------------------------------------------
+def test_has_procedures_on_local_server(client: Neo4jClient, procs) -> None:
+    assert has_procedures(client) is True
+    assert has_procedures(client) is True  # cached
+
+
+def test_install_plugin_is_idempotent_and_cached(tmp_path) -> None:
+    """Server homes sharing a jar cache reuse the built jar (no second Maven run), each gets a copy."""
+    lib = LocalNeo4j().lib
+    first = LocalNeo4j(root=tmp_path / "a", lib=lib).install_plugin()
+    assert first is not None, "no JDK/Maven: the plugin could not be built"
+    cached = lib.with_name(f"plugin-{LocalNeo4j().version}") / first.name
+    built_at = cached.stat().st_mtime_ns
+    assert LocalNeo4j(root=tmp_path / "a", lib=lib).install_plugin() == first
+    second = LocalNeo4j(root=tmp_path / "b", lib=lib).install_plugin()
+    assert second == tmp_path / "b" / "home" / "plugins" / "gnn-procedures.jar"
+    assert first.read_bytes() == second.read_bytes() == cached.read_bytes()
+    assert cached.stat().st_mtime_ns == built_at
+
+
+def test_has_procedures_false_without_plugin() -> None:
+    class Record(dict):
+        pass
+
+    class Tx:
+        def run(self, query: str):
+            assert "SHOW PROCEDURES" in query
+            return type("Result", (), {"single": lambda self, strict: Record(names=["gnn.other"])})()
+
+    class NoPluginClient:  # a server whose gnn.* namespace lacks our procedures
+        settings = type("S", (), {"uri": "bolt://elsewhere:7687"})()
+
+        def read_tx(self, work):
+            return work(Tx())
+
+    assert has_procedures(NoPluginClient()) is False
+
+
+# -- sampling -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fanout", FANOUTS)
+def test_sample_hop_equals_cypher(client: Neo4jClient, cora, fanout: int) -> None:
+    schema, d = cora
+    frontier = np.random.default_rng(fanout + 10).permutation(len(d["y"]))  # every node, shuffled
+    frontier = np.concatenate([frontier, frontier[:100]])  # repeats sample independently
+    states = _states(len(frontier), seed=fanout + 100)
+    counts, nbrs = sample_hop(client, schema, frontier, states, fanout)
+    ref_counts, ref_nbrs = cypher_hop(client, schema, frontier, states, fanout)
+    np.testing.assert_array_equal(counts, ref_counts)
+    np.testing.assert_array_equal(nbrs, ref_nbrs)
+    assert counts.flags.writeable and nbrs.flags.writeable
+
+
+@pytest.mark.parametrize("fanout", FANOUTS)
+def test_sample_hop_draws_real_in_neighbours(client: Neo4jClient, cora, fanout: int) -> None:
+    schema, d = cora
+    src, dst = d["edge_index"]
+    in_nbrs = {v: Counter() for v in range(len(d["y"]))}
+    for u, v in zip(src.tolist(), dst.tolist()):
+        in_nbrs[v][u] += 1
+    frontier = np.arange(len(d["y"]), dtype=np.int64)
+    counts, nbrs = sample_hop(client, schema, frontier, _states(len(frontier), seed=7), fanout)
+    assert counts.sum() == len(nbrs)
+    degree = np.array([sum(in_nbrs[v].values()) for v in frontier.tolist()])
+    np.testing.assert_array_equal(counts, degree if fanout < 0 else np.minimum(degree, fanout))
+    for v, sample in zip(frontier.tolist(), np.split(nbrs, np.cumsum(counts)[:-1])):
+        got = Counter(sample.tolist())
+        assert not got - in_nbrs[v], f"node {v}: {got - in_nbrs[v]} are not in-neighbours"
+        if fanout < 0 or counts[v] == degree[v]:
+            assert got == in_nbrs[v]
+
+
+def test_sample_hop_is_spread_uniformly(client: Neo4jClient, cora) -> None:
+    """Many draws of 5 from the hub: each neighbour position is picked close to 5/d of the time."""
+    schema, d = cora
+    hub = int(np.bincount(d["edge_index"][1]).argmax())
+    frontier = np.full(4000, hub, dtype=np.int64)
+    counts, nbrs = sample_hop(client, schema, frontier, _states(len(frontier), seed=3), 5)
+    freq = np.bincount(nbrs) / len(frontier)
+    deg = int((d["edge_index"][1] == hub).sum())
+    hit = freq[np.unique(d["edge_index"][0][d["edge_index"][1] == hub])]
+    assert np.abs(hit - 5 / deg).max() < 0.02 and len(np.unique(nbrs)) == deg
+
+
+@pytest.mark.parametrize("fanout", (0, 1, 2, 3, 50, 79, 81, -1))
+def test_sample_hop_equals_cypher_on_loops_parallel_edges_and_dense_nodes(client: Neo4jClient, odd_graph,
+                                                                          fanout: int) -> None:
+    frontier = np.array([0, 1, 4, 2, 0, 89, 0, 1], np.int64)
+    states = _states(len(frontier), seed=5)
+    counts, nbrs = sample_hop(client, odd_graph, frontier, states, fanout)
+    ref_counts, ref_nbrs = cypher_hop(client, odd_graph, frontier, states, fanout)
+    np.testing.assert_array_equal(counts, ref_counts)
+    np.testing.assert_array_equal(nbrs, ref_nbrs)
+    if fanout < 0:
+        assert counts.tolist() == [82, 4, 2, 0, 82, 0, 82, 4]  # self-loop counted once, parallel edges twice
+
+
+def test_sample_hop_unknown_id_raises_key_error(client: Neo4jClient, cora) -> None:
+    schema, _ = cora
+    with pytest.raises(KeyError, match="999999"):
+        sample_hop(client, schema, np.array([0, 999999, 1]), _states(3, 1), 5)
+
+
+def test_sample_hop_rejects_states_outside_minstd_range(client: Neo4jClient, cora) -> None:
+    schema, _ = cora
+    with pytest.raises(neo4j_exc.ClientError, match="minstd range"):
+        sample_hop(client, schema, np.array([0, 1]), np.array([5, 0]), 1)
+
+
+def test_sample_hop_empty_frontier(client: Neo4jClient, cora) -> None:
+    counts, nbrs = sample_hop(client, cora[0], np.zeros(0, np.int64), np.zeros(0, np.int64), 5)
+    assert counts.shape == (0,) and nbrs.shape == (0,)
+
+
+def test_label_without_id_index_is_a_clear_error(client: Neo4jClient, procs) -> None:
+    label = f"T_{uuid.uuid4().hex[:12]}"
+    schema = GraphSchema.for_dataset(label, label=label)
+    client.write(f"CREATE (:`{label}` {{id: 0}})")
+    try:
+        with pytest.raises(neo4j_exc.ClientError, match="no index on"):
+            sample_hop(client, schema, np.array([0]), np.array([1]), 1)
+    finally:
+        client.write(f"MATCH (n:`{label}`) DELETE n")
+
+
+# -- feature rows ---------------------------------------------------------------------------------
+def test_fetch_rows_bit_exact_in_order_with_repeats(client: Neo4jClient, cora) -> None:
+    schema, d = cora
+    ids = np.random.default_rng(0).integers(0, len(d["y"]), size=ROWS_PER_CALL + 1808)  # two calls
+    x, y = fetch_rows(client, schema, ids, num_features=d["x"].shape[1])
+    assert x.dtype == np.float32 and y.dtype == np.int64 and x.shape == (len(ids), d["x"].shape[1])
+    assert x.flags.writeable and y.flags.writeable  # torch.from_numpy needs writable memory
+    np.testing.assert_array_equal(x.view(np.uint32), d["x"][ids].view(np.uint32))
+    np.testing.assert_array_equal(y, d["y"][ids])
+
+
+def test_fetch_rows_absent_y_is_minus_one(client: Neo4jClient, odd_graph) -> None:
+    x, y = fetch_rows(client, odd_graph, np.array([3, 4, 0, 89]))
+    assert y.tolist() == [-1, 4, -1, 4]
+    np.testing.assert_array_equal(x, np.arange(90 * 3, dtype=np.float32).reshape(90, 3)[[3, 4, 0, 89]] / 7)
+
+
+def test_fetch_rows_missing_ids_raise(client: Neo4jClient, cora) -> None:
+    schema, _ = cora
+    with pytest.raises(UserError, match=r"\[123456, -5\].*missing"):
+        fetch_rows(client, schema, np.array([1, 123456, 2, -5]))
+
+
+def test_fetch_rows_wrong_width_raises(client: Neo4jClient, cora) -> None:
+    with pytest.raises(UserError, match="expected 400"):
+        fetch_rows(client, cora[0], np.array([1, 2]), num_features=100)
+
+
+def test_fetch_rows_empty(client: Neo4jClient, cora) -> None:
+    x, y = fetch_rows(client, cora[0], np.zeros(0, np.int64), num_features=1433)
+    assert x.shape == (0, 1433) and y.shape == (0,)
