@@ -38,8 +38,9 @@ from src.feature_store import Neo4jFeatureStore  # noqa: E402
 from src.neo4j_local import local_server_pid  # noqa: E402
 from src.graph_sampler import MINSTD_MODULUS, Neo4jNeighborSampler, hop_query  # noqa: E402
 from src.procedures import fetch_rows, has_procedures, sample_hop  # noqa: E402
+from src.datasets import load_dataset  # noqa: E402
+from src.loader import LoadConfig, delete_dataset, ensure_loaded  # noqa: E402
 from src.schema import GraphSchema  # noqa: E402
-from tests.test_procedures import drop_graph, load_graph, load_npz  # noqa: E402
 
 
 @dataclass
@@ -88,11 +89,11 @@ class Row:
 
 
 def bench_dataset(client: Neo4jClient, name: str, args: argparse.Namespace, server: psutil.Process | None) -> list[Row]:
-    d = load_npz(name, undirected=True)
-    n, f = d["x"].shape
-    t = time.perf_counter()
-    schema = load_graph(client, f"T_{uuid.uuid4().hex[:12]}", d["x"], d["y"], d["edge_index"])
-    print(f"{name}: N={n} E={d['edge_index'].shape[1]} F={f} loaded in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    ds = load_dataset(name)
+    n, f = ds.num_nodes, ds.num_features
+    schema = GraphSchema.for_dataset(f"T_{uuid.uuid4().hex[:12]}")
+    report = ensure_loaded(client, ds, schema, LoadConfig(method="unwind", progress=False))
+    print(f"{name}: N={n} E={ds.num_edges} F={f} loaded in {report.seconds:.1f} s", file=sys.stderr)
     rows = []
     try:
         rng = np.random.default_rng(0)
@@ -127,7 +128,8 @@ def bench_dataset(client: Neo4jClient, name: str, args: argparse.Namespace, serv
         rows.append(Row(name, f"batch, fanouts {args.fanouts}, new nodes per hop {sampled['procedure']}",
                         "seeds", len(seeds), *timings))
     finally:
-        drop_graph(client, schema)
+        delete_dataset(client, schema.dataset, schema.label, schema.rel_type)
+        client.write(f"DROP CONSTRAINT `{schema.constraint_name}` IF EXISTS")
     return rows
 
 

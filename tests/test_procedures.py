@@ -2,11 +2,11 @@
 
 The main check: for the same per-node minstd states, ``gnn.sampleHop`` returns exactly what the
 Cypher hop query of :mod:`src.graph_sampler` returns (same neighbour order, same Floyd draws).
-Each module loads its graphs under its own ``T_<uuid>`` labels and deletes them at the end.
+cora is the shared ``pytest_cora`` of the loader; the hand-made edge-case graph gets its own
+``T_<uuid>`` label and is deleted at the end.
 """
 from __future__ import annotations
 
-import sys
 import uuid
 from collections import Counter
 
@@ -20,44 +20,27 @@ from src.graph_sampler import MINSTD_MODULUS, hop_query
 from src.neo4j_local import LocalNeo4j
 from src.procedures import ROWS_PER_CALL, fetch_rows, has_procedures, sample_hop
 from src.schema import GraphSchema, encode_features
-from tests.conftest import SHARED_DATASETS
 
 pytestmark = pytest.mark.neo4j
 
 FANOUTS = (0, 1, 5, 15, 200, -1)  # 200 > cora's largest in-degree (168): every node takes all
 
 
-# -- loading (shared with bench/sampler_procedures.py) ---------------------------------------------
-def load_npz(name: str, undirected: bool = False) -> dict:
-    """A shipped dataset with dense ``x`` (``undirected``: symmetrised, as GNN benchmarks use it)."""
-    if str(SHARED_DATASETS) not in sys.path:
-        sys.path.insert(0, str(SHARED_DATASETS))
-    from load_npz import load
-
-    return load(str(SHARED_DATASETS / f"{name}.npz"), undirected=undirected, densify=True)
-
-
-def load_graph(client: Neo4jClient, label: str, x: np.ndarray, y: np.ndarray | None,
-               edge_index: np.ndarray, batch: int = 20_000) -> GraphSchema:
-    """Store a graph in the storage model under ``label`` (``y=None`` entries leave ``y`` unset)."""
+# -- helpers --------------------------------------------------------------------------------------
+def load_graph(client: Neo4jClient, label: str, x: np.ndarray, y: list[int | None],
+               edges: list[tuple[int, int]]) -> GraphSchema:
+    """Store a small hand-made graph in the storage model (``None`` in ``y`` leaves ``y`` unset)."""
     schema = GraphSchema.for_dataset(label, label=label)
-    client.write(f"CREATE CONSTRAINT `{schema.constraint_name}` IF NOT EXISTS "
-                 f"FOR (n:`{label}`) REQUIRE n.`{schema.id_prop}` IS UNIQUE")
-    xb = encode_features(x)
-    for start in range(0, len(xb), 5000):
-        rows = [{"id": i, "x": xb[i], "y": None if y is None or y[i] is None else int(y[i])}
-                for i in range(start, min(len(xb), start + 5000))]
-        client.write(f"UNWIND $rows AS r CREATE (:`{label}` {{id: r.id, x: r.x, y: r.y}})", rows=rows)
-    for start in range(0, edge_index.shape[1], batch):
-        client.write(f"UNWIND $rows AS r MATCH (a:`{label}` {{id: r[0]}}) MATCH (b:`{label}` {{id: r[1]}}) "
-                     f"CREATE (a)-[:`{schema.rel_type}`]->(b)", rows=edge_index[:, start:start + batch].T.tolist())
+    client.write(f"CREATE CONSTRAINT `{schema.constraint_name}` FOR (n:`{label}`) REQUIRE n.`{schema.id_prop}` IS UNIQUE")
+    rows = [{"id": i, "x": row, "y": y[i]} for i, row in enumerate(encode_features(x))]
+    client.write(f"UNWIND $rows AS r CREATE (:`{label}` {{id: r.id, x: r.x, y: r.y}})", rows=rows)
+    client.write(f"UNWIND $rows AS r MATCH (a:`{label}` {{id: r[0]}}) MATCH (b:`{label}` {{id: r[1]}}) "
+                 f"CREATE (a)-[:`{schema.rel_type}`]->(b)", rows=[list(e) for e in edges])
     return schema
 
 
 def drop_graph(client: Neo4jClient, schema: GraphSchema) -> None:
-    """Delete the graph in small transactions (bounded server memory), then its constraint."""
-    while client.write(f"MATCH (n:`{schema.label}`) WITH n LIMIT 1000 DETACH DELETE n RETURN count(*) AS c")[0]["c"]:
-        pass
+    client.write(f"MATCH (n:`{schema.label}`) DETACH DELETE n")
     client.write(f"DROP CONSTRAINT `{schema.constraint_name}` IF EXISTS")
 
 
@@ -83,11 +66,11 @@ def procs(client: Neo4jClient, neo4j_settings) -> None:
 
 
 @pytest.fixture(scope="module")
-def cora(client: Neo4jClient, procs) -> tuple[GraphSchema, dict]:
-    d = load_npz("cora")
-    schema = load_graph(client, f"T_{uuid.uuid4().hex[:12]}", d["x"], d["y"], d["edge_index"])
-    yield schema, d
-    drop_graph(client, schema)
+def cora(loaded_dataset, procs) -> tuple[GraphSchema, dict]:
+    """cora as src/loader.py stores it (the shared ``pytest_cora``), with its source arrays."""
+    ds, schema, _ = loaded_dataset("cora")
+    return schema, {"x": ds.features(np.arange(ds.num_nodes)), "y": np.asarray(ds.y),
+                    "edge_index": np.asarray(ds.edge_index)}
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +81,7 @@ def odd_graph(client: Neo4jClient, procs) -> GraphSchema:
     edges = [(1, 1), (2, 1), (2, 1), (3, 1), (4, 4), (4, 4)] + [(u, 0) for u in range(5, 85)] + [(0, 0), (7, 0)]
     y = [None if i % 3 == 0 else i % 5 for i in range(n)]
     x = np.arange(n * 3, dtype=np.float32).reshape(n, 3) / 7
-    schema = load_graph(client, f"T_{uuid.uuid4().hex[:12]}", x, y, np.array(edges, np.int64).T)
+    schema = load_graph(client, f"T_{uuid.uuid4().hex[:12]}", x, y, edges)
     yield schema
     drop_graph(client, schema)
 
