@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: import src.*
 
 from src.client import add_connection_args, connect, settings_from_args, validate_identifier  # noqa: E402
-from src.datasets import SYNTHETIC, load_dataset  # noqa: E402
+from src.datasets import SYNTHETIC, SYNTHETIC_DEFAULTS, load_dataset  # noqa: E402
 from src.errors import UsageError, run_cli  # noqa: E402
 from src.loader import EDGE_BATCH, IMPORT_MIN_EDGES, METHODS, NODE_BATCH, LoadConfig, ensure_loaded  # noqa: E402
 from src.schema import GraphSchema  # noqa: E402
@@ -29,7 +29,7 @@ SYNTHETIC_FLAGS = ("num_nodes", "avg_degree", "num_features", "num_classes", "se
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.split("\n\n")[1:]))
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--dataset", required=True,
                    help="dataset name: a shipped graph (cora, citeseer, amazon_cs, coauthor_phy, tolokers), "
                         "an .npz path, synthetic, or an OGB name (ogbn-arxiv, ...)")
@@ -54,12 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"rows per transaction for unwind (default: {NODE_BATCH:,} nodes, capped at 16 MiB of "
                         f"features, and {EDGE_BATCH:,} relationships); a resumed load keeps its first batch size")
     p.add_argument("--workers", type=int, default=2, help="parallel writer threads for unwind (default: %(default)s)")
-    g = p.add_argument_group("synthetic graph (only with --dataset synthetic; defaults from src/datasets.py)")
-    g.add_argument("--num_nodes", type=int, default=None, help="number of nodes")
-    g.add_argument("--avg_degree", type=float, default=None, help="stored (directed) edges per node")
-    g.add_argument("--num_features", type=int, default=None, help="feature dimension")
-    g.add_argument("--num_classes", type=int, default=None, help="number of classes")
-    g.add_argument("--seed", type=int, default=None, help="generator seed")
+    g = p.add_argument_group("synthetic graph (only with --dataset synthetic)")
+    for flag, kind, text in (("num_nodes", int, "number of nodes"),
+                             ("avg_degree", float, "stored (directed) edges per node"),
+                             ("num_features", int, "feature dimension"), ("num_classes", int, "number of classes"),
+                             ("seed", int, "generator seed")):
+        g.add_argument(f"--{flag}", type=kind, default=None, help=f"{text} (default {SYNTHETIC_DEFAULTS[flag]})")
     add_connection_args(p)
     return p.parse_args(argv)
 

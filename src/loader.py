@@ -194,8 +194,12 @@ def ensure_loaded(
         _check_counts(client, dataset, schema)
         return LoadReport(schema.dataset, schema.label, schema.rel_type, "already loaded", "none",
                           dataset.num_nodes, dataset.num_edges, seconds=time.perf_counter() - t0)
-    method = _choose_method(client, dataset, config, server)  # a resumed load is not empty: unwind
-    if method == "import":
+    if record is not None and record.get("method") == "import":
+        # neo4j-admin wrote the whole graph at once; only the index build or verification was interrupted
+        report = LoadReport(schema.dataset, schema.label, schema.rel_type, "resumed", "import",
+                            dataset.num_nodes, dataset.num_edges)
+        _create_id_constraint(client, schema)
+    elif _choose_method(client, dataset, config, server) == "import":  # a resumed load is not empty: unwind
         report = _load_offline(client, dataset, schema, fingerprint, config, server or LocalNeo4j())
     else:
         if record is None:
@@ -570,8 +574,9 @@ def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fi
         report.phases["csv"] = time.perf_counter() - t0
         st = server.state()
         assert st is not None  # checked by import_blockers
-        log.warning("stopping the local Neo4j server (pid %s) for the offline import; should this process die "
-                    "before it is back, run `bash jobs/neo4j.sh reset && bash jobs/neo4j.sh start`", st["pid"])
+        log.warning("stopping the local Neo4j server (pid %s, %s) for the offline import; should this process die "
+                    "before the server is back, its half-written database is unusable: start afresh with "
+                    "`bash jobs/neo4j.sh reset && bash jobs/neo4j.sh start` (it was empty)", st["pid"], server.home)
         t = time.perf_counter()
         server.stop()
         try:
@@ -588,11 +593,11 @@ def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fi
             report.phases["restart"] = time.perf_counter() - t
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    t = time.perf_counter()
     _create_bookkeeping_constraints(client)
+    _create_record(client, ds, schema, fingerprint, config.node_batch(ds.num_features), config.edge_batch(), "import")
+    t = time.perf_counter()
     _create_id_constraint(client, schema)
     report.phases["index"] = time.perf_counter() - t
-    _create_record(client, ds, schema, fingerprint, config.node_batch(ds.num_features), config.edge_batch(), "import")
     report.phases["nodes"] = report.phases["relationships"] = time.perf_counter() - t0
     return report
 

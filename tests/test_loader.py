@@ -307,6 +307,11 @@ def test_offline_import_into_own_server(tmp_path: Path, cora: GraphDataset) -> N
             assert require_loaded(own, "cora")["method"] == "import"
             again = ensure_loaded(own, cora, schema, LoadConfig(progress=False), server=server)
             assert again.status == "already loaded"
+            # killed after the import but before the verification: the re-run only verifies
+            own.write(f"MATCH (d:`{DATASET_LABEL}` {{name: 'cora'}}) SET d.complete = false")
+            resumed = ensure_loaded(own, cora, schema, LoadConfig(progress=False), server=server)
+            assert (resumed.status, resumed.method) == ("resumed", "import")
+            assert_exact(own, cora, schema)
             assert own.read(f"MATCH (d:`{DATASET_LABEL}`) RETURN count(d) AS c")[0]["c"] == 1
     finally:
         server.stop()
