@@ -14,7 +14,7 @@ import argparse
 
 from src.backend_neo4j import Neo4jBackend
 from src.client import add_connection_args, connect, settings_from_args
-from src.errors import run_cli
+from src.errors import UsageError, run_cli
 from src.loader import require_loaded
 from src.schema import GraphSchema
 from src.train_cli import add_training_args, configure_console_logging, parse_training_config
@@ -28,14 +28,20 @@ def main() -> int:
     g = parser.add_argument_group("Neo4j backend")
     g.add_argument("--cache_mb", type=float, default=0.0,
                    help="per-rank cache of feature rows of hot nodes in MiB; 0 disables it (default: %(default)s)")
+    g.add_argument("--cypher_only", action="store_true",
+                   help="sample and fetch with plain Cypher even if the server has the gnn.* procedures "
+                        "(jobs/neo4j/plugin; same samples, slower)")
     args = parser.parse_args()
+    if args.cache_mb < 0:
+        raise UsageError(f"--cache_mb must be >= 0 (got {args.cache_mb})")
     cfg = parse_training_config(args)
     configure_console_logging()
     client = connect(settings_from_args(args), max_pool_size=cfg.concurrency + cfg.num_loader_threads)
     record = require_loaded(client, cfg.dataset)
     schema = GraphSchema.for_dataset(cfg.dataset, label=record["label"], rel_type=record["rel_type"])
     backend = Neo4jBackend(client, schema, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
-                           num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb)
+                           num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb,
+                           use_procedures=False if args.cypher_only else None)
     try:
         train(backend, cfg)
     finally:

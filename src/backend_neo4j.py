@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch_geometric.loader import NodeLoader
 
+from src import procedures
 from src.client import Neo4jClient
 from src.errors import UserError
 from src.feature_store import Neo4jFeatureStore
@@ -33,7 +34,8 @@ class Neo4jBackend:
     name = "neo4j"
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, record: dict[str, Any], *,
-                 fanouts: Sequence[int], batch_size: int, num_loader_threads: int, cache_mb: float = 0.0) -> None:
+                 fanouts: Sequence[int], batch_size: int, num_loader_threads: int, cache_mb: float = 0.0,
+                 use_procedures: bool | None = None) -> None:
         self.client = client
         self.schema = schema
         self.num_nodes = int(record["num_nodes"])
@@ -42,7 +44,9 @@ class Neo4jBackend:
         self.fanouts = [int(k) for k in fanouts]
         self.batch_size = batch_size
         self.num_loader_threads = num_loader_threads
-        self.feature_store = Neo4jFeatureStore(client, schema, self.num_nodes, self.num_features, cache_mb=cache_mb)
+        self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
+        self.feature_store = Neo4jFeatureStore(client, schema, self.num_nodes, self.num_features, cache_mb=cache_mb,
+                                               use_procedures=self.use_procedures)
         self.graph_store = Neo4jGraphStore(client, schema, self.num_nodes)
         self.num_edges = self.graph_store.num_edges
         self._splits: dict[str, Tensor] = {}
@@ -65,7 +69,8 @@ class Neo4jBackend:
 
     def make_loader(self, seeds: Tensor, *, shuffle: bool, seed: int) -> PrefetchLoader:
         """Batches of ``seeds``; sampling and feature fetch of later batches run in threads."""
-        sampler = Neo4jNeighborSampler(self.client, self.schema, self.fanouts, seed=seed)
+        sampler = Neo4jNeighborSampler(self.client, self.schema, self.fanouts, seed=seed,
+                                       use_procedures=self.use_procedures)
         self._samplers.append(sampler)
         loader = NodeLoader(
             (self.feature_store, self.graph_store), node_sampler=sampler, input_nodes=seeds,
@@ -86,6 +91,7 @@ class Neo4jBackend:
             "feature_round_trips": self.feature_store.stats.round_trips,
             "sampling_queries": sum(s.queries for s in self._samplers),
             "cache_hit_rate": cache.hit_rate if cache is not None else None,
+            "procedures": self.use_procedures,
         }
 
     def close(self) -> None:

@@ -11,6 +11,10 @@ node's neighbour references and, when the degree ``d`` exceeds ``k``, picks posi
 Floyd's algorithm (k draws, each ``t = r mod (j+1)`` for ``j = d-k .. d-1``), advancing the
 state with the Park-Miller "minimal standard" generator (``r <- 48271 r mod 2^31-1``). Only
 the picked neighbours' ``id`` properties are read.
+
+When the server has the project's ``gnn.sampleHop`` procedure (jobs/neo4j/plugin, installed by
+the local server), the same algorithm runs in Java and returns packed bytes instead of records;
+its samples are identical to the Cypher query's for the same states (tests/test_procedures.py).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import logging
 
 import numpy as np
 
+from src import procedures
 from src.client import Neo4jClient
 from src.csr_sampler import HopSampler
 from src.schema import GraphSchema
@@ -53,20 +58,24 @@ class Neo4jNeighborSampler(HopSampler):
     driver's sessions are per call, so prefetch threads can sample concurrently.
     """
 
-    def __init__(self, client: Neo4jClient, schema: GraphSchema, fanouts: list[int], seed: int | None = None) -> None:
+    def __init__(self, client: Neo4jClient, schema: GraphSchema, fanouts: list[int], seed: int | None = None,
+                 *, use_procedures: bool | None = None) -> None:
         super().__init__(fanouts, seed)
         self.client = client
         self.schema = schema
         self._query = hop_query(schema)
+        self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
         self.queries = 0
 
     def hop(self, frontier: np.ndarray, fanout: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if len(frontier) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         states = rng.integers(1, MINSTD_MODULUS, size=len(frontier), dtype=np.int64)
+        self.queries += 1
+        if self.use_procedures:
+            return procedures.sample_hop(self.client, self.schema, frontier, states, fanout)
         params = {"ids": frontier.tolist(), "states": states.tolist(), "fanout": int(fanout)}
         rec = self.client.read_tx(lambda tx: tx.run(self._query, params).single(strict=True))
-        self.queries += 1
         pos = np.asarray(rec["pos"], dtype=np.int64)
         lists = rec["nbr"]
         if len(pos) != len(frontier):

@@ -45,9 +45,10 @@ def _global_edges(out) -> set[tuple[int, int]]:
     return set(zip(node[out.row.numpy()].tolist(), node[out.col.numpy()].tolist()))
 
 
-def test_features_bit_exact_in_order_with_repeats(client: Neo4jClient, cora) -> None:
+@pytest.mark.parametrize("use_procedures", [False, True], ids=["cypher", "procedure"])
+def test_features_bit_exact_in_order_with_repeats(client: Neo4jClient, cora, use_procedures: bool) -> None:
     ds, schema, rec = cora
-    fs = Neo4jFeatureStore(client, schema, ds.num_nodes, ds.num_features)
+    fs = Neo4jFeatureStore(client, schema, ds.num_nodes, ds.num_features, use_procedures=use_procedures)
     ids = np.random.default_rng(0).integers(0, ds.num_nodes, 3000)
     ids[:10] = ids[0]  # repeated ids
     x, y = fs.fetch(ids)
@@ -92,10 +93,12 @@ def test_graph_store_sizes_and_guard(client: Neo4jClient, cora) -> None:
         gs.materialise_edge_index(max_edges=100)
 
 
+@pytest.mark.parametrize("use_procedures", [False, True], ids=["cypher", "procedure"])
 @pytest.mark.parametrize("fanouts", [[5, 3], [15, 10, 5]])
-def test_sampled_edges_real_and_fanout_respected(client: Neo4jClient, cora, csr: CSRGraph, fanouts) -> None:
+def test_sampled_edges_real_and_fanout_respected(client: Neo4jClient, cora, csr: CSRGraph, fanouts,
+                                                 use_procedures: bool) -> None:
     ds, schema, _ = cora
-    sampler = Neo4jNeighborSampler(client, schema, fanouts, seed=1)
+    sampler = Neo4jNeighborSampler(client, schema, fanouts, seed=1, use_procedures=use_procedures)
     seeds = np.random.default_rng(2).choice(ds.num_nodes, 256, replace=False)
     out = _sample(sampler, seeds)
     node = out.node.numpy()
@@ -158,11 +161,13 @@ def _draw_counts(sampler: Neo4jNeighborSampler, node: int, draws: int, fanout: i
     return np.array(list(counts.values()))
 
 
-def test_uniformity_chi_square_and_power(client: Neo4jClient, cora, csr: CSRGraph) -> None:
+@pytest.mark.parametrize("use_procedures", [False, True], ids=["cypher", "procedure"])
+def test_uniformity_chi_square_and_power(client: Neo4jClient, cora, csr: CSRGraph, use_procedures: bool) -> None:
     ds, schema, _ = cora
     deg = csr.degree(np.arange(ds.num_nodes))
     node = int(np.flatnonzero(deg == 20)[0]) if (deg == 20).any() else int(np.argmax(deg))
-    fair = _draw_counts(Neo4jNeighborSampler(client, schema, [4], seed=0), node, 10_000, 4)
+    fair = _draw_counts(Neo4jNeighborSampler(client, schema, [4], seed=0, use_procedures=use_procedures),
+                        node, 10_000, 4)
     assert len(fair) == deg[node]
     assert chisquare(fair).pvalue > 1e-3
     biased = _draw_counts(_BiasedSampler(client, schema, [4], seed=0), node, 10_000, 4)
@@ -205,3 +210,4 @@ def test_graphsage_trains_through_nodeloader(client: Neo4jClient, cora) -> None:
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
     stats = backend.stats()
     assert stats["sampling_queries"] > 0 and stats["feature_round_trips"] > 0
+    assert stats["procedures"] is True  # the local server installs the gnn.* plugin
