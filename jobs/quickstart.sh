@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 bash jobs/install.sh
 run=quickstart-cora-$(date +%Y%m%d-%H%M%S)
 bash jobs/launch_training_single_node.sh --ranks 2 --backend neo4j --dataset cora \
-  --epochs 10 --fanouts 10,10 --num_layers 2 --hidden_channels 128 --batch_size 128 \
+  --epochs 20 --fanouts 10,10 --num_layers 2 --hidden_channels 128 --batch_size 64 --lr 0.01 \
   --run_name "$run" "$@"
 "$PYTHON" visualize.py --log_dir "logs/$run" --out "plots/$run"
 echo "quickstart: logs in logs/$run, plots in plots/$run; stop Neo4j with: bash jobs/neo4j.sh stop"
