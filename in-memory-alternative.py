@@ -1,32 +1,52 @@
 #!/usr/bin/env python3
-"""Train GraphSAGE with the whole graph in each rank's RAM (the reference for the Neo4j backend).
+"""Train GraphSAGE from RAM: by default each rank holds one METIS partition of the graph and asks
+the other ranks for the rest (``--full_graph``: every rank holds the whole graph).
 
-Same flags and logs as ``main-neo4j-backend.py``, so the two can be compared run for run, e.g.
+Same shared flags and logs as ``main-neo4j-backend.py``, so runs can be compared run for run, e.g.
   python in-memory-alternative.py --dataset cora --epochs 20 --fanouts 10,10 --num_layers 2
-Two machines: run it on each with ``--num_nodes 2 --node_rank {0,1} --master_addr <rank-0 host>``.
+Two ranks (one per machine, or both on one machine with different --node_rank):
+  python in-memory-alternative.py --num_nodes 2 --node_rank {0,1} --master_addr <rank-0 host> ...
+or ``torchrun --nproc_per_node 2 in-memory-alternative.py ...``.  The partitioned backend uses
+``--master_port`` for the gloo group and ``--master_port + 1`` for its RPC service.  It needs
+``<partition_dir>/<dataset>/<world size>-parts``; if that is missing, rank 0 creates it (METIS)
+and the other ranks wait (see src/backend_partitioned.py for several machines).
 """
 from __future__ import annotations
 
 import argparse
 
 from src.backend_memory import FullGraphBackend
+from src.backend_partitioned import open_partitioned_backend
 from src.datasets import load_dataset
 from src.errors import run_cli
+from src.partition import DEFAULT_OUTPUT_DIR
 from src.train_cli import add_training_args, configure_console_logging, parse_training_config
 from src.trainer import train
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cfg = parse_training_config(add_training_args(parser).parse_args())
+    add_training_args(parser)
+    g = parser.add_argument_group("in-memory backend")
+    g.add_argument("--partition_dir", default=DEFAULT_OUTPUT_DIR,
+                   help="partitions are read from <partition_dir>/<dataset>/<world size>-parts "
+                        "(default: %(default)s)")
+    g.add_argument("--full_graph", action="store_true",
+                   help="every rank holds the whole graph instead of one partition")
+    args = parser.parse_args()
+    cfg = parse_training_config(args)
     configure_console_logging()
-    backend = FullGraphBackend(load_dataset(cfg.dataset, root=cfg.dataset_root_dir),
-                               fanouts=cfg.fanouts, batch_size=cfg.batch_size,
-                               num_loader_threads=cfg.num_loader_threads)
-    try:
+    if args.full_graph:
+        backend = FullGraphBackend(load_dataset(cfg.dataset, root=cfg.dataset_root_dir),
+                                   fanouts=cfg.fanouts, batch_size=cfg.batch_size,
+                                   num_loader_threads=cfg.num_loader_threads)
+        try:
+            train(backend, cfg)
+        finally:
+            backend.close()
+        return 0
+    with open_partitioned_backend(cfg, args.partition_dir) as backend:
         train(backend, cfg)
-    finally:
-        backend.close()
     return 0
 
 

@@ -137,6 +137,26 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
     return PartitionResult(root, _partition(ds, cfg, root, wanted["fingerprint"]), created=True)
 
 
+def ensure_main() -> None:
+    """Child-process entry of training jobs: ``python -c "from src.partition import ensure_main;
+    ensure_main()" CONFIG_JSON`` partitions if needed (any existing method accepted) and prints
+    the dataset's folder name as JSON.  A separate process keeps the trainer's memory peak and
+    imports clean; errors come out as ``error: <one line>`` on stderr with exit code 1 or 2."""
+    import sys
+
+    from src.errors import run_cli
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def main() -> int:
+        cfg = PartitionConfig(**json.loads(sys.argv[1]))
+        print(json.dumps(partition_dataset(cfg, any_method=True).meta["dataset"]), flush=True)
+        return 0
+
+    run_cli(main)
+
+
 def _partition(ds: GraphDataset, cfg: PartitionConfig, root: Path, fingerprint: str) -> dict[str, Any]:
     """Assign, write into a temporary sibling folder, then swap it in (meta.json last)."""
     start = time.perf_counter()
