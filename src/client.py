@@ -13,9 +13,10 @@ import argparse
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import neo4j
 from neo4j import GraphDatabase
@@ -129,6 +130,7 @@ class Neo4jClient:
     ) -> None:
         self.settings = settings
         self.database = settings.database
+        self.max_retry_time = max_retry_time
         scheme = settings.uri.split("://", 1)[0] if "://" in settings.uri else ""
         if scheme not in _SCHEMES:
             raise Neo4jUnavailable(
@@ -183,13 +185,25 @@ class Neo4jClient:
 
     def read_tx(self, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
         """Run ``work(tx)`` in a managed read transaction; it may be retried, so keep it pure."""
-        with self._driver.session(database=self.database) as session:
+        with self._unavailable_as_user_error(), self._driver.session(database=self.database) as session:
             return session.execute_read(work)
 
     def write_tx(self, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
         """Run ``work(tx)`` in a managed write transaction; it may be retried, so keep it idempotent."""
-        with self._driver.session(database=self.database) as session:
+        with self._unavailable_as_user_error(), self._driver.session(database=self.database) as session:
             return session.execute_write(work)
+
+    @contextmanager
+    def _unavailable_as_user_error(self) -> Iterator[None]:
+        """Once the driver's retries are spent, a dead or stuck server is one clear line, not a traceback."""
+        try:
+            yield
+        except (neo4j_exc.DriverError, neo4j_exc.TransientError, neo4j_exc.DatabaseError) as exc:
+            raise Neo4jUnavailable(
+                f"Neo4j at {self.settings.uri} stopped answering ({_short(exc)}) after retrying for up to "
+                f"{self.max_retry_time:.0f} s; check it with `bash jobs/neo4j.sh status`, then rerun "
+                "(training: add --resume to continue from the last checkpoint)"
+            ) from None
 
     def count_nodes(self, label: str) -> int:
         """Nodes with ``label`` (answered from Neo4j's count store, O(1))."""

@@ -88,7 +88,7 @@ class Neo4jFeatureStore(FeatureStore):
         self.schema = schema
         self.num_nodes = num_nodes
         self.num_features = num_features
-        self.chunk_size = chunk_size
+        self.chunk_size = min(chunk_size, procedures.rows_per_call(num_features))
         self.cache = FeatureCache(cache_mb, num_features) if cache_mb > 0 else None
         self.stats = FetchStats()
         s = schema
@@ -122,7 +122,7 @@ class Neo4jFeatureStore(FeatureStore):
 
     def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.use_procedures:  # gnn.fetchRows: rows in order, as packed bytes
-            self.stats.round_trips += -(-len(ids) // procedures.ROWS_PER_CALL)
+            self.stats.round_trips += -(-len(ids) // procedures.rows_per_call(self.num_features))
             self.stats.rows_fetched += len(ids)
             return procedures.fetch_rows(self.client, self.schema, ids, num_features=self.num_features)
         xs, ys, got = [], [], []

@@ -34,6 +34,14 @@ PROCEDURES = ("gnn.fetchRows", "gnn.sampleHop")
 # Rows per gnn.fetchRows call: bounds the server-side byte array (8192 rows x 1433 float32 of cora
 # = 47 MB); a single huge array could exhaust the server's heap, which exits the JVM.
 ROWS_PER_CALL = 8192
+CALL_BYTES = 16 * 2**20  # feature bytes per call: wide rows (coauthor_phy: 33 KB) must not flood the heap
+
+
+def rows_per_call(num_features: int | None) -> int:
+    """Rows per ``gnn.fetchRows`` call: at most ROWS_PER_CALL and about CALL_BYTES of features."""
+    if not num_features:
+        return ROWS_PER_CALL
+    return max(1, min(ROWS_PER_CALL, CALL_BYTES // (4 * num_features)))
 
 _HOP_QUERY = ("CALL gnn.sampleHop($label, $rel_type, $id_prop, $ids, $states, $fanout) "
               "YIELD counts, neighbours RETURN counts, neighbours")
@@ -100,7 +108,8 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray,
     result). Missing ids raise :class:`UserError`, as in :class:`Neo4jFeatureStore`.
     """
     ids = np.asarray(ids, dtype=np.int64)
-    chunks = [ids[i:i + ROWS_PER_CALL].tolist() for i in range(0, len(ids), ROWS_PER_CALL)]
+    step = rows_per_call(num_features)
+    chunks = [ids[i:i + step].tolist() for i in range(0, len(ids), step)]
     base = {"label": schema.label, "id_prop": schema.id_prop, "x_prop": schema.x_prop, "y_prop": schema.y_prop}
 
     def work(tx: neo4j.ManagedTransaction) -> list[neo4j.Record]:

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from src.client import Neo4jSettings, connect
-from src.errors import UsageError
+from src.errors import Neo4jUnavailable, UsageError
 from src.neo4j_local import REPO, LocalNeo4j
 
 
@@ -45,8 +45,14 @@ def test_start_status_stop_idempotent(tmp_path, shared_lib: str) -> None:
         # Bolt listens on loopback only.
         conns = [c for c in psutil.Process(st["pid"]).net_connections(kind="tcp") if c.status == "LISTEN"]
         assert conns and all(c.laddr.ip in ("127.0.0.1", "::ffff:127.0.0.1") for c in conns)
+        survivor = connect(Neo4jSettings(uri=info["uri"], password=info["password"]), max_retry_time=2.0)
     finally:
         assert srv.stop() in (True, False)
+    # A server that goes away mid-run: one clear line once the bounded retries are spent.
+    with pytest.raises(Neo4jUnavailable) as err:
+        survivor.read("RETURN 1")
+    assert "stopped answering" in str(err.value) and "--resume" in str(err.value) and "\n" not in str(err.value)
+    survivor.close()
     assert _our_java_pids(str(srv.home)) == []
     assert srv.stop() is False  # second stop: nothing to do
     assert srv.state() is None
