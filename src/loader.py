@@ -48,8 +48,9 @@ EDGE_SHAPES = ("groups", "pairs")
 NODE_BATCH = 10_000  # nodes per transaction
 EDGE_BATCH = 50_000  # relationships per transaction
 NODE_BATCH_BYTES = 16 << 20  # cap on feature bytes per node transaction (wide features, small heap)
-# auto picks the offline import from this many relationships on: below it the fixed cost of
-# stopping/starting the server and building the index outweighs the faster writes (bench/loader.py)
+# auto picks the offline import from this many relationships on. Measured here (bench/loader.py,
+# 1M nodes / 25M relationships, 2 busy cores): import ~100 s fixed (server stop/start, tool start,
+# index) + ~8 us per relationship, unwind ~110 us per relationship: break-even near 1M.
 IMPORT_MIN_EDGES = 1_000_000
 IMPORT_HEAP = "1g"
 RESET_TX_ROWS = 10_000
@@ -548,6 +549,10 @@ def import_blockers(client: Neo4jClient, ds: GraphDataset, server: LocalNeo4j) -
     nodes = int(client.read("MATCH (n) RETURN count(n) AS c")[0]["c"])
     if nodes:
         blockers.append(f"database {client.database!r} is not empty ({nodes} nodes)")
+    busy = client.read("SHOW TRANSACTIONS YIELD currentQuery WHERE NOT currentQuery STARTS WITH 'SHOW TRANSACTIONS' "
+                       "RETURN count(*) AS c")[0]["c"]
+    if busy:
+        blockers.append(f"other clients are running {busy} transaction(s) on it and would lose the server")
     if ds.num_features == 0:
         blockers.append("the dataset has no features (an empty byte array cannot be written in CSV)")
     return blockers

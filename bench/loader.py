@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Loader throughput: online UNWIND batches vs the offline neo4j-admin import, side by side.
+
+  python bench/loader.py                                   # 1M nodes / 25M relationships (slow: ~1 h here)
+  python bench/loader.py --num_nodes 200000 --methods unwind,import
+
+Each method loads the same synthetic graph into a fresh temporary Neo4j server of its own
+(under --work_dir, stopped and deleted afterwards), never into the shared one. Rates are wall
+clock: nodes/s and rels/s over the node and relationship phases of UNWIND; for the import both
+are over the whole offline pipeline (CSV, stop, neo4j-admin, restart, index build). The load
+average is printed because other processes on the machine share its cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from src.client import Neo4jSettings, connect  # noqa: E402
+from src.datasets import load_dataset  # noqa: E402
+from src.errors import run_cli  # noqa: E402
+from src.loader import EDGE_SHAPES, LoadConfig, LoadReport, ensure_loaded  # noqa: E402
+from src.neo4j_local import LocalNeo4j  # noqa: E402
+from src.schema import GraphSchema  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--num_nodes", type=int, default=1_000_000)
+    p.add_argument("--avg_degree", type=float, default=25)
+    p.add_argument("--num_features", type=int, default=32)
+    p.add_argument("--num_classes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset_root_dir", default=None, help="synthetic cache folder (default: data/datasets)")
+    p.add_argument("--methods", default="unwind,import", help="comma-separated: unwind, import")
+    p.add_argument("--heap", default="4g", help="heap of each temporary server (default %(default)s)")
+    p.add_argument("--pagecache", default="4g", help="page cache of each temporary server (default %(default)s)")
+    p.add_argument("--batch_size", type=int, default=None, help="rows per UNWIND transaction (default: loader's)")
+    p.add_argument("--workers", type=int, default=2, help="UNWIND writer threads (default %(default)s)")
+    p.add_argument("--edge_shape", choices=EDGE_SHAPES, default="groups", help="UNWIND relationship query shape")
+    p.add_argument("--work_dir", default=None, help="where the temporary servers live (default: a new temp dir)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    return p.parse_args()
+
+
+def run_one(method: str, ds, args: argparse.Namespace, work: Path) -> LoadReport:
+    server = LocalNeo4j(root=work / method, lib=LocalNeo4j().lib)
+    server.start(heap=args.heap, pagecache=args.pagecache)
+    try:
+        info = server.connection_info()
+        with connect(Neo4jSettings(uri=info["uri"], password=info["password"])) as client:
+            config = LoadConfig(method=method, batch_size=args.batch_size, workers=args.workers,
+                                edge_shape=args.edge_shape, import_min_edges=0)
+            return ensure_loaded(client, ds, GraphSchema.for_dataset(ds.name), config, server=server)
+    finally:
+        server.stop()
+        shutil.rmtree(work / method, ignore_errors=True)
+
+
+def table(rows: list[dict]) -> str:
+    cols = ["method", "nodes", "rels", "nodes/s", "rels/s", "total s", "steps (s)",
+            "heap", "pagecache", "batch (nodes/rels)", "workers", "load avg"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("neo4j").setLevel(logging.ERROR)
+    ds = load_dataset("synthetic", root=args.dataset_root_dir, num_nodes=args.num_nodes, avg_degree=args.avg_degree,
+                      num_features=args.num_features, num_classes=args.num_classes, seed=args.seed)
+    ds.fingerprint()  # computed once, outside the timed loads
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-loader-"))
+    rows = []
+    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        load_before = os.getloadavg()[0]
+        report = run_one(method, ds, args, work)
+        cfg = LoadConfig(batch_size=args.batch_size)
+        rows.append({
+            "method": method if method == "import" else f"unwind ({args.edge_shape})",
+            "nodes": f"{report.nodes:,}", "rels": f"{report.relationships:,}",
+            "nodes/s": f"{report.nodes_per_s:,.0f}", "rels/s": f"{report.rels_per_s:,.0f}",
+            "total s": f"{report.seconds:.0f}",
+            "steps (s)": ", ".join(f"{k} {v:.0f}" for k, v in report.phases.items()
+                                   if method == "unwind" or k not in ("nodes", "relationships")),
+            "heap": args.heap, "pagecache": args.pagecache,
+            "batch (nodes/rels)": "-" if method == "import" else f"{cfg.node_batch(ds.num_features)}/{cfg.edge_batch()}",
+            "workers": "-" if method == "import" else args.workers,
+            "load avg": f"{load_before:.1f}/{os.getloadavg()[0]:.1f}",
+        })
+        print(report.summary(), flush=True)
+    print(f"\n{ds.name}: {ds.num_nodes:,} nodes, {ds.num_edges:,} relationships, {ds.num_features} float32 features; "
+          f"{os.cpu_count()} cores; Neo4j {LocalNeo4j().version} Community, temporary servers under {work}\n")
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.work_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
