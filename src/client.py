@@ -205,6 +205,14 @@ class Neo4jClient:
                 "(training: add --resume to continue from the last checkpoint)"
             ) from None
 
+    def run_autocommit(self, query: str, **params: Any) -> None:
+        """Run ``query`` in an implicit (auto-commit) transaction, as ``CALL {} IN TRANSACTIONS`` needs.
+
+        Not retried: callers pass idempotent queries and a re-run repeats them.
+        """
+        with self._unavailable_as_user_error(), self._driver.session(database=self.database) as session:
+            session.run(query, params).consume()
+
     def count_nodes(self, label: str) -> int:
         """Nodes with ``label`` (answered from Neo4j's count store, O(1))."""
         label = validate_identifier(label, "label")

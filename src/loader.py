@@ -329,17 +329,8 @@ def delete_dataset(client: Neo4jClient, name: str, label: str, rel_type: str) ->
         (f"MATCH (b:`{BATCH_LABEL}` {{dataset: $name}}) CALL (b) {{ DELETE b }} "
          f"IN TRANSACTIONS OF {RESET_TX_ROWS} ROWS", {"name": name}),
     ):
-        _run_autocommit(client, query, **params)
+        client.run_autocommit(query, **params)
     client.write(f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) DELETE d", name=name)
-
-
-def _run_autocommit(client: Neo4jClient, query: str, **params: Any) -> None:
-    """``CALL { } IN TRANSACTIONS`` must run in an implicit (auto-commit) transaction.
-
-    Not retried: every caller's query is idempotent and is simply re-run by a re-run of the loader.
-    """
-    with client._driver.session(database=client.database) as session:  # noqa: SLF001 - no managed tx here
-        session.run(query, params).consume()
 
 
 def _check_counts(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema) -> None:
