@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Train GraphSAGE from RAM: by default each rank holds one METIS partition of the graph and asks
-the other ranks for the rest (``--full_graph``: every rank holds the whole graph).
+"""Train GraphSAGE with the graph in RAM, partitioned over the ranks (or whole on each: --full_graph).
+
+By default each rank holds one METIS partition and asks the other ranks for the rest;
+``--full_graph`` gives every rank the whole graph (the old baseline).
 
 Same shared flags and logs as ``main-neo4j-backend.py``, so runs can be compared run for run, e.g.
   python in-memory-alternative.py --dataset cora --epochs 20 --fanouts 10,10 --num_layers 2

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Partition a graph for the partitioned in-memory backend (METIS or random), e.g.
+"""Partition a graph for the partitioned in-memory backend (METIS or random).
+
   python partition_graph.py --dataset cora --num_partitions 2
 writes data/partitions/cora/2-parts/ (layout in src/partition.py).  Re-running with the same
 settings is a no-op; a different existing partitioning is replaced only with --overwrite.
@@ -20,9 +21,10 @@ def main() -> int:
     def arg(name: str, help: str, **kwargs: object) -> None:
         parser.add_argument(name, help=f"{help} (default: %(default)s)", **kwargs)
 
-    arg("--dataset", "dataset name, e.g. cora, amazon_cs, ogbn-arxiv", required=True)
+    parser.add_argument("--dataset", required=True, help="dataset name, e.g. cora, amazon_cs, ogbn-arxiv")
+    parser.add_argument("--num_partitions", type=int, required=True,
+                        help="number of partitions k (= ranks of the training job)")
     arg("--dataset_root_dir", "directory holding the datasets; None = the project's usual places", default=None)
-    arg("--num_partitions", "number of partitions k (= ranks of the training job)", type=int, required=True)
     arg("--method", "how nodes are assigned to partitions", choices=METHODS, default="metis")
     arg("--output_dir", "partitions go to <output_dir>/<dataset>/<k>-parts/", default=DEFAULT_OUTPUT_DIR)
     arg("--overwrite", "replace an existing partitioning made with other settings", action="store_true")

@@ -11,9 +11,8 @@ Per hop, :class:`PartitionRouter` splits the frontier by owner (``node_map``): t
 sampled here, every other owner gets one request, and results are put back in frontier order.
 Each owner's share is sampled with a generator seeded by a number drawn from the batch's
 generator (one draw per rank, every hop), so a batch's sample depends only on the sampler seed,
-the epoch and the seed ids, never on which rank or thread runs it, or on the partitioning of
-work between ranks.  Features and labels: local rows from the partition, one request per other
-owner per batch.
+the epoch, the seed ids and the partitioning, never on which rank or thread runs it.  Features
+and labels: local rows from the partition, one request per other owner per batch.
 
 Seeds: ``split_nodes`` returns the global ids of the whole split on every rank (sorted, like the
 Neo4j backend), and the trainer shards them as for any backend, so runs of all backends train
@@ -48,10 +47,10 @@ from torch_geometric.loader import NodeLoader
 from src import distributed
 from src.csr_sampler import CSRGraph, HopSampler, sample_hop_csr
 from src.datasets import REPO_DIR
-from src.errors import UserError
+from src.errors import UsageError, UserError
 from src.partition import SPLITS, PartitionConfig, part_dir, partition_dir, read_meta
 from src.prefetch import PrefetchLoader
-from src.rpc_service import PeerService, ServiceConfig
+from src.rpc_service import SLAB_BYTES, PeerService, ServiceConfig
 from src.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -86,17 +85,13 @@ class LocalPartition:
         ok[ok] = self.nodes[local[ok]] == ids[ok]
         if not ok.all():
             bad = ids[~ok][:5].tolist()
-            raise ValueError(f"partition {self.index} does not own nodes {bad}: ranks use different partitionings")
+            raise ValueError(f"partition {self.index} does not own nodes {bad}: "
+                             "the ranks use different partitionings")
         return local
 
     def sample(self, frontier: np.ndarray, fanout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """One hop (:func:`~src.csr_sampler.sample_hop_csr`) for owned nodes, generator from ``seed``."""
         return sample_hop_csr(self.csr, self.to_local(frontier), fanout, np.random.default_rng(seed))
-
-    def features(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(x rows, labels)`` of owned global ``ids``, in order."""
-        local = self.to_local(ids)
-        return self.x[local], self.y[local]
 
     def identity(self) -> dict[str, Any]:
         """What every rank must agree on: same graph, same assignment of nodes."""
@@ -113,7 +108,8 @@ def load_partition(root: Path, index: int) -> LocalPartition:
         raise UserError(f"no complete partitioning at {root} (no meta.json)")
     folder = part_dir(root, index)
     try:
-        arrays = {name: np.load(folder / f"{name}.npy") for name in ("nodes", "indptr", "indices", "halo", "x", "y")}
+        names = ("nodes", "indptr", "indices", "halo", "x", "y")
+        arrays = {name: np.load(folder / f"{name}.npy") for name in names}
         splits = {split: np.load(folder / f"{split}_idx.npy") for split in SPLITS}
         node_map = np.load(root / meta["node_map"])
     except (OSError, ValueError, KeyError) as exc:
@@ -198,7 +194,11 @@ class PartitionRouter:
         y = np.empty(len(ids), dtype=np.int64)
         for r, pos in groups:
             if r == self.part.index:
-                x[pos], y[pos] = self.part.features(ids[pos])
+                local = self.part.to_local(ids[pos])
+                step = max(1, SLAB_BYTES // max(4 * x.shape[1], 1))
+                for begin in range(0, len(pos), step):  # no temporary copy of all local rows
+                    x[pos[begin:begin + step]] = self.part.x[local[begin:begin + step]]
+                y[pos] = self.part.y[local]
                 self._count(local_rows=len(pos))
         positions = dict(groups)
         for r, req in pending.items():
@@ -291,7 +291,8 @@ class PartitionedGraphStore(GraphStore):
         return [self.edge_attr]
 
     def _get_edge_index(self, edge_attr: EdgeAttr) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError("the partitioned backend has no global edge list; sample with PartitionedSampler")
+        raise NotImplementedError("the partitioned backend has no global edge list; "
+                                  "sample with PartitionedSampler")
 
     def _put_edge_index(self, edge_index: object, edge_attr: EdgeAttr) -> bool:
         raise NotImplementedError("PartitionedGraphStore is read-only")
@@ -439,21 +440,20 @@ def _partition_on_rank0(cfg: TrainConfig, partition_root: str) -> str | UserErro
     pcfg = PartitionConfig(dataset=cfg.dataset, num_partitions=cfg.num_nodes, output_dir=partition_root,
                            dataset_root_dir=cfg.dataset_root_dir)
     code = "from src.partition import ensure_main; ensure_main()"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get("PYTHONPATH")]))}
-    child = subprocess.Popen([sys.executable, "-c", code, json.dumps(dataclasses.asdict(pcfg))],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    assert child.stdout is not None and child.stderr is not None
-    stderr = bytearray()
-    for chunk in iter(lambda: child.stderr.read1(1 << 14), b""):  # live progress, kept for errors
-        sys.stderr.buffer.write(chunk)
-        sys.stderr.flush()
-        stderr += chunk
-    stdout = child.stdout.read().decode()
-    if child.wait() != 0:
-        errors = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.startswith("error: ")]
-        detail = errors[-1][len("error: "):] if errors else f"the partitioning process exited with {child.returncode}"
-        return UserError(f"rank 0: preparing partitions of {cfg.dataset!r} failed: {detail}")
-    return str(json.loads(stdout.strip().splitlines()[-1]))
+    path = os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    # stderr is inherited: the child's logs and progress bar show live
+    child = subprocess.run([sys.executable, "-c", code, json.dumps(dataclasses.asdict(pcfg))],
+                           stdout=subprocess.PIPE, text=True, env=env)
+    lines = child.stdout.strip().splitlines()
+    if child.returncode != 0 or not lines:
+        return UserError(f"rank 0: the partitioning process for {cfg.dataset!r} crashed (exit code "
+                         f"{child.returncode}); see its output above")
+    outcome = json.loads(lines[-1])
+    if "error" in outcome:
+        kind = UsageError if outcome["exit_code"] == UsageError.exit_code else UserError
+        return kind(f"rank 0: preparing partitions of {cfg.dataset!r} failed: {outcome['error']}")
+    return str(outcome["dataset"])
 
 
 def _broadcast(obj: Any, group: Any) -> Any:
@@ -480,6 +480,8 @@ def _check_agreement(everyone: list[tuple[str | None, Any]]) -> None:
     ref = everyone[0][1][0]
     for r, (_, (identity, _)) in enumerate(everyone):
         if identity != ref:
-            diff = ", ".join(f"{k}: {identity.get(k)} vs {ref.get(k)}" for k in ref if identity.get(k) != ref.get(k))
+            diff = ", ".join(f"{k}: {identity.get(k)} vs {ref.get(k)}"
+                             for k in ref if identity.get(k) != ref.get(k))
             raise UserError(f"rank {r} loaded a different partitioning than rank 0 ({diff}): give every "
-                            "machine the same partition folder (copy rank 0's or partition with the same settings)")
+                            "machine the same partition folder (copy rank 0's, or partition with the "
+                            "same settings)")

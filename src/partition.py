@@ -140,21 +140,19 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
 def ensure_main() -> None:
     """Child-process entry of training jobs: ``python -c "from src.partition import ensure_main;
     ensure_main()" CONFIG_JSON`` partitions if needed (any existing method accepted) and prints
-    the dataset's folder name as JSON.  A separate process keeps the trainer's memory peak and
-    imports clean; errors come out as ``error: <one line>`` on stderr with exit code 1 or 2."""
+    one JSON line, ``{"dataset": folder name}`` or ``{"error": message, "exit_code": code}``.
+    A separate process keeps the trainer's memory peak and imports clean; stderr carries only
+    logs and progress, so the parent can show them live and still report the error once."""
     import sys
-
-    from src.errors import run_cli
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def main() -> int:
-        cfg = PartitionConfig(**json.loads(sys.argv[1]))
-        print(json.dumps(partition_dataset(cfg, any_method=True).meta["dataset"]), flush=True)
-        return 0
-
-    run_cli(main)
+    cfg = PartitionConfig(**json.loads(sys.argv[1]))
+    try:
+        outcome: dict[str, Any] = {"dataset": partition_dataset(cfg, any_method=True).meta["dataset"]}
+    except UserError as exc:
+        outcome = {"error": str(exc), "exit_code": exc.exit_code}
+    print(json.dumps(outcome), flush=True)
 
 
 def _partition(ds: GraphDataset, cfg: PartitionConfig, root: Path, fingerprint: str) -> dict[str, Any]:

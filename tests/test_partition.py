@@ -73,7 +73,8 @@ def main():
                 sample(backend, seeds, fanouts)
             finally:
                 print(f"failed after {time.perf_counter() - t0:.1f} s", flush=True)
-        result = {f"{key}{run}": value for run in range(2) for key, value in sample(backend, seeds, fanouts).items()}
+        result = {f"{key}{run}": value for run in range(2)
+                  for key, value in sample(backend, seeds, fanouts).items()}
         x, y = backend.router.features(result["node0"])
         batch = next(iter(backend.make_loader(torch.from_numpy(seeds), shuffle=False, seed=7)))
         splits = {f"split_{s}": backend.split_nodes(s).numpy() for s in ("train", "val", "test")}
@@ -147,8 +148,8 @@ def parts(tmp_path_factory: pytest.TempPathFactory, datasets: dict[str, GraphDat
     """Partition results by (dataset, k, method), made once for the module."""
     out = tmp_path_factory.mktemp("partitions")
     results = {}
-    for name, k, method in [("cora", 2, "metis"), ("cora", 2, "random"), ("cora", 3, "random"), ("cora", 1, "metis"),
-                            ("amazon_cs", 2, "metis"), ("amazon_cs", 2, "random")]:
+    for name, k, method in [("cora", 2, "metis"), ("cora", 2, "random"), ("cora", 3, "random"),
+                            ("cora", 1, "metis"), ("amazon_cs", 2, "metis"), ("amazon_cs", 2, "random")]:
         cfg = PartitionConfig(dataset=name, num_partitions=k, method=method, output_dir=str(out / method))
         results[name, k, method] = partition_dataset(cfg)
     return results
@@ -164,7 +165,8 @@ def test_partitions_preserve_nodes_edges_features_and_halos(key: tuple, parts: d
     n = ds.num_nodes
     node_map = np.load(root / "node_map.npy")
     assert node_map.shape == (n,) and int(node_map.max()) == k - 1
-    assert (meta["dataset"], meta["num_partitions"], meta["method"], meta["fingerprint"]) == (name, k, method, ds.fingerprint())
+    identity = (meta["dataset"], meta["num_partitions"], meta["method"], meta["fingerprint"])
+    assert identity == (name, k, method, ds.fingerprint())
     owned, keys = [], []
     codes = ds.split_codes()
     for i in range(k):
@@ -181,8 +183,9 @@ def test_partitions_preserve_nodes_edges_features_and_halos(key: tuple, parts: d
         assert np.array_equal(p["y"], ds.y[nodes])
         for code, split in enumerate(("train", "val", "test")):
             assert np.array_equal(p[f"{split}_idx"], nodes[codes[nodes] == code])
-        assert meta["partitions"][i] == {"nodes": len(nodes), "edges": int(degree.sum()), "halo": len(p["halo"]),
-                                         "train": len(p["train_idx"]), "val": len(p["val_idx"]), "test": len(p["test_idx"])}
+        sizes = {"nodes": len(nodes), "edges": int(degree.sum()), "halo": len(p["halo"])}
+        sizes.update({split: len(p[f"{split}_idx"]) for split in ("train", "val", "test")})
+        assert meta["partitions"][i] == sizes
     # every node in exactly one partition, every source edge in exactly one partition
     assert np.array_equal(np.sort(np.concatenate(owned)), np.arange(n))
     src, dst = ds.edge_index
@@ -280,7 +283,8 @@ def probe(tmp_path: Path, root_dir: Path, seeds: np.ndarray, *extra: str) -> lis
                      "--fanouts", ",".join(map(str, FANOUTS)), *extra] for r in range(2)], tmp_path)
 
 
-def check_sample(out: dict[str, np.ndarray], run: int, ds: GraphDataset, node_map: np.ndarray, seeds: np.ndarray) -> None:
+def check_sample(out: dict[str, np.ndarray], run: int, ds: GraphDataset, node_map: np.ndarray,
+                 seeds: np.ndarray) -> None:
     """Real edges only, min(fanout, degree) distinct neighbours per frontier node, every hop."""
     n = ds.num_nodes
     node, row, col = out[f"node{run}"], out[f"row{run}"], out[f"col{run}"]
@@ -325,12 +329,12 @@ def test_two_rank_sampling_and_features_across_partitions(tmp_path: Path, parts:
         assert np.array_equal(out["batch_n_id"][:16], seeds[:16])
         assert np.array_equal(out["batch_x"], ds.features(out["batch_n_id"]))
         assert np.array_equal(out["batch_y"], ds.y[out["batch_n_id"]])
-        ei = out["batch_edge_index"]
-        ids = out["batch_n_id"]
-        assert np.isin(edge_keys(ids[ei[0]], ids[ei[1]], ds.num_nodes), edge_keys(*ds.edge_index, ds.num_nodes)).all()
+        ei, ids, n = out["batch_edge_index"], out["batch_n_id"], ds.num_nodes
+        assert np.isin(edge_keys(ids[ei[0]], ids[ei[1]], n), edge_keys(*ds.edge_index, n)).all()
         for split in ("train", "val", "test"):
             assert np.array_equal(out[f"split_{split}"], np.sort(getattr(ds, f"{split}_idx")))
-    stats = [json.loads(line[len("stats "):]) for p in procs for line in p.stdout.splitlines() if line.startswith("stats ")]
+    stats = [json.loads(line[len("stats "):]) for p in procs
+             for line in p.stdout.splitlines() if line.startswith("stats ")]
     assert all(s["remote_requests"] > 0 and s["remote_feature_rows"] > 0 for s in stats)
 
 
@@ -371,3 +375,13 @@ def test_two_rank_training_on_cora_learns_and_logs_both_ranks(tmp_path: Path) ->
         assert epochs[-1]["stats"]["remote_requests"] > 0
     final = [[e["test_acc"] for e in events if e["event"] == "epoch"][-1] for events in logs]
     assert final[0] == final[1] and final[0] >= 0.70, final
+
+
+def test_training_reports_a_partitioning_error_once(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "in-memory-alternative.py"), "--dataset", "no_such_graph",
+                           "--partition_dir", "parts", "--log_dir", "logs"],
+                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=PROCESS_TIMEOUT)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "unknown dataset 'no_such_graph'" in errors[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
