@@ -242,9 +242,9 @@ class PartitionedFeatureStore(FeatureStore):
 
     def _multi_get_tensor(self, attrs: list[TensorAttr]) -> list[Tensor]:
         """x and y of the same index come from one request per owner instead of two."""
-        x, y = self.router.features(_ids(attrs[0].index))
         if any(a.index is not attrs[0].index for a in attrs):
             return [self._get_tensor(a) for a in attrs]
+        x, y = self.router.features(_ids(attrs[0].index))
         by_name = {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}
         return [by_name[_attr_name(a)] for a in attrs]
 
