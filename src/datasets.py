@@ -12,6 +12,8 @@ Sources:
   later runs memory-map them instead of holding the graph in RAM.
 * ``synthetic``: power-law, homophilous graphs of any size generated out of core by
   :mod:`src.synthetic`, cached under ``<root>/synthetic/n{N}_d{D}_f{F}_c{C}_s{seed}/``.
+  The generated graph's full name ``synthetic_n{N}_d{D}_f{F}_c{C}_s{seed}`` is accepted as a
+  name too (that is how training scripts, which have no synthetic flags, pick a size).
 
 ``root`` defaults to ``<repo>/data/datasets`` for the OGB and synthetic caches.  A cache
 directory is valid only once its ``meta.json`` exists (written last), so an interrupted run is
@@ -24,6 +26,7 @@ import json
 import logging
 import mmap
 import os
+import re
 import shutil
 import zipfile
 import zlib
@@ -262,6 +265,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **synthetic_o
     low = key.lower()
     if low == SYNTHETIC:
         return _load_synthetic(root, synthetic_options)
+    named = synthetic_params_from_name(key)
+    if named is not None and not synthetic_options:
+        return _load_synthetic(root, named)
     if synthetic_options:
         raise UsageError(
             f"option(s) {', '.join(sorted(synthetic_options))} only apply to the '{SYNTHETIC}' dataset, not {name!r}"
@@ -505,6 +511,23 @@ def synthetic_params(**options: Any) -> dict[str, Any]:
     if params["seed"] < 0:
         raise UsageError(f"synthetic seed must be non-negative, got {params['seed']}")
     return params
+
+
+_SYNTHETIC_NAME = re.compile(r"synthetic_n(\d+)_d(\d+(?:\.\d+)?)_f(\d+)_c(\d+)_s(\d+)")
+
+
+def synthetic_params_from_name(name: str) -> dict[str, Any] | None:
+    """Parameters encoded in a generated graph's name ``synthetic_n{N}_d{D}_f{F}_c{C}_s{seed}``.
+
+    None if ``name`` is not such a name.  Inverse of ``f"synthetic_{synthetic_dir_name(p)}"``.
+    """
+    m = _SYNTHETIC_NAME.fullmatch(name.strip())
+    if m is None:
+        return None
+    n, d, f, c, s = m.groups()
+    degree = float(d)
+    return {"num_nodes": int(n), "avg_degree": int(degree) if degree.is_integer() else degree,
+            "num_features": int(f), "num_classes": int(c), "seed": int(s)}
 
 
 def synthetic_dir_name(params: Mapping[str, Any]) -> str:

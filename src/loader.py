@@ -35,7 +35,7 @@ from neo4j import exceptions as neo4j_exc
 from tqdm import tqdm
 
 from src.client import Neo4jClient
-from src.datasets import GraphDataset
+from src.datasets import GraphDataset, synthetic_params_from_name
 from src.errors import UsageError, UserError
 from src.neo4j_local import ADMIN_CLASS, LocalNeo4j
 from src.schema import DATASET_LABEL, SPLITS, GraphSchema, decode_features, encode_features
@@ -158,11 +158,10 @@ def require_loaded(client: Neo4jClient, name: str) -> dict[str, Any]:
 
 def _dataset_flags(name: str) -> str:
     """Loader flags that recreate ``name`` (synthetic names encode their parameters)."""
-    m = re.fullmatch(r"synthetic_n(\d+)_d([\d.]+)_f(\d+)_c(\d+)_s(\d+)", name)
-    if m is None:
+    params = synthetic_params_from_name(name)
+    if params is None:
         return f"--dataset {name}"
-    n, d, f, c, s = m.groups()
-    return f"--dataset synthetic --num_nodes {n} --avg_degree {d} --num_features {f} --num_classes {c} --seed {s}"
+    return ("--dataset synthetic " + " ".join(f"--{k} {v}" for k, v in params.items()))
 
 
 # --------------------------------------------------------------------------------------------

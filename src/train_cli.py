@@ -52,6 +52,10 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     arg("--dropout", "dropout probability in [0, 1)", type=float, default=_D.dropout)
     arg("--eval_every", "evaluate on val and test every N epochs (and after the last epoch)",
         type=int, default=_D.eval_every)
+    arg("--max_steps_per_epoch", "stop each epoch after this many steps (bounded runs on huge graphs); "
+        "0 = the whole train split", type=int, default=_D.max_steps_per_epoch)
+    arg("--max_eval_seeds", "evaluate val/test on a fixed random subset of this many nodes each; "
+        "0 = the whole split", type=int, default=_D.max_eval_seeds)
     arg("--log_dir", "run logs go to <log_dir>/<run_name>/rank<k>.jsonl and .log", default=_D.log_dir)
     arg("--run_name", "name of the run for logs and checkpoints; None = <dataset>-<timestamp>",
         default=_D.run_name)
@@ -94,6 +98,9 @@ def parse_training_config(
     _check(flags["lr"] > 0, f"--lr must be > 0 (got {flags['lr']})")
     _check(0 <= flags["dropout"] < 1, f"--dropout must be in [0, 1) (got {flags['dropout']})")
     _check(flags["eval_every"] > 0, f"--eval_every must be > 0 (got {flags['eval_every']})")
+    _check(flags["max_steps_per_epoch"] >= 0,
+           f"--max_steps_per_epoch must be >= 0 (got {flags['max_steps_per_epoch']})")
+    _check(flags["max_eval_seeds"] >= 0, f"--max_eval_seeds must be >= 0 (got {flags['max_eval_seeds']})")
     _check(flags["num_nodes"] >= 1, f"--num_nodes must be >= 1 (got {flags['num_nodes']})")
     _check(
         0 <= flags["node_rank"] < flags["num_nodes"],
@@ -129,6 +136,8 @@ def parse_training_config(
         lr=flags["lr"],
         dropout=flags["dropout"],
         eval_every=flags["eval_every"],
+        max_steps_per_epoch=flags["max_steps_per_epoch"],
+        max_eval_seeds=flags["max_eval_seeds"],
         log_dir=flags["log_dir"],
         run_name=flags["run_name"],
         checkpoint_dir=flags["checkpoint_dir"],

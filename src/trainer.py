@@ -67,6 +67,8 @@ class TrainConfig:
     lr: float = 0.003
     dropout: float = 0.5
     eval_every: int = 1
+    max_steps_per_epoch: int = 0
+    max_eval_seeds: int = 0
     log_dir: str = "logs"
     run_name: str | None = None
     checkpoint_dir: str = "data/checkpoints"
@@ -275,6 +277,8 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
     """One epoch over this rank's shard; logs each step, returns the epoch record so far."""
     rank, world = distributed.rank(), distributed.world_size()
     shard = epoch_shard(train_seeds, seed=cfg.seed, epoch=epoch, rank=rank, world_size=world)
+    if cfg.max_steps_per_epoch:  # a bounded "epoch" (scale sweeps): same count on every rank
+        shard = shard[:cfg.max_steps_per_epoch * cfg.batch_size]
     num_steps = -(-len(shard) // cfg.batch_size)
     # Sums over the epoch; a field stays None if no step had it (e.g. t_allreduce, one rank).
     sums: dict[str, float | None] = dict.fromkeys(
@@ -343,8 +347,9 @@ def _finish_epoch(record: dict[str, Any], model: nn.Module, backend: Backend, cf
     epoch = record["epoch"]
     t0 = time.perf_counter()
     if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-        record["val_acc"] = evaluate(model, backend, "val", seed=_mix(cfg.seed, epoch, 2))
-        record["test_acc"] = evaluate(model, backend, "test", seed=_mix(cfg.seed, epoch, 3))
+        subset = {"max_seeds": cfg.max_eval_seeds, "subset_seed": cfg.seed}
+        record["val_acc"] = evaluate(model, backend, "val", seed=_mix(cfg.seed, epoch, 2), **subset)
+        record["test_acc"] = evaluate(model, backend, "test", seed=_mix(cfg.seed, epoch, 3), **subset)
         progress.record_eval(epoch, record["val_acc"], record["test_acc"])
     record["t_eval"] = time.perf_counter() - t0
     progress.epoch_times.append(record["epoch_time"])
@@ -356,14 +361,21 @@ def _finish_epoch(record: dict[str, Any], model: nn.Module, backend: Backend, cf
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, backend: Backend, split: str, *, seed: int) -> float | None:
+def evaluate(model: nn.Module, backend: Backend, split: str, *, seed: int,
+             max_seeds: int = 0, subset_seed: int = 0) -> float | None:
     """Accuracy on ``split``: each rank predicts its shard, correct/total summed over ranks.
 
     Uses the plain module (not the DDP wrapper): no gradient sync is needed and ranks may
-    have different numbers of eval batches.
+    have different numbers of eval batches.  ``max_seeds`` > 0 evaluates a fixed random
+    subset of that many nodes (the same on every rank, epoch and backend for one
+    ``subset_seed``), so evaluation on huge graphs stays bounded.
     """
     rank, world = distributed.rank(), distributed.world_size()
-    shard = backend.split_nodes(split)[rank::world]
+    nodes = backend.split_nodes(split)
+    if 0 < max_seeds < len(nodes):
+        pick = np.random.default_rng([subset_seed, len(nodes)]).choice(len(nodes), max_seeds, replace=False)
+        nodes = nodes[torch.from_numpy(np.sort(pick))]
+    shard = nodes[rank::world]
     correct = total = 0
     model.eval()
     if len(shard):

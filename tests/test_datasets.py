@@ -332,6 +332,14 @@ def test_synthetic_layout_and_split(syn, syn_root):
     assert syn.fingerprint() == stored == json.loads((cache / "meta.json").read_text())["fingerprint"]
 
 
+def test_synthetic_full_name_loads_the_same_cache(syn, syn_root):
+    """Training scripts have no synthetic flags: the generated graph's name selects it."""
+    again = load_dataset(syn.name, root=syn_root)
+    assert again.name == syn.name and again.fingerprint() == syn.fingerprint()
+    assert datasets.synthetic_params_from_name(syn.name) == {**SYN, "seed": 0}
+    assert datasets.synthetic_params_from_name("synthetic_n20000_d10") is None
+
+
 def _check_structure(ds: GraphDataset, max_duplicates: float) -> None:
     n, c = ds.num_nodes, ds.num_classes
     src, dst = np.asarray(ds.edge_index)

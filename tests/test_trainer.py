@@ -304,6 +304,28 @@ def test_single_process_training_learns_and_logs_the_schema(tmp_path: Path, cora
     assert (tmp_path / "ckpt" / "run" / "checkpoint.pt").is_file()
 
 
+def test_bounded_epochs_and_eval_subset(tmp_path: Path, cora_backend, monkeypatch) -> None:
+    """--max_steps_per_epoch cuts every epoch; --max_eval_seeds evaluates one fixed subset."""
+    asked: list[list[int]] = []
+    make_loader = cora_backend.make_loader
+
+    def recording(seeds, **kwargs):
+        asked.append(sorted(seeds.tolist()))
+        return make_loader(seeds, **kwargs)
+
+    monkeypatch.setattr(cora_backend, "make_loader", recording)
+    cfg = small_config(tmp_path, epochs=2, max_steps_per_epoch=2, max_eval_seeds=100)  # 2 x 64 < 140
+    train(cora_backend, cfg)
+    events = read_events(tmp_path / "logs" / "run" / "rank0.jsonl")
+    assert [(s["epoch"], s["step"]) for s in of(events, "step")] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert all(e["seeds_per_s"] > 0 for e in of(events, "epoch"))
+    train_sets = [a for a in asked if len(a) == 128]
+    val, test = (set(cora_backend.split_nodes(s).tolist()) for s in ("val", "test"))
+    evals = [a for a in asked if len(a) == 100]
+    assert len(train_sets) == 2 and len(evals) == 4  # val + test after each of the 2 epochs
+    assert set(evals[0]) <= val and set(evals[1]) <= test and evals[0] == evals[2] and evals[1] == evals[3]
+
+
 # --------------------------------------------------------------------------- (c) two-rank gloo
 @pytest.mark.slow
 def test_two_ranks_uneven_seeds_same_steps_and_same_accuracy(tmp_path: Path, runner: Path) -> None:

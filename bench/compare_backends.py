@@ -1,0 +1,173 @@
+"""Benchmark (not a test): the same training on several backends, one table and the figures.
+
+    python bench/compare_backends.py --dataset amazon_cs [--backends neo4j,in_memory] [--ranks 2]
+        [--out bench_out/compare] [-- training flags]
+
+(``jobs/benchmark_backends.sh`` runs this.)  For every backend, in the order given, one job of
+``--ranks`` local ranks is launched through ``jobs/launch_training_single_node.sh --backend B``
+with identical training flags and seed, so only the backend differs.  Afterwards
+``visualize.py`` draws every run under ``<out>/logs`` into ``<out>/plots`` and this script writes
+``<out>/comparison.md``: per backend the mean epoch time and its median (epoch 1 warms caches and JIT
+up) with its ratio to the reference backend (``--reference``, default in_memory), seeds/s, the trainer's peak RSS (max over ranks) and its
+ratio, the Neo4j server's peak RSS (where the trainer logged it), and test accuracy (at the best
+validation epoch, and after the last epoch).  The 1-minute load average is recorded before and
+after each job: the machine is shared, so timings are only comparable at similar load.
+
+A new backend plugs in by adding its ``--backend`` case to the launch script (which maps a
+backend name to its entry script and does any loading it needs); nothing here changes.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from src import plots  # noqa: E402
+from src.errors import UsageError, UserError, run_cli  # noqa: E402
+
+LAUNCH = REPO / "jobs" / "launch_training_single_node.sh"
+DEFAULT_BACKENDS = ("neo4j", "in_memory")
+log = logging.getLogger("compare_backends")
+
+
+@dataclass
+class BackendRun:
+    """One finished job of one backend: its metrics plus the machine load around it."""
+
+    backend: str
+    run_name: str
+    metrics: plots.RunMetrics
+    median_epoch_time: float | None  # slowest rank per epoch; robust to the warm-up epoch 1
+    final_test_acc: float | None
+    load_before: float
+    load_after: float
+    wall_seconds: float
+
+
+def load_average() -> float:
+    """1-minute load average of the machine (shared: say so next to every timing)."""
+    return os.getloadavg()[0]
+
+
+def run_backend(backend: str, run_name: str, *, dataset: str, ranks: int, log_dir: Path,
+                training: Sequence[str], env: dict[str, str] | None = None,
+                stderr_dir: Path | None = None) -> BackendRun:
+    """Launch one job of ``ranks`` local ranks on ``backend`` and read back its logs."""
+    cmd = ["bash", str(LAUNCH), "--backend", backend, "--ranks", str(ranks), "--dataset", dataset,
+           "--run_name", run_name, "--log_dir", str(log_dir), *training]
+    load_before = load_average()
+    start = time.perf_counter()
+    print(f"[{time.strftime('%H:%M:%S')}] {run_name}: {backend}, {ranks} rank(s), "
+          f"load {load_before:.1f} ...", flush=True)
+    err_path = (stderr_dir or log_dir) / f"{run_name}.stderr"
+    err_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(err_path, "w") as err:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=err, stderr=subprocess.STDOUT,
+                              env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = "".join(err_path.read_text(errors="replace").splitlines(keepends=True)[-5:])
+        raise UserError(f"{backend} job {run_name} failed (exit {proc.returncode}); "
+                        f"last lines of {err_path}:\n{tail}")
+    run = plots.load_run(log_dir / run_name)
+    metrics = plots.run_metrics(run)
+    last = run.epochs[run.epochs["epoch"] == run.epochs["epoch"].max()]["test_acc"].dropna()
+    median = float(run.epochs.groupby("epoch")["epoch_time"].max().median())
+    print(f"  done in {wall:.0f} s: mean epoch {metrics.mean_epoch_time or float('nan'):.3f} s, "
+          f"test acc {metrics.test_acc_at_best_val}", flush=True)
+    return BackendRun(backend, run_name, metrics, median if math.isfinite(median) else None,
+                      float(last.iloc[0]) if len(last) else None,
+                      load_before, load_average(), wall)
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def ratio(value: float | None, ref: float | None) -> str:
+    return "-" if value is None or not ref else f"{value / ref:.2f}x"
+
+
+def comparison_table(runs: Sequence[BackendRun], reference: str) -> str:
+    """Markdown table, one row per backend run; ratios are to the ``reference`` backend's run."""
+    ref_run = next((r for r in runs if r.backend == reference), None)
+    ref = ref_run.metrics if ref_run else None
+    head = ("| backend | run | ranks | epochs | mean epoch time (s) | median epoch time (s) | "
+            f"median epoch time / {reference} | seeds/s | peak trainer RSS (MiB) | trainer RSS / {reference} | "
+            "peak Neo4j server RSS (MiB) | test acc (best val) | test acc (last epoch) | "
+            "load avg before/after |")
+    lines = [head, "|---|---|" + "---:|" * (head.count("|") - 3)]
+    for r in runs:
+        m = r.metrics
+        lines.append(
+            f"| {r.backend} | {r.run_name} | {m.ranks} | {m.epochs} | {fmt(m.mean_epoch_time, '.3f')} | "
+            f"{fmt(r.median_epoch_time, '.3f')} | {ratio(r.median_epoch_time, ref_run and ref_run.median_epoch_time)} | "
+            f"{fmt(m.seeds_per_s, '.1f')} | "
+            f"{fmt(m.peak_rss_mb, '.0f')} | {ratio(m.peak_rss_mb, ref and ref.peak_rss_mb)} | "
+            f"{fmt(m.peak_neo4j_rss_mb, '.0f')} | {fmt(m.test_acc_at_best_val, '.4f')} | "
+            f"{fmt(r.final_test_acc, '.4f')} | {r.load_before:.1f} / {r.load_after:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_backends(text: str) -> list[str]:
+    backends = [b.strip() for b in text.split(",") if b.strip()]
+    if not backends or len(set(backends)) != len(backends):
+        raise UsageError(f"--backends must be a comma list of distinct names, e.g. neo4j,in_memory (got {text!r})")
+    return backends
+
+
+def draw(log_dir: Path, plot_dir: Path) -> None:
+    """All figures and summary.md for the runs under ``log_dir`` (visualize.py's job)."""
+    with_warnings = logging.getLogger("src.plots")
+    with_warnings.setLevel(logging.WARNING)
+    for path in plots.visualize(log_dir, plot_dir):
+        print(f"wrote {path}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="Training flags after -- go to every backend unchanged, e.g. "
+                                            "-- --epochs 20 --fanouts 10,10 --num_layers 2 --lr 0.01")
+    parser.add_argument("--dataset", default="cora", help="dataset of every run (default: %(default)s)")
+    parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
+                        help="comma list of --backend names of the launch script, run in this order "
+                             "(default: %(default)s)")
+    parser.add_argument("--reference", default="in_memory",
+                        help="backend the ratios are relative to (default: %(default)s)")
+    parser.add_argument("--ranks", type=int, default=2, help="ranks per job on this machine (default: %(default)s)")
+    parser.add_argument("--out", default=str(REPO / "bench_out" / "compare"),
+                        help="logs/, plots/ and comparison.md go here (default: %(default)s)")
+    parser.add_argument("--tag", default=None, help="run names are <dataset>-<backend>-<tag> "
+                        "(default: a timestamp)")
+    parser.add_argument("training", nargs="*", help="training flags after --")
+    args = parser.parse_args()
+    if args.ranks < 1:
+        raise UsageError(f"--ranks must be >= 1 (got {args.ranks})")
+    backends = parse_backends(args.backends)
+    out = Path(args.out)
+    tag = args.tag or time.strftime("%Y%m%d-%H%M%S")
+    runs = [run_backend(b, f"{args.dataset}-{b}-{tag}", dataset=args.dataset, ranks=args.ranks,
+                        log_dir=out / "logs", training=args.training) for b in backends]
+    draw(out / "logs", out / "plots")
+    table = comparison_table(runs, args.reference)
+    header = (f"# Backend comparison on {args.dataset}\n\n{args.ranks} rank(s) per job on one machine, "
+              f"training flags: `{' '.join(args.training) or '(defaults)'}`. Load average: 1-minute, "
+              "before/after each job (2 shared cores: timings are noisy).\n\n")
+    (out / "comparison.md").write_text(header + table)
+    print(f"\n{header}{table}\nwrote {out / 'comparison.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s: %(message)s")
+    run_cli(main)
