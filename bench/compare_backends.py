@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import subprocess
 import sys
@@ -47,7 +46,6 @@ class BackendRun:
     backend: str
     run_name: str
     metrics: plots.RunMetrics
-    median_epoch_time: float | None  # slowest rank per epoch; robust to the warm-up epoch 1
     final_test_acc: float | None
     load_before: float
     load_after: float
@@ -82,10 +80,9 @@ def run_backend(backend: str, run_name: str, *, dataset: str, ranks: int, log_di
     run = plots.load_run(log_dir / run_name)
     metrics = plots.run_metrics(run)
     last = run.epochs[run.epochs["epoch"] == run.epochs["epoch"].max()]["test_acc"].dropna()
-    median = float(run.epochs.groupby("epoch")["epoch_time"].max().median())
     print(f"  done in {wall:.0f} s: mean epoch {metrics.mean_epoch_time or float('nan'):.3f} s, "
           f"test acc {metrics.test_acc_at_best_val}", flush=True)
-    return BackendRun(backend, run_name, metrics, median if math.isfinite(median) else None,
+    return BackendRun(backend, run_name, metrics,
                       float(last.iloc[0]) if len(last) else None,
                       load_before, load_average(), wall)
 
@@ -100,8 +97,7 @@ def ratio(value: float | None, ref: float | None) -> str:
 
 def comparison_table(runs: Sequence[BackendRun], reference: str) -> str:
     """Markdown table, one row per backend run; ratios are to the ``reference`` backend's run."""
-    ref_run = next((r for r in runs if r.backend == reference), None)
-    ref = ref_run.metrics if ref_run else None
+    ref = next((r.metrics for r in runs if r.backend == reference), None)
     head = ("| backend | run | ranks | epochs | mean epoch time (s) | median epoch time (s) | "
             f"median epoch time / {reference} | seeds/s | peak trainer RSS (MiB) | trainer RSS / {reference} | "
             "peak Neo4j server RSS (MiB) | test acc (best val) | test acc (last epoch) | "
@@ -111,7 +107,7 @@ def comparison_table(runs: Sequence[BackendRun], reference: str) -> str:
         m = r.metrics
         lines.append(
             f"| {r.backend} | {r.run_name} | {m.ranks} | {m.epochs} | {fmt(m.mean_epoch_time, '.3f')} | "
-            f"{fmt(r.median_epoch_time, '.3f')} | {ratio(r.median_epoch_time, ref_run and ref_run.median_epoch_time)} | "
+            f"{fmt(m.median_epoch_time, '.3f')} | {ratio(m.median_epoch_time, ref and ref.median_epoch_time)} | "
             f"{fmt(m.seeds_per_s, '.1f')} | "
             f"{fmt(m.peak_rss_mb, '.0f')} | {ratio(m.peak_rss_mb, ref and ref.peak_rss_mb)} | "
             f"{fmt(m.peak_neo4j_rss_mb, '.0f')} | {fmt(m.test_acc_at_best_val, '.4f')} | "

@@ -8,8 +8,8 @@ generated (cached under data/datasets) and METIS-partitioned once for ``--ranks`
 (``partition_graph.py``, a process of its own: not counted in any trainer), and loaded into a
 Neo4j server of its own (``GNN_NEO4J_DIR=<server_root>/n{N}``, offline import into the empty
 database: the fast path, and no other graph shares its page cache).  Then every backend trains
-with the same bounded settings (default: one epoch of ``--max_steps_per_epoch`` steps and
-evaluation on a fixed subset, so the cost per size does not grow with the graph) through
+with the same bounded settings (default: 3 epochs of 15 steps, evaluation once on a fixed
+subset, so the cost per size does not grow with the graph) through
 ``bench/compare_backends.py``'s launcher, and the size's server is stopped (and deleted unless
 ``--keep_servers``) before the next size starts.
 
@@ -42,7 +42,7 @@ from src.datasets import synthetic_dir_name, synthetic_params  # noqa: E402
 from src.errors import UsageError, UserError, run_cli  # noqa: E402
 from src.neo4j_local import LocalNeo4j  # noqa: E402
 
-DEFAULT_TRAINING = ["--epochs", "1", "--max_steps_per_epoch", "40", "--max_eval_seeds", "2048",
+DEFAULT_TRAINING = ["--epochs", "3", "--max_steps_per_epoch", "15", "--eval_every", "3", "--max_eval_seeds", "1024",
                     "--fanouts", "10,10", "--num_layers", "2", "--hidden_channels", "128",
                     "--batch_size", "256", "--lr", "0.005"]
 
@@ -126,7 +126,7 @@ def _num_edges(log_dir: Path, runs: list[BackendRun]) -> int | None:
 
 
 def sweep_table(results: Sequence[SizeResult], reference: str) -> str:
-    head = ("| nodes | edges | backend | epoch time (s) | epoch time / "
+    head = ("| nodes | edges | backend | median epoch time (s) | epoch time / "
             f"{reference} | seeds/s | peak trainer RSS (MiB) | trainer RSS / {reference} | "
             "peak Neo4j server RSS (MiB) | test acc (subset) | generate+partition (s) | "
             "Neo4j import (s) | load avg before/after |")
@@ -137,7 +137,7 @@ def sweep_table(results: Sequence[SizeResult], reference: str) -> str:
             m = r.metrics
             lines.append(
                 f"| {res.num_nodes:,} | {res.num_edges or 0:,} | {r.backend} | "
-                f"{fmt(m.mean_epoch_time, '.2f')} | {ratio(m.mean_epoch_time, ref and ref.mean_epoch_time)} | "
+                f"{fmt(m.median_epoch_time, '.2f')} | {ratio(m.median_epoch_time, ref and ref.median_epoch_time)} | "
                 f"{fmt(m.seeds_per_s, '.0f')} | {fmt(m.peak_rss_mb, '.0f')} | "
                 f"{ratio(m.peak_rss_mb, ref and ref.peak_rss_mb)} | {fmt(m.peak_neo4j_rss_mb, '.0f')} | "
                 f"{fmt(m.test_acc_at_best_val, '.3f')} | {res.prepare_seconds:.0f} | "
@@ -176,8 +176,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     header = (f"# Scale sweep on synthetic graphs\n\n{args.ranks} rank(s) per job on one machine; "
               f"avg degree {args.avg_degree:g}, {args.num_features} features, {args.num_classes} classes; "
-              f"training flags: `{' '.join(training)}`. Epoch time = the bounded epoch's training wall "
-              "time (slowest rank); RSS = max over ranks. Load average: 1-minute, before/after each job "
+              f"training flags: `{' '.join(training)}`. Epoch time = median over the bounded epochs of "
+              "the training wall time (slowest rank; epoch 1 includes warm-up); RSS = max over ranks. Load average: 1-minute, before/after each job "
               "(2 shared cores: timings are noisy).\n\n")
     results: list[SizeResult] = []
     for n in sizes:

@@ -19,8 +19,9 @@ Output layout under ``out`` (names are stable, other tools may link to them):
   peak trainer RSS and mean epoch time against the number of nodes (log x).
 * ``summary.md``: one row per run (columns and definitions in the file's header).
 
-Run-level aggregates: the mean epoch time is the mean over epochs of the slowest rank's
-``epoch_time`` (the job's wall time per epoch); seeds/s is the mean over epochs of the ranks'
+Run-level aggregates: the mean (median) epoch time is the mean (median) over epochs of the
+slowest rank's ``epoch_time`` (the job's wall time per epoch); the cross-run figures use the
+median, which a slow first epoch (caches, JIT warm-up) does not dominate; seeds/s is the mean over epochs of the ranks'
 summed ``seeds_per_s``; peak RSS values are the maximum over ranks (memory per machine).
 """
 from __future__ import annotations
@@ -118,6 +119,7 @@ class RunMetrics:
     nodes: int | None
     epochs: int
     mean_epoch_time: float | None
+    median_epoch_time: float | None
     seeds_per_s: float | None
     best_val_acc: float | None
     test_acc_at_best_val: float | None
@@ -259,6 +261,7 @@ def run_metrics(run: Run) -> RunMetrics:
         run=run.name, status=_status(run), backend=run.backend, dataset=run.dataset,
         ranks=run.world_size, nodes=run.num_nodes, epochs=int(ep["epoch"].nunique()),
         mean_epoch_time=_finite(per_epoch["epoch_time"].max().mean()),
+        median_epoch_time=_finite(per_epoch["epoch_time"].max().median()),
         seeds_per_s=_finite(per_epoch["seeds_per_s"].sum(min_count=1).mean()),
         best_val_acc=_finite(best_val), test_acc_at_best_val=_finite(test_at_best),
         peak_rss_mb=peak_rss, peak_neo4j_rss_mb=peak_neo4j,
@@ -431,7 +434,7 @@ def plot_comparison(metrics: Sequence[RunMetrics]) -> Figure | None:
         return None
     groups = sorted({(m.dataset, m.nodes, m.ranks) for m in rows},
                     key=lambda g: (g[0] or "", g[1] or 0, g[2] or 0))
-    panels = (("mean_epoch_time", "mean epoch time (s)", "{:.3g}"),
+    panels = (("median_epoch_time", "median epoch time (s)", "{:.3g}"),
               ("peak_rss_mb", "peak trainer RSS (MiB)", "{:.0f}"),
               ("test_acc_at_best_val", "test accuracy at best val", "{:.3f}"),
               ("seeds_per_s", "throughput, all ranks (seeds/s)", "{:.0f}"))
@@ -476,7 +479,7 @@ def plot_scale(metrics: Sequence[RunMetrics]) -> Figure | None:
     rank_counts = sorted({k[1] or 0 for k in lines})
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     panels = (("peak_rss_mb", "peak trainer RSS (MiB)", "trainer memory"),
-              ("mean_epoch_time", "mean epoch time (s)", "epoch time"))
+              ("median_epoch_time", "median epoch time (s)", "epoch time"))
     for ax, (field, label, title) in zip(fig.subplots(1, 2), panels):
         for (backend, ranks), points in sorted(lines.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
             style = ("-", "--", ":", "-.")[rank_counts.index(ranks or 0) % 4]
@@ -557,6 +560,7 @@ SUMMARY_COLUMNS = (
     ("run", "run", "{}"), ("status", "status", "{}"), ("backend", "backend", "{}"),
     ("dataset", "dataset", "{}"), ("ranks", "ranks", "{}"), ("nodes", "nodes", "{:,}"),
     ("epochs", "epochs", "{}"), ("mean_epoch_time", "mean epoch time (s)", "{:.3f}"),
+    ("median_epoch_time", "median epoch time (s)", "{:.3f}"),
     ("seeds_per_s", "seeds/s", "{:.1f}"), ("best_val_acc", "best val acc", "{:.4f}"),
     ("test_acc_at_best_val", "test acc at best val", "{:.4f}"),
     ("peak_rss_mb", "peak trainer RSS (MiB)", "{:.0f}"),
@@ -573,7 +577,7 @@ def summary_markdown(metrics: Sequence[RunMetrics], log_dir: Path) -> str:
     lines = [
         "# Run summary", "",
         f"From the logs in `{log_dir}`, written by `visualize.py`. Mean epoch time: mean over epochs "
-        "of the slowest rank's epoch time (training only, without evaluation). seeds/s: mean over "
+        "(median: median over epochs) of the slowest rank's epoch time (training only, without evaluation). seeds/s: mean over "
         "epochs of the summed per-rank throughput. Accuracies: the epoch with the best validation "
         "accuracy. Peak RSS: maximum over ranks. `incomplete`: the run has no summary event "
         "(still running, killed, or no epoch finished).", "",
