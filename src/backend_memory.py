@@ -17,6 +17,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import NodeLoader
 
 from src.csr_sampler import CSRGraph, CSRNeighborSampler
+from src.malloc_tuning import retain_freed_memory
 from src.prefetch import PrefetchLoader
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class FullGraphBackend:
 
     def __init__(self, dataset: GraphDataset, *, fanouts: Sequence[int], batch_size: int,
                  num_loader_threads: int):
+        retain_freed_memory()  # per-batch feature buffers are tens of MB: reuse, do not re-fault
         self.dataset_name = dataset.name
         self.num_features = int(dataset.num_features)
         self.num_classes = int(dataset.num_classes)

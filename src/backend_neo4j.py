@@ -22,6 +22,7 @@ from src.feature_store import Neo4jFeatureStore
 from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
 from src.neo4j_local import local_server_pid
+from src.malloc_tuning import retain_freed_memory
 from src.prefetch import PrefetchLoader
 from src.schema import SPLITS, GraphSchema
 
@@ -35,7 +36,10 @@ class Neo4jBackend:
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, record: dict[str, Any], *,
                  fanouts: Sequence[int], batch_size: int, num_loader_threads: int, cache_mb: float = 0.0,
-                 use_procedures: bool | None = None) -> None:
+                 use_procedures: bool | None = None, use_adjacency: bool | None = None) -> None:
+        """``use_adjacency`` None: read the packed adjacency property when the procedures are there and
+        the dataset record says it was written (``adjacency``); False walks the relationships."""
+        retain_freed_memory()  # per-batch feature buffers are tens of MB: reuse, do not re-fault
         self.client = client
         self.schema = schema
         self.num_nodes = int(record["num_nodes"])
@@ -45,6 +49,15 @@ class Neo4jBackend:
         self.batch_size = batch_size
         self.num_loader_threads = num_loader_threads
         self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
+        has_adjacency = self.use_procedures and record.get("adjacency") == schema.adj_prop
+        if use_adjacency and not has_adjacency:
+            raise UserError(f"dataset {schema.dataset!r} has no adjacency property {schema.adj_prop!r} readable by the "
+                            "gnn.* procedures; add it by re-running `python loaders/load_into_neo4j.py "
+                            f"--dataset {schema.dataset}` on a server with the procedures")
+        self.use_adjacency = has_adjacency if use_adjacency is None else bool(use_adjacency)
+        if not self.use_adjacency and self.use_procedures:
+            log.info("dataset %s: no adjacency property; the procedures walk the relationships "
+                     "(re-run the loader to add it)", schema.dataset)
         self.feature_store = Neo4jFeatureStore(client, schema, self.num_nodes, self.num_features, cache_mb=cache_mb,
                                                use_procedures=self.use_procedures)
         self.graph_store = Neo4jGraphStore(client, schema, self.num_nodes)
@@ -70,7 +83,7 @@ class Neo4jBackend:
     def make_loader(self, seeds: Tensor, *, shuffle: bool, seed: int) -> PrefetchLoader:
         """Batches of ``seeds``; sampling and feature fetch of later batches run in threads."""
         sampler = Neo4jNeighborSampler(self.client, self.schema, self.fanouts, seed=seed,
-                                       use_procedures=self.use_procedures)
+                                       use_procedures=self.use_procedures, use_adjacency=self.use_adjacency)
         self._samplers.append(sampler)
         loader = NodeLoader(
             (self.feature_store, self.graph_store), node_sampler=sampler, input_nodes=seeds,
@@ -92,6 +105,7 @@ class Neo4jBackend:
             "sampling_queries": sum(s.queries for s in self._samplers),
             "cache_hit_rate": cache.hit_rate if cache is not None else None,
             "procedures": self.use_procedures,
+            "adjacency": self.use_adjacency,
         }
 
     def close(self) -> None:

@@ -12,24 +12,31 @@ Floyd's algorithm (k draws, each ``t = r mod (j+1)`` for ``j = d-k .. d-1``), ad
 state with the Park-Miller "minimal standard" generator (``r <- 48271 r mod 2^31-1``). Only
 the picked neighbours' ``id`` properties are read.
 
-When the server has the project's ``gnn.sampleHop`` procedure (jobs/neo4j/plugin, installed by
-the local server), the same algorithm runs in Java and returns packed bytes instead of records;
-its samples are identical to the Cypher query's for the same states (tests/test_procedures.py).
+When the server has the project's ``gnn.*`` procedures (jobs/neo4j/plugin, installed by the
+local server), the same algorithm runs in Java and returns packed bytes instead of records, and
+ALL hops of a batch are one call (``gnn.sampleHops``): the server keeps the batch's node set and
+builds each next frontier itself, so the only index lookups are one per node of the batch. When
+the dataset has the packed adjacency property (``GraphSchema.adj_prop``, written by the loader),
+the procedure reads a node's neighbours from it (one property read) instead of walking its
+relationship chain. Per-node states are then derived on the server from one client state per hop
+(:func:`src.procedures.hop_states`). Every path is reproducible under ``seed`` and checked against
+the Cypher query or the in-memory graph in tests/test_procedures.py.
 """
 from __future__ import annotations
 
 import logging
 
 import numpy as np
+from torch_geometric.sampler import NodeSamplerInput, SamplerOutput
 
 from src import procedures
 from src.client import Neo4jClient
-from src.csr_sampler import HopSampler
+from src.csr_sampler import HopSampler, sample_multi_hop
 from src.schema import GraphSchema
 
 log = logging.getLogger(__name__)
 
-MINSTD_MODULUS = 2_147_483_647
+MINSTD_MODULUS = procedures.MINSTD_MODULUS
 
 
 def hop_query(schema: GraphSchema) -> str:
@@ -59,13 +66,40 @@ class Neo4jNeighborSampler(HopSampler):
     """
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, fanouts: list[int], seed: int | None = None,
-                 *, use_procedures: bool | None = None) -> None:
+                 *, use_procedures: bool | None = None, use_adjacency: bool = False) -> None:
+        """``use_adjacency``: read neighbours from ``schema.adj_prop`` (needs the procedures and a
+        dataset record with ``adjacency``); otherwise the procedures walk the relationships."""
         super().__init__(fanouts, seed)
         self.client = client
         self.schema = schema
         self._query = hop_query(schema)
         self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
+        if use_adjacency and not self.use_procedures:
+            raise ValueError("the adjacency property is read by the gnn.* procedures only")
+        self.adj_prop = schema.adj_prop if use_adjacency else None
         self.queries = 0
+
+    def sample_from_nodes(self, inputs: NodeSamplerInput, **kwargs) -> SamplerOutput:
+        """With the procedures: every hop of the batch in one ``gnn.sampleHops`` call; else one query per hop."""
+        if not self.use_procedures:
+            return super().sample_from_nodes(inputs, **kwargs)
+        if inputs.input_type is not None or inputs.time is not None:
+            raise NotImplementedError(f"{type(self).__name__} supports homogeneous, non-temporal graphs only")
+        seeds = inputs.node.numpy().astype(np.int64, copy=False)
+        rng = self.batch_rng(seeds)
+        states = rng.integers(1, MINSTD_MODULUS, size=len(self.fanouts), dtype=np.int64)
+        self.queries += 1
+        hops = procedures.sample_hops(self.client, self.schema, seeds, self.fanouts, states, adj_prop=self.adj_prop)
+
+        def replay(frontier: np.ndarray, fanout: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+            counts, neighbours = hops[hop]
+            if len(counts) != len(frontier):  # the server's frontier rule must be sample_multi_hop's
+                raise RuntimeError(f"gnn.sampleHops hop {hop}: {len(counts)} frontier nodes, expected {len(frontier)}")
+            return counts, neighbours
+
+        out = sample_multi_hop(replay, seeds, self.fanouts)
+        out.metadata = (inputs.input_id, inputs.time)
+        return out
 
     def hop(self, frontier: np.ndarray, fanout: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if len(frontier) == 0:
@@ -73,7 +107,7 @@ class Neo4jNeighborSampler(HopSampler):
         states = rng.integers(1, MINSTD_MODULUS, size=len(frontier), dtype=np.int64)
         self.queries += 1
         if self.use_procedures:
-            return procedures.sample_hop(self.client, self.schema, frontier, states, fanout)
+            return procedures.sample_hop(self.client, self.schema, frontier, states, fanout, adj_prop=self.adj_prop)
         params = {"ids": frontier.tolist(), "states": states.tolist(), "fanout": int(fanout)}
         rec = self.client.read_tx(lambda tx: tx.run(self._query, params).single(strict=True))
         pos = np.asarray(rec["pos"], dtype=np.int64)

@@ -38,7 +38,8 @@ from src.client import Neo4jClient
 from src.datasets import GraphDataset, synthetic_params_from_name
 from src.errors import UsageError, UserError
 from src.neo4j_local import ADMIN_CLASS, LocalNeo4j
-from src.schema import DATASET_LABEL, SPLITS, GraphSchema, decode_features, encode_features
+from src.csr_sampler import CSRGraph
+from src.schema import DATASET_LABEL, SPLITS, GraphSchema, decode_features, encode_adjacency, encode_features
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ IMPORT_MIN_EDGES = 1_000_000
 IMPORT_HEAP = "1g"
 RESET_TX_ROWS = 10_000
 VERIFY_SAMPLE = 16  # feature rows compared bit for bit after a load
+ADJ_BATCH_NODES = 10_000  # nodes per adjacency transaction
+ADJ_BATCH_BYTES = 8 << 20  # cap on adjacency bytes per transaction (hubs)
 _SPLIT_NAMES = np.array([*SPLITS, None], dtype=object)  # split code -1 indexes the None
 
 
@@ -118,6 +121,9 @@ class LoadReport:
         return _rate(self.relationships_written, self.phases.get("relationships", self.seconds))
 
     def summary(self) -> str:
+        if self.status == "adjacency added":
+            return (f"{self.dataset}: already loaded; added the adjacency property to its {self.nodes} nodes "
+                    f"in {self.seconds:.1f} s")
         if self.status == "already loaded":
             return (f"{self.dataset}: already loaded ({self.nodes} nodes, {self.relationships} relationships, "
                     f"label {self.label}, type {self.rel_type}); nothing to do ({self.seconds:.1f} s)")
@@ -192,8 +198,14 @@ def ensure_loaded(
     record = _claim(client, dataset, schema, fingerprint, config.reset)
     if record is not None and record.get("complete"):
         _check_counts(client, dataset, schema)
-        return LoadReport(schema.dataset, schema.label, schema.rel_type, "already loaded", "none",
-                          dataset.num_nodes, dataset.num_edges, seconds=time.perf_counter() - t0)
+        report = LoadReport(schema.dataset, schema.label, schema.rel_type, "already loaded", "none",
+                            dataset.num_nodes, dataset.num_edges)
+        if record.get("adjacency") != schema.adj_prop:  # loaded before the adjacency property existed
+            t = time.perf_counter()
+            add_adjacency(client, dataset, schema, config)
+            report.status, report.phases["adjacency"] = "adjacency added", time.perf_counter() - t
+        report.seconds = time.perf_counter() - t0
+        return report
     if record is not None and record.get("method") == "import":
         # neo4j-admin wrote the whole graph at once; only the index build or verification was interrupted
         report = LoadReport(schema.dataset, schema.label, schema.rel_type, "resumed", "import",
@@ -206,6 +218,9 @@ def ensure_loaded(
             record = _create_record(client, dataset, schema, fingerprint, config.node_batch(dataset.num_features),
                                     config.edge_batch(), "unwind")
         report = _load_unwind(client, dataset, schema, record, config)
+    t = time.perf_counter()
+    add_adjacency(client, dataset, schema, config)
+    report.phases["adjacency"] = time.perf_counter() - t
     t = time.perf_counter()
     verify_loaded(client, dataset, schema)
     report.phases["verify"] = time.perf_counter() - t
@@ -387,6 +402,68 @@ def _check_feature_sample(client: Neo4jClient, ds: GraphDataset, s: GraphSchema)
     got = decode_features([bytes(r["x"]) for r in recs], ds.num_features)
     if got.tobytes() != np.ascontiguousarray(ds.features(ids), dtype="<f4").tobytes():
         return ["sampled feature rows differ from the source"]
+    return []
+
+
+# --------------------------------------------------------------------------------------------
+# adjacency property (read by gnn.sampleHop(s) instead of the relationship chains)
+# --------------------------------------------------------------------------------------------
+def add_adjacency(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, config: LoadConfig) -> None:
+    """Write every node's in-neighbour ids as one packed int64 bytes property ``schema.adj_prop``.
+
+    Same for both load methods (run after the nodes and relationships are in) and for datasets
+    loaded before the property existed: idempotent (a re-run writes the same values), so an
+    interrupted run is simply repeated. The order is the source's edge order per destination,
+    exactly :class:`~src.csr_sampler.CSRGraph`'s, so the procedures' samples can be replayed
+    against the in-memory graph. Checked bit for bit on a sample, then recorded on the dataset
+    record (``adjacency``), which is what tells the backend it may use it.
+    """
+    s = schema
+    csr = CSRGraph.from_edge_index(np.asarray(ds.edge_index), ds.num_nodes)
+    bounds = [0]
+    while bounds[-1] < ds.num_nodes:  # node ranges of at most ADJ_BATCH_NODES nodes / ADJ_BATCH_BYTES bytes
+        lo = bounds[-1]
+        hi = min(lo + ADJ_BATCH_NODES, ds.num_nodes)
+        over = np.searchsorted(csr.indptr[lo + 1:hi + 1], csr.indptr[lo] + ADJ_BATCH_BYTES // 8, side="right")
+        bounds.append(lo + max(1, int(over)) if over < hi - lo else hi)
+    query = (f"UNWIND $rows AS r MATCH (n:`{s.label}` {{`{s.id_prop}`: r.id}}) SET n.`{s.adj_prop}` = r.nbrs "
+             "RETURN count(n) AS c")
+
+    def write(lo: int, hi: int) -> int:
+        nbrs = encode_adjacency(csr.indptr[lo:hi + 1] - csr.indptr[lo], csr.indices[csr.indptr[lo]:csr.indptr[hi]])
+        rows = [{"id": i, "nbrs": b} for i, b in zip(range(lo, hi), nbrs)]
+        return client.write_tx(lambda tx: tx.run(query, rows=rows).single()["c"])
+
+    written = 0
+    with tqdm(total=ds.num_nodes, unit="node", unit_scale=True, desc=f"{s.dataset} adjacency",
+              disable=not config.progress) as bar, ThreadPoolExecutor(config.workers) as pool:
+        for (lo, hi), n in zip(zip(bounds[:-1], bounds[1:]), pool.map(lambda r: write(*r), zip(bounds[:-1], bounds[1:]))):
+            written += n
+            bar.update(hi - lo)
+    if written != ds.num_nodes:
+        raise UserError(f"adjacency of dataset {s.dataset!r}: {written} of {ds.num_nodes} nodes found in Neo4j; "
+                        "reload it with --reset")
+    problems = _check_adjacency(client, csr, s)
+    if problems:
+        raise UserError(f"adjacency property {s.adj_prop!r} of dataset {s.dataset!r} does not match the source: "
+                        f"{'; '.join(problems)}; reload it with --reset")
+    client.write(f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) SET d.adjacency = $prop", name=s.dataset, prop=s.adj_prop)
+
+
+def _check_adjacency(client: Neo4jClient, csr: CSRGraph, s: GraphSchema) -> list[str]:
+    """Every node has the property; random nodes and the biggest hub match the source bit for bit."""
+    missing = client.read(f"MATCH (n:`{s.label}`) WHERE n.`{s.adj_prop}` IS NULL RETURN count(n) AS c")[0]["c"]
+    if missing:
+        return [f"{missing} nodes have no {s.adj_prop!r}"]
+    if csr.num_nodes == 0:
+        return []
+    hub = int(np.argmax(np.diff(csr.indptr)))
+    ids = np.unique(np.r_[np.random.default_rng().integers(0, csr.num_nodes, VERIFY_SAMPLE), hub])
+    recs = client.read(f"UNWIND $ids AS i MATCH (n:`{s.label}` {{`{s.id_prop}`: i}}) "
+                       f"RETURN n.`{s.id_prop}` AS id, n.`{s.adj_prop}` AS nbrs ORDER BY id", ids=ids.tolist())
+    want = [csr.indices[csr.indptr[i]:csr.indptr[i + 1]].astype("<i8").tobytes() for i in ids]
+    if [r["id"] for r in recs] != ids.tolist() or [bytes(r["nbrs"]) for r in recs] != want:
+        return [f"sampled nodes {ids[:5].tolist()}... differ"]
     return []
 
 

@@ -30,7 +30,7 @@ from src.schema import GraphSchema
 
 log = logging.getLogger(__name__)
 
-PROCEDURES = ("gnn.fetchRows", "gnn.sampleHop")
+PROCEDURES = ("gnn.fetchRows", "gnn.sampleHop", "gnn.sampleHops")
 # Rows per gnn.fetchRows call: bounds the server-side byte array (8192 rows x 1433 float32 of cora
 # = 47 MB); a single huge array could exhaust the server's heap, which exits the JVM.
 ROWS_PER_CALL = 8192
@@ -43,8 +43,12 @@ def rows_per_call(num_features: int | None) -> int:
         return ROWS_PER_CALL
     return max(1, min(ROWS_PER_CALL, CALL_BYTES // (4 * num_features)))
 
-_HOP_QUERY = ("CALL gnn.sampleHop($label, $rel_type, $id_prop, $ids, $states, $fanout) "
+_HOP_QUERY = ("CALL gnn.sampleHop($label, $rel_type, $id_prop, $ids, $states, $fanout, $adj_prop) "
               "YIELD counts, neighbours RETURN counts, neighbours")
+_HOPS_QUERY = ("CALL gnn.sampleHops($label, $rel_type, $id_prop, $adj_prop, $seeds, $fanouts, $hop_states) "
+               "YIELD counts, neighbours RETURN counts, neighbours")
+MINSTD_MODULUS = 2_147_483_647
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _ROWS_QUERY = ("CALL gnn.fetchRows($label, $id_prop, $x_prop, $y_prop, $ids) "
                "YIELD x, y, missing RETURN x, y, missing")
 
@@ -76,9 +80,11 @@ def has_procedures(client: Neo4jClient) -> bool:
 
 
 def sample_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, states: np.ndarray,
-               fanout: int) -> tuple[np.ndarray, np.ndarray]:
+               fanout: int, *, adj_prop: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One hop for ``frontier`` with one minstd state (1..2^31-2) per node; ``fanout < 0`` takes all.
 
+    Neighbours come from the packed adjacency property ``adj_prop`` when given (source order, as in
+    :class:`~src.csr_sampler.CSRGraph`), else from the incoming relationships (Cypher's order).
     Returns ``(counts int64 [len(frontier)], neighbours int64 [counts.sum()])``, neighbours grouped
     by frontier node in frontier order. Raises ``KeyError`` (as the Cypher sampler) for unknown ids.
     """
@@ -89,15 +95,55 @@ def sample_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, s
     if len(frontier) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     params = {"label": schema.label, "rel_type": schema.rel_type, "id_prop": schema.id_prop,
-              "ids": frontier.tolist(), "states": states.tolist(), "fanout": int(fanout)}
+              "ids": frontier.tolist(), "states": states.tolist(), "fanout": int(fanout), "adj_prop": adj_prop or ""}
     rec = client.read_tx(lambda tx: tx.run(_HOP_QUERY, params).single(strict=True))
-    # astype copies: writable native arrays instead of read-only views of the Bolt bytes.
-    counts = np.frombuffer(rec["counts"], dtype="<i8").astype(np.int64)
-    neighbours = np.frombuffer(rec["neighbours"], dtype="<i8").astype(np.int64)
-    if counts.size and counts.min() < 0:  # the procedure marks unknown ids with count -1
-        missing = frontier[counts < 0][:5].tolist()
-        raise KeyError(f"nodes {missing} of dataset {schema.dataset!r} are not in Neo4j")
+    counts, neighbours = _decode(rec["counts"]), _decode(rec["neighbours"])
+    _check_known(schema, frontier, counts)
     return counts, neighbours
+
+
+def sample_hops(client: Neo4jClient, schema: GraphSchema, seeds: np.ndarray, fanouts: list[int],
+                hop_states: np.ndarray, *, adj_prop: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """All hops of one batch in ONE call (``gnn.sampleHops``): ``[(counts, neighbours)]`` per hop.
+
+    The server walks the hops itself with the frontier rule of :func:`~src.csr_sampler.sample_multi_hop`
+    (hop k samples the nodes new in hop k-1, in order of first appearance), so the caller relabels
+    the result with ``sample_multi_hop`` unchanged. Frontier position i of hop k draws with the
+    minstd state ``hop_states(hop_states[k], len(frontier))[i]``.
+    """
+    seeds = np.asarray(seeds, dtype=np.int64)
+    params = {"label": schema.label, "rel_type": schema.rel_type, "id_prop": schema.id_prop,
+              "adj_prop": adj_prop or "", "seeds": seeds.tolist(), "fanouts": [int(k) for k in fanouts],
+              "hop_states": np.asarray(hop_states, dtype=np.int64).tolist()}
+    rec = client.read_tx(lambda tx: tx.run(_HOPS_QUERY, params).single(strict=True))
+    hops = [(_decode(c), _decode(nb)) for c, nb in zip(rec["counts"], rec["neighbours"])]
+    if hops:
+        _check_known(schema, seeds, hops[0][0])
+    return hops
+
+
+def hop_states(base: int, n: int) -> np.ndarray:
+    """Minstd states of frontier positions ``0..n-1`` of a hop with client state ``base``.
+
+    SplitMix64 of ``base + (i + 1) * golden`` reduced to 1..2^31-2: the exact mirror of
+    ``GnnProcedures.hopState`` (so tests can replay a ``gnn.sampleHops`` call).
+    """
+    z = np.uint64(base) + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (np.uint64(1) + z % np.uint64(MINSTD_MODULUS - 1)).astype(np.int64)
+
+
+def _decode(raw: bytes) -> np.ndarray:
+    # astype copies: a writable native array instead of a read-only view of the Bolt bytes.
+    return np.frombuffer(raw, dtype="<i8").astype(np.int64)
+
+
+def _check_known(schema: GraphSchema, ids: np.ndarray, counts: np.ndarray) -> None:
+    if counts.size and counts.min() < 0:  # the procedures mark unknown ids with count -1
+        missing = ids[counts < 0][:5].tolist()
+        raise KeyError(f"nodes {missing} of dataset {schema.dataset!r} are not in Neo4j")
 
 
 def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray,

@@ -33,11 +33,14 @@ class GraphSchema:
     x_prop: str = "x"
     y_prop: str = "y"
     split_prop: str = "split"
+    # In-neighbour ids of the node as one packed little-endian int64 ``bytes`` value, in source edge
+    # order (as CSRGraph): gnn.sampleHop(s) read it instead of walking the relationship chain.
+    adj_prop: str = "nbrs"
 
     def __post_init__(self) -> None:
         validate_identifier(self.label, "label")
         validate_identifier(self.rel_type, "relationship type")
-        for prop in (self.id_prop, self.x_prop, self.y_prop, self.split_prop):
+        for prop in (self.id_prop, self.x_prop, self.y_prop, self.split_prop, self.adj_prop):
             validate_identifier(prop, "property name")
 
     @classmethod
@@ -66,3 +69,10 @@ def decode_features(rows: list[bytes], num_features: int) -> np.ndarray:
     if flat.size != len(rows) * num_features:
         raise ValueError(f"feature bytes do not match dimension {num_features}")
     return flat.reshape(len(rows), num_features).astype(np.float32, copy=False)
+
+
+def encode_adjacency(indptr: np.ndarray, indices: np.ndarray) -> list[bytes]:
+    """Each node's neighbour ids ``indices[indptr[v]:indptr[v + 1]]`` as packed little-endian int64 bytes."""
+    raw = np.ascontiguousarray(indices, dtype="<i8").tobytes()
+    offsets = (np.asarray(indptr, dtype=np.int64) * 8).tolist()
+    return [raw[a:b] for a, b in zip(offsets[:-1], offsets[1:])]

@@ -36,6 +36,12 @@ def csr(cora) -> CSRGraph:
     return CSRGraph.from_edge_index(np.asarray(ds.edge_index), ds.num_nodes)
 
 
+# The three sampling paths: Cypher (one query per hop), the procedures walking relationships
+# (gnn.sampleHops, one call per batch), and the procedures reading the packed adjacency property.
+MODES = {"cypher": {"use_procedures": False}, "procedure": {"use_procedures": True},
+         "adjacency": {"use_procedures": True, "use_adjacency": True}}
+
+
 def _sample(sampler, seeds: np.ndarray):
     return sampler.sample_from_nodes(NodeSamplerInput(input_id=None, node=torch.from_numpy(seeds)))
 
@@ -93,12 +99,12 @@ def test_graph_store_sizes_and_guard(client: Neo4jClient, cora) -> None:
         gs.materialise_edge_index(max_edges=100)
 
 
-@pytest.mark.parametrize("use_procedures", [False, True], ids=["cypher", "procedure"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fanouts", [[5, 3], [15, 10, 5]])
 def test_sampled_edges_real_and_fanout_respected(client: Neo4jClient, cora, csr: CSRGraph, fanouts,
-                                                 use_procedures: bool) -> None:
+                                                 mode: str) -> None:
     ds, schema, _ = cora
-    sampler = Neo4jNeighborSampler(client, schema, fanouts, seed=1, use_procedures=use_procedures)
+    sampler = Neo4jNeighborSampler(client, schema, fanouts, seed=1, **MODES[mode])
     seeds = np.random.default_rng(2).choice(ds.num_nodes, 256, replace=False)
     out = _sample(sampler, seeds)
     node = out.node.numpy()
@@ -123,24 +129,28 @@ def test_sampled_edges_real_and_fanout_respected(client: Neo4jClient, cora, csr:
         e0 += out.num_sampled_edges[hop]
 
 
-def test_forced_sample_equals_in_memory(client: Neo4jClient, cora, csr: CSRGraph) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_forced_sample_equals_in_memory(client: Neo4jClient, cora, csr: CSRGraph, mode: str) -> None:
     ds, schema, _ = cora
     big = int(csr.degree(np.arange(ds.num_nodes)).max())
     seeds = np.arange(0, 2708, 37)
-    neo = _sample(Neo4jNeighborSampler(client, schema, [big, big], seed=0), seeds)
+    neo = _sample(Neo4jNeighborSampler(client, schema, [big, big], seed=0, **MODES[mode]), seeds)
     mem = _sample(CSRNeighborSampler(csr, [big, big], seed=5), seeds)
     assert neo.num_sampled_nodes == mem.num_sampled_nodes
     assert neo.num_sampled_edges == mem.num_sampled_edges
     assert set(neo.node.tolist()) == set(mem.node.tolist())
     assert _global_edges(neo) == _global_edges(mem)
+    if mode == "adjacency":  # same neighbour order as the CSR: the very same SamplerOutput
+        assert torch.equal(neo.node, mem.node) and torch.equal(neo.row, mem.row) and torch.equal(neo.col, mem.col)
 
 
-def test_reproducible_under_seed(client: Neo4jClient, cora) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_reproducible_under_seed(client: Neo4jClient, cora, mode: str) -> None:
     _, schema, _ = cora
     seeds = np.arange(100, 400)
-    a = _sample(Neo4jNeighborSampler(client, schema, [5, 5], seed=7), seeds)
-    b = _sample(Neo4jNeighborSampler(client, schema, [5, 5], seed=7), seeds)
-    c = _sample(Neo4jNeighborSampler(client, schema, [5, 5], seed=8), seeds)
+    a = _sample(Neo4jNeighborSampler(client, schema, [5, 5], seed=7, **MODES[mode]), seeds)
+    b = _sample(Neo4jNeighborSampler(client, schema, [5, 5], seed=7, **MODES[mode]), seeds)
+    c = _sample(Neo4jNeighborSampler(client, schema, [5, 5], seed=8, **MODES[mode]), seeds)
     assert torch.equal(a.node, b.node) and torch.equal(a.row, b.row) and torch.equal(a.col, b.col)
     assert not torch.equal(a.node, c.node)
 
@@ -161,24 +171,39 @@ def _draw_counts(sampler: Neo4jNeighborSampler, node: int, draws: int, fanout: i
     return np.array(list(counts.values()))
 
 
-@pytest.mark.parametrize("use_procedures", [False, True], ids=["cypher", "procedure"])
-def test_uniformity_chi_square_and_power(client: Neo4jClient, cora, csr: CSRGraph, use_procedures: bool) -> None:
+def _draw_counts_batched(sampler: Neo4jNeighborSampler, node: int, draws: int) -> np.ndarray:
+    """As _draw_counts, through whole batches (gnn.sampleHops): 500 copies of one seed per batch."""
+    counts: Counter[int] = Counter()
+    for epoch in range(draws // 500):
+        sampler.set_epoch(epoch)
+        out = _sample(sampler, np.full(500, node, dtype=np.int64))
+        counts.update(out.node[out.row].tolist())
+    return np.array(list(counts.values()))
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["hop", "batch"])
+@pytest.mark.parametrize("mode", MODES)
+def test_uniformity_chi_square_and_power(client: Neo4jClient, cora, csr: CSRGraph, mode: str, batched: bool) -> None:
     ds, schema, _ = cora
     deg = csr.degree(np.arange(ds.num_nodes))
     node = int(np.flatnonzero(deg == 20)[0]) if (deg == 20).any() else int(np.argmax(deg))
-    fair = _draw_counts(Neo4jNeighborSampler(client, schema, [4], seed=0, use_procedures=use_procedures),
-                        node, 10_000, 4)
+    sampler = Neo4jNeighborSampler(client, schema, [4], seed=0, **MODES[mode])
+    fair = _draw_counts_batched(sampler, node, 10_000) if batched else _draw_counts(sampler, node, 10_000, 4)
     assert len(fair) == deg[node]
     assert chisquare(fair).pvalue > 1e-3
+    if mode != "cypher" or batched:
+        return  # the power check below is about the test, not the path: run it once
     biased = _draw_counts(_BiasedSampler(client, schema, [4], seed=0), node, 10_000, 4)
     assert chisquare(np.pad(biased, (0, deg[node] - len(biased)))).pvalue < 1e-6
 
 
-def test_low_degree_nodes_return_all_neighbours(client: Neo4jClient, cora, csr: CSRGraph) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_low_degree_nodes_return_all_neighbours(client: Neo4jClient, cora, csr: CSRGraph, mode: str) -> None:
     ds, schema, _ = cora
     deg = csr.degree(np.arange(ds.num_nodes))
     low = np.flatnonzero((deg > 0) & (deg <= 3))[:50]
-    counts, nbrs = Neo4jNeighborSampler(client, schema, [5], seed=0).hop(low, 5, np.random.default_rng(0))
+    sampler = Neo4jNeighborSampler(client, schema, [5], seed=0, **MODES[mode])
+    counts, nbrs = sampler.hop(low, 5, np.random.default_rng(0))
     assert np.array_equal(counts, deg[low])
     expect = np.concatenate([np.sort(csr.indices[csr.indptr[v]:csr.indptr[v + 1]]) for v in low])
     got = np.concatenate([np.sort(part) for part in np.split(nbrs, np.cumsum(counts)[:-1])])
@@ -211,3 +236,5 @@ def test_graphsage_trains_through_nodeloader(client: Neo4jClient, cora) -> None:
     stats = backend.stats()
     assert stats["sampling_queries"] > 0 and stats["feature_round_trips"] > 0
     assert stats["procedures"] is True  # the local server installs the gnn.* plugin
+    assert stats["adjacency"] is True  # the loader writes the adjacency property
+    assert stats["sampling_queries"] == sum(-(-len(train) // 64) for _ in range(6))  # one call per batch

@@ -1,7 +1,10 @@
 """The gnn.* procedures against a real Neo4j and real data (cora), checked against the Cypher sampler.
 
-The main check: for the same per-node minstd states, ``gnn.sampleHop`` returns exactly what the
-Cypher hop query of :mod:`src.graph_sampler` returns (same neighbour order, same Floyd draws).
+The main checks: for the same per-node minstd states, ``gnn.sampleHop`` walking relationships
+returns exactly what the Cypher hop query of :mod:`src.graph_sampler` returns (same neighbour
+order, same Floyd draws); reading the adjacency property it returns exactly the Floyd/minstd
+replay over the source edges (:func:`floyd_reference`); ``gnn.sampleHops`` equals those single
+hops chained with the frontier rule of ``sample_multi_hop`` and the derived per-node states.
 cora is the shared ``pytest_cora`` of the loader; the hand-made edge-case graph gets its own
 ``T_<uuid>`` label and is deleted at the end.
 """
@@ -18,8 +21,9 @@ from src.client import Neo4jClient
 from src.errors import UserError
 from src.graph_sampler import MINSTD_MODULUS, hop_query
 from src.neo4j_local import LocalNeo4j
-from src.procedures import ROWS_PER_CALL, fetch_rows, has_procedures, sample_hop
-from src.schema import GraphSchema, encode_features
+from src.csr_sampler import CSRGraph
+from src.procedures import ROWS_PER_CALL, fetch_rows, has_procedures, hop_states, sample_hop, sample_hops
+from src.schema import GraphSchema, encode_adjacency, encode_features
 
 pytestmark = pytest.mark.neo4j
 
@@ -55,6 +59,40 @@ def cypher_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, s
     return np.array([len(v) for v in lists], np.int64), np.array([u for v in lists for u in v], np.int64)
 
 
+def floyd_reference(csr: CSRGraph, frontier: np.ndarray, states: np.ndarray, fanout: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The procedures' Floyd/minstd draw, in Python, over the neighbours in source edge order."""
+    counts, out = [], []
+    for v, r in zip(frontier.tolist(), states.tolist()):
+        nbrs = csr.indices[csr.indptr[v]:csr.indptr[v + 1]]
+        d = len(nbrs)
+        if fanout < 0 or d <= fanout:
+            counts.append(d)
+            out.extend(nbrs.tolist())
+            continue
+        picks: list[int] = []
+        for j in range(d - fanout, d):
+            r = r * 48271 % MINSTD_MODULUS
+            t = r % (j + 1)
+            picks.append(j if t in picks else t)
+        counts.append(fanout)
+        out.extend(nbrs[picks].tolist())
+    return np.array(counts, np.int64), np.array(out, np.int64)
+
+
+def chained_hops(hop, seeds: np.ndarray, fanouts: list[int], bases: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``hop(frontier, states, fanout)`` chained as gnn.sampleHops must: hop k samples the nodes new in
+    hop k-1 (first appearance order), position i of hop k with ``hop_states(bases[k], n)[i]``."""
+    seen, frontier, result = set(seeds.tolist()), seeds, []
+    for base, fanout in zip(bases.tolist(), fanouts):
+        counts, nbrs = hop(frontier, hop_states(base, len(frontier)), fanout)
+        result.append((counts, nbrs))
+        new = [u for u in dict.fromkeys(nbrs.tolist()) if u not in seen]
+        seen.update(new)
+        frontier = np.array(new, np.int64)
+    return result
+
+
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def procs(client: Neo4jClient, neo4j_settings) -> None:
@@ -74,6 +112,11 @@ def cora(loaded_dataset, procs) -> tuple[GraphSchema, dict]:
 
 
 @pytest.fixture(scope="module")
+def cora_csr(cora) -> CSRGraph:
+    return CSRGraph.from_edge_index(cora[1]["edge_index"], len(cora[1]["y"]))
+
+
+@pytest.fixture(scope="module")
 def odd_graph(client: Neo4jClient, procs) -> GraphSchema:
     """Self-loops, parallel edges, a dense hub (in-degree 80 > Neo4j's dense threshold 50),
     a node without in-edges and nodes without ``y``."""
@@ -82,6 +125,9 @@ def odd_graph(client: Neo4jClient, procs) -> GraphSchema:
     y = [None if i % 3 == 0 else i % 5 for i in range(n)]
     x = np.arange(n * 3, dtype=np.float32).reshape(n, 3) / 7
     schema = load_graph(client, f"T_{uuid.uuid4().hex[:12]}", x, y, edges)
+    csr = CSRGraph.from_edge_index(np.array(edges).T, n)
+    rows = [{"id": i, "b": b} for i, b in enumerate(encode_adjacency(csr.indptr, csr.indices))]
+    client.write(f"UNWIND $rows AS r MATCH (n:`{schema.label}` {{id: r.id}}) SET n.`{schema.adj_prop}` = r.b", rows=rows)
     yield schema
     drop_graph(client, schema)
 
@@ -212,6 +258,93 @@ def test_label_without_id_index_is_a_clear_error(client: Neo4jClient, procs) -> 
             sample_hop(client, schema, np.array([0]), np.array([1]), 1)
     finally:
         client.write(f"MATCH (n:`{label}`) DELETE n")
+
+
+# -- adjacency property and gnn.sampleHops --------------------------------------------------------
+def test_adjacency_property_bit_exact(client: Neo4jClient, cora, cora_csr: CSRGraph) -> None:
+    """The loader's packed in-neighbour ids equal the source edges, in source order, for EVERY node."""
+    schema, _ = cora
+    recs = client.read(f"MATCH (n:`{schema.label}`) RETURN n.`{schema.id_prop}` AS id, n.`{schema.adj_prop}` AS b "
+                       "ORDER BY id")
+    assert [r["id"] for r in recs] == list(range(cora_csr.num_nodes))
+    got = [np.frombuffer(r["b"], "<i8") for r in recs]
+    want = np.split(cora_csr.indices, cora_csr.indptr[1:-1])
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    rec = client.read("MATCH (d:GnnDataset {name: $n}) RETURN d.adjacency AS a", n=schema.dataset)
+    assert rec[0]["a"] == schema.adj_prop
+
+
+@pytest.mark.parametrize("fanout", FANOUTS)
+def test_sample_hop_adjacency_equals_reference(client: Neo4jClient, cora, cora_csr: CSRGraph, fanout: int) -> None:
+    schema, d = cora
+    frontier = np.random.default_rng(fanout + 20).permutation(len(d["y"]))
+    frontier = np.concatenate([frontier, frontier[:100]])
+    states = _states(len(frontier), seed=fanout + 200)
+    counts, nbrs = sample_hop(client, schema, frontier, states, fanout, adj_prop=schema.adj_prop)
+    ref_counts, ref_nbrs = floyd_reference(cora_csr, frontier, states, fanout)
+    np.testing.assert_array_equal(counts, ref_counts)
+    np.testing.assert_array_equal(nbrs, ref_nbrs)
+
+
+@pytest.mark.parametrize("fanout", (0, 1, 3, 81, -1))
+def test_sample_hop_adjacency_on_loops_parallel_edges_and_dense_nodes(client: Neo4jClient, odd_graph,
+                                                                      fanout: int) -> None:
+    """Same multiset of neighbours as the relationships give when everything is taken; same counts always."""
+    frontier = np.array([0, 1, 4, 2, 0, 89, 0, 1], np.int64)
+    states = _states(len(frontier), seed=6)
+    counts, nbrs = sample_hop(client, odd_graph, frontier, states, fanout, adj_prop=odd_graph.adj_prop)
+    ref_counts, ref_nbrs = cypher_hop(client, odd_graph, frontier, states, fanout)
+    np.testing.assert_array_equal(counts, ref_counts)
+    if fanout < 0 or fanout >= 82:
+        for a, b in zip(np.split(nbrs, np.cumsum(counts)[:-1]), np.split(ref_nbrs, np.cumsum(ref_counts)[:-1])):
+            assert sorted(a.tolist()) == sorted(b.tolist())
+
+
+@pytest.mark.parametrize("fanouts", ([15, 10, 5], [2, -1], [200, 3]))
+def test_sample_hops_equals_chained_cypher_hops(client: Neo4jClient, cora, fanouts: list[int]) -> None:
+    """Relationship mode: one gnn.sampleHops call == the Cypher query hop by hop with the derived states."""
+    schema, d = cora
+    seeds = np.random.default_rng(len(fanouts)).choice(len(d["y"]), 300, replace=False)
+    seeds = np.concatenate([seeds, seeds[:7]])  # a repeated seed is sampled at every position
+    bases = _states(len(fanouts), seed=fanouts[0])
+    got = sample_hops(client, schema, seeds, fanouts, bases)
+    want = chained_hops(lambda f, st, k: cypher_hop(client, schema, f, st, k), seeds, fanouts, bases)
+    assert len(got) == len(want) == len(fanouts)
+    for (c, nb), (rc, rnb) in zip(got, want):
+        np.testing.assert_array_equal(c, rc)
+        np.testing.assert_array_equal(nb, rnb)
+
+
+@pytest.mark.parametrize("fanouts", ([15, 10, 5], [2, -1], [200, 3]))
+def test_sample_hops_adjacency_equals_chained_reference(client: Neo4jClient, cora, cora_csr: CSRGraph,
+                                                        fanouts: list[int]) -> None:
+    schema, d = cora
+    seeds = np.random.default_rng(len(fanouts) + 5).choice(len(d["y"]), 300, replace=False)
+    seeds = np.concatenate([seeds, seeds[:7]])
+    bases = _states(len(fanouts), seed=fanouts[0] + 1)
+    got = sample_hops(client, schema, seeds, fanouts, bases, adj_prop=schema.adj_prop)
+    want = chained_hops(lambda f, st, k: floyd_reference(cora_csr, f, st, k), seeds, fanouts, bases)
+    for (c, nb), (rc, rnb) in zip(got, want):
+        np.testing.assert_array_equal(c, rc)
+        np.testing.assert_array_equal(nb, rnb)
+
+
+def test_sample_hops_unknown_seed_and_missing_adjacency(client: Neo4jClient, cora, procs) -> None:
+    schema, _ = cora
+    with pytest.raises(KeyError, match="999999"):
+        sample_hops(client, schema, np.array([0, 999999]), [3], np.array([5]), adj_prop=schema.adj_prop)
+    with pytest.raises(neo4j_exc.ClientError, match="no node has the adjacency property"):
+        sample_hops(client, schema, np.array([0]), [3], np.array([5]), adj_prop=f"nope_{uuid.uuid4().hex[:8]}")
+    with pytest.raises(neo4j_exc.ClientError, match="hopStates"):
+        sample_hops(client, schema, np.array([0]), [3, 2], np.array([5]))
+
+
+def test_hop_states_mirror_java_and_stay_in_range() -> None:
+    """Values printed by GnnProcedures.hopState(12345, 0..2) and (2^31-2, 0..1); the range holds for any base."""
+    assert hop_states(12345, 3).tolist() == [840375045, 1221553288, 2068828432]
+    assert hop_states(MINSTD_MODULUS - 1, 2).tolist() == [1623229157, 1853409998]
+    many = hop_states(1, 100_000)
+    assert many.min() >= 1 and many.max() <= MINSTD_MODULUS - 1 and len(np.unique(many)) > 99_990
 
 
 # -- feature rows ---------------------------------------------------------------------------------
