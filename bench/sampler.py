@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Sampler + feature-fetch benchmark: Neo4j backend vs in-memory, side by side in one run.
 
-For each dataset and backend, a fresh worker process iterates ``--batches`` mini-batches of
+For each dataset, a fresh worker process per row iterates ``--batches`` mini-batches of
 ``--batch_size`` random training seeds with fanouts ``--fanouts`` through the same
-``NodeLoader`` + ``PrefetchLoader`` the trainer uses (no model), once without and once with
-prefetch threads. It reports seeds/s, p50/p99 latency of sampling, feature fetch and the whole
-batch, and the worker's peak RSS (a separate process per row, so RSS is not shared).
+``NodeLoader`` + ``PrefetchLoader`` the trainer uses (no model). Rows: in-memory without and
+with prefetch threads; Neo4j with the packed adjacency property (``adjacency``) without and with
+prefetch, with prefetch and a feature cache (``--cache_mb``), and walking relationships
+(``relationships``, the path of datasets loaded without the property) or Cypher (``cypher``)
+with prefetch. It reports seeds/s, p50/p99 latency of sampling, feature fetch and the whole
+batch, the worker's peak RSS (a separate process per row, so RSS is not shared) and the ratio
+to in-memory with the same number of threads.
 
   python bench/sampler.py                                   # amazon_cs, coauthor_phy
-  python bench/sampler.py --datasets amazon_cs synthetic_n1000000_d10_f64_c10_s0
+  python bench/sampler.py --datasets amazon_cs coauthor_phy synthetic_n1000000_d10_f64_c10_s0
 Neo4j datasets must be loaded first (loaders/load_into_neo4j.py); a synthetic name
 ``synthetic_n<N>_d<D>_f<F>_c<C>_s<seed>`` is generated/cached for the in-memory side.
 """
@@ -41,7 +45,8 @@ def _load_dataset(name: str):
     return load_dataset(name)
 
 
-def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, threads: int, cache_mb: float):
+def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, threads: int, cache_mb: float,
+             mode: str):
     if kind == "in_memory":
         from src.backend_memory import FullGraphBackend
 
@@ -56,7 +61,8 @@ def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, threa
     record = require_loaded(client, dataset)
     schema = GraphSchema.for_dataset(dataset, label=record["label"], rel_type=record["rel_type"])
     return Neo4jBackend(client, schema, record, fanouts=fanouts, batch_size=batch_size,
-                        num_loader_threads=threads, cache_mb=cache_mb)
+                        num_loader_threads=threads, cache_mb=cache_mb, use_procedures=mode != "cypher",
+                        use_adjacency=mode == "adjacency")
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -65,7 +71,8 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     t_setup = time.perf_counter()
-    backend = _backend(args.backend, args.dataset, args.fanouts, args.batch_size, args.threads, args.cache_mb)
+    backend = _backend(args.backend, args.dataset, args.fanouts, args.batch_size, args.threads, args.cache_mb,
+                       args.mode)
     setup_s = time.perf_counter() - t_setup
     train = backend.split_nodes("train")
     pool = train if len(train) >= args.batch_size else torch.arange(backend.num_nodes)
@@ -87,6 +94,7 @@ def worker(args: argparse.Namespace) -> None:
     pct = lambda xs, q: float(np.percentile(xs, q)) * 1000  # noqa: E731
     print(json.dumps({
         "backend": args.backend, "dataset": args.dataset, "threads": args.threads,
+        "mode": args.mode if args.backend == "neo4j" else "", "cache_mb": args.cache_mb,
         "batches": len(lat_t), "seeds_per_s": args.batch_size * len(lat_t) / wall,
         "nodes_per_batch": float(np.mean(nodes)),
         "sample_p50_ms": pct(lat_s, 50), "sample_p99_ms": pct(lat_s, 99),
@@ -98,6 +106,16 @@ def worker(args: argparse.Namespace) -> None:
     backend.close()
 
 
+def _rows(args: argparse.Namespace) -> list[tuple[str, int, str, float]]:
+    """(backend, threads, Neo4j mode, cache MB) of every row measured per dataset."""
+    rows = [("in_memory", t, "", 0.0) for t in (0, args.threads)]
+    rows += [("neo4j", t, "adjacency", 0.0) for t in (0, args.threads)]
+    if args.cache_mb > 0:
+        rows.append(("neo4j", args.threads, "adjacency", args.cache_mb))
+    rows += [("neo4j", args.threads, m, 0.0) for m in args.compare]
+    return [r for r in rows if r[0] in args.backends]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=["amazon_cs", "coauthor_phy"], help="datasets to measure")
@@ -106,42 +124,48 @@ def main() -> None:
     p.add_argument("--fanouts", type=lambda s: [int(x) for x in s.split(",")], default=[15, 10, 5],
                    help="comma list (default 15,10,5)")
     p.add_argument("--batches", type=int, default=8, help="timed batches per row (default 8)")
-    p.add_argument("--threads", type=int, nargs="+", default=[0, 2], help="prefetch thread counts (default 0 2)")
-    p.add_argument("--cache_mb", type=float, default=0.0, help="Neo4j feature cache per worker (default 0)")
+    p.add_argument("--threads", type=int, default=2, help="prefetch threads of the 'prefetch on' rows (default 2)")
+    p.add_argument("--cache_mb", type=float, default=64.0,
+                   help="Neo4j feature cache of the extra cached row, 0 = no such row (default 64)")
+    p.add_argument("--compare", nargs="*", default=["relationships"], choices=["relationships", "cypher"],
+                   help="other Neo4j sampling paths to measure with prefetch (default: relationships)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--backend", help=argparse.SUPPRESS)
     p.add_argument("--dataset", help=argparse.SUPPRESS)
+    p.add_argument("--mode", default="adjacency", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        args.threads = args.threads[0]
         worker(args)
         return
 
     rows = []
     for ds in args.datasets:
-        for backend in args.backends:
-            for threads in args.threads:
-                cmd = [sys.executable, __file__, "--worker", "--backend", backend, "--dataset", ds,
-                       "--batch_size", str(args.batch_size), "--fanouts", ",".join(map(str, args.fanouts)),
-                       "--batches", str(args.batches), "--threads", str(threads), "--cache_mb", str(args.cache_mb)]
-                out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=os.environ)
-                line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
-                if out.returncode != 0 or line is None:
-                    print(f"{ds} {backend} threads={threads}: FAILED\n{out.stderr.strip()[-600:]}", file=sys.stderr)
-                    continue
-                rows.append(json.loads(line))
-                r = rows[-1]
-                print(f"  {ds:>14} {backend:>9} threads={threads}: {r['seeds_per_s']:8.0f} seeds/s", file=sys.stderr)
+        for backend, threads, mode, cache_mb in _rows(args):
+            cmd = [sys.executable, __file__, "--worker", "--backend", backend, "--dataset", ds,
+                   "--batch_size", str(args.batch_size), "--fanouts", ",".join(map(str, args.fanouts)),
+                   "--batches", str(args.batches), "--threads", str(threads), "--cache_mb", str(cache_mb),
+                   "--mode", mode or "adjacency"]
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=os.environ)
+            line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
+            if out.returncode != 0 or line is None:
+                print(f"{ds} {backend} {mode} threads={threads}: FAILED\n{out.stderr.strip()[-600:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(line))
+            r = rows[-1]
+            print(f"  {ds:>14} {backend:>9} {mode:>13} threads={threads} cache={cache_mb:g}: "
+                  f"{r['seeds_per_s']:8.0f} seeds/s", file=sys.stderr)
 
-    print(f"\nbatch {args.batch_size}, fanouts {args.fanouts}, {args.batches} timed batches, "
-          f"Neo4j cache {args.cache_mb} MB; latencies in ms (p50/p99)")
-    print("| dataset | backend | threads | seeds/s | nodes/batch | sample | fetch | total | peak RSS MiB | vs in-memory |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"\nbatch {args.batch_size}, fanouts {args.fanouts}, {args.batches} timed batches; latencies in ms (p50/p99); "
+          "threads = prefetch threads (0 = prefetch off); ratio = in-memory seeds/s (same threads) / this row's")
+    print("| dataset | backend | sampling | threads | cache MB | seeds/s | nodes/batch | sample | fetch | total "
+          "| peak RSS MiB | in-memory / this |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ref = next((x for x in rows if x["dataset"] == r["dataset"] and x["backend"] == "in_memory"
                     and x["threads"] == r["threads"]), None)
-        ratio = f"{ref['seeds_per_s'] / r['seeds_per_s']:.1f}x slower" if ref and r is not ref else "1.0x"
-        print(f"| {r['dataset']} | {r['backend']} | {r['threads']} | {r['seeds_per_s']:.0f} | {r['nodes_per_batch']:.0f} | "
+        ratio = f"{ref['seeds_per_s'] / r['seeds_per_s']:.1f}x" if ref else "-"
+        print(f"| {r['dataset']} | {r['backend']} | {r['mode'] or 'csr'} | {r['threads']} | {r['cache_mb']:g} | "
+              f"{r['seeds_per_s']:.0f} | {r['nodes_per_batch']:.0f} | "
               f"{r['sample_p50_ms']:.0f}/{r['sample_p99_ms']:.0f} | {r['fetch_p50_ms']:.0f}/{r['fetch_p99_ms']:.0f} | "
               f"{r['total_p50_ms']:.0f}/{r['total_p99_ms']:.0f} | {r['peak_rss_mb']:.0f} | {ratio} |")
 

@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import neo4j
 import numpy as np
@@ -38,8 +38,10 @@ from src.client import Neo4jClient
 from src.datasets import GraphDataset, synthetic_params_from_name
 from src.errors import UsageError, UserError
 from src.neo4j_local import ADMIN_CLASS, LocalNeo4j
-from src.csr_sampler import CSRGraph
 from src.schema import DATASET_LABEL, SPLITS, GraphSchema, decode_features, encode_adjacency, encode_features
+
+if TYPE_CHECKING:
+    from src.csr_sampler import CSRGraph
 
 log = logging.getLogger(__name__)
 
@@ -418,6 +420,8 @@ def add_adjacency(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, co
     against the in-memory graph. Checked bit for bit on a sample, then recorded on the dataset
     record (``adjacency``), which is what tells the backend it may use it.
     """
+    from src.csr_sampler import CSRGraph  # here, not at the top: it imports torch (slow, noisy CLI start)
+
     s = schema
     csr = CSRGraph.from_edge_index(np.asarray(ds.edge_index), ds.num_nodes)
     bounds = [0]
