@@ -15,19 +15,18 @@ and the other ranks wait (see src/backend_partitioned.py for several machines).
 """
 from __future__ import annotations
 
-import argparse
 
 from src.backend_memory import FullGraphBackend
 from src.backend_partitioned import open_partitioned_backend
 from src.datasets import load_dataset
-from src.errors import run_cli
+from src.errors import ArgumentParser, run_cli
 from src.partition import DEFAULT_OUTPUT_DIR
 from src.train_cli import add_training_args, configure_console_logging, parse_training_config
 from src.trainer import train
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     add_training_args(parser)
     g = parser.add_argument_group("in-memory backend")
     g.add_argument("--partition_dir", default=DEFAULT_OUTPUT_DIR,

@@ -10,19 +10,19 @@ Several machines: run it on each with --num_nodes N --node_rank k --master_addr 
 """
 from __future__ import annotations
 
-import argparse
+import logging
 
 from src.backend_neo4j import Neo4jBackend
 from src.client import add_connection_args, connect, settings_from_args
-from src.errors import UsageError, run_cli
+from src.errors import ArgumentParser, UsageError, run_cli
 from src.loader import require_loaded
-from src.schema import GraphSchema
+from src.schema import GraphSchema, validate_dataset_name
 from src.train_cli import add_training_args, configure_console_logging, parse_training_config
 from src.trainer import train
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     add_training_args(parser)
     add_connection_args(parser)
     g = parser.add_argument_group("Neo4j backend")
@@ -35,13 +35,20 @@ def main() -> int:
     if args.cache_mb < 0:
         raise UsageError(f"--cache_mb must be >= 0 (got {args.cache_mb})")
     cfg = parse_training_config(args)
+    validate_dataset_name(cfg.dataset, "--dataset")  # before anything talks to Neo4j
     configure_console_logging()
-    client = connect(settings_from_args(args), max_pool_size=cfg.concurrency + cfg.num_loader_threads)
-    record = require_loaded(client, cfg.dataset)
-    schema = GraphSchema.for_dataset(cfg.dataset, label=record["label"], rel_type=record["rel_type"])
-    backend = Neo4jBackend(client, schema, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
-                           num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb,
-                           use_procedures=False if args.cypher_only else None)
+    logging.getLogger("neo4j").setLevel(logging.CRITICAL)  # src.client reports outages in one line
+    client = connect(settings_from_args(args), max_pool_size=cfg.concurrency + cfg.num_loader_threads,
+                     max_retry_time=args.neo4j_retry_s)
+    try:
+        record = require_loaded(client, cfg.dataset)
+        schema = GraphSchema.for_dataset(cfg.dataset, label=record["label"], rel_type=record["rel_type"])
+        backend = Neo4jBackend(client, schema, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
+                               num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb,
+                               use_procedures=False if args.cypher_only else None)
+    except BaseException:
+        client.close()
+        raise
     try:
         train(backend, cfg)
     finally:

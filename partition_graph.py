@@ -7,16 +7,15 @@ settings is a no-op; a different existing partitioning is replaced only with --o
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
-from src.errors import run_cli
+from src.errors import ArgumentParser, run_cli
 from src.partition import DEFAULT_OUTPUT_DIR, METHODS, PartitionConfig, partition_dataset
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
 
     def arg(name: str, help: str, **kwargs: object) -> None:
         parser.add_argument(name, help=f"{help} (default: %(default)s)", **kwargs)

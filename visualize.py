@@ -20,12 +20,12 @@ import logging
 import sys
 from pathlib import Path
 
-from src.errors import run_cli
+from src.errors import ArgumentParser, check_writable_dir, run_cli
 from src.plots import visualize
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog="\n".join(__doc__.splitlines()[2:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log_dir", default="logs",
@@ -33,6 +33,7 @@ def main() -> int:
                              "(default: %(default)s)")
     parser.add_argument("--out", default="plots", help="output folder (default: %(default)s)")
     args = parser.parse_args()
+    check_writable_dir(args.out, "--out")  # before any figure, so a bad --out writes nothing
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s: %(message)s")
     for path in visualize(Path(args.log_dir), Path(args.out)):
         print(f"wrote {path}")

@@ -49,19 +49,29 @@ for ((k = 0; k < ranks; k++)); do
 done
 trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM EXIT
 
-first_failed=""
+# When a rank fails, the others notice the lost peer within seconds (a hung one within the 60 s
+# collective timeout) and print their own one-line error; whoever still runs after GRACE_S is stopped.
+GRACE_S=${GRACE_S:-15}
+first_failed=""; watchdog=""
 while [ ${#rank_of[@]} -gt 0 ]; do
   set +e; wait -n -p done_pid "${!rank_of[@]}"; rc=$?; set -e
   [ -n "${done_pid:-}" ] || break
+  done_rank=${rank_of[$done_pid]}; unset "rank_of[$done_pid]"
   if [ "$rc" -ne 0 ] && [ -z "$first_failed" ]; then
-    first_failed="rank ${rank_of[$done_pid]} (exit $rc)"
-    kill "${!rank_of[@]}" 2>/dev/null || true  # do not let the others wait for it
+    how="exit $rc"
+    if [ "$rc" -gt 128 ]; then how="killed by signal $(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128)))"; fi
+    first_failed="rank $done_rank ($how)"
+    if [ ${#rank_of[@]} -gt 0 ]; then
+      others=("${!rank_of[@]}")
+      (sleep "$GRACE_S"; kill "${others[@]}" 2>/dev/null) >/dev/null 2>&1 &
+      watchdog=$!
+    fi
   fi
-  unset "rank_of[$done_pid]"
 done
+if [ -n "$watchdog" ]; then kill "$watchdog" 2>/dev/null || true; fi
 trap - EXIT
 if [ -n "$first_failed" ]; then
-  echo "error: $first_failed failed, the other ranks were stopped; see $log_dir/$run_name/rank<k>.log" >&2
+  echo "error: $first_failed failed first and the job stopped; see $log_dir/$run_name/rank<k>.log" >&2
   exit 1
 fi
 echo "done: logs in $log_dir/$run_name/ (rank<k>.jsonl, rank<k>.log); plot with: $PYTHON visualize.py --log_dir $log_dir"

@@ -19,15 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from src.client import add_connection_args, connect, settings_from_args, validate_identifier  # noqa: E402
 from src.datasets import SYNTHETIC, SYNTHETIC_DEFAULTS, load_dataset  # noqa: E402
-from src.errors import UsageError, run_cli  # noqa: E402
+from src.errors import ArgumentParser, UsageError, run_cli  # noqa: E402
 from src.loader import EDGE_BATCH, IMPORT_MIN_EDGES, METHODS, NODE_BATCH, LoadConfig, ensure_loaded  # noqa: E402
-from src.schema import GraphSchema  # noqa: E402
+from src.schema import GraphSchema, validate_dataset_name  # noqa: E402
 
 SYNTHETIC_FLAGS = ("num_nodes", "avg_degree", "num_features", "num_classes", "seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--dataset", required=True,
@@ -67,19 +67,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("neo4j").setLevel(logging.ERROR)  # retried deadlocks are expected, not news
+    logging.getLogger("neo4j").setLevel(logging.CRITICAL)  # src.client reports retries and outages
     # names are checked before anything talks to Neo4j
     if args.node_label is not None:
         validate_identifier(args.node_label, "--node_label")
     if args.rel_type is not None:
         validate_identifier(args.rel_type, "--rel_type")
-    if args.name is not None and not args.name.strip():
-        raise UsageError("--name must not be empty")
+    if args.name is not None:
+        validate_dataset_name(args.name, "--name")
     config = LoadConfig(method=args.method, batch_size=args.batch_size, workers=args.workers, reset=args.reset)
     options = {k: getattr(args, k) for k in SYNTHETIC_FLAGS if getattr(args, k) is not None}
     if options and args.dataset.strip().lower() != SYNTHETIC:
         raise UsageError(f"--{' --'.join(options)} apply only to --dataset {SYNTHETIC}, not {args.dataset!r}")
-    client = connect(settings_from_args(args))
+    client = connect(settings_from_args(args), max_retry_time=args.neo4j_retry_s)
     try:
         dataset = load_dataset(args.dataset, root=args.dataset_root_dir, **options)
         schema = GraphSchema.for_dataset(args.name or dataset.name, label=args.node_label, rel_type=args.rel_type)

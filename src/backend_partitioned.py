@@ -423,7 +423,7 @@ def open_partitioned_backend(cfg: TrainConfig, partition_root: str) -> Partition
         if world > 1:
             service = PeerService(ServiceConfig(rank=rank, world_size=world, master_addr=cfg.master_addr,
                                                 port=cfg.master_port + 1, concurrency=cfg.concurrency,
-                                                timeout_s=distributed.TIMEOUT.total_seconds()), part)
+                                                timeout_s=distributed.timeout_s()), part)
     except BaseException:
         distributed.destroy()
         raise

@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_DATABASE = re.compile(r"^[A-Za-z][A-Za-z0-9.\-]{2,62}$")  # Neo4j's rule for database names
+RETRY_S = 50.0
+"""Default time budget for retrying a query while Neo4j is unavailable (e.g. restarting); below
+the 60 s collective timeout, so a rank blocked on the database gives the database's message."""
+_MAX_BACKOFF_S = 2.0  # the pause between retries doubles up to this, so a returning server is seen quickly
 _SCHEMES = ("bolt", "neo4j", "bolt+s", "bolt+ssc", "neo4j+s", "neo4j+ssc")
 START_HINT = "start the local server with `bash jobs/neo4j.sh start` or set NEO4J_URI to a running server"
 
@@ -43,6 +49,14 @@ def validate_identifier(name: str, kind: str = "identifier") -> str:
         raise UsageError(
             f"invalid {kind} {name!r}: use 1-64 letters, digits or underscores, not starting with a digit"
         )
+    return name
+
+
+def validate_database(name: str) -> str:
+    """Return ``name`` if it is a legal Neo4j database name, else raise :class:`UsageError`."""
+    if not isinstance(name, str) or not _DATABASE.match(name):
+        raise UsageError(f"invalid database name {name!r}: use 3-63 letters, digits, dots or dashes, "
+                         "starting with a letter (e.g. neo4j)")
     return name
 
 
@@ -84,7 +98,7 @@ class Neo4jSettings:
             uri=uri,
             user=user or env.get("NEO4J_USER") or "neo4j",
             password=password if password is not None else env.get("NEO4J_PASSWORD", ""),
-            database=database or env.get("NEO4J_DATABASE") or "neo4j",
+            database=validate_database(database or env.get("NEO4J_DATABASE") or "neo4j"),
             local=local,
         )
 
@@ -103,9 +117,17 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--neo4j_user", default=None, help="user name (env NEO4J_USER; default neo4j)")
     g.add_argument("--neo4j_password_file", default=None, help="file holding the password (env NEO4J_PASSWORD; default: the local server's data/neo4j/password)")
     g.add_argument("--neo4j_database", default=None, help="database name (env NEO4J_DATABASE; default neo4j)")
+    g.add_argument("--neo4j_retry_s", type=float, default=RETRY_S,
+                   help="how long a query is retried while Neo4j is unavailable (e.g. restarting) before the "
+                        "run stops with a --resume hint (default: %(default)s)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Neo4jSettings:
+    """Settings from the connection flags; checks the flags that need no server first."""
+    if getattr(args, "neo4j_retry_s", RETRY_S) < 0:
+        raise UsageError(f"--neo4j_retry_s must be >= 0 (got {args.neo4j_retry_s})")
+    if args.neo4j_database is not None:
+        validate_database(args.neo4j_database)
     return Neo4jSettings.resolve(
         uri=args.neo4j_uri, user=args.neo4j_user, database=args.neo4j_database,
         password_file=args.neo4j_password_file,
@@ -117,7 +139,10 @@ class Neo4jClient:
 
     Construction fails fast with a one-line :class:`Neo4jUnavailable` when the server is
     unreachable (bounded by ``connect_timeout``), the credentials are wrong or the database
-    does not exist.
+    does not exist.  Afterwards, queries that fail with a retryable error (server restarting or
+    briefly away, deadlock) are retried for up to ``max_retry_time`` seconds with a doubling
+    pause capped at 2 s; the driver's own exponential backoff (pauses up to 32 s) would notice a
+    returning server too late for the peers waiting in a collective.
     """
 
     def __init__(
@@ -125,7 +150,7 @@ class Neo4jClient:
         settings: Neo4jSettings,
         *,
         connect_timeout: float = 5.0,
-        max_retry_time: float = 30.0,
+        max_retry_time: float = RETRY_S,
         max_pool_size: int = 16,
     ) -> None:
         self.settings = settings
@@ -133,7 +158,7 @@ class Neo4jClient:
         self.max_retry_time = max_retry_time
         scheme = settings.uri.split("://", 1)[0] if "://" in settings.uri else ""
         if scheme not in _SCHEMES:
-            raise Neo4jUnavailable(
+            raise UsageError(
                 f"bad Neo4j URI {settings.uri!r}: use one of {', '.join(s + '://host:port' for s in _SCHEMES[:2])} (or +s/+ssc variants)"
             )
         self._driver = GraphDatabase.driver(
@@ -141,7 +166,7 @@ class Neo4jClient:
             auth=(settings.user, settings.password),
             connection_timeout=connect_timeout,
             connection_acquisition_timeout=max(connect_timeout, 30.0),
-            max_transaction_retry_time=max_retry_time,
+            max_transaction_retry_time=0.0,  # one attempt per call: _retrying() owns the backoff
             max_connection_pool_size=max_pool_size,
             # Driver-level liveness check keeps pooled connections usable across server restarts.
             liveness_check_timeout=5.0,
@@ -159,8 +184,8 @@ class Neo4jClient:
             self.read("RETURN 1 AS ok")
         except neo4j_exc.AuthError:
             raise Neo4jUnavailable(
-                f"{where} rejected user {self.settings.user!r}: wrong password; set NEO4J_PASSWORD "
-                "(or --neo4j_password_file) to the server's password"
+                f"{where} rejected user {self.settings.user!r}: wrong password or unknown user; set "
+                "NEO4J_USER/NEO4J_PASSWORD (or --neo4j_user/--neo4j_password_file) to an account of that server"
             ) from None
         except neo4j_exc.ClientError as exc:
             if exc.code and "DatabaseNotFound" in exc.code:
@@ -185,13 +210,32 @@ class Neo4jClient:
 
     def read_tx(self, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
         """Run ``work(tx)`` in a managed read transaction; it may be retried, so keep it pure."""
-        with self._unavailable_as_user_error(), self._driver.session(database=self.database) as session:
-            return session.execute_read(work)
+        return self._retrying(lambda session: session.execute_read(work))
 
     def write_tx(self, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
         """Run ``work(tx)`` in a managed write transaction; it may be retried, so keep it idempotent."""
-        with self._unavailable_as_user_error(), self._driver.session(database=self.database) as session:
-            return session.execute_write(work)
+        return self._retrying(lambda session: session.execute_write(work))
+
+    def _retrying(self, call: Callable[[neo4j.Session], T]) -> T:
+        """``call(session)`` in a fresh session, retried on retryable errors within the budget."""
+        deadline = time.monotonic() + self.max_retry_time
+        pause, warned = 0.25, False
+        with self._unavailable_as_user_error():
+            while True:
+                try:
+                    with self._driver.session(database=self.database) as session:
+                        return call(session)
+                except (neo4j_exc.DriverError, neo4j_exc.Neo4jError) as exc:
+                    if not exc.is_retryable() or time.monotonic() + pause > deadline:
+                        raise
+                    if not warned:  # deadlocks of parallel writers are routine, an outage is news
+                        deadlock = "Deadlock" in (getattr(exc, "code", None) or "")
+                        log.log(logging.DEBUG if deadlock else logging.WARNING,
+                                "Neo4j at %s: %s; retrying for up to %.0f s", self.settings.uri,
+                                _short(exc), self.max_retry_time)
+                        warned = True
+                time.sleep(pause)
+                pause = min(2 * pause, _MAX_BACKOFF_S)
 
     @contextmanager
     def _unavailable_as_user_error(self) -> Iterator[None]:
@@ -238,6 +282,8 @@ class Neo4jClient:
 
 
 def _short(exc: BaseException) -> str:
+    if isinstance(exc, neo4j_exc.Neo4jError) and exc.message:
+        return exc.message.strip().splitlines()[0][:200]
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
 

@@ -2,7 +2,8 @@
 
 Why a module: every failure mode of a multi-machine job (port taken, master unreachable, a rank
 that died or hangs) must end as a one-line :class:`UserError` naming the problem within
-``TIMEOUT`` instead of a hang or a C++ stack trace.  With one rank no process group is created
+the job's timeout (``--collective_timeout_s``, default 60 s) instead of a hang or a C++ stack
+trace.  With one rank no process group is created
 and every helper is a local no-op, so single-process runs need no networking at all.
 """
 from __future__ import annotations
@@ -23,7 +24,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TIMEOUT = timedelta(seconds=60)
-"""Rendezvous and collective timeout: how long a rank waits for a dead or stuck peer."""
+"""Default rendezvous and collective timeout: how long a rank waits for a dead or stuck peer.
+A crashed peer is noticed at once (its connections close); the timeout bounds a hung one."""
+_timeout = TIMEOUT  # the current job's (set by init)
+
+
+def timeout_s() -> float:
+    """The current job's collective timeout in seconds (RPC requests use the same bound)."""
+    return _timeout.total_seconds()
 
 _PEER_FAILURE_MARKERS = ("Connection closed by peer", "Connection reset", "Timed out", "timed out",
                          "Broken pipe", "gloo")
@@ -31,8 +39,10 @@ _PEER_FAILURE_MARKERS = ("Connection closed by peer", "Connection reset", "Timed
 
 def init(cfg: TrainConfig) -> None:
     """Join the job's gloo group (no-op for one rank); UserError if the rendezvous fails."""
+    global _timeout
     if cfg.num_nodes == 1 or dist.is_initialized():
         return
+    _timeout = timedelta(seconds=cfg.collective_timeout_s)
     where = f"{cfg.master_addr}:{cfg.master_port}"
     log.info("rank %d/%d: joining gloo group at %s", cfg.node_rank, cfg.num_nodes, where)
     try:
@@ -41,7 +51,7 @@ def init(cfg: TrainConfig) -> None:
             init_method=f"tcp://{where}",
             rank=cfg.node_rank,
             world_size=cfg.num_nodes,
-            timeout=TIMEOUT,
+            timeout=_timeout,
         )
     except (RuntimeError, ValueError) as exc:
         raise UserError(_rendezvous_message(cfg, str(exc))) from None
@@ -107,11 +117,28 @@ def peer_failures_as_user_errors() -> Iterator[None]:
     except RuntimeError as exc:
         if not dist.is_initialized() or not _is_peer_failure(exc):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
-            f"rank {rank()}: a collective with the other ranks failed ({first[:200]}); another rank "
-            f"probably crashed or hangs (timeout {int(TIMEOUT.total_seconds())} s): check its log"
+            f"rank {rank()}: a collective failed ({_reason(exc)}); {_peers()} probably crashed or "
+            f"hangs (timeout {timeout_s():.0f} s): check its log"
         ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The gist of a gloo error (its text is a long C++ message with source paths)."""
+    text = str(exc)
+    for marker in _PEER_FAILURE_MARKERS[:-1]:
+        if marker in text:
+            return marker.lower()
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:160]
+
+
+def _peers() -> str:
+    """The rank(s) this one depends on in a collective: with two ranks, the other one by number."""
+    others = [r for r in range(world_size()) if r != rank()]
+    if len(others) == 1:
+        return f"rank {others[0]}"
+    return f"another rank (one of {', '.join(map(str, others))})"
 
 
 def _is_peer_failure(exc: BaseException) -> bool:
@@ -120,7 +147,7 @@ def _is_peer_failure(exc: BaseException) -> bool:
 
 def _rendezvous_message(cfg: TrainConfig, detail: str) -> str:
     where = f"{cfg.master_addr}:{cfg.master_port}"
-    secs = int(TIMEOUT.total_seconds())
+    secs = int(timeout_s())
     if "EADDRINUSE" in detail or "address already in use" in detail:
         return (f"rank 0 cannot listen on {where}: the port is in use (another job?); "
                 "pick a free --master_port")

@@ -6,8 +6,11 @@ their ``main`` in :func:`run_cli`, which prints ``error: <message>`` and exits.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable, NoReturn
 
 log = logging.getLogger(__name__)
@@ -31,8 +34,46 @@ class Neo4jUnavailable(UserError):
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one line to stderr and exit with ``code``."""
+    _close_progress_bars()
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
+
+
+def _close_progress_bars() -> None:
+    """A progress bar interrupted by the error would otherwise share its line with the message."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # best effort: the error line matters more than the bar
+            pass
+
+
+def check_writable_dir(directory: str | Path, flag: str) -> None:
+    """Prove a file can be written in ``directory`` without creating it (a failed run leaves no folders).
+
+    The nearest existing ancestor must be a writable folder; the caller creates the rest later.
+    """
+    path = Path(directory).absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(existing))
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {str(directory)!r} is not writable ({exc.strerror or exc}): pick a directory you can write to"
+        ) from None
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's error format: one ``error:`` line and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message}; see `{self.prog} --help`", UsageError.exit_code)
 
 
 def run_cli(main: Callable[[], int | None]) -> NoReturn:

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.errors import UsageError, UserError, run_cli
+from src.errors import ArgumentParser, UsageError, UserError, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ def local_server_pid(uri: str) -> int | None:
 
 # -- command line ------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="jobs/neo4j.sh",
         description="Run the project's local Neo4j Community server (fetched from Maven Central, bound to 127.0.0.1, auth on).",
     )

@@ -39,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from src.datasets import GraphDataset, load_dataset, to_undirected
-from src.errors import UsageError, UserError
+from src.errors import UsageError, UserError, check_writable_dir
 from src.run_log import max_rss_mb
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
     needs).  A folder of another graph (or method/seed) is replaced only with ``overwrite``.
     """
     check_config(cfg)
+    check_writable_dir(cfg.output_dir, "--output_dir")
     ds = load_dataset(cfg.dataset, root=cfg.dataset_root_dir)
     k = cfg.num_partitions
     if k > ds.num_nodes:
@@ -167,8 +168,8 @@ def _partition(ds: GraphDataset, cfg: PartitionConfig, root: Path, fingerprint: 
     t_assign = time.perf_counter() - start
     tmp = root.with_name(f".{root.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         np.save(tmp / NODE_MAP_FILE, node_map.astype(np.min_scalar_type(max(k - 1, 0))))
         parts = _write_parts(ds, edge_index, node_map, k, tmp)
         cut = int(np.count_nonzero(node_map[edge_index[0]] != node_map[edge_index[1]]))
@@ -198,6 +199,10 @@ def _partition(ds: GraphDataset, cfg: PartitionConfig, root: Path, fingerprint: 
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
         _swap_in(tmp, root)
+    except OSError as exc:  # e.g. disk full: nothing half-written stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"cannot write partitions to {root} ({exc.strerror or exc}): free space or pick "
+                        "another --output_dir") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

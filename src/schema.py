@@ -11,9 +11,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from src.client import validate_identifier
+from src.errors import UsageError
 
 DATASET_LABEL = "GnnDataset"  # one metadata node per loaded dataset
 SPLITS = ("train", "val", "test")
+_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def validate_dataset_name(name: str, flag: str = "dataset name") -> str:
+    """A dataset's name travels as a query value, but quotes, backticks and spaces in it are
+    mistakes (or injection attempts) better refused up front with a clear line."""
+    if not isinstance(name, str) or not _DATASET_NAME.match(name):
+        raise UsageError(f"invalid {flag} {name!r}: use 1-128 letters, digits, '_', '.' or '-', "
+                         "starting with a letter or digit")
+    return name
 
 
 def default_label(dataset: str) -> str:
@@ -38,6 +49,7 @@ class GraphSchema:
     adj_prop: str = "nbrs"
 
     def __post_init__(self) -> None:
+        validate_dataset_name(self.dataset)
         validate_identifier(self.label, "label")
         validate_identifier(self.rel_type, "relationship type")
         for prop in (self.id_prop, self.x_prop, self.y_prop, self.split_prop, self.adj_prop):

@@ -10,11 +10,9 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any, Mapping
 
-from src.errors import UsageError
+from src.errors import UsageError, check_writable_dir
 from src.trainer import TrainConfig
 
 _TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -64,6 +62,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     arg("--resume", "continue run --run_name after its last checkpointed epoch (fresh if none)",
         action="store_true")
     arg("--seed", "random seed (model init, shuffling, sampling)", type=int, default=_D.seed)
+    arg("--collective_timeout_s", "how long a rank waits for its peers in a collective or request before "
+        "it stops, naming the peer as crashed or hung (a crashed peer is noticed at once)",
+        type=float, default=_D.collective_timeout_s)
     return parser
 
 
@@ -111,13 +112,16 @@ def parse_training_config(
     _check(flags["num_loader_threads"] >= 0,
            f"--num_loader_threads must be >= 0 (got {flags['num_loader_threads']})")
     _check(flags["concurrency"] >= 1, f"--concurrency must be >= 1 (got {flags['concurrency']})")
+    _check(flags["collective_timeout_s"] > 0,
+           f"--collective_timeout_s must be > 0 (got {flags['collective_timeout_s']})")
     _check(0 < flags["master_port"] < 65536, f"--master_port must be in 1..65535 (got {flags['master_port']})")
     _check(not flags["resume"] or flags["run_name"],
            "--resume needs --run_name naming the run to continue")
     if flags["run_name"] is not None:
         _check(_is_plain_name(flags["run_name"]),
                f"--run_name must be a plain name without '/' (got {flags['run_name']!r})")
-    _check_writable(flags["log_dir"], "--log_dir")
+    check_writable_dir(flags["log_dir"], "--log_dir")
+    check_writable_dir(flags["checkpoint_dir"], "--checkpoint_dir")
     return TrainConfig(
         dataset=flags["dataset"],
         dataset_root_dir=flags["dataset_root_dir"],
@@ -143,6 +147,7 @@ def parse_training_config(
         checkpoint_dir=flags["checkpoint_dir"],
         resume=flags["resume"],
         seed=flags["seed"],
+        collective_timeout_s=flags["collective_timeout_s"],
         flags=flags,
     )
 
@@ -181,16 +186,3 @@ def _parse_fanouts(text: str) -> tuple[int, ...]:
 
 def _is_plain_name(name: str) -> bool:
     return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
-
-
-def _check_writable(directory: str, flag: str) -> None:
-    """Create ``directory`` if needed and prove a file can be written there."""
-    path = Path(directory)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise UsageError(
-            f"{flag} {directory!r} is not writable ({exc.strerror or exc}): pick a directory you can write to"
-        ) from None

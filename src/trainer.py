@@ -74,6 +74,7 @@ class TrainConfig:
     checkpoint_dir: str = "data/checkpoints"
     resume: bool = False
     seed: int = 0
+    collective_timeout_s: float = distributed.TIMEOUT.total_seconds()
     flags: dict[str, Any] = field(default_factory=dict, repr=False)
 
 

@@ -73,10 +73,10 @@ def test_unknown_database(neo4j_settings: Neo4jSettings) -> None:
 
 
 def test_bad_uri_scheme() -> None:
-    with pytest.raises(Neo4jUnavailable) as err:
+    with pytest.raises(UsageError) as err:
         connect(Neo4jSettings(uri="http://127.0.0.1:7474", password="x"))
     assert "bad Neo4j URI" in str(err.value)
-    with pytest.raises(Neo4jUnavailable) as err:
+    with pytest.raises(UsageError) as err:
         connect(Neo4jSettings(uri="localhost:7687", password="x"))
     assert "bad Neo4j URI" in str(err.value)
 

@@ -358,7 +358,7 @@ def test_killed_run_resumes_without_losing_or_repeating_epochs(tmp_path: Path, r
     first = run_ranks(runner, tmp_path, [[*args, "--kill_epoch", "3"], args])
     # rank 0 died; the surviving rank fails fast with one clear line instead of hanging
     assert [r.returncode for r in first] == [-signal.SIGKILL, 1], tails(first)
-    assert "another rank probably crashed" in last_line(first[1].stderr), tails(first)
+    assert "rank 0 probably crashed" in last_line(first[1].stderr), tails(first)
     ckpt = tmp_path / "data" / "checkpoints" / "crash" / "checkpoint.pt"
     assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     before = read_events(tmp_path / "logs" / "crash" / "rank0.jsonl")
