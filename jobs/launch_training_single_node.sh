@@ -60,7 +60,7 @@ while [ ${#rank_of[@]} -gt 0 ]; do
   if [ "$rc" -ne 0 ] && [ -z "$first_failed" ]; then
     how="exit $rc"
     if [ "$rc" -gt 128 ]; then how="killed by signal $(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128)))"; fi
-    first_failed="rank $done_rank ($how)"
+    first_failed="rank $done_rank stopped first ($how)"
     if [ ${#rank_of[@]} -gt 0 ]; then
       others=("${!rank_of[@]}")
       (sleep "$GRACE_S"; kill "${others[@]}" 2>/dev/null) >/dev/null 2>&1 &
@@ -71,7 +71,7 @@ done
 if [ -n "$watchdog" ]; then kill "$watchdog" 2>/dev/null || true; fi
 trap - EXIT
 if [ -n "$first_failed" ]; then
-  echo "error: $first_failed failed first and the job stopped; see $log_dir/$run_name/rank<k>.log" >&2
+  echo "error: $first_failed, the job is stopped; the ranks' own errors are above, logs in $log_dir/$run_name/rank<k>.log" >&2
   exit 1
 fi
 echo "done: logs in $log_dir/$run_name/ (rank<k>.jsonl, rank<k>.log); plot with: $PYTHON visualize.py --log_dir $log_dir"

@@ -75,6 +75,8 @@ def main() -> int:
         validate_identifier(args.rel_type, "--rel_type")
     if args.name is not None:
         validate_dataset_name(args.name, "--name")
+    if not (args.dataset.endswith(".npz") and Path(args.dataset).is_file()):
+        validate_dataset_name(args.dataset, "--dataset")
     config = LoadConfig(method=args.method, batch_size=args.batch_size, workers=args.workers, reset=args.reset)
     options = {k: getattr(args, k) for k in SYNTHETIC_FLAGS if getattr(args, k) is not None}
     if options and args.dataset.strip().lower() != SYNTHETIC:

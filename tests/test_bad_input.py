@@ -261,6 +261,7 @@ def check(case: Case, ctx: dict[str, str], code: int, stderr: str, before: set[s
     assert "Traceback" not in stderr, stderr[-3000:]
     assert code == case.code, stderr[-3000:]
     assert len(errors) == 1 and case.expect.format(**ctx) in errors[0], stderr[-3000:]
+    print(f"| {case.id} | `{' '.join([case.script, *case.argv]).format(**ctx)}` | {code} | {errors[0]} |")
     if case.quiet:
         assert stderr.strip() == errors[0], stderr[-3000:]
     else:
@@ -310,7 +311,8 @@ def test_launch_script_usage_errors(argv: list[str], expect: str, tmp_path: Path
 
 # ------------------------------------------------------------------------ Cypher injection
 INJECTABLE = [  # every flag whose value reaches Neo4j, per script
-    (LOADER, "--node_label"), (LOADER, "--rel_type"), (LOADER, "--name"), (LOADER, "--neo4j_database"),
+    (LOADER, "--dataset"), (LOADER, "--node_label"), (LOADER, "--rel_type"), (LOADER, "--name"),
+    (LOADER, "--neo4j_database"),
     (NEO4J, "--dataset"), (NEO4J, "--neo4j_database"),
 ]
 
