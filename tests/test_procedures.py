@@ -339,6 +339,26 @@ def test_sample_hops_unknown_seed_and_missing_adjacency(client: Neo4jClient, cor
         sample_hops(client, schema, np.array([0]), [3, 2], np.array([5]))
 
 
+def test_cached_node_references_follow_deletes_and_reloads(client: Neo4jClient, procs) -> None:
+    """The server caches id -> node reference across calls; a deleted or re-created node must not be served stale."""
+    label = f"T_{uuid.uuid4().hex[:12]}"
+    schema = load_graph(client, label, np.zeros((4, 1), np.float32), [0, 0, 0, 0], [(0, 1), (2, 1), (3, 2)])
+    try:
+        frontier, states = np.array([1, 2]), _states(2, 0)
+        assert sample_hop(client, schema, frontier, states, -1)[0].tolist() == [2, 1]  # refs of 1 and 2 now cached
+        client.write(f"MATCH (n:`{label}` {{id: 1}}) DETACH DELETE n")
+        with pytest.raises(KeyError, match=r"\[1\]"):
+            sample_hop(client, schema, frontier, states, -1)
+        client.write(f"CREATE (:`{label}` {{id: 1}})")  # same id, new node (and reference), no in-edges
+        client.write(f"MATCH (a:`{label}` {{id: 3}}), (b:`{label}` {{id: 1}}) CREATE (a)-[:`{schema.rel_type}`]->(b)")
+        counts, nbrs = sample_hop(client, schema, frontier, states, -1)
+        assert counts.tolist() == [1, 1] and nbrs.tolist() == [3, 3]
+        got = sample_hops(client, schema, np.array([1]), [-1], np.array([9]))
+        assert got[0][1].tolist() == [3]
+    finally:
+        drop_graph(client, schema)
+
+
 def test_hop_states_mirror_java_and_stay_in_range() -> None:
     """Values printed by GnnProcedures.hopState(12345, 0..2) and (2^31-2, 0..1); the range holds for any base."""
     assert hop_states(12345, 3).tolist() == [840375045, 1221553288, 2068828432]

@@ -8,10 +8,12 @@ import java.util.BitSet;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.stream.Stream;
 
 import org.neo4j.exceptions.KernelException;
 import org.neo4j.graphdb.Direction;
+import org.neo4j.graphdb.GraphDatabaseService;
 import org.neo4j.graphdb.Label;
 import org.neo4j.graphdb.Node;
 import org.neo4j.graphdb.Transaction;
@@ -67,6 +69,19 @@ public final class GnnProcedures {
 
     @Context
     public Transaction tx;
+
+    @Context
+    public GraphDatabaseService db;
+
+    /**
+     * Node reference + 1 of each id (0 = unknown), per database/label/id property, shared by all calls:
+     * an id seen once skips its index seek afterwards. Never trusted blindly: every cached reference is
+     * checked (the node exists, has the label and this id) before use, and re-sought otherwise, so a
+     * deleted or reloaded dataset only costs a miss. Racy updates are harmless for the same reason.
+     */
+    static final ConcurrentHashMap<String, long[]> REF_CACHE = new ConcurrentHashMap<>();
+    /** Ids at or above this are not cached (bounds the server heap spent: 8 bytes per id, 64 MiB max). */
+    static final int REF_CACHE_MAX_IDS = 1 << 23;
 
     /** Result of {@link #sampleHop}. */
     public static final class HopResult {
@@ -129,7 +144,7 @@ public final class GnnProcedures {
             throw new IllegalArgumentException(
                     "gnn.sampleHop: ids has " + ids.size() + " entries but states has " + states.size());
         }
-        try (KernelGraph g = new KernelGraph(tx, label, relType, idProp, adjProp)) {
+        try (KernelGraph g = new KernelGraph(tx, db.databaseName(), label, relType, idProp, adjProp)) {
             int n = ids.size();
             long[] frontier = new long[n];
             long[] stateArr = new long[n];
@@ -171,7 +186,7 @@ public final class GnnProcedures {
             throw new IllegalArgumentException("gnn.sampleHops: fanouts has " + fanouts.size()
                     + " entries but hopStates has " + hopStates.size());
         }
-        try (KernelGraph g = new KernelGraph(tx, label, relType, idProp, adjProp)) {
+        try (KernelGraph g = new KernelGraph(tx, db.databaseName(), label, relType, idProp, adjProp)) {
             int n = seeds.size();
             // Node references of every node of the batch so far, by id: seeds are looked up in the
             // index once, later nodes once when they first appear (they are the next frontier).
@@ -291,8 +306,11 @@ public final class GnnProcedures {
         private final Read read;
         private final IndexReadSession idIndex;
         private final QueryContext queryContext;
+        private final int labelId;
         private final int idKey;
         private final int adjKey;  // -1: walk relationships
+        private final String cacheKey;
+        private long[] refCache;
         private final RelationshipSelection incoming;
         private final NodeValueIndexCursor indexCursor;
         private final NodeCursor nodeCursor;
@@ -305,7 +323,7 @@ public final class GnnProcedures {
         /** adjacency mode: the current node's packed neighbour ids. */
         private ByteBuffer adjacency;
 
-        KernelGraph(Transaction tx, String label, String relType, String idProp, String adjProp) {
+        KernelGraph(Transaction tx, String database, String label, String relType, String idProp, String adjProp) {
             KernelTransaction ktx = ((InternalTransaction) tx).kernelTransaction();
             this.read = ktx.dataRead();
             this.queryContext = ktx.queryContext();
@@ -313,8 +331,10 @@ public final class GnnProcedures {
             this.idProp = idProp;
             this.adjProp = adjProp;
             TokenRead tokens = ktx.tokenRead();
-            int labelId = tokens.nodeLabel(label);
+            this.labelId = tokens.nodeLabel(label);
             this.idKey = tokens.propertyKey(idProp);
+            this.cacheKey = database + "\u0000" + label + "\u0000" + idProp;
+            this.refCache = REF_CACHE.getOrDefault(cacheKey, new long[0]);
             this.idIndex = idIndexSession(ktx, labelId, label, idProp);
             boolean useAdj = adjProp != null && !adjProp.isEmpty();
             int key = useAdj ? tokens.propertyKey(adjProp) : NO_TOKEN;
@@ -336,11 +356,39 @@ public final class GnnProcedures {
             this.relCursor = cursors.allocateRelationshipTraversalCursor(ctx, mem);
         }
 
-        /** Node reference of (:label {idProp: id}), or -1. */
+        /** Node reference of (:label {idProp: id}), or -1: the checked cache, else the index. */
         long nodeRef(long id) {
             if (idKey == NO_TOKEN) {
                 return -1;
             }
+            if (id >= 0 && id < refCache.length && refCache[(int) id] > 0 && isNode(refCache[(int) id] - 1, id)) {
+                return refCache[(int) id] - 1;
+            }
+            long ref = seek(id);
+            if (ref >= 0 && id >= 0 && id < REF_CACHE_MAX_IDS) {
+                if (id >= refCache.length) {
+                    refCache = Arrays.copyOf(refCache, (int) Math.min(REF_CACHE_MAX_IDS, Math.max(id + 1, 2L * refCache.length)));
+                }
+                refCache[(int) id] = ref + 1;
+            }
+            return ref;
+        }
+
+        /** Whether {@code ref} is a live node with the label and {@code idProp = id}. */
+        private boolean isNode(long ref, long id) {
+            read.singleNode(ref, otherCursor);
+            if (!otherCursor.next() || !otherCursor.hasLabel(labelId)) {
+                return false;
+            }
+            otherCursor.properties(propCursor, PropertySelection.selection(idKey));
+            if (!propCursor.next()) {
+                return false;
+            }
+            Value v = propCursor.propertyValue();
+            return v instanceof IntegralValue && ((IntegralValue) v).longValue() == id;
+        }
+
+        private long seek(long id) {
             try {
                 read.nodeIndexSeek(queryContext, idIndex, indexCursor, IndexQueryConstraints.unconstrained(),
                         PropertyIndexQuery.exact(idKey, Values.longValue(id)));
@@ -406,6 +454,7 @@ public final class GnnProcedures {
 
         @Override
         public void close() {
+            REF_CACHE.merge(cacheKey, refCache, (old, mine) -> mine.length >= old.length ? mine : old);
             indexCursor.close();
             nodeCursor.close();
             otherCursor.close();
