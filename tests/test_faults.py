@@ -91,14 +91,14 @@ class Launch:
         raise AssertionError(f"rank {rank} is not running")
 
 
-def launch(tmp: Path, run: str, backend: str, *extra: str, env: dict[str, str] | None = None) -> Launch:
+def launch(tmp: Path, run: str, backend: str, *extra: str) -> Launch:
     out, err = tmp / f"{run}.out", tmp / f"{run}.err"
     with open(out, "ab") as fo, open(err, "ab") as fe:
         proc = subprocess.Popen(
             ["bash", str(LAUNCH), "--ranks", "2", "--backend", backend, "--run_name", run,
              "--log_dir", str(tmp / "logs"), "--checkpoint_dir", str(tmp / "ckpt"), *TRAIN, *extra],
             cwd=REPO, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
     return Launch(proc, out, err, tmp / "logs", run)
 
