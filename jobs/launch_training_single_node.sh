@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Launch N training ranks on this machine (data-parallel over gloo) and wait for all of them.
 #
-#   bash jobs/launch_training_single_node.sh [--ranks 2] [--backend neo4j|in_memory] [training flags]
+#   bash jobs/launch_training_single_node.sh [--ranks 2] [--backend neo4j|ladybug|in_memory] [training flags]
 #   e.g. bash jobs/launch_training_single_node.sh --dataset cora --epochs 20
 #
 # neo4j backend: starts the local Neo4j unless NEO4J_URI is set, and loads the dataset into it
-# if it is not there yet. Every other flag goes to main-neo4j-backend.py / in-memory-alternative.py
-# (see their --help). Fails (non-zero) if any rank fails, naming it; prints where the logs are.
+# if it is not there yet; ladybug backend: loads the dataset into its Ladybug file (default
+# data/ladybug/<dataset>.lbdb, --ladybug_path) if needed, no server. Every other flag goes to
+# main-neo4j-backend.py / main-ladybug-backend.py / in-memory-alternative.py (see their --help).
+# Fails (non-zero) if any rank fails, naming it; prints where the logs are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
-ranks=2; backend=neo4j; dataset=cora; root=""; run_name=""; log_dir=logs; pass=()
+ranks=2; backend=neo4j; dataset=cora; root=""; run_name=""; log_dir=logs; lb_path=""; pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --ranks) ranks="$2"; shift 2 ;;
@@ -20,16 +22,18 @@ while [ $# -gt 0 ]; do
     --dataset_root_dir) root="$2"; pass+=("$1" "$2"); shift 2 ;;
     --run_name) run_name="$2"; shift 2 ;;
     --log_dir) log_dir="$2"; pass+=("$1" "$2"); shift 2 ;;
+    --ladybug_path) lb_path="$2"; pass+=("$1" "$2"); shift 2 ;;
     --num_nodes|--node_rank|--master_port) echo "error: $1 is set by this script (use --ranks)" >&2; exit 2 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) pass+=("$1"); shift ;;
   esac
 done
 case "$ranks" in (''|*[!0-9]*|0) echo "error: --ranks must be a positive integer (got '$ranks')" >&2; exit 2 ;; esac
 case "$backend" in
   neo4j) script=main-neo4j-backend.py ;;
+  ladybug) script=main-ladybug-backend.py ;;
   in_memory) script=in-memory-alternative.py ;;
-  *) echo "error: --backend must be neo4j or in_memory (got '$backend')" >&2; exit 2 ;;
+  *) echo "error: --backend must be neo4j, ladybug or in_memory (got '$backend')" >&2; exit 2 ;;
 esac
 run_name=${run_name:-$dataset-$backend-$(date +%Y%m%d-%H%M%S)}
 
@@ -37,6 +41,12 @@ if [ "$backend" = neo4j ]; then
   if [ -z "${NEO4J_URI:-}" ]; then bash jobs/neo4j.sh start; fi
   load=("$PYTHON" loaders/load_into_neo4j.py --dataset "$dataset")
   [ -n "$root" ] && load+=(--dataset_root_dir "$root")
+  "${load[@]}"
+fi
+if [ "$backend" = ladybug ]; then
+  load=("$PYTHON" loaders/load_into_neo4j.py --backend ladybug --dataset "$dataset")
+  [ -n "$root" ] && load+=(--dataset_root_dir "$root")
+  [ -n "$lb_path" ] && load+=(--ladybug_path "$lb_path")
   "${load[@]}"
 fi
 

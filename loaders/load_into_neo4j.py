@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Load a graph dataset into Neo4j for the Neo4j training backend (resumable, idempotent).
+"""Load a graph dataset into Neo4j (or an embedded Ladybug database) for training (resumable, idempotent).
 
   python loaders/load_into_neo4j.py --dataset cora
   python loaders/load_into_neo4j.py --dataset synthetic --num_nodes 1000000 --avg_degree 25 --num_features 32
+  python loaders/load_into_neo4j.py --backend ladybug --dataset cora     # -> data/ladybug/cora.lbdb
 
 A re-run of a finished load does nothing; a re-run of an interrupted one finishes it. Nodes get
 the label (default: the dataset name) and the integer property id; features are stored as
 little-endian float32 bytes in x, labels in y, the split in split. See docs/ARCHITECTURE.md.
+With --backend ladybug the same model goes into a Ladybug file (node and rel tables; no server):
+the loader is its only writer, so do not train from the file while it loads.
 """
 from __future__ import annotations
 
@@ -20,9 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from src.client import add_connection_args, connect, settings_from_args, validate_identifier  # noqa: E402
 from src.datasets import SYNTHETIC, SYNTHETIC_DEFAULTS, load_dataset  # noqa: E402
 from src.errors import ArgumentParser, UsageError, run_cli  # noqa: E402
-from src.loader import EDGE_BATCH, IMPORT_MIN_EDGES, METHODS, NODE_BATCH, LoadConfig, ensure_loaded  # noqa: E402
+from src.ladybug_client import DEFAULT_DIR, LadybugClient, add_ladybug_args, path_from_args  # noqa: E402
+from src.loader import (EDGE_BATCH, IMPORT_MIN_EDGES, METHODS, NODE_BATCH, LoadConfig, LoadReport,  # noqa: E402
+                        ensure_loaded)
 from src.schema import GraphSchema, validate_dataset_name  # noqa: E402
 
+BACKENDS = ("neo4j", "ladybug")
 SYNTHETIC_FLAGS = ("num_nodes", "avg_degree", "num_features", "num_classes", "seed")
 
 
@@ -30,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("--backend", choices=BACKENDS, default="neo4j",
+                   help="neo4j: the Neo4j server of the connection flags; ladybug: an embedded Ladybug database "
+                        f"file (--ladybug_path, default {DEFAULT_DIR}/<name>.lbdb) (default: %(default)s)")
     p.add_argument("--dataset", required=True,
                    help="dataset name: a shipped graph (cora, citeseer, amazon_cs, coauthor_phy, tolokers), "
                         "an .npz path, synthetic, or an OGB name (ogbn-arxiv, ...)")
@@ -49,11 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="unwind: batched Cypher transactions, any server, resumable. import: neo4j-admin offline "
                         "import, only into an EMPTY database of the project's local server, which is stopped and "
                         f"restarted. auto (default): import if that is possible and the graph has >= "
-                        f"{IMPORT_MIN_EDGES:,} relationships, else unwind")
+                        f"{IMPORT_MIN_EDGES:,} relationships, else unwind. Neo4j only (Ladybug: batched statements "
+                        "for nodes, COPY for relationships)")
     p.add_argument("--batch_size", type=int, default=None,
                    help=f"rows per transaction for unwind (default: {NODE_BATCH:,} nodes, capped at 16 MiB of "
                         f"features, and {EDGE_BATCH:,} relationships); a resumed load keeps its first batch size")
-    p.add_argument("--workers", type=int, default=2, help="parallel writer threads for unwind (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="parallel writer threads for unwind into Neo4j (default: %(default)s)")
     g = p.add_argument_group("synthetic graph (only with --dataset synthetic)")
     for flag, kind, text in (("num_nodes", int, "number of nodes"),
                              ("avg_degree", float, "stored (directed) edges per node"),
@@ -61,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              ("seed", int, "generator seed")):
         g.add_argument(f"--{flag}", type=kind, default=None, help=f"{text} (default {SYNTHETIC_DEFAULTS[flag]})")
     add_connection_args(p)
+    add_ladybug_args(p)
     return p.parse_args(argv)
 
 
@@ -81,15 +93,33 @@ def main() -> int:
     options = {k: getattr(args, k) for k in SYNTHETIC_FLAGS if getattr(args, k) is not None}
     if options and args.dataset.strip().lower() != SYNTHETIC:
         raise UsageError(f"--{' --'.join(options)} apply only to --dataset {SYNTHETIC}, not {args.dataset!r}")
-    client = connect(settings_from_args(args), max_retry_time=args.neo4j_retry_s)
-    try:
-        dataset = load_dataset(args.dataset, root=args.dataset_root_dir, **options)
-        schema = GraphSchema.for_dataset(args.name or dataset.name, label=args.node_label, rel_type=args.rel_type)
-        report = ensure_loaded(client, dataset, schema, config)
-    finally:
-        client.close()
+    if args.backend == "ladybug":
+        if args.method != "auto":
+            raise UsageError("--method applies to Neo4j only; drop it for --backend ladybug")
+        report = load_ladybug(args, config, options)
+    else:
+        client = connect(settings_from_args(args), max_retry_time=args.neo4j_retry_s)
+        try:
+            dataset = load_dataset(args.dataset, root=args.dataset_root_dir, **options)
+            schema = GraphSchema.for_dataset(args.name or dataset.name, label=args.node_label, rel_type=args.rel_type)
+            report = ensure_loaded(client, dataset, schema, config)
+        finally:
+            client.close()
     print(report.summary(), flush=True)
     return 0
+
+
+def load_ladybug(args: argparse.Namespace, config: LoadConfig, options: dict) -> LoadReport:
+    """The dataset into its Ladybug file (opened read-write: Ladybug allows one writer)."""
+    from src import ladybug_loader
+
+    dataset = load_dataset(args.dataset, root=args.dataset_root_dir, **options)
+    schema = GraphSchema.for_dataset(args.name or dataset.name, label=args.node_label, rel_type=args.rel_type)
+    path = path_from_args(args, schema.dataset)
+    with LadybugClient(path, read_only=False, buffer_mb=args.ladybug_buffer_mb, max_threads=2) as client:
+        report = ladybug_loader.ensure_loaded(client, dataset, schema, config)
+    print(f"Ladybug database: {path}", flush=True)
+    return report
 
 
 if __name__ == "__main__":

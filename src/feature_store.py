@@ -1,4 +1,7 @@
-"""PyG FeatureStore that reads node features ``x`` and labels ``y`` from Neo4j on demand.
+"""PyG FeatureStore that reads node features ``x`` and labels ``y`` from a graph database on demand.
+
+:class:`DatabaseFeatureStore` is shared by the database backends (:class:`Neo4jFeatureStore`
+here, ``LadybugFeatureStore`` in src/backend_ladybug.py); they differ only in how rows are read.
 
 One round trip per batch (chunked when large) fetches both ``x`` and ``y`` for the unique ids
 of the batch; rows come back as packed float32 bytes and are decoded with one ``np.frombuffer``.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,18 +81,23 @@ class FetchStats:
     round_trips: int = 0
 
 
-class Neo4jFeatureStore(FeatureStore):
-    """Read-only feature store over one dataset in Neo4j (attributes ``x`` and ``y``)."""
+class DatabaseFeatureStore(FeatureStore):
+    """Read-only feature store over one dataset in a graph database (attributes ``x`` and ``y``).
 
-    def __init__(self, client: Neo4jClient, schema: GraphSchema, num_nodes: int, num_features: int,
-                 *, cache_mb: float = 0.0, chunk_size: int = 20_000, use_procedures: bool | None = None) -> None:
+    Subclasses say how to read rows (:meth:`_read_rows`); fetching, the cache, decoding and the
+    PyG interface are shared, so every database backend returns bit-identical tensors.
+    """
+
+    reload_hint = "python loaders/load_into_neo4j.py"  # the command that (re)loads a dataset
+    where = "Neo4j"
+
+    def __init__(self, schema: GraphSchema, num_nodes: int, num_features: int, *, cache_mb: float = 0.0,
+                 chunk_size: int = 20_000) -> None:
         super().__init__()
-        self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
-        self.client = client
         self.schema = schema
         self.num_nodes = num_nodes
         self.num_features = num_features
-        self.chunk_size = min(chunk_size, procedures.rows_per_call(num_features))
+        self.chunk_size = chunk_size
         self.cache = FeatureCache(cache_mb, num_features) if cache_mb > 0 else None
         self.stats = FetchStats()
         s = schema
@@ -120,15 +129,15 @@ class Neo4jFeatureStore(FeatureStore):
                 self.cache.insert(todo, fx, fy)
         return x[inverse], y[inverse]
 
+    @abstractmethod
+    def _read_rows(self, ids: list[int]) -> list[tuple[int, bytes, int | None]]:
+        """``(id, packed x, y)`` of these nodes in any order (one round trip)."""
+
     def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.use_procedures:  # gnn.fetchRows: rows in order, as packed bytes
-            self.stats.round_trips += -(-len(ids) // procedures.rows_per_call(self.num_features))
-            self.stats.rows_fetched += len(ids)
-            return procedures.fetch_rows(self.client, self.schema, ids, num_features=self.num_features)
+        """Rows of sorted unique ``ids`` through :meth:`_read_rows`, chunked, checked, in order."""
         xs, ys, got = [], [], []
         for start in range(0, len(ids), self.chunk_size):
-            chunk = ids[start:start + self.chunk_size].tolist()
-            recs = self.client.read_tx(lambda tx: tx.run(self._query, ids=chunk).values("id", "x", "y"))
+            recs = self._read_rows(ids[start:start + self.chunk_size].tolist())
             self.stats.round_trips += 1
             got.extend(r[0] for r in recs)
             xs.extend(r[1] for r in recs)
@@ -136,8 +145,8 @@ class Neo4jFeatureStore(FeatureStore):
         got_a = np.asarray(got, dtype=np.int64)
         if len(got_a) != len(ids):
             missing = np.setdiff1d(ids, got_a)[:5].tolist()
-            raise UserError(f"nodes {missing} of dataset {self.schema.dataset!r} are missing in Neo4j; "
-                            f"reload it with `python loaders/load_into_neo4j.py --dataset {self.schema.dataset}`")
+            raise UserError(f"nodes {missing} of dataset {self.schema.dataset!r} are missing in {self.where}; "
+                            f"reload it with `{self.reload_hint} --dataset {self.schema.dataset}`")
         try:
             x = decode_features(xs, self.num_features)
         except (ValueError, TypeError):
@@ -173,10 +182,10 @@ class Neo4jFeatureStore(FeatureStore):
         return [TensorAttr(group_name=None, attr_name=name) for name in ATTRS]
 
     def _put_tensor(self, tensor: torch.Tensor, attr: TensorAttr) -> bool:
-        raise NotImplementedError("Neo4jFeatureStore is read-only; load data with loaders/load_into_neo4j.py")
+        raise NotImplementedError(f"{type(self).__name__} is read-only; load data with {self.reload_hint}")
 
     def _remove_tensor(self, attr: TensorAttr) -> bool:
-        raise NotImplementedError("Neo4jFeatureStore is read-only")
+        raise NotImplementedError(f"{type(self).__name__} is read-only")
 
 
 def _as_numpy(index: object) -> np.ndarray:
@@ -185,3 +194,25 @@ def _as_numpy(index: object) -> np.ndarray:
     if isinstance(index, slice):
         raise ValueError("slice indices are not supported; pass node ids")
     return np.asarray(index, dtype=np.int64)
+
+
+class Neo4jFeatureStore(DatabaseFeatureStore):
+    """Rows from Neo4j: the ``gnn.fetchRows`` procedure when the server has it, else Cypher."""
+
+    def __init__(self, client: Neo4jClient, schema: GraphSchema, num_nodes: int, num_features: int,
+                 *, cache_mb: float = 0.0, chunk_size: int = 20_000, use_procedures: bool | None = None) -> None:
+        super().__init__(schema, num_nodes, num_features, cache_mb=cache_mb,
+                         chunk_size=min(chunk_size, procedures.rows_per_call(num_features)))
+        self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
+        self.client = client
+
+    def _read_rows(self, ids: list[int]) -> list[tuple[int, bytes, int | None]]:
+        return self.client.read_tx(lambda tx: tx.run(self._query, ids=ids).values("id", "x", "y"))
+
+    def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.use_procedures:
+            return super()._fetch_unique(ids)
+        # gnn.fetchRows: rows in order, as packed bytes
+        self.stats.round_trips += -(-len(ids) // procedures.rows_per_call(self.num_features))
+        self.stats.rows_fetched += len(ids)
+        return procedures.fetch_rows(self.client, self.schema, ids, num_features=self.num_features)

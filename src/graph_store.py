@@ -1,19 +1,19 @@
-"""PyG GraphStore over one dataset in Neo4j: metadata and sizes, never the whole edge list.
+"""PyG GraphStore over one dataset in a graph database: metadata and sizes, never the whole edge list.
 
-Sampling does not go through this store (the in-database sampler queries Neo4j itself); PyG's
+Sampling does not go through this store (the in-database sampler queries the database itself); PyG's
 ``NodeLoader``/``filter_custom_store`` only needs the edge-type metadata. ``edge_index`` can be
 materialised explicitly for small graphs (tests, debugging) behind a size guard.
 """
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import torch
 from torch_geometric.data import GraphStore
 from torch_geometric.data.graph_store import EdgeAttr, EdgeLayout
 
-from src.client import Neo4jClient
 from src.errors import UserError
 from src.schema import GraphSchema
 
@@ -22,10 +22,14 @@ log = logging.getLogger(__name__)
 MAX_MATERIALISED_EDGES = 5_000_000
 
 
-class Neo4jGraphStore(GraphStore):
-    """Edge-type metadata of one dataset; sizes come from Neo4j's count store."""
+class CypherGraphStore(GraphStore):
+    """Edge-type metadata of one dataset; sizes come from the database's counts.
 
-    def __init__(self, client: Neo4jClient, schema: GraphSchema, num_nodes: int | None = None) -> None:
+    ``client`` is a :class:`~src.client.Neo4jClient` or a :class:`~src.ladybug_client.LadybugClient`:
+    only ``read``, ``count_nodes`` and ``count_relationships`` are used, with Cypher both speak.
+    """
+
+    def __init__(self, client: Any, schema: GraphSchema, num_nodes: int | None = None) -> None:
         super().__init__()
         self.client = client
         self.schema = schema
@@ -42,24 +46,27 @@ class Neo4jGraphStore(GraphStore):
         if self.num_edges > max_edges:
             raise UserError(
                 f"dataset {self.schema.dataset!r} has {self.num_edges:,} relationships, more than the "
-                f"{max_edges:,} allowed in memory; sample with Neo4jNeighborSampler instead"
+                f"{max_edges:,} allowed in memory; sample with the in-database sampler instead"
             )
         s = self.schema
         query = (f"MATCH (a:`{s.label}`)-[:`{s.rel_type}`]->(b:`{s.label}`) "
                  f"RETURN a.`{s.id_prop}` AS src, b.`{s.id_prop}` AS dst")
-        rows = self.client.read_tx(lambda tx: tx.run(query).values("src", "dst"))
-        arr = np.asarray(rows, dtype=np.int64).reshape(-1, 2).T
+        rows = self.client.read(query)
+        arr = np.asarray([(r["src"], r["dst"]) for r in rows], dtype=np.int64).reshape(-1, 2).T
         order = np.lexsort((arr[1], arr[0]))
         return torch.from_numpy(np.ascontiguousarray(arr[:, order]))
 
     def _get_edge_index(self, edge_attr: EdgeAttr) -> tuple[torch.Tensor, torch.Tensor]:
         if edge_attr.layout != EdgeLayout.COO:
-            raise ValueError("Neo4jGraphStore serves COO only")
+            raise ValueError(f"{type(self).__name__} serves COO only")
         ei = self.materialise_edge_index()
         return ei[0], ei[1]
 
     def _put_edge_index(self, edge_index: object, edge_attr: EdgeAttr) -> bool:
-        raise NotImplementedError("Neo4jGraphStore is read-only; load data with loaders/load_into_neo4j.py")
+        raise NotImplementedError(f"{type(self).__name__} is read-only; load data with loaders/load_into_neo4j.py")
 
     def _remove_edge_index(self, edge_attr: EdgeAttr) -> bool:
-        raise NotImplementedError("Neo4jGraphStore is read-only")
+        raise NotImplementedError(f"{type(self).__name__} is read-only")
+
+
+Neo4jGraphStore = CypherGraphStore  # the name the Neo4j backend and its tests use

@@ -360,8 +360,12 @@ def _check_counts(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema) ->
 # --------------------------------------------------------------------------------------------
 # verification
 # --------------------------------------------------------------------------------------------
-def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema) -> None:
-    """Compare Neo4j with the source: counts, label and split histograms, sampled feature rows."""
+def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, *, where: str = "Neo4j") -> None:
+    """Compare the database with the source: counts, label and split histograms, sampled feature rows.
+
+    Only ``read``/``count_nodes``/``count_relationships`` and Cypher both databases speak are used,
+    so ``client`` may also be a :class:`~src.ladybug_client.LadybugClient` (``where="Ladybug"``).
+    """
     s = schema
     problems = []
     nodes, rels = client.count_nodes(s.label), client.count_relationships(s.rel_type)
@@ -385,7 +389,7 @@ def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema) ->
         problems.append(f"split counts {got_split} instead of {want_split}")
     problems += _check_feature_sample(client, ds, s)
     if problems:
-        raise UserError(f"dataset {s.dataset!r} in Neo4j does not match {ds.name}: {'; '.join(problems)}; "
+        raise UserError(f"dataset {s.dataset!r} in {where} does not match {ds.name}: {'; '.join(problems)}; "
                         "reload it with --reset")
 
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Train GraphSAGE data-parallel over torch.distributed (gloo) with the graph in an embedded Ladybug database.
+
+Ladybug (Kuzu's maintained fork) runs inside each rank: no server. Every rank opens the same
+database file read-only, samples neighbourhoods in it and fetches features on demand. Create
+the file first (jobs/launch_training_single_node.sh --backend ladybug does):
+  python loaders/load_into_neo4j.py --backend ladybug --dataset cora
+  python main-ladybug-backend.py --dataset cora --epochs 20 --fanouts 10,10 --num_layers 2
+Several machines: each needs the file (copy it); run with --num_nodes N --node_rank k
+--master_addr <rank-0 host> (or under torchrun).
+"""
+from __future__ import annotations
+
+import argparse
+
+from src.backend_ladybug import LadybugBackend
+from src.errors import UsageError, run_cli
+from src.ladybug_client import LadybugClient, add_ladybug_args, path_from_args
+from src.ladybug_loader import require_loaded
+from src.schema import GraphSchema
+from src.train_cli import add_training_args, configure_console_logging, parse_training_config
+from src.trainer import train
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_training_args(parser)
+    add_ladybug_args(parser)
+    g = parser.add_argument_group("Ladybug backend")
+    g.add_argument("--cache_mb", type=float, default=0.0,
+                   help="per-rank cache of feature rows of hot nodes in MiB; 0 disables it (default: %(default)s)")
+    g.add_argument("--ladybug_threads", type=int, default=1,
+                   help="threads Ladybug may use per query (default: %(default)s; the prefetch threads "
+                        "already run queries in parallel)")
+    args = parser.parse_args()
+    if args.cache_mb < 0:
+        raise UsageError(f"--cache_mb must be >= 0 (got {args.cache_mb})")
+    if args.ladybug_threads < 1:
+        raise UsageError(f"--ladybug_threads must be >= 1 (got {args.ladybug_threads})")
+    cfg = parse_training_config(args)
+    configure_console_logging()
+    client = LadybugClient(path_from_args(args, cfg.dataset), read_only=True, buffer_mb=args.ladybug_buffer_mb,
+                           max_threads=args.ladybug_threads)
+    record = require_loaded(client, cfg.dataset)
+    schema = GraphSchema.for_dataset(cfg.dataset, label=record["label"], rel_type=record["rel_type"])
+    backend = LadybugBackend(client, schema, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
+                             num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb)
+    try:
+        train(backend, cfg)
+    finally:
+        backend.close()
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

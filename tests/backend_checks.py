@@ -1,0 +1,184 @@
+"""Correctness checks every in-database backend (Neo4j, Ladybug) must pass, written once.
+
+Each check takes the backend's objects (feature store, sampler, ...) and the source dataset and
+asserts against the source arrays or the in-memory CSR sampler (the oracle). The test modules
+(tests/test_neo4j_backend.py, tests/test_ladybug_backend.py) only build the objects.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import chisquare
+from torch_geometric.data.feature_store import TensorAttr
+from torch_geometric.sampler import NodeSamplerInput
+
+from src.csr_sampler import CSRGraph, CSRNeighborSampler, HopSampler
+from src.datasets import GraphDataset
+from src.trainer import GraphSAGE
+
+
+def sample(sampler: HopSampler, seeds: np.ndarray):
+    return sampler.sample_from_nodes(NodeSamplerInput(input_id=None, node=torch.from_numpy(seeds)))
+
+
+def global_edges(out) -> set[tuple[int, int]]:
+    node = out.node.numpy()
+    return set(zip(node[out.row.numpy()].tolist(), node[out.col.numpy()].tolist()))
+
+
+def check_features_bit_exact(fs, ds: GraphDataset) -> None:
+    """Rows in the order asked for, repeats allowed, float32 bit for bit; the PyG API agrees."""
+    ids = np.random.default_rng(0).integers(0, ds.num_nodes, 3000)
+    ids[:10] = ids[0]  # repeated ids
+    x, y = fs.fetch(ids)
+    assert x.dtype == np.float32 and x.shape == (3000, ds.num_features)
+    assert np.array_equal(x.view(np.uint32), ds.features(ids).view(np.uint32))
+    assert np.array_equal(y, np.asarray(ds.y)[ids])
+    xt, yt = fs.multi_get_tensor([TensorAttr(None, "x", torch.from_numpy(ids[:50])),
+                                  TensorAttr(None, "y", torch.from_numpy(ids[:50]))])
+    assert torch.equal(xt, torch.from_numpy(ds.features(ids[:50])))
+    assert torch.equal(yt, torch.from_numpy(np.asarray(ds.y)[ids[:50]]))
+
+
+def check_hot_node_cache(fs, ds: GraphDataset) -> None:
+    """``fs`` has a cache: a second fetch of the same rows needs no round trip and stays exact."""
+    ids = np.arange(0, 500)
+    fs.fetch(ids)
+    trips = fs.stats.round_trips
+    x, _ = fs.fetch(ids[::-1])
+    assert fs.stats.round_trips == trips  # all from cache
+    assert fs.cache.hit_rate == 0.5
+    assert np.array_equal(x, ds.features(ids[::-1]))
+
+
+def check_graph_store(gs, ds: GraphDataset) -> None:
+    assert gs.num_nodes == ds.num_nodes and gs.num_edges == ds.num_edges
+    ei = gs.materialise_edge_index()
+    src = np.asarray(ds.edge_index)
+    order = np.lexsort((src[1], src[0]))
+    assert np.array_equal(ei.numpy(), src[:, order])
+
+
+def check_sampled_edges_real_and_fanout(sampler: HopSampler, ds: GraphDataset, csr: CSRGraph,
+                                        fanouts: list[int]) -> None:
+    """Seeds first, ids are source ids, every edge real, no edge twice, min(fanout, degree) per node and hop."""
+    seeds = np.random.default_rng(2).choice(ds.num_nodes, 256, replace=False)
+    out = sample(sampler, seeds)
+    node = out.node.numpy()
+    assert np.array_equal(node[:256], seeds)
+    assert len(np.unique(node)) == len(node)
+    src = np.asarray(ds.edge_index)
+    real = set(zip(src[0].tolist(), src[1].tolist()))
+    edges = global_edges(out)
+    assert edges <= real
+    assert len(edges) == len(out.row)  # without replacement: no duplicate edge
+    col = out.col.numpy()
+    start, e0 = 0, 0
+    for hop, k in enumerate(fanouts):
+        n_front = out.num_sampled_nodes[hop]
+        frontier_local = np.arange(start, start + n_front)
+        hop_cols = col[e0:e0 + out.num_sampled_edges[hop]]
+        counts = np.bincount(hop_cols - start, minlength=n_front)
+        assert np.array_equal(counts, np.minimum(csr.degree(node[frontier_local]), k))
+        start += n_front
+        e0 += out.num_sampled_edges[hop]
+
+
+def check_forced_sample_equals_in_memory(sampler: HopSampler, ds: GraphDataset, csr: CSRGraph):
+    """``sampler`` has fanouts >= the max degree: its samples are whole neighbourhoods, as the oracle's.
+
+    Returns both outputs (callers may assert more, e.g. identical order).
+    """
+    seeds = np.arange(0, ds.num_nodes, 37)
+    got = sample(sampler, seeds)
+    mem = sample(CSRNeighborSampler(csr, sampler.fanouts, seed=5), seeds)
+    assert got.num_sampled_nodes == mem.num_sampled_nodes
+    assert got.num_sampled_edges == mem.num_sampled_edges
+    assert set(got.node.tolist()) == set(mem.node.tolist())
+    assert global_edges(got) == global_edges(mem)
+    return got, mem
+
+
+def check_reproducible(make: Callable[[int], HopSampler]) -> None:
+    """``make(seed)`` gives a [5, 5] sampler: same seed, same sample; another seed, another."""
+    seeds = np.arange(100, 400)
+    a, b, c = (sample(make(s), seeds) for s in (7, 7, 8))
+    assert torch.equal(a.node, b.node) and torch.equal(a.row, b.row) and torch.equal(a.col, b.col)
+    assert not torch.equal(a.node, c.node)
+
+
+def degree20_node(ds: GraphDataset, csr: CSRGraph) -> tuple[int, int]:
+    """A node of degree 20 (else the max-degree node) and its degree: the uniformity subject."""
+    deg = csr.degree(np.arange(ds.num_nodes))
+    node = int(np.flatnonzero(deg == 20)[0]) if (deg == 20).any() else int(np.argmax(deg))
+    return node, int(deg[node])
+
+
+def draw_counts(sampler: HopSampler, node: int, draws: int, fanout: int) -> np.ndarray:
+    """How often each neighbour of ``node`` is drawn in ``draws`` hops (500 per call)."""
+    rng = np.random.default_rng(11)
+    counts: Counter[int] = Counter()
+    for _ in range(draws // 500):
+        _, nbrs = sampler.hop(np.full(500, node, dtype=np.int64), fanout, rng)
+        counts.update(nbrs.tolist())
+    return np.array(list(counts.values()))
+
+
+def draw_counts_batched(sampler: HopSampler, node: int, draws: int) -> np.ndarray:
+    """As :func:`draw_counts`, through whole batches (``sample_from_nodes``): 500 copies of one seed each."""
+    counts: Counter[int] = Counter()
+    for epoch in range(draws // 500):
+        sampler.set_epoch(epoch)
+        out = sample(sampler, np.full(500, node, dtype=np.int64))
+        counts.update(out.node[out.row].tolist())
+    return np.array(list(counts.values()))
+
+
+def check_uniform(counts: np.ndarray, degree: int) -> None:
+    """Every neighbour drawn, and chi-square accepts equal frequencies."""
+    assert len(counts) == degree
+    assert chisquare(counts).pvalue > 1e-3
+
+
+def check_rejected(counts: np.ndarray, degree: int) -> None:
+    """Chi-square rejects these counts (run on a deliberately biased sampler: the test has power)."""
+    assert chisquare(np.pad(counts, (0, degree - len(counts)))).pvalue < 1e-6
+
+
+def check_low_degree_nodes_return_all(sampler: HopSampler, ds: GraphDataset, csr: CSRGraph) -> None:
+    deg = csr.degree(np.arange(ds.num_nodes))
+    low = np.flatnonzero((deg > 0) & (deg <= 3))[:50]
+    counts, nbrs = sampler.hop(low, 5, np.random.default_rng(0))
+    assert np.array_equal(counts, deg[low])
+    expect = np.concatenate([np.sort(csr.indices[csr.indptr[v]:csr.indptr[v + 1]]) for v in low])
+    got = np.concatenate([np.sort(part) for part in np.split(nbrs, np.cumsum(counts)[:-1])])
+    assert np.array_equal(got, expect)
+
+
+def check_graphsage_trains(backend, ds: GraphDataset) -> int:
+    """The backend's train split is the source's, batches carry the source's rows, and GraphSAGE's
+    loss falls through NodeLoader (6 epochs). Returns the number of batches."""
+    train = backend.split_nodes("train")
+    assert np.array_equal(np.sort(train.numpy()), np.sort(np.asarray(ds.train_idx)))
+    torch.manual_seed(0)
+    model = GraphSAGE(ds.num_features, 64, ds.num_classes, num_layers=2, dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    losses = []
+    for epoch in range(6):
+        for batch in backend.make_loader(train, shuffle=True, seed=epoch):
+            assert batch.t_sample >= 0 and batch.t_fetch >= 0
+            assert torch.equal(batch.x, torch.from_numpy(ds.features(batch.n_id.numpy())))
+            opt.zero_grad()
+            out = model(batch.x, batch.edge_index)[: batch.batch_size]
+            loss = F.cross_entropy(out, batch.y[: batch.batch_size])
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+    stats = backend.stats()
+    assert stats["sampling_queries"] > 0 and stats["feature_round_trips"] > 0
+    return len(losses)
