@@ -9,8 +9,10 @@ with identical training flags and seed, so only the backend differs.  Afterwards
 ``visualize.py`` draws every run under ``<out>/logs`` into ``<out>/plots`` and this script writes
 ``<out>/comparison.md``: per backend the mean epoch time and its median (epoch 1 warms caches and JIT
 up) with its ratio to the reference backend (``--reference``, default in_memory), seeds/s, the trainer's peak RSS (max over ranks) and its
-ratio, the Neo4j server's peak RSS (where the trainer logged it), and test accuracy (at the best
-validation epoch, and after the last epoch).  The 1-minute load average is recorded before and
+ratio, the Neo4j server's peak RSS (where the trainer logged it), test accuracy (at the best
+validation epoch, and after the last epoch), and for database backends the time the dataset's load
+took (``load_seconds`` of its dataset record, written by loaders/load_into_neo4j.py; the launch script
+loads a dataset that is not there yet, so a fresh database measures it in this run).  The 1-minute load average is recorded before and
 after each job: the machine is shared, so timings are only comparable at similar load.
 
 A new backend plugs in by adding its ``--backend`` case to the launch script (which maps a
@@ -50,6 +52,28 @@ class BackendRun:
     load_before: float
     load_after: float
     wall_seconds: float
+    load_seconds: float | None = None
+
+
+def recorded_load_seconds(backend: str, dataset: str, training: Sequence[str]) -> float | None:
+    """Seconds the loader took to put ``dataset`` into the backend's database (None: no database)."""
+    if backend == "neo4j":
+        from src.client import connect
+        from src.loader import dataset_record
+
+        with connect() as client:
+            record = dataset_record(client, dataset)
+    elif backend == "ladybug":
+        from src.ladybug_client import LadybugClient, default_path
+        from src.ladybug_loader import dataset_record
+
+        flags = list(training)
+        path = flags[flags.index("--ladybug_path") + 1] if "--ladybug_path" in flags else default_path(dataset)
+        with LadybugClient(path, buffer_mb=64) as client:
+            record = dataset_record(client, dataset)
+    else:
+        return None
+    return None if record is None or record.get("load_seconds") is None else float(record["load_seconds"])
 
 
 def load_average() -> float:
@@ -84,7 +108,7 @@ def run_backend(backend: str, run_name: str, *, dataset: str, ranks: int, log_di
           f"test acc {metrics.test_acc_at_best_val}", flush=True)
     return BackendRun(backend, run_name, metrics,
                       float(last.iloc[0]) if len(last) else None,
-                      load_before, load_average(), wall)
+                      load_before, load_average(), wall, recorded_load_seconds(backend, dataset, training))
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -100,8 +124,8 @@ def comparison_table(runs: Sequence[BackendRun], reference: str) -> str:
     ref = next((r.metrics for r in runs if r.backend == reference), None)
     head = ("| backend | run | ranks | epochs | mean epoch time (s) | median epoch time (s) | "
             f"median epoch time / {reference} | seeds/s | peak trainer RSS (MiB) | trainer RSS / {reference} | "
-            "peak Neo4j server RSS (MiB) | test acc (best val) | test acc (last epoch) | "
-            "load avg before/after |")
+            "peak Neo4j server RSS (MiB) | dataset load into the database (s) | test acc (best val) | "
+            "test acc (last epoch) | load avg before/after |")
     lines = [head, "|---|---|" + "---:|" * (head.count("|") - 3)]
     for r in runs:
         m = r.metrics
@@ -110,7 +134,7 @@ def comparison_table(runs: Sequence[BackendRun], reference: str) -> str:
             f"{fmt(m.median_epoch_time, '.3f')} | {ratio(m.median_epoch_time, ref and ref.median_epoch_time)} | "
             f"{fmt(m.seeds_per_s, '.1f')} | "
             f"{fmt(m.peak_rss_mb, '.0f')} | {ratio(m.peak_rss_mb, ref and ref.peak_rss_mb)} | "
-            f"{fmt(m.peak_neo4j_rss_mb, '.0f')} | {fmt(m.test_acc_at_best_val, '.4f')} | "
+            f"{fmt(m.peak_neo4j_rss_mb, '.0f')} | {fmt(r.load_seconds, '.1f')} | {fmt(m.test_acc_at_best_val, '.4f')} | "
             f"{fmt(r.final_test_acc, '.4f')} | {r.load_before:.1f} / {r.load_after:.1f} |")
     return "\n".join(lines) + "\n"
 

@@ -55,9 +55,9 @@ SCALE_FIGURE = "scale.png"
 SUMMARY_FILE = "summary.md"
 SYNTHETIC = "synthetic"
 
-BACKEND_COLOURS = {"in_memory": "#0072B2", "neo4j": "#E69F00", "partitioned": "#009E73"}
+BACKEND_COLOURS = {"in_memory": "#0072B2", "neo4j": "#E69F00", "partitioned": "#009E73", "ladybug": "#D55E00"}
 """Fixed colour per backend (Okabe-Ito, colour-blind safe); others get a stable fallback."""
-_FALLBACK_COLOURS = ("#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
+_FALLBACK_COLOURS = ("#CC79A7", "#56B4E9", "#000000", "#F0E442")
 _RANK_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
                  "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
 # Phases that add up to an epoch's wall time (plus t_eval after it), bottom to top.

@@ -263,5 +263,6 @@ def test_help_documents_the_file_names() -> None:
 
 
 def test_backend_colours_are_fixed() -> None:
-    assert plots.backend_colour("in_memory") != plots.backend_colour("neo4j")
+    named = [plots.backend_colour(b) for b in ("in_memory", "neo4j", "partitioned", "ladybug")]
+    assert len(set(named)) == len(named)
     assert plots.backend_colour("some_future_backend") == plots.backend_colour("some_future_backend")
