@@ -11,19 +11,17 @@ Several machines: each needs the file (copy it); run with --num_nodes N --node_r
 """
 from __future__ import annotations
 
-import argparse
-
 from src.backend_ladybug import LadybugBackend
-from src.errors import UsageError, run_cli
+from src.errors import ArgumentParser, UsageError, run_cli
 from src.ladybug_client import LadybugClient, add_ladybug_args, path_from_args
 from src.ladybug_loader import require_loaded
-from src.schema import GraphSchema
+from src.schema import GraphSchema, validate_dataset_name
 from src.train_cli import add_training_args, configure_console_logging, parse_training_config
 from src.trainer import train
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     add_training_args(parser)
     add_ladybug_args(parser)
     g = parser.add_argument_group("Ladybug backend")
@@ -38,17 +36,20 @@ def main() -> int:
     if args.ladybug_threads < 1:
         raise UsageError(f"--ladybug_threads must be >= 1 (got {args.ladybug_threads})")
     cfg = parse_training_config(args)
+    validate_dataset_name(cfg.dataset, "--dataset")
     configure_console_logging()
     client = LadybugClient(path_from_args(args, cfg.dataset), read_only=True, buffer_mb=args.ladybug_buffer_mb,
                            max_threads=args.ladybug_threads)
-    record = require_loaded(client, cfg.dataset)
-    schema = GraphSchema.for_dataset(cfg.dataset, label=record["label"], rel_type=record["rel_type"])
-    backend = LadybugBackend(client, schema, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
-                             num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb)
     try:
+        record = require_loaded(client, cfg.dataset)
+        backend = LadybugBackend(client, GraphSchema.from_record(record), record, fanouts=cfg.fanouts,
+                                 batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
+                                 cache_mb=args.cache_mb)
+    except BaseException:
+        client.close()
+        raise
+    with backend:
         train(backend, cfg)
-    finally:
-        backend.close()
     return 0
 
 

@@ -42,17 +42,14 @@ def main() -> int:
                      max_retry_time=args.neo4j_retry_s)
     try:
         record = require_loaded(client, cfg.dataset)
-        schema = GraphSchema.for_dataset(cfg.dataset, label=record["label"], rel_type=record["rel_type"])
-        backend = Neo4jBackend(client, schema, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
-                               num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb,
-                               use_procedures=False if args.cypher_only else None)
+        backend = Neo4jBackend(client, GraphSchema.from_record(record), record, fanouts=cfg.fanouts,
+                               batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
+                               cache_mb=args.cache_mb, use_procedures=False if args.cypher_only else None)
     except BaseException:
         client.close()
         raise
-    try:
+    with backend:
         train(backend, cfg)
-    finally:
-        backend.close()
     return 0
 
 

@@ -46,6 +46,16 @@ class DatabaseBackend(ABC):
         self._splits: dict[str, Tensor] = {}
         self._samplers: list[Any] = []
 
+    def __enter__(self) -> "DatabaseBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the database client."""
+
     @property
     def num_edges(self) -> int:
         return self.graph_store.num_edges

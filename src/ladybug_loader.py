@@ -32,7 +32,8 @@ from tqdm import tqdm
 from src.datasets import GraphDataset
 from src.errors import UserError
 from src.ladybug_client import LOAD_HINT, LadybugClient
-from src.loader import _SPLIT_NAMES, EDGE_BATCH, LoadConfig, LoadReport, verify_loaded
+from src.loader import (_SPLIT_NAMES, EDGE_BATCH, LoadConfig, LoadReport, check_complete, dataset_flags,
+                        verify_loaded)
 from src.schema import DATASET_LABEL, GraphSchema, encode_features
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,8 @@ def dataset_record(client: LadybugClient, name: str) -> dict[str, Any] | None:
 
 def require_loaded(client: LadybugClient, name: str) -> dict[str, Any]:
     """The complete record of ``name``, or a :class:`UserError` that says how to load it."""
-    record = dataset_record(client, name)
-    command = f"{LOAD_HINT} --dataset {name} --ladybug_path {client.path}"
-    if record is None:
-        raise UserError(f"dataset {name!r} is not in the Ladybug database {client.path}; load it with `{command}`")
-    if not record.get("complete"):
-        raise UserError(f"dataset {name!r} is only partly loaded in {client.path} (an interrupted load); "
-                        f"finish it with `{command}`")
-    return record
+    return check_complete(dataset_record(client, name), name, f"the Ladybug database {client.path}",
+                          f"{LOAD_HINT} {dataset_flags(name)} --ladybug_path {client.path}")
 
 
 def ensure_loaded(client: LadybugClient, dataset: GraphDataset, schema: GraphSchema | None = None,

@@ -153,9 +153,13 @@ def dataset_record(client: Neo4jClient, name_or_label: str) -> dict[str, Any] | 
 
 def require_loaded(client: Neo4jClient, name: str) -> dict[str, Any]:
     """The complete record of ``name``, or a :class:`UserError` that says how to load it."""
-    record = dataset_record(client, name)
-    where = f"Neo4j database {client.database!r} at {client.settings.uri}"
-    command = f"python loaders/load_into_neo4j.py {_dataset_flags(name)}"
+    return check_complete(dataset_record(client, name), name,
+                          f"Neo4j database {client.database!r} at {client.settings.uri}",
+                          f"python loaders/load_into_neo4j.py {dataset_flags(name)}")
+
+
+def check_complete(record: dict[str, Any] | None, name: str, where: str, command: str) -> dict[str, Any]:
+    """``record`` if it is a complete load, else a :class:`UserError` saying how to (finish the) load."""
     if record is None:
         raise UserError(f"dataset {name!r} is not loaded in {where}; load it with `{command}`")
     if not record.get("complete"):
@@ -164,7 +168,7 @@ def require_loaded(client: Neo4jClient, name: str) -> dict[str, Any]:
     return record
 
 
-def _dataset_flags(name: str) -> str:
+def dataset_flags(name: str) -> str:
     """Loader flags that recreate ``name`` (synthetic names encode their parameters)."""
     params = synthetic_params_from_name(name)
     if params is None:
