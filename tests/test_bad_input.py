@@ -297,7 +297,7 @@ def test_bad_input_as_real_process(case: Case, tmp_path: Path, request) -> None:
 @pytest.mark.parametrize(
     ("argv", "expect"),
     [(["--ranks", "0"], "--ranks must be a positive integer"),
-     (["--backend", "magic"], "--backend must be neo4j or in_memory"),
+     (["--backend", "magic"], "--backend must be neo4j, ladybug or in_memory"),
      (["--num_nodes", "3"], "--num_nodes is set by this script"),
      (["--master_port", "1234"], "--master_port is set by this script")],
     ids=["ranks-zero", "backend-unknown", "num-nodes-given", "master-port-given"],
