@@ -73,7 +73,9 @@ while [ ${#rank_of[@]} -gt 0 ]; do
     first_failed="rank $done_rank stopped first ($how)"
     if [ ${#rank_of[@]} -gt 0 ]; then
       others=("${!rank_of[@]}")
-      (sleep "$GRACE_S"; kill "${others[@]}" 2>/dev/null) >/dev/null 2>&1 &
+      # TERM, and CONT so a stopped (SIGSTOP) rank receives it; KILL whatever ignores both
+      (sleep "$GRACE_S"; kill "${others[@]}"; kill -CONT "${others[@]}"; sleep 5; kill -KILL "${others[@]}") \
+        >/dev/null 2>&1 &
       watchdog=$!
     fi
   fi

@@ -214,22 +214,29 @@ def test_neo4j_restart_mid_epoch_survived_or_resumed(
 
 
 # --------------------------------------------------------------------------------- rank death
-@pytest.mark.parametrize("backend", ["neo4j", "in_memory"])
-def test_killed_rank_is_named_by_survivor_and_launcher(tmp_path: Path, backend: str, request) -> None:
+@pytest.mark.parametrize(("backend", "sig"), [("neo4j", signal.SIGKILL), ("in_memory", signal.SIGKILL),
+                                            ("in_memory", signal.SIGSTOP)], ids=["neo4j-kill", "in_memory-kill",
+                                                                                  "in_memory-hang"])
+def test_killed_or_hung_rank_is_named_and_the_job_ends(tmp_path: Path, backend: str, sig: int, request) -> None:
+    """SIGKILL: the survivor notices at once; SIGSTOP (a hung rank): after --collective_timeout_s
+    (10 s here instead of 60 s), and the launcher stops the hung process after its grace period."""
     extra = (request.getfixturevalue("neo4j_args") if backend == "neo4j"
              else ["--dataset", "cora", "--partition_dir", str(tmp_path / "parts")])
-    job = launch(tmp_path, f"kill-{backend}", backend, *extra, "--epochs", "20", "--eval_every", "20")
+    job = launch(tmp_path, f"{backend}-{sig.name}", backend, *extra, "--epochs", "20", "--eval_every", "20",
+                 "--collective_timeout_s", "10")
     job.wait_for_step(1, epoch=2)
-    os.kill(job.rank_pid(1), signal.SIGKILL)
+    os.kill(job.rank_pid(1), sig)
     t0 = time.monotonic()
     assert job.wait() == 1, job.stderr[-3000:]
     elapsed = time.monotonic() - t0
     errors = error_lines(job.stderr)
     assert "Traceback" not in job.stderr, job.stderr[-3000:]
-    # the survivor stops by itself with one line naming the dead rank ...
-    survivor = [e for e in errors if e.startswith("error: rank 0")]
+    # the survivor stops by itself with one line naming the dead or hung rank ...
+    survivor = [e for e in errors if e.startswith("error: rank 0:")]
     assert len(survivor) == 1 and "rank 1" in survivor[0].split(":", 2)[2], job.stderr[-3000:]
-    # ... and the launcher names it too, and exits non-zero
-    assert errors[-1].startswith("error: rank 1 stopped first (killed by signal KILL)"), errors
+    # ... the launcher says who stopped first, and exits non-zero
+    first = "rank 1 stopped first (killed by signal KILL)" if sig == signal.SIGKILL else "rank 0 stopped first (exit 1)"
+    assert errors[-1].startswith(f"error: {first}"), errors
     assert elapsed < 60, elapsed
-    print(f"{backend}: survivor: {survivor[0]}\nlauncher: {errors[-1]}\nstopped {elapsed:.1f} s after the kill")
+    print(f"{backend} {sig.name}: survivor: {survivor[0]}\nlauncher: {errors[-1]}\n"
+          f"job ended {elapsed:.1f} s after the signal")
