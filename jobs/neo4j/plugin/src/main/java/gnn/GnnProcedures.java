@@ -9,6 +9,7 @@ import java.util.HashMap;
 import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.IntToLongFunction;
 import java.util.stream.Stream;
 
 import org.neo4j.exceptions.KernelException;
@@ -152,18 +153,13 @@ public final class GnnProcedures {
                 frontier[i] = ids.get(i);
                 stateArr[i] = checkState(states.get(i), "gnn.sampleHop: states[" + i + "]");
             }
-            ByteBuffer counts = ByteBuffer.allocate(n * Long.BYTES).order(ByteOrder.LITTLE_ENDIAN);
-            LongList out = new LongList(Math.max(16, n));
-            Floyd floyd = new Floyd();
+            long[] refs = new long[n];
             for (int i = 0; i < n; i++) {
-                long ref = g.nodeRef(frontier[i]);
-                if (ref < 0) {
-                    counts.putLong(-1L);
-                    continue;
-                }
-                counts.putLong(floyd.sample(g, ref, stateArr[i], fanout, out));
+                refs[i] = g.nodeRef(frontier[i]);
             }
-            return Stream.of(new HopResult(counts.array(), out.toLittleEndianBytes()));
+            LongList out = new LongList(Math.max(16, n));
+            byte[] counts = new Floyd().sampleFrontier(g, refs, i -> stateArr[i], fanout, out);
+            return Stream.of(new HopResult(counts, out.toLittleEndianBytes()));
         }
     }
 
@@ -206,15 +202,8 @@ public final class GnnProcedures {
                 long base = checkState(hopStates.get(hop), "gnn.sampleHops: hopStates[" + hop + "]");
                 long fanout = fanouts.get(hop);
                 int m = frontier.length;
-                ByteBuffer counts = ByteBuffer.allocate(m * Long.BYTES).order(ByteOrder.LITTLE_ENDIAN);
                 LongList out = new LongList(Math.max(16, m * (int) Math.max(1, Math.min(fanout, 64))));
-                for (int i = 0; i < m; i++) {
-                    if (frontierRefs[i] < 0) {
-                        counts.putLong(-1L);
-                        continue;
-                    }
-                    counts.putLong(floyd.sample(g, frontierRefs[i], hopState(base, i), fanout, out));
-                }
+                byte[] counts = floyd.sampleFrontier(g, frontierRefs, i -> hopState(base, i), fanout, out);
                 LongList next = new LongList(16);
                 LongList nextRefs = new LongList(16);
                 for (int q = 0; q < out.size; q++) {
@@ -230,7 +219,7 @@ public final class GnnProcedures {
                         nextRefs.add(ref);
                     }
                 }
-                countsOut.add(counts.array());
+                countsOut.add(counts);
                 neighboursOut.add(out.toLittleEndianBytes());
                 frontier = next.toArray();
                 frontierRefs = nextRefs.toArray();
@@ -264,6 +253,18 @@ public final class GnnProcedures {
         private final BitSet picked = new BitSet();
         private int[] picks = new int[0];
         private final LongList all = new LongList(64);
+
+        /**
+         * Samples every node of a frontier (node references, -1 = unknown id) into {@code out}; returns
+         * the little-endian int64 count per node (-1 for unknown ids).
+         */
+        byte[] sampleFrontier(KernelGraph g, long[] refs, IntToLongFunction state, long fanout, LongList out) {
+            ByteBuffer counts = ByteBuffer.allocate(refs.length * Long.BYTES).order(ByteOrder.LITTLE_ENDIAN);
+            for (int i = 0; i < refs.length; i++) {
+                counts.putLong(refs[i] < 0 ? -1L : sample(g, refs[i], state.applyAsLong(i), fanout, out));
+            }
+            return counts.array();
+        }
 
         /** Appends min(fanout, degree) sampled neighbour ids of {@code ref} to {@code out}; returns the count. */
         long sample(KernelGraph g, long ref, long state, long fanout, LongList out) {
