@@ -11,13 +11,13 @@ Several machines: each needs the file (copy it); run with --num_nodes N --node_r
 """
 from __future__ import annotations
 
+from src.backend_database import train_on_database
 from src.backend_ladybug import LadybugBackend
 from src.errors import ArgumentParser, UsageError, run_cli
 from src.ladybug_client import LadybugClient, add_ladybug_args, path_from_args
 from src.ladybug_loader import require_loaded
 from src.schema import GraphSchema, validate_dataset_name
 from src.train_cli import add_training_args, configure_console_logging, parse_training_config
-from src.trainer import train
 
 
 def main() -> int:
@@ -40,16 +40,14 @@ def main() -> int:
     configure_console_logging()
     client = LadybugClient(path_from_args(args, cfg.dataset), read_only=True, buffer_mb=args.ladybug_buffer_mb,
                            max_threads=args.ladybug_threads)
-    try:
+
+    def make_backend() -> LadybugBackend:
         record = require_loaded(client, cfg.dataset)
-        backend = LadybugBackend(client, GraphSchema.from_record(record), record, fanouts=cfg.fanouts,
-                                 batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
-                                 cache_mb=args.cache_mb)
-    except BaseException:
-        client.close()
-        raise
-    with backend:
-        train(backend, cfg)
+        return LadybugBackend(client, GraphSchema.from_record(record), record, fanouts=cfg.fanouts,
+                              batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
+                              cache_mb=args.cache_mb)
+
+    train_on_database(client, make_backend, cfg)
     return 0
 
 

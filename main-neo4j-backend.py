@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 
+from src.backend_database import train_on_database
 from src.backend_neo4j import Neo4jBackend
 from src.client import add_connection_args, connect, settings_from_args
 from src.errors import ArgumentParser, UsageError, run_cli
 from src.loader import require_loaded
 from src.schema import GraphSchema, validate_dataset_name
 from src.train_cli import add_training_args, configure_console_logging, parse_training_config
-from src.trainer import train
 
 
 def main() -> int:
@@ -40,16 +40,14 @@ def main() -> int:
     logging.getLogger("neo4j").setLevel(logging.CRITICAL)  # src.client reports outages in one line
     client = connect(settings_from_args(args), max_pool_size=cfg.concurrency + cfg.num_loader_threads,
                      max_retry_time=args.neo4j_retry_s)
-    try:
+
+    def make_backend() -> Neo4jBackend:
         record = require_loaded(client, cfg.dataset)
-        backend = Neo4jBackend(client, GraphSchema.from_record(record), record, fanouts=cfg.fanouts,
-                               batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
-                               cache_mb=args.cache_mb, use_procedures=False if args.cypher_only else None)
-    except BaseException:
-        client.close()
-        raise
-    with backend:
-        train(backend, cfg)
+        return Neo4jBackend(client, GraphSchema.from_record(record), record, fanouts=cfg.fanouts,
+                            batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
+                            cache_mb=args.cache_mb, use_procedures=False if args.cypher_only else None)
+
+    train_on_database(client, make_backend, cfg)
     return 0
 
 

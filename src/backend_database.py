@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from src.feature_store import DatabaseFeatureStore
 from src.graph_store import CypherGraphStore
 from src.prefetch import PrefetchLoader
 from src.schema import SPLITS, GraphSchema
+from src.trainer import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +104,14 @@ class DatabaseBackend(ABC):
             "sampling_queries": sum(s.queries for s in self._samplers),
             "cache_hit_rate": cache.hit_rate if cache is not None else None,
         }
+
+
+def train_on_database(client: Any, make_backend: Callable[[], DatabaseBackend], cfg: TrainConfig) -> None:
+    """What the entry scripts do: build the backend (``client`` is closed if that fails), train, close."""
+    try:
+        backend = make_backend()
+    except BaseException:
+        client.close()
+        raise
+    with backend:
+        train(backend, cfg)
