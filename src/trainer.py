@@ -65,6 +65,7 @@ class TrainConfig:
     hidden_channels: int = 256
     num_layers: int = 3
     lr: float = 0.003
+    weight_decay: float = 0.0
     dropout: float = 0.5
     eval_every: int = 1
     max_steps_per_epoch: int = 0
@@ -96,6 +97,11 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+# Below this fraction of non-zero inputs the first layer multiplies a sparse copy of x: on
+# bag-of-words features (coauthor_phy: 8415 columns, 0.4% non-zero) that is ~100x fewer FLOPs.
+SPARSE_INPUT_DENSITY = 0.05
+
+
 class GraphSAGE(nn.Module):
     """``num_layers`` SAGEConv layers with ReLU + dropout between them; returns logits."""
 
@@ -108,10 +114,30 @@ class GraphSAGE(nn.Module):
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         for i, conv in enumerate(self.convs):
-            x = conv(x, edge_index)
+            x = sparse_input_conv(conv, x, edge_index) if i == 0 else conv(x, edge_index)
             if i < len(self.convs) - 1:
                 x = F.dropout(F.relu(x), p=self.dropout, training=self.training)
         return x
+
+
+def sparse_input_conv(conv: SAGEConv, x: Tensor, edge_index: Tensor) -> Tensor:
+    """``conv(x, edge_index)``, computed as project-then-aggregate when ``x`` is mostly zeros.
+
+    ``lin_l(mean_j x_j) = mean_j (x_j W_l) + b_l`` (also for nodes without neighbours, whose
+    mean is 0), so both weight matrices are applied first with one sparse x dense product and
+    the mean runs over ``out_channels`` columns instead of ``in_channels``. Same parameters and
+    the same function as SAGEConv; only the float rounding order differs.
+    """
+    if x.dim() != 2 or x.numel() == 0 or x.size(1) <= conv.out_channels:
+        return conv(x, edge_index)
+    nnz = int(torch.count_nonzero(x))
+    if nnz >= SPARSE_INPUT_DENSITY * x.numel():
+        return conv(x, edge_index)
+    weight = torch.cat([conv.lin_l.weight, conv.lin_r.weight]).t()  # [in, 2 * out]
+    h = torch.sparse.mm(x.to_sparse(), weight)
+    h_l, h_r = h.split(conv.out_channels, dim=1)
+    out = conv.propagate(edge_index, x=(h_l, h_l), size=None)
+    return out + conv.lin_l.bias + h_r
 
 
 @dataclass
@@ -226,7 +252,7 @@ def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
     _seed_all(cfg.seed)  # identical initial weights on every rank
     model = GraphSAGE(identity["num_features"], cfg.hidden_channels, identity["num_classes"],
                       cfg.num_layers, cfg.dropout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     _seed_all(_mix(cfg.seed, rank, 1))  # but rank-specific dropout masks
     ckpt_path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
     state = _load_checkpoint(ckpt_path, identity) if cfg.resume else None

@@ -210,6 +210,7 @@ def small_config(tmp_path: Path, **overrides: Any) -> TrainConfig:
         (["--lr", "-0.1"], "--lr must be > 0"),
         (["--dropout", "1"], "--dropout must be in [0, 1)"),
         (["--dropout", "-0.1"], "--dropout must be in [0, 1)"),
+        (["--weight_decay=-1e-4"], "--weight_decay must be >= 0"),
         (["--num_nodes", "2", "--node_rank", "2"], "--node_rank must be in 0..1"),
         (["--node_rank", "-1"], "--node_rank must be in 0..0"),
         (["--num_nodes", "0"], "--num_nodes must be >= 1"),
@@ -245,7 +246,7 @@ def test_help_documents_every_flag_with_its_default() -> None:
     assert {a.dest for a in flags} >= {
         "dataset", "dataset_root_dir", "master_addr", "num_nodes", "node_rank", "num_loader_threads",
         "batch_size", "num_workers", "concurrency", "master_port", "epochs", "fanouts",
-        "hidden_channels", "num_layers", "lr", "dropout", "eval_every", "log_dir", "run_name",
+        "hidden_channels", "num_layers", "lr", "weight_decay", "dropout", "eval_every", "log_dir", "run_name",
         "checkpoint_dir", "resume", "seed"}
     for action in flags:
         assert action.help and "(default: %(default)s)" in action.help, action.dest
