@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from src.client import Neo4jSettings, connect  # noqa: E402
 from src.datasets import load_dataset  # noqa: E402
 from src.errors import run_cli  # noqa: E402
-from src.loader import EDGE_SHAPES, LoadConfig, LoadReport, ensure_loaded  # noqa: E402
+from src.loader import EDGE_SHAPES, FeatureLayout, LoadConfig, LoadReport, ensure_loaded  # noqa: E402
 from src.neo4j_local import LocalNeo4j  # noqa: E402
 from src.schema import GraphSchema  # noqa: E402
 
@@ -95,7 +95,7 @@ def main() -> int:
             "steps (s)": ", ".join(f"{k} {v:.0f}" for k, v in report.phases.items()
                                    if method == "unwind" or k not in ("nodes", "relationships")),
             "heap": args.heap, "pagecache": args.pagecache,
-            "batch (nodes/rels)": "-" if method == "import" else f"{cfg.node_batch(ds.num_features)}/{cfg.edge_batch()}",
+            "batch (nodes/rels)": "-" if method == "import" else f"{cfg.node_batch(FeatureLayout.choose(ds, cfg.feature_format).row_bytes(ds.num_features))}/{cfg.edge_batch()}",
             "workers": "-" if method == "import" else args.workers,
             "load avg": f"{load_before:.1f}/{os.getloadavg()[0]:.1f}",
         })

@@ -39,7 +39,7 @@ from src.neo4j_local import local_server_pid  # noqa: E402
 from src.graph_sampler import MINSTD_MODULUS, Neo4jNeighborSampler, hop_query  # noqa: E402
 from src.procedures import fetch_rows, has_procedures, sample_hop  # noqa: E402
 from src.datasets import load_dataset  # noqa: E402
-from src.loader import LoadConfig, delete_dataset, ensure_loaded  # noqa: E402
+from src.loader import LoadConfig, delete_dataset, ensure_loaded, require_loaded  # noqa: E402
 from src.schema import GraphSchema  # noqa: E402
 
 
@@ -98,8 +98,11 @@ def bench_dataset(client: Neo4jClient, name: str, args: argparse.Namespace, serv
     try:
         rng = np.random.default_rng(0)
         hops = {"Cypher": cypher_hop_fn(client, schema), "procedure": proc_hop_fn(client, schema)}
-        store = Neo4jFeatureStore(client, schema, n, f)
-        fetch = {"Cypher": store.fetch, "procedure": lambda ids: fetch_rows(client, schema, ids, num_features=f)}
+        store = Neo4jFeatureStore.from_record(client, schema, require_loaded(client, schema.dataset),
+                                              use_procedures=False)
+        fetch = {"Cypher": store.fetch,
+                 "procedure": lambda ids: fetch_rows(client, schema, ids, num_features=f, encoding=store.encoding,
+                                                     row_bytes=store.row_bytes)}
 
         def both(fns: dict[str, Callable[[], object]]) -> tuple[Timing, Timing]:
             return measure(fns["Cypher"], args.repeats, server), measure(fns["procedure"], args.repeats, server)

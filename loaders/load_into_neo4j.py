@@ -6,8 +6,9 @@
   python loaders/load_into_neo4j.py --backend ladybug --dataset cora     # -> data/ladybug/cora.lbdb
 
 A re-run of a finished load does nothing; a re-run of an interrupted one finishes it. Nodes get
-the label (default: the dataset name) and the integer property id; features are stored as
-little-endian float32 bytes in x, labels in y, the split in split. See docs/ARCHITECTURE.md.
+the label (default: the dataset name) and the integer property id; features are stored as bytes
+in x (little-endian float32 rows, or (int32 column, float32 value) pairs of the non-zeros for
+sparse features), labels in y, the split in split. See docs/ARCHITECTURE.md.
 With --backend ladybug the same model goes into a Ladybug file (node and rel tables; no server):
 the loader is its only writer, so do not train from the file while it loads.
 """
@@ -24,9 +25,9 @@ from src.client import add_connection_args, connect, settings_from_args, validat
 from src.datasets import SYNTHETIC, SYNTHETIC_DEFAULTS, load_dataset  # noqa: E402
 from src.errors import ArgumentParser, UsageError, run_cli  # noqa: E402
 from src.ladybug_client import DEFAULT_DIR, LadybugClient, add_ladybug_args, path_from_args  # noqa: E402
-from src.loader import (EDGE_BATCH, IMPORT_MIN_EDGES, METHODS, NODE_BATCH, LoadConfig, LoadReport,  # noqa: E402
+from src.loader import (EDGE_BATCH, FEATURE_FORMATS, IMPORT_MIN_EDGES, METHODS, NODE_BATCH, LoadConfig, LoadReport,  # noqa: E402
                         ensure_loaded)
-from src.schema import GraphSchema, validate_dataset_name  # noqa: E402
+from src.schema import SPARSE_MAX_DENSITY, GraphSchema, validate_dataset_name  # noqa: E402
 
 BACKENDS = ("neo4j", "ladybug")
 SYNTHETIC_FLAGS = ("num_nodes", "avg_degree", "num_features", "num_classes", "seed")
@@ -63,6 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=None,
                    help=f"rows per transaction for unwind (default: {NODE_BATCH:,} nodes, capped at 16 MiB of "
                         f"features, and {EDGE_BATCH:,} relationships); a resumed load keeps its first batch size")
+    p.add_argument("--feature_format", choices=FEATURE_FORMATS, default="auto",
+                   help="how node features are stored in x: dense (F float32 per node) or sparse ((column, value) "
+                        f"pairs of the non-zeros); auto (default): sparse when under {SPARSE_MAX_DENSITY * 100:g}%% of "
+                        "the values are non-zero (e.g. coauthor_phy, cora), else dense. Fixed when a load starts; "
+                        "an existing load keeps its format (use --reset to change it). Neo4j only")
     p.add_argument("--workers", type=int, default=2,
                    help="parallel writer threads for unwind into Neo4j (default: %(default)s)")
     g = p.add_argument_group("synthetic graph (only with --dataset synthetic)")
@@ -89,13 +95,16 @@ def main() -> int:
         validate_dataset_name(args.name, "--name")
     if not (args.dataset.endswith(".npz") and Path(args.dataset).is_file()):
         validate_dataset_name(args.dataset, "--dataset")
-    config = LoadConfig(method=args.method, batch_size=args.batch_size, workers=args.workers, reset=args.reset)
+    config = LoadConfig(method=args.method, batch_size=args.batch_size, workers=args.workers, reset=args.reset,
+                        feature_format=args.feature_format)
     options = {k: getattr(args, k) for k in SYNTHETIC_FLAGS if getattr(args, k) is not None}
     if options and args.dataset.strip().lower() != SYNTHETIC:
         raise UsageError(f"--{' --'.join(options)} apply only to --dataset {SYNTHETIC}, not {args.dataset!r}")
     if args.backend == "ladybug":
         if args.method != "auto":
             raise UsageError("--method applies to Neo4j only; drop it for --backend ladybug")
+        if args.feature_format == "sparse":
+            raise UsageError("--feature_format sparse applies to Neo4j only; Ladybug stores dense rows")
         report = load_ladybug(args, config, options)
     else:
         client = connect(settings_from_args(args), max_retry_time=args.neo4j_retry_s)

@@ -47,8 +47,8 @@ class Neo4jBackend(DatabaseBackend):
         if not self.use_adjacency and self.use_procedures:
             log.info("dataset %s: no adjacency property; the procedures walk the relationships "
                      "(re-run the loader to add it)", schema.dataset)
-        self.feature_store = Neo4jFeatureStore(client, schema, self.num_nodes, self.num_features, cache_mb=cache_mb,
-                                               use_procedures=self.use_procedures)
+        self.feature_store = Neo4jFeatureStore.from_record(client, schema, record, cache_mb=cache_mb,
+                                                           use_procedures=self.use_procedures)
         self.graph_store = Neo4jGraphStore(client, schema, self.num_nodes)
         self._server_pid = local_server_pid(client.settings.uri)
 

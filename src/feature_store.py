@@ -4,7 +4,8 @@
 here, ``LadybugFeatureStore`` in src/backend_ladybug.py); they differ only in how rows are read.
 
 One round trip per batch (chunked when large) fetches both ``x`` and ``y`` for the unique ids
-of the batch; rows come back as packed float32 bytes and are decoded with one ``np.frombuffer``.
+of the batch; rows come back as stored (dense float32 or sparse (column, value) pairs, see
+src/schema.py) and are decoded to dense rows with one ``np.frombuffer`` (and one scatter).
 An optional hot-node cache (budget in MB, off by default) keeps rows of nodes seen early, which
 under neighbour sampling are mostly high-degree nodes that every batch touches again.
 """
@@ -14,6 +15,7 @@ import logging
 import threading
 from abc import abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ from torch_geometric.data.feature_store import TensorAttr
 from src import procedures
 from src.client import Neo4jClient
 from src.errors import UserError
-from src.schema import GraphSchema, decode_features
+from src.schema import DENSE, GraphSchema, decode_features, row_bytes
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +93,15 @@ class DatabaseFeatureStore(FeatureStore):
     reload_hint = "python loaders/load_into_neo4j.py"  # the command that (re)loads a dataset
     where = "Neo4j"
 
-    def __init__(self, schema: GraphSchema, num_nodes: int, num_features: int, *, cache_mb: float = 0.0,
-                 chunk_size: int = 20_000) -> None:
+    def __init__(self, schema: GraphSchema, num_nodes: int, num_features: int, *, encoding: str = DENSE,
+                 density: float | None = None, cache_mb: float = 0.0, chunk_size: int = 20_000) -> None:
+        """``encoding``/``density``: the dataset record's ``feature_encoding``/``feature_density``."""
         super().__init__()
         self.schema = schema
         self.num_nodes = num_nodes
         self.num_features = num_features
+        self.encoding = encoding
+        self.row_bytes = row_bytes(encoding, num_features, density)
         self.chunk_size = chunk_size
         self.cache = FeatureCache(cache_mb, num_features) if cache_mb > 0 else None
         self.stats = FetchStats()
@@ -148,10 +153,11 @@ class DatabaseFeatureStore(FeatureStore):
             raise UserError(f"nodes {missing} of dataset {self.schema.dataset!r} are missing in {self.where}; "
                             f"reload it with `{self.reload_hint} --dataset {self.schema.dataset}`")
         try:
-            x = decode_features(xs, self.num_features)
-        except (ValueError, TypeError):
-            raise UserError(f"feature property {self.schema.x_prop!r} of dataset {self.schema.dataset!r} is not "
-                            f"{self.num_features} packed float32 values; reload the dataset") from None
+            x = decode_features(xs, self.num_features, self.encoding)
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"feature property {self.schema.x_prop!r} of dataset {self.schema.dataset!r} does not "
+                            f"hold {self.encoding} rows of {self.num_features} features ({exc}); reload the dataset"
+                            ) from None
         y = np.asarray([-1 if v is None else v for v in ys], dtype=np.int64)
         # Rows may come back in any order: put them in the order asked for.
         order = np.argsort(got_a)
@@ -200,11 +206,21 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
     """Rows from Neo4j: the ``gnn.fetchRows`` procedure when the server has it, else Cypher."""
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, num_nodes: int, num_features: int,
-                 *, cache_mb: float = 0.0, chunk_size: int = 20_000, use_procedures: bool | None = None) -> None:
-        super().__init__(schema, num_nodes, num_features, cache_mb=cache_mb,
-                         chunk_size=min(chunk_size, procedures.rows_per_call(num_features)))
+                 *, encoding: str = DENSE, density: float | None = None, cache_mb: float = 0.0,
+                 chunk_size: int = 20_000, use_procedures: bool | None = None) -> None:
+        super().__init__(schema, num_nodes, num_features, encoding=encoding, density=density, cache_mb=cache_mb,
+                         chunk_size=chunk_size)
+        self.chunk_size = min(chunk_size, procedures.rows_per_call(self.row_bytes))
         self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
         self.client = client
+
+    @classmethod
+    def from_record(cls, client: Neo4jClient, schema: GraphSchema, record: dict, **kwargs: Any
+                    ) -> "Neo4jFeatureStore":
+        """The store for the dataset whose ``(:GnnDataset)`` record is ``record`` (sizes, encoding)."""
+        return cls(client, schema, int(record["num_nodes"]), int(record["num_features"]),
+                   encoding=record.get("feature_encoding", DENSE), density=record.get("feature_density"),
+                   **kwargs)
 
     def _read_rows(self, ids: list[int]) -> list[tuple[int, bytes, int | None]]:
         return self.client.read_tx(lambda tx: tx.run(self._query, ids=ids).values("id", "x", "y"))
@@ -212,7 +228,8 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
     def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.use_procedures:
             return super()._fetch_unique(ids)
-        # gnn.fetchRows: rows in order, as packed bytes
-        self.stats.round_trips += -(-len(ids) // procedures.rows_per_call(self.num_features))
+        # gnn.fetchRows: rows in order, as stored bytes + lengths
+        self.stats.round_trips += -(-len(ids) // procedures.rows_per_call(self.row_bytes))
         self.stats.rows_fetched += len(ids)
-        return procedures.fetch_rows(self.client, self.schema, ids, num_features=self.num_features)
+        return procedures.fetch_rows(self.client, self.schema, ids, num_features=self.num_features,
+                                     encoding=self.encoding, row_bytes=self.row_bytes)

@@ -101,7 +101,7 @@ def ensure_loaded(client: LadybugClient, dataset: GraphDataset, schema: GraphSch
                         dataset.num_nodes, dataset.num_edges)
     t = time.perf_counter()
     report.nodes_written = write_nodes(client, dataset, schema, nodes_done, dataset.num_nodes,
-                                       config.node_batch(dataset.num_features), progress=config.progress)
+                                       config.node_batch(4 * dataset.num_features), progress=config.progress)
     report.phases["nodes"] = time.perf_counter() - t
     t = time.perf_counter()
     report.relationships_written = write_edges(client, dataset, schema, edges_done,

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import neo4j
 import numpy as np
+import scipy.sparse as sp
 from neo4j import exceptions as neo4j_exc
 from tqdm import tqdm
 
@@ -38,7 +39,10 @@ from src.client import Neo4jClient
 from src.datasets import GraphDataset, synthetic_params_from_name
 from src.errors import UsageError, UserError
 from src.neo4j_local import ADMIN_CLASS, LocalNeo4j
-from src.schema import DATASET_LABEL, SPLITS, GraphSchema, decode_features, encode_adjacency, encode_features
+from src.schema import (
+    DATASET_LABEL, DENSE, SPLITS, GraphSchema, choose_feature_encoding, decode_features, encode_adjacency, encode_rows,
+    feature_density, row_bytes, split_rows,
+)
 
 if TYPE_CHECKING:
     from src.csr_sampler import CSRGraph
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 BATCH_LABEL = "GnnLoadBatch"  # one marker node per committed batch of an unwind load
 METHODS = ("auto", "unwind", "import")
 EDGE_SHAPES = ("groups", "pairs")
+FEATURE_FORMATS = ("auto", "dense", "sparse")
 NODE_BATCH = 10_000  # nodes per transaction
 EDGE_BATCH = 50_000  # relationships per transaction
 NODE_BATCH_BYTES = 16 << 20  # cap on feature bytes per node transaction (wide features, small heap)
@@ -78,6 +83,7 @@ class LoadConfig:
     edge_shape: str = "groups"  # "groups": one row per source node; "pairs": one row per edge
     import_min_edges: int = IMPORT_MIN_EDGES
     import_memory: str = "2g"  # --max-off-heap-memory of neo4j-admin import
+    feature_format: str = "auto"  # auto: sparse rows below SPARSE_MAX_DENSITY non-zeros (src/schema.py)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -88,14 +94,32 @@ class LoadConfig:
             raise UsageError(f"invalid --workers {self.workers}: use at least 1")
         if self.edge_shape not in EDGE_SHAPES:
             raise UsageError(f"invalid edge shape {self.edge_shape!r}: use one of {', '.join(EDGE_SHAPES)}")
+        if self.feature_format not in FEATURE_FORMATS:
+            raise UsageError(f"invalid --feature_format {self.feature_format!r}: use one of {', '.join(FEATURE_FORMATS)}")
 
-    def node_batch(self, num_features: int) -> int:
+    def node_batch(self, bytes_per_node: int) -> int:
         """Nodes per transaction, capped so wide feature rows do not exhaust the server's heap."""
-        cap = max(1, NODE_BATCH_BYTES // max(4 * num_features, 1))
+        cap = max(1, NODE_BATCH_BYTES // max(bytes_per_node, 1))
         return min(self.batch_size or NODE_BATCH, cap)
 
     def edge_batch(self) -> int:
         return self.batch_size or EDGE_BATCH
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """How a load stores ``x``: the encoding (src/schema.py) and the density that chose it."""
+
+    encoding: str
+    density: float
+
+    @classmethod
+    def choose(cls, ds: GraphDataset, requested: str) -> "FeatureLayout":
+        density = feature_density(ds.x)
+        return cls(choose_feature_encoding(density, requested), density)
+
+    def row_bytes(self, num_features: int) -> int:
+        return row_bytes(self.encoding, num_features, self.density)
 
 
 @dataclass
@@ -218,11 +242,12 @@ def ensure_loaded(
                             dataset.num_nodes, dataset.num_edges)
         _create_id_constraint(client, schema)
     elif _choose_method(client, dataset, config, server) == "import":  # a resumed load is not empty: unwind
-        report = _load_offline(client, dataset, schema, fingerprint, config, server or LocalNeo4j())
+        layout = FeatureLayout.choose(dataset, config.feature_format)
+        report = _load_offline(client, dataset, schema, fingerprint, config, layout, server or LocalNeo4j())
     else:
         if record is None:
-            record = _create_record(client, dataset, schema, fingerprint, config.node_batch(dataset.num_features),
-                                    config.edge_batch(), "unwind")
+            record = _create_record(client, dataset, schema, fingerprint, config,
+                                    FeatureLayout.choose(dataset, config.feature_format), "unwind")
         report = _load_unwind(client, dataset, schema, record, config)
     t = time.perf_counter()
     add_adjacency(client, dataset, schema, config)
@@ -324,13 +349,15 @@ def _conflict(record: dict[str, Any], schema: GraphSchema, fingerprint: str) -> 
 
 
 def _create_record(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fingerprint: str,
-                   node_batch: int, edge_batch: int, method: str) -> dict[str, Any]:
-    """The record of a new load (complete = false); the batch layout is fixed here for resumes."""
+                   config: LoadConfig, layout: FeatureLayout, method: str) -> dict[str, Any]:
+    """The record of a new load (complete = false); batch layout and feature encoding are fixed here for resumes."""
     props = {
         "label": schema.label, "rel_type": schema.rel_type, "source": ds.name,
         "num_nodes": ds.num_nodes, "num_edges": ds.num_edges, "num_features": ds.num_features,
-        "num_classes": ds.num_classes, "fingerprint": fingerprint, "feature_encoding": "float32-le",
-        "complete": False, "method": method, "node_batch": node_batch, "edge_batch": edge_batch,
+        "num_classes": ds.num_classes, "fingerprint": fingerprint,
+        "feature_encoding": layout.encoding, "feature_density": layout.density,
+        "complete": False, "method": method, "node_batch": config.node_batch(layout.row_bytes(ds.num_features)),
+        "edge_batch": config.edge_batch(),
         "started_at": time.time(),
     }
     recs = client.write(
@@ -391,14 +418,15 @@ def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, *,
     want_split = {_SPLIT_NAMES[c]: int(n) for c, n in zip(*np.unique(codes, return_counts=True))}
     if got_split != want_split:
         problems.append(f"split counts {got_split} instead of {want_split}")
-    problems += _check_feature_sample(client, ds, s)
+    record = dataset_record(client, s.dataset) or {}
+    problems += _check_feature_sample(client, ds, s, record.get("feature_encoding", DENSE))
     if problems:
         raise UserError(f"dataset {s.dataset!r} in {where} does not match {ds.name}: {'; '.join(problems)}; "
                         "reload it with --reset")
 
 
-def _check_feature_sample(client: Neo4jClient, ds: GraphDataset, s: GraphSchema) -> list[str]:
-    """Feature width from the byte length and a few rows bit for bit (catches encoding bugs)."""
+def _check_feature_sample(client: Neo4jClient, ds: GraphDataset, s: GraphSchema, encoding: str) -> list[str]:
+    """A few rows, stored bytes and decoded values, bit for bit (catches encoding bugs)."""
     if ds.num_nodes == 0:
         return []
     ids = np.unique(np.random.default_rng().integers(0, ds.num_nodes, VERIFY_SAMPLE))
@@ -406,13 +434,21 @@ def _check_feature_sample(client: Neo4jClient, ds: GraphDataset, s: GraphSchema)
                        f"RETURN n.`{s.id_prop}` AS id, n.`{s.x_prop}` AS x ORDER BY id", ids=ids.tolist())
     if [r["id"] for r in recs] != ids.tolist():
         return ["sampled node ids are missing"]
-    widths = {len(r["x"] or b"") for r in recs}
-    if widths != {4 * ds.num_features}:
-        return [f"feature byte lengths {sorted(widths)} instead of {4 * ds.num_features} ({ds.num_features} float32)"]
-    got = decode_features([bytes(r["x"]) for r in recs], ds.num_features)
+    stored = [bytes(r["x"] or b"") for r in recs]
+    if stored != split_rows(*encode_rows(feature_rows(ds, ids), encoding)):
+        return [f"sampled feature rows differ from the source (encoding {encoding})"]
+    try:
+        got = decode_features(stored, ds.num_features, encoding)
+    except ValueError as exc:
+        return [f"sampled feature rows do not decode: {exc}"]
     if got.tobytes() != np.ascontiguousarray(ds.features(ids), dtype="<f4").tobytes():
-        return ["sampled feature rows differ from the source"]
+        return ["sampled feature rows decode to other values than the source"]
     return []
+
+
+def feature_rows(ds: GraphDataset, ids: np.ndarray) -> Any:
+    """Rows ``ids`` of ``x`` to encode: a CSR slice for sparse sources (never densified), else dense."""
+    return ds.x[ids] if sp.issparse(ds.x) else ds.features(ids)
 
 
 # --------------------------------------------------------------------------------------------
@@ -488,6 +524,7 @@ def _load_unwind(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, rec
     done = _done_batches(client, schema.dataset)
     resumed = any(done.values())
     node_batch, edge_batch = int(record["node_batch"]), int(record["edge_batch"])
+    encoding = record.get("feature_encoding", DENSE)
     if resumed:
         log.info("resuming %s: %d node and %d relationship batches already committed (batches of %d nodes / "
                  "%d relationships, as when the load started)", schema.dataset, len(done["nodes"]),
@@ -500,7 +537,7 @@ def _load_unwind(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, rec
     codes = ds.split_codes()
 
     def node_params(lo: int, hi: int) -> dict[str, Any]:
-        xs = encode_features(ds.features(np.arange(lo, hi)))
+        xs = split_rows(*encode_rows(feature_rows(ds, np.arange(lo, hi)), encoding))
         ys = np.asarray(ds.y[lo:hi]).tolist()
         splits = _SPLIT_NAMES[codes[lo:hi]].tolist()
         return {"rows": [{"id": i, "x": x, "y": y, "split": sp}
@@ -643,7 +680,7 @@ def _points_at(uri: str, port: int) -> bool:
 
 
 def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fingerprint: str,
-                  config: LoadConfig, server: LocalNeo4j) -> LoadReport:
+                  config: LoadConfig, layout: FeatureLayout, server: LocalNeo4j) -> LoadReport:
     """CSV files, stop the server, neo4j-admin import, restart, constraints and record.
 
     Not resumable: an interrupted import leaves an empty database behind (or, if this process
@@ -654,7 +691,7 @@ def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fi
     t0 = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="import-", dir=server.root))
     try:
-        nodes_csv, rels_csv = write_import_csv(ds, workdir, progress=config.progress)
+        nodes_csv, rels_csv = write_import_csv(ds, workdir, encoding=layout.encoding, progress=config.progress)
         report.phases["csv"] = time.perf_counter() - t0
         st = server.state()
         assert st is not None  # checked by import_blockers
@@ -678,7 +715,7 @@ def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fi
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     _create_bookkeeping_constraints(client)
-    _create_record(client, ds, schema, fingerprint, config.node_batch(ds.num_features), config.edge_batch(), "import")
+    _create_record(client, ds, schema, fingerprint, config, layout, "import")
     t = time.perf_counter()
     _create_id_constraint(client, schema)
     report.phases["index"] = time.perf_counter() - t
@@ -713,32 +750,33 @@ def _run_import_tool(server: LocalNeo4j, schema: GraphSchema, nodes_csv: Path, r
 
 # CSV writing, vectorised: a Python loop over 25M rows would take longer than the import itself.
 _BYTE_FIELDS = np.array([list(f"{v:04d};".encode()) for v in [*range(128), *range(-128, 0)]], dtype=np.uint8)
+SPARSE_CSV_CHUNK = 1 << 13  # sparse rows per CSV chunk: ragged rows need a mask over every output character
 _SPLIT_FIELDS = np.frombuffer(b"trainval  test      ", dtype=np.uint8).reshape(4, 5)  # trimmed by the tool
 
 
-def write_import_csv(ds: GraphDataset, out_dir: Path, *, progress: bool = True,
+def write_import_csv(ds: GraphDataset, out_dir: Path, *, encoding: str = DENSE, progress: bool = True,
                      node_chunk: int = 1 << 16, edge_chunk: int = 1 << 21) -> tuple[Path, Path]:
     """Node and relationship CSV files for ``neo4j-admin database import full``.
 
-    Features go in a ``byte[]`` column (the float32 bytes as signed decimals separated by ``;``),
-    which the tool stores as the same byte array a ``bytes`` parameter would give. Numbers are
-    zero-padded to a fixed width so whole chunks are formatted as one uint8 array.
+    Features go in a ``byte[]`` column (the stored bytes of ``encoding`` as signed decimals
+    separated by ``;``), which the tool stores as the same byte array a ``bytes`` parameter would
+    give. Numbers are zero-padded to a fixed width so whole chunks are formatted as uint8 arrays.
     """
     nodes_csv, rels_csv = out_dir / "nodes.csv", out_dir / "relationships.csv"
     id_width = len(str(max(ds.num_nodes - 1, 0)))
     y = np.asarray(ds.y)
     y_width = 1 + len(str(int(np.abs(y).max()) if y.size else 0))
-    split_rows = ds.split_codes().astype(np.intp) % 4  # -1 (no split) -> the blank row 3
+    split_codes = ds.split_codes().astype(np.intp) % 4  # -1 (no split) -> the blank row 3
     with open(nodes_csv, "wb") as fh, tqdm(total=ds.num_nodes, unit="node", unit_scale=True, desc="csv nodes",
                                            disable=not progress) as bar:
         fh.write(b"id:ID{id-type:long},x:byte[],y:long,split\n")
-        for lo, hi in ds.iter_node_chunks(node_chunk):
-            raw = np.ascontiguousarray(ds.features(np.arange(lo, hi)), dtype="<f4").view(np.uint8)
-            cols = [_digits(np.arange(lo, hi), id_width), _column(hi - lo, ","),
-                    _BYTE_FIELDS[raw].reshape(hi - lo, -1)[:, :-1], _column(hi - lo, ","),
-                    _signed_digits(y[lo:hi], y_width), _column(hi - lo, ","), _SPLIT_FIELDS[split_rows[lo:hi]],
-                    _column(hi - lo, "\n")]
-            fh.write(np.concatenate(cols, axis=1).tobytes())
+        for lo, hi in ds.iter_node_chunks(node_chunk if encoding == DENSE else min(node_chunk, SPARSE_CSV_CHUNK)):
+            raw, lengths = encode_rows(feature_rows(ds, np.arange(lo, hi)), encoding)
+            head = np.concatenate([_digits(np.arange(lo, hi), id_width), _column(hi - lo, ",")], axis=1)
+            tail = np.concatenate([_column(hi - lo, ","), _signed_digits(y[lo:hi], y_width), _column(hi - lo, ","),
+                                   _SPLIT_FIELDS[split_codes[lo:hi]], _column(hi - lo, "\n")], axis=1)
+            fields = _BYTE_FIELDS[np.frombuffer(raw, dtype=np.uint8)].reshape(-1)
+            fh.write(_csv_lines(head, fields, 5 * lengths, tail).tobytes())
             bar.update(hi - lo)
     with open(rels_csv, "wb") as fh, tqdm(total=ds.num_edges, unit="rel", unit_scale=True, desc="csv relationships",
                                           disable=not progress) as bar:
@@ -749,6 +787,28 @@ def write_import_csv(ds: GraphDataset, out_dir: Path, *, progress: bool = True,
             fh.write(np.concatenate(cols, axis=1).tobytes())
             bar.update(hi - lo)
     return nodes_csv, rels_csv
+
+
+def _csv_lines(head: np.ndarray, fields: np.ndarray, field_chars: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """Rows ``head[i] + fields of row i without their last ";" + tail[i]`` as one uint8 array.
+
+    ``fields`` holds the ``field_chars[i]`` characters of every row back to back (each >= 1).
+    Equal widths (dense rows) are one 2-D concatenation; ragged rows (sparse) are placed with a
+    boolean mask over the output, so no index array per character is built.
+    """
+    n = len(head)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint8)
+    if (field_chars == field_chars[0]).all():
+        return np.concatenate([head, fields.reshape(n, -1)[:, :-1], tail], axis=1)
+    body = np.delete(fields, np.cumsum(field_chars) - 1)  # the trailing ";" of every row
+    seg = np.empty((n, 3), dtype=np.int64)
+    seg[:, 0], seg[:, 1], seg[:, 2] = head.shape[1], field_chars - 1, tail.shape[1]
+    is_body = np.repeat(np.tile(np.array([False, True, False]), n), seg.reshape(-1))
+    out = np.empty(len(is_body), dtype=np.uint8)
+    out[is_body] = body
+    out[~is_body] = np.concatenate([head, tail], axis=1).reshape(-1)
+    return out
 
 
 def _column(n: int, char: str) -> np.ndarray:

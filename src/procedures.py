@@ -8,7 +8,8 @@ Cypher in ``bench/sampler_procedures.py``.
 - :func:`sample_hop` draws exactly the sample of the Cypher query in :mod:`src.graph_sampler`
   for the same per-node minstd states (same neighbour order, same Floyd arithmetic), so the two
   paths are interchangeable and the Cypher one stays the reference.
-- :func:`fetch_rows` returns the packed float32 ``x`` and integer ``y`` of a list of ids, in order.
+- :func:`fetch_rows` returns the ``x`` rows (dense after decoding, whatever their stored encoding)
+  and integer ``y`` of a list of ids, in order.
 
 The local server (``jobs/neo4j.sh start``) builds and installs the plugin itself. On another
 server (``NEO4J_URI``) copy ``data/neo4j/plugin-<version>/gnn-procedures.jar`` into its plugins
@@ -26,7 +27,7 @@ from neo4j import exceptions as neo4j_exc
 
 from src.client import Neo4jClient
 from src.errors import UserError
-from src.schema import GraphSchema
+from src.schema import DENSE, GraphSchema, decode_rows
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,17 @@ PROCEDURES = ("gnn.fetchRows", "gnn.sampleHop", "gnn.sampleHops")
 # Rows per gnn.fetchRows call: bounds the server-side byte array (8192 rows x 1433 float32 of cora
 # = 47 MB); a single huge array could exhaust the server's heap, which exits the JVM.
 ROWS_PER_CALL = 8192
-CALL_BYTES = 16 * 2**20  # feature bytes per call: wide rows (coauthor_phy: 33 KB) must not flood the heap
+CALL_BYTES = 16 * 2**20  # feature bytes per call: wide rows (coauthor_phy dense: 33 KB) must not flood the heap
 
 
-def rows_per_call(num_features: int | None) -> int:
-    """Rows per ``gnn.fetchRows`` call: at most ROWS_PER_CALL and about CALL_BYTES of features."""
-    if not num_features:
+def rows_per_call(row_bytes: int | None) -> int:
+    """Rows per ``gnn.fetchRows`` call: at most ROWS_PER_CALL and about CALL_BYTES of stored rows.
+
+    ``row_bytes``: expected stored bytes per node (:func:`src.schema.row_bytes`); None = unknown.
+    """
+    if not row_bytes:
         return ROWS_PER_CALL
-    return max(1, min(ROWS_PER_CALL, CALL_BYTES // (4 * num_features)))
+    return max(1, min(ROWS_PER_CALL, CALL_BYTES // row_bytes))
 
 _HOP_QUERY = ("CALL gnn.sampleHop($label, $rel_type, $id_prop, $ids, $states, $fanout, $adj_prop) "
               "YIELD counts, neighbours RETURN counts, neighbours")
@@ -50,7 +54,7 @@ _HOPS_QUERY = ("CALL gnn.sampleHops($label, $rel_type, $id_prop, $adj_prop, $see
 MINSTD_MODULUS = 2_147_483_647
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _ROWS_QUERY = ("CALL gnn.fetchRows($label, $id_prop, $x_prop, $y_prop, $ids) "
-               "YIELD x, y, missing RETURN x, y, missing")
+               "YIELD x, lengths, y, missing RETURN x, lengths, y, missing")
 
 _available: weakref.WeakKeyDictionary[Neo4jClient, bool] = weakref.WeakKeyDictionary()
 _available_lock = threading.Lock()
@@ -146,15 +150,19 @@ def _check_known(schema: GraphSchema, ids: np.ndarray, counts: np.ndarray) -> No
         raise KeyError(f"nodes {missing} of dataset {schema.dataset!r} are not in Neo4j")
 
 
-def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray,
-               *, num_features: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num_features: int | None = None,
+               encoding: str = DENSE, row_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features ``float32 [len(ids), F]`` and labels ``int64 [len(ids)]`` in ``ids`` order (repeats allowed).
 
-    ``F`` comes from the stored bytes; pass ``num_features`` to check it (and to shape an empty
-    result). Missing ids raise :class:`UserError`, as in :class:`Neo4jFeatureStore`.
+    ``encoding`` is how ``x`` is stored (the dataset record's ``feature_encoding``); rows are
+    decoded to dense here. ``num_features`` (``F``) is required for sparse rows; for dense rows it
+    comes from the stored bytes if not given. ``row_bytes`` (expected stored bytes per node) sizes
+    the calls. Missing ids raise :class:`UserError`, as in :class:`Neo4jFeatureStore`.
     """
     ids = np.asarray(ids, dtype=np.int64)
-    step = rows_per_call(num_features)
+    if num_features is None and encoding != DENSE:
+        raise ValueError(f"num_features is needed to decode {encoding} rows")
+    step = rows_per_call(row_bytes if row_bytes else 4 * num_features if num_features else None)
     chunks = [ids[i:i + step].tolist() for i in range(0, len(ids), step)]
     base = {"label": schema.label, "id_prop": schema.id_prop, "x_prop": schema.x_prop, "y_prop": schema.y_prop}
 
@@ -168,17 +176,16 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray,
                         f"reload it with `python loaders/load_into_neo4j.py --dataset {schema.dataset}`")
     if num_features is None:
         num_features = len(recs[0]["x"]) // (4 * len(chunks[0])) if recs else 0
-    # One copy of the (immutable) Bolt bytes into writable arrays, as torch.from_numpy needs.
     x = np.empty((len(ids), num_features), dtype=np.float32)
     y = np.empty(len(ids), dtype=np.int64)
     start = 0
     for rec, chunk in zip(recs, chunks):
         stop = start + len(chunk)
-        if len(rec["x"]) != 4 * num_features * len(chunk):
-            raise UserError(f"feature property {schema.x_prop!r} of dataset {schema.dataset!r} holds "
-                            f"{len(rec['x']) / len(chunk):g} bytes per node, expected {4 * num_features} "
-                            f"({num_features} float32); reload the dataset")
-        x[start:stop] = np.frombuffer(rec["x"], dtype="<f4").reshape(len(chunk), num_features)
+        try:
+            x[start:stop] = decode_rows(rec["x"], np.frombuffer(rec["lengths"], dtype="<i4"), num_features, encoding)
+        except ValueError as exc:
+            raise UserError(f"feature property {schema.x_prop!r} of dataset {schema.dataset!r} does not hold "
+                            f"{encoding} rows of {num_features} features ({exc}); reload the dataset") from None
         y[start:stop] = np.frombuffer(rec["y"], dtype="<i8")
         start = stop
     return x, y

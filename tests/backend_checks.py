@@ -34,6 +34,8 @@ def check_features_bit_exact(fs, ds: GraphDataset) -> None:
     """Rows in the order asked for, repeats allowed, float32 bit for bit; the PyG API agrees."""
     ids = np.random.default_rng(0).integers(0, ds.num_nodes, 3000)
     ids[:10] = ids[0]  # repeated ids
+    zero_rows = np.flatnonzero(~ds.features(np.arange(ds.num_nodes)).any(axis=1))[:100]
+    ids[10:10 + len(zero_rows)] = zero_rows  # all-zero rows (citeseer has 15)
     x, y = fs.fetch(ids)
     assert x.dtype == np.float32 and x.shape == (3000, ds.num_features)
     assert np.array_equal(x.view(np.uint32), ds.features(ids).view(np.uint32))

@@ -36,6 +36,7 @@ def loaded_dataset(client: Neo4jClient):
     """``loaded_dataset("cora") -> (GraphDataset, GraphSchema, record)`` loaded once under ``pytest_<name>``.
 
     The stable name makes re-runs against the same database a no-op load (verified by counts).
+    ``feature_format`` other than auto (dense, sparse) loads under ``pytest_<name>_<format>``.
     """
     from src.datasets import load_dataset
     from src.loader import LoadConfig, ensure_loaded, require_loaded
@@ -43,12 +44,13 @@ def loaded_dataset(client: Neo4jClient):
 
     cache: dict[str, tuple] = {}
 
-    def load(name: str):
-        if name not in cache:
+    def load(name: str, feature_format: str = "auto"):
+        key = f"pytest_{name}" + ("" if feature_format == "auto" else f"_{feature_format}")
+        if key not in cache:
             ds = load_dataset(name)
-            schema = GraphSchema.for_dataset(f"pytest_{name}")
-            ensure_loaded(client, ds, schema, LoadConfig(progress=False))
-            cache[name] = (ds, schema, require_loaded(client, schema.dataset))
-        return cache[name]
+            schema = GraphSchema.for_dataset(key)
+            ensure_loaded(client, ds, schema, LoadConfig(progress=False, feature_format=feature_format))
+            cache[key] = (ds, schema, require_loaded(client, schema.dataset))
+        return cache[key]
 
     return load

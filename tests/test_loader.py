@@ -24,7 +24,7 @@ from src.loader import (
     BATCH_LABEL, LoadConfig, dataset_record, delete_dataset, ensure_loaded, require_loaded, write_import_csv,
 )
 from src.neo4j_local import LocalNeo4j, free_port
-from src.schema import DATASET_LABEL, GraphSchema, encode_features
+from src.schema import DATASET_LABEL, DENSE, SPARSE, GraphSchema, encode_features
 
 pytestmark = pytest.mark.neo4j
 
@@ -125,7 +125,8 @@ def test_cora_loads_exactly(client: Neo4jClient, cora: GraphDataset, loaded_cora
     recs = client.read(f"UNWIND $ids AS i MATCH (n:`{schema.label}` {{id: i}}) RETURN n.id AS id, n.x AS x",
                        ids=ids.tolist())
     got = {r["id"]: bytes(r["x"]) for r in recs}
-    assert [got[i] for i in ids.tolist()] == encode_features(cora.features(ids))  # bit for bit
+    assert require_loaded(client, schema.dataset)["feature_encoding"] == SPARSE  # auto: 1.3% non-zero
+    assert [got[i] for i in ids.tolist()] == encode_features(cora.features(ids), SPARSE)  # bit for bit
 
 
 def test_record_and_readers(client: Neo4jClient, cora: GraphDataset, loaded_cora) -> None:
@@ -232,16 +233,18 @@ def test_import_is_refused_on_a_non_empty_database(client: Neo4jClient, cora: Gr
     assert dataset_record(client, schema.dataset) is None and client.count_nodes(schema.label) == 0
 
 
-def test_import_csv_encodes_features_bit_exact(tmp_path: Path, cora: GraphDataset) -> None:
+@pytest.mark.parametrize("encoding", [DENSE, SPARSE])
+def test_import_csv_encodes_features_bit_exact(tmp_path: Path, cora: GraphDataset, encoding: str) -> None:
     ds = subgraph(cora, 120)
     ds.x[0, :3] = [-0.0, np.float32(1e-42), -np.inf]  # sign bit, subnormal, negative bytes
-    nodes_csv, rels_csv = write_import_csv(ds, tmp_path, progress=False)
+    ds.x[5] = 0  # an all-zero row
+    nodes_csv, rels_csv = write_import_csv(ds, tmp_path, encoding=encoding, progress=False, node_chunk=50)
     header, *rows = nodes_csv.read_text().splitlines()
     assert header == "id:ID{id-type:long},x:byte[],y:long,split"
     fields = [r.split(",") for r in rows]
     assert [int(f[0]) for f in fields] == list(range(ds.num_nodes))
     got = [np.array(f[1].split(";"), dtype=np.int64).astype(np.int8).tobytes() for f in fields]
-    assert got == encode_features(ds.features(np.arange(ds.num_nodes)))
+    assert got == encode_features(ds.features(np.arange(ds.num_nodes)), encoding)
     assert [int(f[2]) for f in fields] == ds.y.tolist()
     names = {0: "train", 1: "val", 2: "test", -1: ""}
     assert [f[3].strip() for f in fields] == [names[c] for c in ds.split_codes().tolist()]
@@ -303,7 +306,8 @@ def test_offline_import_into_own_server(tmp_path: Path, cora: GraphDataset) -> N
             assert (report.status, report.method) == ("loaded", "import")
             assert_exact(own, cora, schema)
             x = {r["id"]: bytes(r["x"]) for r in own.read("MATCH (n:cora) RETURN n.id AS id, n.x AS x")}
-            assert [x[i] for i in range(cora.num_nodes)] == encode_features(cora.x)
+            assert require_loaded(own, "cora")["feature_encoding"] == SPARSE
+            assert [x[i] for i in range(cora.num_nodes)] == encode_features(cora.x, SPARSE)
             assert require_loaded(own, "cora")["method"] == "import"
             again = ensure_loaded(own, cora, schema, LoadConfig(progress=False), server=server)
             assert again.status == "already loaded"

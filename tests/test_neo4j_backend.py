@@ -19,6 +19,7 @@ from src.feature_store import Neo4jFeatureStore
 from src.graph_sampler import MINSTD_MODULUS, Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
 from tests import backend_checks as checks
+from src.schema import DENSE, SPARSE
 
 
 @pytest.fixture(scope="module")
@@ -39,22 +40,28 @@ MODES = {"cypher": {"use_procedures": False}, "procedure": {"use_procedures": Tr
 
 
 @pytest.mark.parametrize("use_procedures", [False, True], ids=["cypher", "procedure"])
-def test_features_bit_exact_in_order_with_repeats(client: Neo4jClient, cora, use_procedures: bool) -> None:
-    ds, schema, rec = cora
-    checks.check_features_bit_exact(
-        Neo4jFeatureStore(client, schema, ds.num_nodes, ds.num_features, use_procedures=use_procedures), ds)
+@pytest.mark.parametrize(("name", "feature_format", "encoding"), [
+    ("cora", "auto", SPARSE),  # 1.3% non-zero
+    ("cora", "dense", DENSE),
+    ("citeseer", "auto", SPARSE),  # 0.85% non-zero, 15 all-zero rows
+])
+def test_features_bit_exact_in_order_with_repeats(client: Neo4jClient, loaded_dataset, use_procedures: bool,
+                                                  name: str, feature_format: str, encoding: str) -> None:
+    ds, schema, rec = loaded_dataset(name, feature_format)
+    assert rec["feature_encoding"] == encoding
+    checks.check_features_bit_exact(Neo4jFeatureStore.from_record(client, schema, rec, use_procedures=use_procedures), ds)
 
 
 def test_unknown_ids_clear_error(client: Neo4jClient, cora) -> None:
-    ds, schema, _ = cora
-    fs = Neo4jFeatureStore(client, schema, ds.num_nodes, ds.num_features)
+    ds, schema, rec = cora
+    fs = Neo4jFeatureStore.from_record(client, schema, rec)
     with pytest.raises(UserError, match="unknown node ids"):
         fs.fetch(np.array([0, ds.num_nodes + 5]))
 
 
 def test_hot_node_cache_hits_and_stays_exact(client: Neo4jClient, cora) -> None:
-    ds, schema, _ = cora
-    checks.check_hot_node_cache(Neo4jFeatureStore(client, schema, ds.num_nodes, ds.num_features, cache_mb=64), ds)
+    ds, schema, rec = cora
+    checks.check_hot_node_cache(Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=64), ds)
 
 
 def test_graph_store_sizes_and_guard(client: Neo4jClient, cora) -> None:

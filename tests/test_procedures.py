@@ -23,7 +23,7 @@ from src.graph_sampler import MINSTD_MODULUS, hop_query
 from src.neo4j_local import LocalNeo4j
 from src.csr_sampler import CSRGraph
 from src.procedures import ROWS_PER_CALL, fetch_rows, has_procedures, hop_states, sample_hop, sample_hops
-from src.schema import GraphSchema, encode_adjacency, encode_features
+from src.schema import DENSE, SPARSE, GraphSchema, encode_adjacency, encode_features
 
 pytestmark = pytest.mark.neo4j
 
@@ -32,11 +32,11 @@ FANOUTS = (0, 1, 5, 15, 200, -1)  # 200 > cora's largest in-degree (168): every 
 
 # -- helpers --------------------------------------------------------------------------------------
 def load_graph(client: Neo4jClient, label: str, x: np.ndarray, y: list[int | None],
-               edges: list[tuple[int, int]]) -> GraphSchema:
+               edges: list[tuple[int, int]], encoding: str = DENSE) -> GraphSchema:
     """Store a small hand-made graph in the storage model (``None`` in ``y`` leaves ``y`` unset)."""
     schema = GraphSchema.for_dataset(label, label=label)
     client.write(f"CREATE CONSTRAINT `{schema.constraint_name}` FOR (n:`{label}`) REQUIRE n.`{schema.id_prop}` IS UNIQUE")
-    rows = [{"id": i, "x": row, "y": y[i]} for i, row in enumerate(encode_features(x))]
+    rows = [{"id": i, "x": row, "y": y[i]} for i, row in enumerate(encode_features(x, encoding))]
     client.write(f"UNWIND $rows AS r CREATE (:`{label}` {{id: r.id, x: r.x, y: r.y}})", rows=rows)
     client.write(f"UNWIND $rows AS r MATCH (a:`{label}` {{id: r[0]}}) MATCH (b:`{label}` {{id: r[1]}}) "
                  f"CREATE (a)-[:`{schema.rel_type}`]->(b)", rows=[list(e) for e in edges])
@@ -105,10 +105,10 @@ def procs(client: Neo4jClient, neo4j_settings) -> None:
 
 @pytest.fixture(scope="module")
 def cora(loaded_dataset, procs) -> tuple[GraphSchema, dict]:
-    """cora as src/loader.py stores it (the shared ``pytest_cora``), with its source arrays."""
-    ds, schema, _ = loaded_dataset("cora")
+    """cora as src/loader.py stores it (the shared ``pytest_cora``, sparse rows), with its source arrays."""
+    ds, schema, rec = loaded_dataset("cora")
     return schema, {"x": ds.features(np.arange(ds.num_nodes)), "y": np.asarray(ds.y),
-                    "edge_index": np.asarray(ds.edge_index)}
+                    "edge_index": np.asarray(ds.edge_index), "encoding": rec["feature_encoding"]}
 
 
 @pytest.fixture(scope="module")
@@ -371,7 +371,7 @@ def test_hop_states_mirror_java_and_stay_in_range() -> None:
 def test_fetch_rows_bit_exact_in_order_with_repeats(client: Neo4jClient, cora) -> None:
     schema, d = cora
     ids = np.random.default_rng(0).integers(0, len(d["y"]), size=ROWS_PER_CALL + 1808)  # two calls
-    x, y = fetch_rows(client, schema, ids, num_features=d["x"].shape[1])
+    x, y = fetch_rows(client, schema, ids, num_features=d["x"].shape[1], encoding=d["encoding"])
     assert x.dtype == np.float32 and y.dtype == np.int64 and x.shape == (len(ids), d["x"].shape[1])
     assert x.flags.writeable and y.flags.writeable  # torch.from_numpy needs writable memory
     np.testing.assert_array_equal(x.view(np.uint32), d["x"][ids].view(np.uint32))
@@ -391,8 +391,27 @@ def test_fetch_rows_missing_ids_raise(client: Neo4jClient, cora) -> None:
 
 
 def test_fetch_rows_wrong_width_raises(client: Neo4jClient, cora) -> None:
-    with pytest.raises(UserError, match="expected 400"):
-        fetch_rows(client, cora[0], np.array([1, 2]), num_features=100)
+    schema, d = cora
+    with pytest.raises(UserError, match="does not hold .* rows of 100 features.*beyond 100"):
+        fetch_rows(client, schema, np.array([1, 2]), num_features=100, encoding=d["encoding"])
+    with pytest.raises(UserError, match="does not hold float32-le rows.*expected 400"):
+        fetch_rows(client, schema, np.array([1, 2]), num_features=100)  # sparse rows read as dense
+
+
+def test_fetch_rows_variable_length_rows(client: Neo4jClient, procs) -> None:
+    """Sparse rows of different lengths, an all-zero row, -0.0, NaN and a subnormal, bit for bit."""
+    x = np.zeros((6, 40), dtype=np.float32)
+    x[0, [3, 39]] = [1.5, -2.0]
+    x[2, :] = np.arange(40) + 1  # a full row
+    x[3, 0], x[4, 7], x[5, 1] = -0.0, np.nan, np.float32(1e-42)  # row 1 stays all zero
+    schema = load_graph(client, f"T_{uuid.uuid4().hex[:12]}", x, list(range(6)), [], encoding=SPARSE)
+    try:
+        ids = np.array([5, 1, 2, 1, 0, 4, 3])
+        got, y = fetch_rows(client, schema, ids, num_features=40, encoding=SPARSE)
+        np.testing.assert_array_equal(got.view(np.uint32), x[ids].view(np.uint32))
+        assert y.tolist() == ids.tolist()
+    finally:
+        drop_graph(client, schema)
 
 
 def test_fetch_rows_empty(client: Neo4jClient, cora) -> None:

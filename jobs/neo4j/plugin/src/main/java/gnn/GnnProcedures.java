@@ -101,13 +101,16 @@ public final class GnnProcedures {
     public static final class RowsResult {
         /** Concatenated {@code xProp} byte arrays of the found nodes, in the order of {@code ids}. */
         public byte[] x;
+        /** Little-endian int32 byte length of each found node's {@code xProp} (rows may differ: sparse rows). */
+        public byte[] lengths;
         /** Little-endian int64 {@code yProp} per found node (-1 when the property is absent). */
         public byte[] y;
-        /** Ids without a node; their rows are left out of {@code x} and {@code y}. */
+        /** Ids without a node; their rows are left out of {@code x}, {@code lengths} and {@code y}. */
         public List<Long> missing;
 
-        RowsResult(byte[] x, byte[] y, List<Long> missing) {
+        RowsResult(byte[] x, byte[] lengths, byte[] y, List<Long> missing) {
             this.x = x;
+            this.lengths = lengths;
             this.y = y;
             this.missing = missing;
         }
@@ -486,9 +489,10 @@ public final class GnnProcedures {
     }
 
     @Procedure(name = "gnn.fetchRows", mode = Mode.READ)
-    @Description("gnn.fetchRows(label, idProp, xProp, yProp, ids) :: (x :: BYTES, y :: BYTES, missing :: LIST<INTEGER>)"
-            + " - for every found node (:label {idProp: ids[i]}), in ids order (repeats allowed): its xProp bytes"
-            + " concatenated into x and its yProp as int64 LE in y (-1 when absent); ids without a node in missing.")
+    @Description("gnn.fetchRows(label, idProp, xProp, yProp, ids) :: (x :: BYTES, lengths :: BYTES, y :: BYTES,"
+            + " missing :: LIST<INTEGER>) - for every found node (:label {idProp: ids[i]}), in ids order (repeats"
+            + " allowed): its xProp bytes concatenated into x, their length as int32 LE in lengths, and its yProp as"
+            + " int64 LE in y (-1 when absent); ids without a node in missing.")
     public Stream<RowsResult> fetchRows(
             @Name("label") String label,
             @Name("idProp") String idProp,
@@ -500,7 +504,7 @@ public final class GnnProcedures {
         List<byte[]> rows = new ArrayList<>(ids.size());
         LongList ys = new LongList(Math.max(16, ids.size()));
         List<Long> missing = new ArrayList<>();
-        int width = -1;
+        long total = 0;
         for (Long id : ids) {
             Node node = tx.findNode(lbl, idProp, id);
             if (node == null) {
@@ -513,11 +517,10 @@ public final class GnnProcedures {
                         + "}) has no byte[] property " + xProp + " (found " + describe(x) + ")");
             }
             byte[] row = (byte[]) x;
-            if (width < 0) {
-                width = row.length;
-            } else if (row.length != width) {
-                throw new IllegalArgumentException("gnn.fetchRows: node (:" + label + " {" + idProp + ": " + id
-                        + "}) has " + row.length + " bytes in " + xProp + ", earlier rows have " + width);
+            total += row.length;
+            if (total > Integer.MAX_VALUE - 8) {
+                throw new IllegalArgumentException("gnn.fetchRows: the rows of " + ids.size() + " ids exceed 2 GiB;"
+                        + " ask for fewer ids per call");
             }
             rows.add(row);
             Object y = node.getProperty(yProp, null);
@@ -527,13 +530,15 @@ public final class GnnProcedures {
             }
             ys.add(y == null ? -1L : ((Number) y).longValue());
         }
-        byte[] xs = new byte[rows.size() * Math.max(width, 0)];
+        byte[] xs = new byte[(int) total];
+        ByteBuffer lengths = ByteBuffer.allocate(rows.size() * Integer.BYTES).order(ByteOrder.LITTLE_ENDIAN);
         int off = 0;
         for (byte[] row : rows) {
             System.arraycopy(row, 0, xs, off, row.length);
             off += row.length;
+            lengths.putInt(row.length);
         }
-        return Stream.of(new RowsResult(xs, ys.toLittleEndianBytes(), missing));
+        return Stream.of(new RowsResult(xs, lengths.array(), ys.toLittleEndianBytes(), missing));
     }
 
     /**
