@@ -55,13 +55,32 @@ class BackendRun:
     load_seconds: float | None = None
 
 
-def recorded_load_seconds(backend: str, dataset: str, training: Sequence[str]) -> float | None:
-    """Seconds the loader took to put ``dataset`` into the backend's database (None: no database)."""
-    if backend == "neo4j":
-        from src.client import connect
-        from src.loader import dataset_record
+def recorded_load_seconds(backend: str, dataset: str, training: Sequence[str],
+                          env: dict[str, str] | None = None) -> float | None:
+    """Seconds the loader took to put ``dataset`` into the backend's database (None: no database).
 
-        with connect() as client:
+    ``env`` is the job's extra environment: a ``GNN_NEO4J_DIR`` there (the scale sweep's server
+    per size) names the local server to ask instead of the default one.
+    """
+    try:
+        return _recorded_load_seconds(backend, dataset, training, env or {})
+    except Exception as exc:  # the run itself is done and logged: a missing figure must not end the benchmark
+        log.warning("%s: could not read the dataset load time of %s (%s)", backend, dataset, exc)
+        return None
+
+
+def _recorded_load_seconds(backend: str, dataset: str, training: Sequence[str],
+                           env: dict[str, str]) -> float | None:
+    if backend == "neo4j":
+        from src.client import Neo4jSettings, connect
+        from src.loader import dataset_record
+        from src.neo4j_local import LocalNeo4j
+
+        settings = None
+        if env.get("GNN_NEO4J_DIR"):
+            info = LocalNeo4j(root=Path(env["GNN_NEO4J_DIR"])).connection_info() or {}
+            settings = Neo4jSettings(uri=info.get("uri", ""), password=info.get("password", ""), local=True)
+        with connect(settings) as client:
             record = dataset_record(client, dataset)
     elif backend == "ladybug":
         from src.ladybug_client import LadybugClient, default_path
@@ -108,7 +127,7 @@ def run_backend(backend: str, run_name: str, *, dataset: str, ranks: int, log_di
           f"test acc {metrics.test_acc_at_best_val}", flush=True)
     return BackendRun(backend, run_name, metrics,
                       float(last.iloc[0]) if len(last) else None,
-                      load_before, load_average(), wall, recorded_load_seconds(backend, dataset, training))
+                      load_before, load_average(), wall, recorded_load_seconds(backend, dataset, training, env))
 
 
 def fmt(value: float | None, spec: str) -> str:

@@ -68,7 +68,7 @@ def main() -> int:
     memory = FullGraphBackend(ds, **common)
     client = connect(max_pool_size=4)  # NEO4J_* environment, else the local server
     record = require_loaded(client, ds.name)
-    schema = GraphSchema.for_dataset(ds.name, label=record["label"], rel_type=record["rel_type"])
+    schema = GraphSchema.from_record(record)
     neo4j = Neo4jBackend(client, schema, record, **common)
     if not torch.equal(memory.split_nodes(args.split), neo4j.split_nodes(args.split)):
         raise UserError(f"the {args.split} split in Neo4j differs from the dataset file: reload "
