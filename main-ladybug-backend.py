@@ -11,7 +11,7 @@ Several machines: each needs the file (copy it); run with --num_nodes N --node_r
 """
 from __future__ import annotations
 
-from src.backend_database import train_on_database
+from src.backend_database import add_database_backend_args, check_database_backend_args, train_on_database
 from src.backend_ladybug import LadybugBackend
 from src.errors import ArgumentParser, UsageError, run_cli
 from src.ladybug_client import LadybugClient, add_ladybug_args, path_from_args
@@ -24,15 +24,12 @@ def main() -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     add_training_args(parser)
     add_ladybug_args(parser)
-    g = parser.add_argument_group("Ladybug backend")
-    g.add_argument("--cache_mb", type=float, default=0.0,
-                   help="per-rank cache of feature rows of hot nodes in MiB; 0 disables it (default: %(default)s)")
+    g = add_database_backend_args(parser, "Ladybug backend")
     g.add_argument("--ladybug_threads", type=int, default=1,
                    help="threads Ladybug may use per query (default: %(default)s; the prefetch threads "
                         "already run queries in parallel)")
     args = parser.parse_args()
-    if args.cache_mb < 0:
-        raise UsageError(f"--cache_mb must be >= 0 (got {args.cache_mb})")
+    check_database_backend_args(args)
     if args.ladybug_threads < 1:
         raise UsageError(f"--ladybug_threads must be >= 1 (got {args.ladybug_threads})")
     cfg = parse_training_config(args)

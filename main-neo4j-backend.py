@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 
-from src.backend_database import train_on_database
+from src.backend_database import add_database_backend_args, check_database_backend_args, train_on_database
 from src.backend_neo4j import Neo4jBackend
 from src.client import add_connection_args, connect, settings_from_args
-from src.errors import ArgumentParser, UsageError, run_cli
+from src.errors import ArgumentParser, run_cli
 from src.loader import require_loaded
 from src.schema import GraphSchema, validate_dataset_name
 from src.train_cli import add_training_args, configure_console_logging, parse_training_config
@@ -25,15 +25,12 @@ def main() -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     add_training_args(parser)
     add_connection_args(parser)
-    g = parser.add_argument_group("Neo4j backend")
-    g.add_argument("--cache_mb", type=float, default=0.0,
-                   help="per-rank cache of feature rows of hot nodes in MiB; 0 disables it (default: %(default)s)")
+    g = add_database_backend_args(parser, "Neo4j backend")
     g.add_argument("--cypher_only", action="store_true",
                    help="sample and fetch with plain Cypher even if the server has the gnn.* procedures "
                         "(jobs/neo4j/plugin; same samples, slower)")
     args = parser.parse_args()
-    if args.cache_mb < 0:
-        raise UsageError(f"--cache_mb must be >= 0 (got {args.cache_mb})")
+    check_database_backend_args(args)
     cfg = parse_training_config(args)
     validate_dataset_name(cfg.dataset, "--dataset")  # before anything talks to Neo4j
     configure_console_logging()

@@ -8,6 +8,7 @@ stores, the sampler and the query for a split's ids.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Sequence
@@ -18,7 +19,7 @@ from torch import Tensor
 from torch_geometric.loader import NodeLoader
 
 from src.csr_sampler import HopSampler
-from src.errors import UserError
+from src.errors import UsageError, UserError
 from src.feature_store import DatabaseFeatureStore
 from src.graph_store import CypherGraphStore
 from src.prefetch import PrefetchLoader
@@ -115,3 +116,17 @@ def train_on_database(client: Any, make_backend: Callable[[], DatabaseBackend], 
         raise
     with backend:
         train(backend, cfg)
+
+
+def add_database_backend_args(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
+    """The flag group every database backend's entry script starts from (``--cache_mb``)."""
+    group = parser.add_argument_group(title)
+    group.add_argument("--cache_mb", type=float, default=0.0,
+                       help="per-rank cache of feature rows of hot nodes in MiB; 0 disables it (default: %(default)s)")
+    return group
+
+
+def check_database_backend_args(args: argparse.Namespace) -> None:
+    """Usage errors of :func:`add_database_backend_args`' flags, before anything is opened."""
+    if args.cache_mb < 0:
+        raise UsageError(f"--cache_mb must be >= 0 (got {args.cache_mb})")
