@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -24,27 +23,17 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from src.ports import free_port_pair  # noqa: E402
+
 DEFAULT_TRAINING = ["--epochs", "1", "--fanouts", "5,5", "--num_layers", "2", "--hidden_channels", "64",
                     "--batch_size", "64", "--num_loader_threads", "1"]
 
 
-def free_port() -> int:
-    """A port that is free together with its successor (the partitioned backend's RPC port)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-
-
 def run(label: str, name: str, world: int, args: list[str], out: Path) -> list[dict[str, Any]]:
     """One training job of ``world`` local ranks; returns each rank's summary + last epoch stats."""
-    port = free_port()
+    port = free_port_pair()
     cmd = [sys.executable, str(REPO / "in-memory-alternative.py"), *args, "--run_name", name,
            "--log_dir", str(out / "logs"), "--checkpoint_dir", str(out / "ckpt"),
            "--num_nodes", str(world), "--master_addr", "127.0.0.1", "--master_port", str(port)]

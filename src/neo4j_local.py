@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src.errors import ArgumentParser, UsageError, UserError, run_cli
+from src.ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import pytest
 from src.datasets import GraphDataset, load_dataset
 from src.errors import UsageError
 from src.partition import PartitionConfig, partition_dataset
+from src.ports import free_port_pair
+from tests.subprocs import communicate_all
 
 REPO = Path(__file__).resolve().parent.parent
 PROCESS_TIMEOUT = 240  # seconds; generous because the 2-core test machine may be shared
@@ -90,21 +91,6 @@ if __name__ == "__main__":
 
 
 # ------------------------------------------------------------------------------------ helpers
-def free_port() -> int:
-    """A free port whose successor (the RPC service's port) is free too."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 65535:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port + 1))
-                    return port
-                except OSError:
-                    continue
-
-
 def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
 
@@ -112,16 +98,7 @@ def env() -> dict[str, str]:
 def run_two(argv_of_rank: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess]:
     procs = [subprocess.Popen(argv, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for argv in argv_of_rank]
-    results = []
-    for proc in procs:
-        try:
-            out, err = proc.communicate(timeout=PROCESS_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            for p in procs:
-                p.kill()
-            raise
-        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
-    return results
+    return communicate_all(procs, PROCESS_TIMEOUT)
 
 
 def partition_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -277,7 +254,7 @@ def probe(tmp_path: Path, root_dir: Path, seeds: np.ndarray, *extra: str) -> lis
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     np.save(tmp_path / "seeds.npy", seeds)
-    port = free_port()
+    port = free_port_pair()
     return run_two([[sys.executable, str(script), "--rank", str(r), "--port", str(port), "--parts", str(root_dir),
                      "--out", str(tmp_path / f"rank{r}.npz"), "--seeds", str(tmp_path / "seeds.npy"),
                      "--fanouts", ",".join(map(str, FANOUTS)), *extra] for r in range(2)], tmp_path)
@@ -354,7 +331,7 @@ def test_dead_peer_gives_one_line_error_quickly(tmp_path: Path, parts: dict, dat
 
 @pytest.mark.slow
 def test_two_rank_training_on_cora_learns_and_logs_both_ranks(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_port_pair()
     args = ["--dataset", "cora", "--epochs", "10", "--fanouts", "10,10", "--num_layers", "2",
             "--hidden_channels", "64", "--batch_size", "32", "--lr", "0.01", "--num_loader_threads", "1",
             "--eval_every", "5", "--partition_dir", "parts", "--log_dir", "logs", "--checkpoint_dir", "ckpt",

@@ -27,6 +27,7 @@ from src.datasets import load_dataset
 from src.errors import UsageError, UserError
 from src.train_cli import add_training_args, parse_training_config
 from src.trainer import TrainConfig, epoch_shard, train
+from tests.subprocs import communicate_all
 
 REPO = Path(__file__).resolve().parent.parent
 PROCESS_TIMEOUT = 240  # seconds; generous because the 2-core test machine may be shared
@@ -150,16 +151,7 @@ def run_ranks(script: Path, tmp: Path, per_rank_args: list[list[str]]) -> list[s
         )
         for rank, args in enumerate(per_rank_args)
     ]
-    results = []
-    for proc in procs:
-        try:
-            out, err = proc.communicate(timeout=PROCESS_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            for p in procs:
-                p.kill()
-            raise
-        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
-    return results
+    return communicate_all(procs, PROCESS_TIMEOUT)
 
 
 def tails(results: list[subprocess.CompletedProcess]) -> str:
