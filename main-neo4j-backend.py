@@ -25,7 +25,7 @@ def main() -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     add_training_args(parser)
     add_connection_args(parser)
-    g = add_database_backend_args(parser, "Neo4j backend")
+    g = add_database_backend_args(parser, "Neo4j backend", server_projection=True)
     g.add_argument("--cypher_only", action="store_true",
                    help="sample and fetch with plain Cypher even if the server has the gnn.* procedures "
                         "(jobs/neo4j/plugin; same samples, slower)")
@@ -42,7 +42,8 @@ def main() -> int:
         record = require_loaded(client, cfg.dataset)
         return Neo4jBackend(client, GraphSchema.from_record(record), record, fanouts=cfg.fanouts,
                             batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
-                            cache_mb=args.cache_mb, use_procedures=False if args.cypher_only else None)
+                            cache_mb=args.cache_mb, use_procedures=False if args.cypher_only else None,
+                            projection_mb=args.projection_mb)
 
     train_on_database(client, make_backend, cfg)
     return 0

@@ -23,6 +23,7 @@ from src.errors import UsageError, UserError
 from src.feature_store import DatabaseFeatureStore
 from src.graph_store import CypherGraphStore
 from src.prefetch import PrefetchLoader
+from src.procedures import DEFAULT_PROJECTION_MB
 from src.schema import SPLITS, GraphSchema
 from src.trainer import TrainConfig, train
 
@@ -118,11 +119,20 @@ def train_on_database(client: Any, make_backend: Callable[[], DatabaseBackend], 
         train(backend, cfg)
 
 
-def add_database_backend_args(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
-    """The flag group every database backend's entry script starts from (``--cache_mb``)."""
+def add_database_backend_args(parser: argparse.ArgumentParser, title: str, *, server_projection: bool = False
+                              ) -> argparse._ArgumentGroup:
+    """The flag group every database backend's entry script starts from (``--cache_mb``; with
+    ``server_projection`` also ``--projection_mb``, for a server running the gnn.* procedures)."""
     group = parser.add_argument_group(title)
     group.add_argument("--cache_mb", type=float, default=0.0,
                        help="per-rank cache of feature rows of hot nodes in MiB; 0 disables it (default: %(default)s)")
+    if server_projection:
+        group.add_argument("--projection_mb", type=float, default=DEFAULT_PROJECTION_MB,
+                           help="server heap (MiB) the gnn.* procedures may spend on an in-memory projection of the "
+                                "dataset (neighbour lists, feature rows, labels), built on first use and shared by "
+                                "all ranks; it is dropped on any write to the database, and a dataset that does not "
+                                "fit is read from the store as with 0 (default: %(default)s; keep it well below the "
+                                "server's heap, NEO4J_HEAP)")
     return group
 
 
@@ -130,3 +140,5 @@ def check_database_backend_args(args: argparse.Namespace) -> None:
     """Usage errors of :func:`add_database_backend_args`' flags, before anything is opened."""
     if args.cache_mb < 0:
         raise UsageError(f"--cache_mb must be >= 0 (got {args.cache_mb})")
+    if getattr(args, "projection_mb", 0.0) < 0:
+        raise UsageError(f"--projection_mb must be >= 0 (got {args.projection_mb}); 0 disables the projection")

@@ -30,9 +30,11 @@ class Neo4jBackend(DatabaseBackend):
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, record: dict[str, Any], *,
                  fanouts: Sequence[int], batch_size: int, num_loader_threads: int, cache_mb: float = 0.0,
-                 use_procedures: bool | None = None, use_adjacency: bool | None = None) -> None:
+                 use_procedures: bool | None = None, use_adjacency: bool | None = None,
+                 projection_mb: float = 0.0) -> None:
         """``use_adjacency`` None: read the packed adjacency property when the procedures are there and
-        the dataset record says it was written (``adjacency``); False walks the relationships."""
+        the dataset record says it was written (``adjacency``); False walks the relationships.
+        ``projection_mb``: server heap budget of the dataset's projections (see src/procedures.py)."""
         retain_freed_memory()  # per-batch feature buffers are tens of MB: reuse, do not re-fault
         super().__init__(schema, record, fanouts=fanouts, batch_size=batch_size,
                          num_loader_threads=num_loader_threads)
@@ -47,8 +49,10 @@ class Neo4jBackend(DatabaseBackend):
         if not self.use_adjacency and self.use_procedures:
             log.info("dataset %s: no adjacency property; the procedures walk the relationships "
                      "(re-run the loader to add it)", schema.dataset)
+        self.projection_mb = projection_mb if self.use_procedures else 0.0
         self.feature_store = Neo4jFeatureStore.from_record(client, schema, record, cache_mb=cache_mb,
-                                                           use_procedures=self.use_procedures)
+                                                           use_procedures=self.use_procedures,
+                                                           projection_mb=self.projection_mb)
         self.graph_store = Neo4jGraphStore(client, schema, self.num_nodes)
         self._server_pid = local_server_pid(client.settings.uri)
 
@@ -57,14 +61,16 @@ class Neo4jBackend(DatabaseBackend):
 
     def _make_sampler(self, seed: int) -> Neo4jNeighborSampler:
         return Neo4jNeighborSampler(self.client, self.schema, self.fanouts, seed=seed,
-                                    use_procedures=self.use_procedures, use_adjacency=self.use_adjacency)
+                                    use_procedures=self.use_procedures, use_adjacency=self.use_adjacency,
+                                    projection_mb=self.projection_mb)
 
     def server_pid(self) -> int | None:
         """Pid of the local Neo4j server (to log its RSS), None for a remote server."""
         return self._server_pid
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "procedures": self.use_procedures, "adjacency": self.use_adjacency}
+        return {**super().stats(), "procedures": self.use_procedures, "adjacency": self.use_adjacency,
+                "projection_mb": self.projection_mb}
 
     def close(self) -> None:
         self.client.close()

@@ -207,12 +207,14 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, num_nodes: int, num_features: int,
                  *, encoding: str = DENSE, density: float | None = None, cache_mb: float = 0.0,
-                 chunk_size: int = 20_000, use_procedures: bool | None = None) -> None:
+                 chunk_size: int = 20_000, use_procedures: bool | None = None, projection_mb: float = 0.0) -> None:
+        """``projection_mb``: server heap budget of a projection of the rows (src/procedures.py)."""
         super().__init__(schema, num_nodes, num_features, encoding=encoding, density=density, cache_mb=cache_mb,
                          chunk_size=chunk_size)
         self.chunk_size = min(chunk_size, procedures.rows_per_call(self.row_bytes))
         self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
         self.client = client
+        self.projection_mb = projection_mb
 
     @classmethod
     def from_record(cls, client: Neo4jClient, schema: GraphSchema, record: dict, **kwargs: Any
@@ -232,4 +234,4 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
         self.stats.round_trips += -(-len(ids) // procedures.rows_per_call(self.row_bytes))
         self.stats.rows_fetched += len(ids)
         return procedures.fetch_rows(self.client, self.schema, ids, num_features=self.num_features,
-                                     encoding=self.encoding, row_bytes=self.row_bytes)
+                                     encoding=self.encoding, row_bytes=self.row_bytes, projection_mb=self.projection_mb)

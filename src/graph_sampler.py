@@ -20,7 +20,9 @@ the dataset has the packed adjacency property (``GraphSchema.adj_prop``, written
 the procedure reads a node's neighbours from it (one property read) instead of walking its
 relationship chain. Per-node states are then derived on the server from one client state per hop
 (:func:`src.procedures.hop_states`). Every path is reproducible under ``seed`` and checked against
-the Cypher query or the in-memory graph in tests/test_procedures.py.
+the Cypher query or the in-memory graph in tests/test_procedures.py. With ``projection_mb > 0`` the
+procedures may sample from an in-heap projection of the topology (same samples, see
+:mod:`src.procedures`).
 """
 from __future__ import annotations
 
@@ -66,9 +68,11 @@ class Neo4jNeighborSampler(HopSampler):
     """
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, fanouts: list[int], seed: int | None = None,
-                 *, use_procedures: bool | None = None, use_adjacency: bool = False) -> None:
+                 *, use_procedures: bool | None = None, use_adjacency: bool = False, projection_mb: float = 0.0
+                 ) -> None:
         """``use_adjacency``: read neighbours from ``schema.adj_prop`` (needs the procedures and a
-        dataset record with ``adjacency``); otherwise the procedures walk the relationships."""
+        dataset record with ``adjacency``); otherwise the procedures walk the relationships.
+        ``projection_mb``: server heap budget of a topology projection (0: read the store)."""
         super().__init__(fanouts, seed)
         self.client = client
         self.schema = schema
@@ -77,6 +81,7 @@ class Neo4jNeighborSampler(HopSampler):
         if use_adjacency and not self.use_procedures:
             raise ValueError("the adjacency property is read by the gnn.* procedures only")
         self.adj_prop = schema.adj_prop if use_adjacency else None
+        self.projection_mb = projection_mb
         self.queries = 0
 
     def sample_from_nodes(self, inputs: NodeSamplerInput, **kwargs) -> SamplerOutput:
@@ -89,7 +94,8 @@ class Neo4jNeighborSampler(HopSampler):
         rng = self.batch_rng(seeds)
         states = rng.integers(1, MINSTD_MODULUS, size=len(self.fanouts), dtype=np.int64)
         self.queries += 1
-        hops = procedures.sample_hops(self.client, self.schema, seeds, self.fanouts, states, adj_prop=self.adj_prop)
+        hops = procedures.sample_hops(self.client, self.schema, seeds, self.fanouts, states, adj_prop=self.adj_prop,
+                                      projection_mb=self.projection_mb)
 
         def replay(frontier: np.ndarray, fanout: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
             counts, neighbours = hops[hop]
@@ -107,7 +113,8 @@ class Neo4jNeighborSampler(HopSampler):
         states = rng.integers(1, MINSTD_MODULUS, size=len(frontier), dtype=np.int64)
         self.queries += 1
         if self.use_procedures:
-            return procedures.sample_hop(self.client, self.schema, frontier, states, fanout, adj_prop=self.adj_prop)
+            return procedures.sample_hop(self.client, self.schema, frontier, states, fanout, adj_prop=self.adj_prop,
+                                         projection_mb=self.projection_mb)
         params = {"ids": frontier.tolist(), "states": states.tolist(), "fanout": int(fanout)}
         rec = self.client.read_tx(lambda tx: tx.run(self._query, params).single(strict=True))
         pos = np.asarray(rec["pos"], dtype=np.int64)

@@ -249,7 +249,9 @@ class LocalNeo4j:
         console = open(self.home / "logs" / "console.log", "ab")
         cmd = [
             "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError",
-            "-Dfile.encoding=UTF-8", "-cp", f"{self.lib}/*", MAIN_CLASS,
+            # plugins first, as the stock launcher does: the gnn plugin's database extension (which
+            # keeps its projections fresh) is found on the classpath, procedures in the plugins folder
+            "-Dfile.encoding=UTF-8", "-cp", f"{self.home / 'plugins'}/*:{self.lib}/*", MAIN_CLASS,
             f"--home-dir={self.home}", f"--config-dir={self.home / 'conf'}",
         ]
         proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

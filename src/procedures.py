@@ -10,6 +10,11 @@ Cypher in ``bench/sampler_procedures.py``.
   paths are interchangeable and the Cypher one stays the reference.
 - :func:`fetch_rows` returns the ``x`` rows (dense after decoding, whatever their stored encoding)
   and integer ``y`` of a list of ids, in order.
+- ``projection_mb > 0`` lets the server answer from an in-heap projection of the dataset (CSR of
+  the in-neighbours, the stored rows and labels; built by the first call, shared by all, dropped
+  on any write to the database) when it fits in that many MiB; the answers are bit-identical to
+  the store path's. 0 reads the store (Neo4j's page cache) on every call. :func:`projections`
+  lists what the server holds.
 
 The local server (``jobs/neo4j.sh start``) builds and installs the plugin itself. On another
 server (``NEO4J_URI``) copy ``data/neo4j/plugin-<version>/gnn-procedures.jar`` into its plugins
@@ -31,7 +36,10 @@ from src.schema import DENSE, GraphSchema, decode_rows
 
 log = logging.getLogger(__name__)
 
-PROCEDURES = ("gnn.fetchRows", "gnn.sampleHop", "gnn.sampleHops")
+PROCEDURES = ("gnn.fetchRows", "gnn.sampleHop", "gnn.sampleHops", "gnn.projections")
+# Default server heap budget of a dataset projection (--projection_mb): fits amazon_cs (~45 MiB),
+# coauthor_phy and the 1M-node synthetic graph (~350 MiB) in the default 2 GiB heap.
+DEFAULT_PROJECTION_MB = 512.0
 # Rows per gnn.fetchRows call: bounds the server-side byte array (8192 rows x 1433 float32 of cora
 # = 47 MB); a single huge array could exhaust the server's heap, which exits the JVM.
 ROWS_PER_CALL = 8192
@@ -47,14 +55,31 @@ def rows_per_call(row_bytes: int | None) -> int:
         return ROWS_PER_CALL
     return max(1, min(ROWS_PER_CALL, CALL_BYTES // row_bytes))
 
-_HOP_QUERY = ("CALL gnn.sampleHop($label, $rel_type, $id_prop, $ids, $states, $fanout, $adj_prop) "
-              "YIELD counts, neighbours RETURN counts, neighbours")
-_HOPS_QUERY = ("CALL gnn.sampleHops($label, $rel_type, $id_prop, $adj_prop, $seeds, $fanouts, $hop_states) "
-               "YIELD counts, neighbours RETURN counts, neighbours")
 MINSTD_MODULUS = 2_147_483_647
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_ROWS_QUERY = ("CALL gnn.fetchRows($label, $id_prop, $x_prop, $y_prop, $ids) "
-               "YIELD x, lengths, y, missing RETURN x, lengths, y, missing")
+
+
+def _call(procedure: str, args: str, columns: str, projection_mb: float) -> str:
+    """The CALL of a gnn.* procedure; ``$projection_mb`` is passed only when > 0 (older plugins lack it)."""
+    if projection_mb < 0:
+        raise ValueError(f"projection_mb must be >= 0 (got {projection_mb})")
+    extra = ", $projection_mb" if projection_mb > 0 else ""
+    return f"CALL {procedure}({args}{extra}) YIELD {columns} RETURN {columns}"
+
+
+def _hop_query(projection_mb: float) -> str:
+    return _call("gnn.sampleHop", "$label, $rel_type, $id_prop, $ids, $states, $fanout, $adj_prop",
+                 "counts, neighbours", projection_mb)
+
+
+def _hops_query(projection_mb: float) -> str:
+    return _call("gnn.sampleHops", "$label, $rel_type, $id_prop, $adj_prop, $seeds, $fanouts, $hop_states",
+                 "counts, neighbours", projection_mb)
+
+
+def _rows_query(projection_mb: float) -> str:
+    return _call("gnn.fetchRows", "$label, $id_prop, $x_prop, $y_prop, $ids", "x, lengths, y, missing",
+                 projection_mb)
 
 _available: weakref.WeakKeyDictionary[Neo4jClient, bool] = weakref.WeakKeyDictionary()
 _available_lock = threading.Lock()
@@ -83,8 +108,16 @@ def has_procedures(client: Neo4jClient) -> bool:
     return known
 
 
+def projections(client: Neo4jClient) -> list[dict]:
+    """The dataset projections the server holds now: ``key`` (database/label/idProp/what), ``nodes``,
+    ``bytes`` and ``state`` (``ready``, ``building`` or ``not projected: <why>``)."""
+    return [dict(r) for r in client.read("CALL gnn.projections() YIELD key, nodes, bytes, state "
+                                         "RETURN key, nodes, bytes, state ORDER BY key")]
+
+
 def sample_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, states: np.ndarray,
-               fanout: int, *, adj_prop: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+               fanout: int, *, adj_prop: str | None = None, projection_mb: float = 0.0
+               ) -> tuple[np.ndarray, np.ndarray]:
     """One hop for ``frontier`` with one minstd state (1..2^31-2) per node; ``fanout < 0`` takes all.
 
     Neighbours come from the packed adjacency property ``adj_prop`` when given (source order, as in
@@ -99,15 +132,18 @@ def sample_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, s
     if len(frontier) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     params = {"label": schema.label, "rel_type": schema.rel_type, "id_prop": schema.id_prop,
-              "ids": frontier.tolist(), "states": states.tolist(), "fanout": int(fanout), "adj_prop": adj_prop or ""}
-    rec = client.read_tx(lambda tx: tx.run(_HOP_QUERY, params).single(strict=True))
+              "ids": frontier.tolist(), "states": states.tolist(), "fanout": int(fanout), "adj_prop": adj_prop or "",
+              "projection_mb": float(projection_mb)}
+    query = _hop_query(projection_mb)
+    rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
     counts, neighbours = _decode(rec["counts"]), _decode(rec["neighbours"])
     _check_known(schema, frontier, counts)
     return counts, neighbours
 
 
 def sample_hops(client: Neo4jClient, schema: GraphSchema, seeds: np.ndarray, fanouts: list[int],
-                hop_states: np.ndarray, *, adj_prop: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                hop_states: np.ndarray, *, adj_prop: str | None = None, projection_mb: float = 0.0
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
     """All hops of one batch in ONE call (``gnn.sampleHops``): ``[(counts, neighbours)]`` per hop.
 
     The server walks the hops itself with the frontier rule of :func:`~src.csr_sampler.sample_multi_hop`
@@ -118,8 +154,9 @@ def sample_hops(client: Neo4jClient, schema: GraphSchema, seeds: np.ndarray, fan
     seeds = np.asarray(seeds, dtype=np.int64)
     params = {"label": schema.label, "rel_type": schema.rel_type, "id_prop": schema.id_prop,
               "adj_prop": adj_prop or "", "seeds": seeds.tolist(), "fanouts": [int(k) for k in fanouts],
-              "hop_states": np.asarray(hop_states, dtype=np.int64).tolist()}
-    rec = client.read_tx(lambda tx: tx.run(_HOPS_QUERY, params).single(strict=True))
+              "hop_states": np.asarray(hop_states, dtype=np.int64).tolist(), "projection_mb": float(projection_mb)}
+    query = _hops_query(projection_mb)
+    rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
     hops = [(_decode(c), _decode(nb)) for c, nb in zip(rec["counts"], rec["neighbours"])]
     if hops:
         _check_known(schema, seeds, hops[0][0])
@@ -151,23 +188,27 @@ def _check_known(schema: GraphSchema, ids: np.ndarray, counts: np.ndarray) -> No
 
 
 def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num_features: int | None = None,
-               encoding: str = DENSE, row_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               encoding: str = DENSE, row_bytes: int | None = None, projection_mb: float = 0.0
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Features ``float32 [len(ids), F]`` and labels ``int64 [len(ids)]`` in ``ids`` order (repeats allowed).
 
     ``encoding`` is how ``x`` is stored (the dataset record's ``feature_encoding``); rows are
     decoded to dense here. ``num_features`` (``F``) is required for sparse rows; for dense rows it
     comes from the stored bytes if not given. ``row_bytes`` (expected stored bytes per node) sizes
     the calls. Missing ids raise :class:`UserError`, as in :class:`Neo4jFeatureStore`.
+    ``projection_mb``: see the module docstring.
     """
     ids = np.asarray(ids, dtype=np.int64)
     if num_features is None and encoding != DENSE:
         raise ValueError(f"num_features is needed to decode {encoding} rows")
     step = rows_per_call(row_bytes if row_bytes else 4 * num_features if num_features else None)
     chunks = [ids[i:i + step].tolist() for i in range(0, len(ids), step)]
-    base = {"label": schema.label, "id_prop": schema.id_prop, "x_prop": schema.x_prop, "y_prop": schema.y_prop}
+    base = {"label": schema.label, "id_prop": schema.id_prop, "x_prop": schema.x_prop, "y_prop": schema.y_prop,
+            "projection_mb": float(projection_mb)}
+    query = _rows_query(projection_mb)
 
     def work(tx: neo4j.ManagedTransaction) -> list[neo4j.Record]:
-        return [tx.run(_ROWS_QUERY, base, ids=chunk).single(strict=True) for chunk in chunks]
+        return [tx.run(query, base, ids=chunk).single(strict=True) for chunk in chunks]
 
     recs = client.read_tx(work) if chunks else []
     missing = [i for rec in recs for i in rec["missing"]]

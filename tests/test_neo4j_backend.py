@@ -33,23 +33,28 @@ def csr(cora) -> CSRGraph:
     return CSRGraph.from_edge_index(np.asarray(ds.edge_index), ds.num_nodes)
 
 
-# The three sampling paths: Cypher (one query per hop), the procedures walking relationships
-# (gnn.sampleHops, one call per batch), and the procedures reading the packed adjacency property.
+# The sampling paths: Cypher (one query per hop), the procedures walking relationships
+# (gnn.sampleHops, one call per batch), the procedures reading the packed adjacency property, and
+# the same from the server's in-heap projection of it.
 MODES = {"cypher": {"use_procedures": False}, "procedure": {"use_procedures": True},
-         "adjacency": {"use_procedures": True, "use_adjacency": True}}
+         "adjacency": {"use_procedures": True, "use_adjacency": True},
+         "projection": {"use_procedures": True, "use_adjacency": True, "projection_mb": 64.0}}
+# The feature paths: Cypher, gnn.fetchRows from the store, gnn.fetchRows from a projection.
+FEATURE_MODES = {"cypher": {"use_procedures": False}, "procedure": {"use_procedures": True},
+                 "projection": {"use_procedures": True, "projection_mb": 64.0}}
 
 
-@pytest.mark.parametrize("use_procedures", [False, True], ids=["cypher", "procedure"])
+@pytest.mark.parametrize("mode", FEATURE_MODES)
 @pytest.mark.parametrize(("name", "feature_format", "encoding"), [
     ("cora", "auto", SPARSE),  # 1.3% non-zero
     ("cora", "dense", DENSE),
     ("citeseer", "auto", SPARSE),  # 0.85% non-zero, 15 all-zero rows
 ])
-def test_features_bit_exact_in_order_with_repeats(client: Neo4jClient, loaded_dataset, use_procedures: bool,
+def test_features_bit_exact_in_order_with_repeats(client: Neo4jClient, loaded_dataset, mode: str,
                                                   name: str, feature_format: str, encoding: str) -> None:
     ds, schema, rec = loaded_dataset(name, feature_format)
     assert rec["feature_encoding"] == encoding
-    checks.check_features_bit_exact(Neo4jFeatureStore.from_record(client, schema, rec, use_procedures=use_procedures), ds)
+    checks.check_features_bit_exact(Neo4jFeatureStore.from_record(client, schema, rec, **FEATURE_MODES[mode]), ds)
 
 
 def test_unknown_ids_clear_error(client: Neo4jClient, cora) -> None:
@@ -87,7 +92,7 @@ def test_forced_sample_equals_in_memory(client: Neo4jClient, cora, csr: CSRGraph
     big = int(csr.degree(np.arange(ds.num_nodes)).max())
     neo, mem = checks.check_forced_sample_equals_in_memory(
         Neo4jNeighborSampler(client, schema, [big, big], seed=0, **MODES[mode]), ds, csr)
-    if mode == "adjacency":  # same neighbour order as the CSR: the very same SamplerOutput
+    if mode in ("adjacency", "projection"):  # same neighbour order as the CSR: the very same SamplerOutput
         assert torch.equal(neo.node, mem.node) and torch.equal(neo.row, mem.row) and torch.equal(neo.col, mem.col)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ from src.errors import UserError
 from src.graph_sampler import MINSTD_MODULUS, hop_query
 from src.neo4j_local import LocalNeo4j
 from src.csr_sampler import CSRGraph
-from src.procedures import ROWS_PER_CALL, fetch_rows, has_procedures, hop_states, sample_hop, sample_hops
+from src.procedures import (ROWS_PER_CALL, fetch_rows, has_procedures, hop_states, projections, sample_hop,
+                            sample_hops)
 from src.schema import DENSE, SPARSE, GraphSchema, encode_adjacency, encode_features
 
 pytestmark = pytest.mark.neo4j
@@ -339,21 +341,25 @@ def test_sample_hops_unknown_seed_and_missing_adjacency(client: Neo4jClient, cor
         sample_hops(client, schema, np.array([0]), [3, 2], np.array([5]))
 
 
-def test_cached_node_references_follow_deletes_and_reloads(client: Neo4jClient, procs) -> None:
-    """The server caches id -> node reference across calls; a deleted or re-created node must not be served stale."""
+@pytest.mark.parametrize("projection_mb", (0.0, 64.0))
+def test_cached_node_references_follow_deletes_and_reloads(client: Neo4jClient, procs, projection_mb: float) -> None:
+    """The server caches id -> node reference (and, with a budget, projects the graph) across calls; a
+    deleted or re-created node must not be served stale."""
     label = f"T_{uuid.uuid4().hex[:12]}"
     schema = load_graph(client, label, np.zeros((4, 1), np.float32), [0, 0, 0, 0], [(0, 1), (2, 1), (3, 2)])
     try:
         frontier, states = np.array([1, 2]), _states(2, 0)
-        assert sample_hop(client, schema, frontier, states, -1)[0].tolist() == [2, 1]  # refs of 1 and 2 now cached
+        counts = sample_hop(client, schema, frontier, states, -1, projection_mb=projection_mb)[0]
+        assert counts.tolist() == [2, 1]  # refs of 1 and 2 now cached
+        assert list(held(client, schema).values()) == (["ready"] if projection_mb else [])
         client.write(f"MATCH (n:`{label}` {{id: 1}}) DETACH DELETE n")
         with pytest.raises(KeyError, match=r"\[1\]"):
-            sample_hop(client, schema, frontier, states, -1)
+            sample_hop(client, schema, frontier, states, -1, projection_mb=projection_mb)
         client.write(f"CREATE (:`{label}` {{id: 1}})")  # same id, new node (and reference), no in-edges
         client.write(f"MATCH (a:`{label}` {{id: 3}}), (b:`{label}` {{id: 1}}) CREATE (a)-[:`{schema.rel_type}`]->(b)")
-        counts, nbrs = sample_hop(client, schema, frontier, states, -1)
+        counts, nbrs = sample_hop(client, schema, frontier, states, -1, projection_mb=projection_mb)
         assert counts.tolist() == [1, 1] and nbrs.tolist() == [3, 3]
-        got = sample_hops(client, schema, np.array([1]), [-1], np.array([9]))
+        got = sample_hops(client, schema, np.array([1]), [-1], np.array([9]), projection_mb=projection_mb)
         assert got[0][1].tolist() == [3]
     finally:
         drop_graph(client, schema)
@@ -417,3 +423,99 @@ def test_fetch_rows_variable_length_rows(client: Neo4jClient, procs) -> None:
 def test_fetch_rows_empty(client: Neo4jClient, cora) -> None:
     x, y = fetch_rows(client, cora[0], np.zeros(0, np.int64), num_features=1433)
     assert x.shape == (0, 1433) and y.shape == (0,)
+
+
+# -- in-heap projections (projection_mb > 0) ------------------------------------------------------
+PROJECTION_MB = 64.0
+
+
+def held(client: Neo4jClient, schema: GraphSchema) -> dict[str, str]:
+    """State of the server's projections of ``schema``'s label, by what they hold."""
+    return {p["key"].split("/", 3)[3]: p["state"] for p in projections(client)
+            if p["key"].split("/")[1] == schema.label}
+
+
+@pytest.mark.parametrize("adjacency", (True, False))
+def test_projection_samples_equal_store_samples(client: Neo4jClient, cora, adjacency: bool) -> None:
+    """Same states, same neighbour order, same Floyd draws: the projection answers as the store does."""
+    schema, d = cora
+    adj = schema.adj_prop if adjacency else None
+    seeds = np.random.default_rng(11).choice(len(d["y"]), 500, replace=False)
+    bases = _states(3, seed=12)
+    store = sample_hops(client, schema, seeds, [15, 10, -1], bases, adj_prop=adj)
+    projected = sample_hops(client, schema, seeds, [15, 10, -1], bases, adj_prop=adj, projection_mb=PROJECTION_MB)
+    source = f"adjacency:{schema.adj_prop}" if adjacency else f"relationships:{schema.rel_type}"
+    assert held(client, schema).get(source) == "ready"
+    for (c, nb), (pc, pnb) in zip(store, projected):
+        np.testing.assert_array_equal(c, pc)
+        np.testing.assert_array_equal(nb, pnb)
+    frontier = np.concatenate([seeds, [999999]])
+    states = _states(len(frontier), seed=13)
+    with pytest.raises(KeyError, match="999999"):
+        sample_hop(client, schema, frontier, states, 5, adj_prop=adj, projection_mb=PROJECTION_MB)
+    got = sample_hop(client, schema, frontier[:-1], states[:-1], 5, adj_prop=adj, projection_mb=PROJECTION_MB)
+    want = sample_hop(client, schema, frontier[:-1], states[:-1], 5, adj_prop=adj)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+def test_projection_rows_equal_store_rows(client: Neo4jClient, cora) -> None:
+    schema, d = cora
+    ids = np.random.default_rng(1).integers(0, len(d["y"]), size=3000)
+    kw = {"num_features": d["x"].shape[1], "encoding": d["encoding"]}
+    x, y = fetch_rows(client, schema, ids, projection_mb=PROJECTION_MB, **kw)
+    assert held(client, schema).get(f"rows:{schema.x_prop}/{schema.y_prop}") == "ready"
+    np.testing.assert_array_equal(x.view(np.uint32), d["x"][ids].view(np.uint32))
+    np.testing.assert_array_equal(y, d["y"][ids])
+    with pytest.raises(UserError, match=r"\[123456, -5\].*missing"):
+        fetch_rows(client, schema, np.array([1, 123456, 2, -5]), projection_mb=PROJECTION_MB, **kw)
+
+
+def test_projection_over_budget_reads_the_store(client: Neo4jClient, odd_graph) -> None:
+    """A dataset bigger than the budget is served from the store (and says why); answers are unchanged."""
+    frontier, states = np.array([0, 1, 4, 2]), _states(4, seed=8)
+    got = sample_hop(client, odd_graph, frontier, states, 3, adj_prop=odd_graph.adj_prop, projection_mb=1e-4)
+    want = sample_hop(client, odd_graph, frontier, states, 3, adj_prop=odd_graph.adj_prop)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert held(client, odd_graph)[f"adjacency:{odd_graph.adj_prop}"].startswith("not projected: needs more than")
+    x, y = fetch_rows(client, odd_graph, np.array([3, 4, 0, 89]), projection_mb=PROJECTION_MB)
+    assert y.tolist() == [-1, 4, -1, 4]  # absent y is -1 from the projection too
+    np.testing.assert_array_equal(x, np.arange(90 * 3, dtype=np.float32).reshape(90, 3)[[3, 4, 0, 89]] / 7)
+
+
+def test_projection_follows_writes(client: Neo4jClient, procs) -> None:
+    """Any committed write drops the projections of its database: the next call sees new neighbours and rows."""
+    label = f"T_{uuid.uuid4().hex[:12]}"
+    schema = load_graph(client, label, np.eye(4, dtype=np.float32), [0, 1, 2, 3], [(0, 1), (2, 1), (3, 2)])
+    adj = schema.adj_prop
+    try:
+        rows = [{"id": i, "b": encode_adjacency(np.array([0, len(v)]), np.array(v, np.int64))[0]}
+                for i, v in enumerate([[], [0, 2], [3], []])]
+        client.write(f"UNWIND $rows AS r MATCH (n:`{label}` {{id: r.id}}) SET n.`{adj}` = r.b", rows=rows)
+        frontier, states = np.array([1, 2]), _states(2, 0)
+        assert sample_hop(client, schema, frontier, states, -1, adj_prop=adj,
+                          projection_mb=PROJECTION_MB)[1].tolist() == [0, 2, 3]
+        x, _ = fetch_rows(client, schema, np.array([2]), projection_mb=PROJECTION_MB)
+        assert x.tolist() == [[0, 0, 1, 0]] and set(held(client, schema).values()) == {"ready"}
+        client.write(f"MATCH (n:`{label}` {{id: 2}}) SET n.`{adj}` = $b, n.x = $x",
+                     b=np.array([1, 0], "<i8").tobytes(), x=np.full(4, 7, "<f4").tobytes())
+        assert held(client, schema) == {}
+        assert sample_hop(client, schema, frontier, states, -1, adj_prop=adj,
+                          projection_mb=PROJECTION_MB)[1].tolist() == [0, 2, 1, 0]
+        x, _ = fetch_rows(client, schema, np.array([2]), projection_mb=PROJECTION_MB)
+        assert x.tolist() == [[7, 7, 7, 7]]
+    finally:
+        drop_graph(client, schema)
+
+
+def test_projection_built_once_for_concurrent_callers(client: Neo4jClient, cora) -> None:
+    """Ranks asking at once share one build and get the store's answer."""
+    schema, d = cora
+    client.write("CREATE (n:GnnProjectionTestWrite) DELETE n")  # any write: start from no projection
+    seeds = np.arange(200, dtype=np.int64)
+    bases = _states(2, seed=4)
+    want = sample_hops(client, schema, seeds, [10, 5], bases, adj_prop=schema.adj_prop)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: sample_hops(client, schema, seeds, [10, 5], bases, adj_prop=schema.adj_prop,
+                                                  projection_mb=PROJECTION_MB), range(4)))
+    assert all(np.array_equal(a, b) for g in got for hop, ref in zip(g, want) for a, b in zip(hop, ref))
+    assert list(held(client, schema).values()) == ["ready"]

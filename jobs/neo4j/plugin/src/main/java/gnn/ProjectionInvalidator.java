@@ -1,0 +1,90 @@
+package gnn;
+
+import static org.neo4j.configuration.GraphDatabaseSettings.SYSTEM_DATABASE_NAME;
+
+import org.neo4j.dbms.api.DatabaseManagementService;
+import org.neo4j.graphdb.GraphDatabaseService;
+import org.neo4j.graphdb.Transaction;
+import org.neo4j.graphdb.event.TransactionData;
+import org.neo4j.graphdb.event.TransactionEventListener;
+import org.neo4j.kernel.extension.ExtensionFactory;
+import org.neo4j.kernel.extension.ExtensionType;
+import org.neo4j.kernel.extension.context.ExtensionContext;
+import org.neo4j.kernel.internal.GraphDatabaseAPI;
+import org.neo4j.kernel.lifecycle.Lifecycle;
+import org.neo4j.kernel.lifecycle.LifecycleAdapter;
+
+/**
+ * Tells {@link Projections} about every write, so no projection outlives the data it copied.
+ *
+ * <p>A database extension (listed in META-INF/services, loaded because the plugins folder is on
+ * the server's classpath, as with the stock neo4j launcher): while a database runs, a
+ * TransactionEventListener on it reports each transaction with data changes before its changes
+ * are applied and after it committed or rolled back. Stopping or dropping the database forgets
+ * its projections (a database re-created under the same name starts clean).
+ */
+public final class ProjectionInvalidator extends ExtensionFactory<ProjectionInvalidator.Dependencies> {
+    /** What the extension needs from the database it runs in. */
+    public interface Dependencies {
+        GraphDatabaseAPI graphDatabaseAPI();
+
+        DatabaseManagementService databaseManagementService();
+    }
+
+    public ProjectionInvalidator() {
+        super(ExtensionType.DATABASE, "gnnProjectionInvalidator");
+    }
+
+    @Override
+    public Lifecycle newInstance(ExtensionContext context, Dependencies deps) {
+        String database = deps.graphDatabaseAPI().databaseName();
+        if (SYSTEM_DATABASE_NAME.equals(database)) {
+            return new LifecycleAdapter();  // holds no datasets, and takes no listeners
+        }
+        Listener listener = new Listener(database);
+        return new LifecycleAdapter() {
+            @Override
+            public void start() {
+                deps.databaseManagementService().registerTransactionEventListener(database, listener);
+                Projections.watch(database);
+            }
+
+            @Override
+            public void stop() {
+                Projections.unwatch(database);
+                deps.databaseManagementService().unregisterTransactionEventListener(database, listener);
+            }
+        };
+    }
+
+    /** Brackets each writing transaction; the state says whether beforeCommit counted it. */
+    private static final class Listener implements TransactionEventListener<Boolean> {
+        private final String database;
+
+        Listener(String database) {
+            this.database = database;
+        }
+
+        @Override
+        public Boolean beforeCommit(TransactionData data, Transaction tx, GraphDatabaseService db) {
+            Projections.writeStarts(database);
+            return Boolean.TRUE;
+        }
+
+        @Override
+        public void afterCommit(TransactionData data, Boolean counted, GraphDatabaseService db) {
+            end(counted);
+        }
+
+        @Override
+        public void afterRollback(TransactionData data, Boolean counted, GraphDatabaseService db) {
+            end(counted);
+        }
+
+        private void end(Boolean counted) {
+            if (counted != null) {
+                Projections.writeEnds(database);
+            }
+        }
+    }
+}
