@@ -56,8 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="delete whatever this name, label or relationship type holds (only that data, in batches) "
                         "and load from scratch; without it a different graph there is refused")
     p.add_argument("--method", choices=METHODS, default="auto",
-                   help="unwind: batched Cypher transactions, any server, resumable. import: neo4j-admin offline "
-                        "import, only into an EMPTY database of the project's local server, which is stopped and "
+                   help="unwind: batched Cypher transactions, any server, resumable. import: offline bulk import "
+                        "(Neo4j's batch importer fed binary arrays, jobs/neo4j/importer; needs Maven and a JDK), "
+                        "only into an EMPTY database of the project's local server, which is stopped and "
                         f"restarted. auto (default): import if that is possible and the graph has >= "
                         f"{IMPORT_MIN_EDGES:,} relationships, else unwind. Neo4j only (Ladybug: batched statements "
                         "for nodes, COPY for relationships)")
@@ -70,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the values are non-zero (e.g. coauthor_phy, cora), else dense. Fixed when a load starts; "
                         "an existing load keeps its format (use --reset to change it). Neo4j only")
     p.add_argument("--workers", type=int, default=2,
-                   help="parallel writer threads for unwind into Neo4j (default: %(default)s)")
+                   help="parallel writer threads for unwind into Neo4j, worker threads of the bulk import "
+                        "(default: %(default)s)")
     g = p.add_argument_group("synthetic graph (only with --dataset synthetic)")
     for flag, kind, text in (("num_nodes", int, "number of nodes"),
                              ("avg_degree", float, "stored (directed) edges per node"),

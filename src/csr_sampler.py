@@ -30,6 +30,8 @@ from torch_geometric.sampler import (
     SamplerOutput,
 )
 
+from src.schema import in_adjacency
+
 HopFn = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
 """``hop_fn(frontier, fanout, hop) -> (counts [len(frontier)], neighbours [sum(counts)])``."""
 
@@ -50,19 +52,12 @@ class CSRGraph:
 
     @classmethod
     def from_edge_index(cls, edge_index: np.ndarray, num_nodes: int) -> CSRGraph:
-        """Build from ``edge_index`` [2, E] (row 0 source, row 1 destination) in O(E log E)."""
-        edge_index = np.asarray(edge_index)
-        if edge_index.ndim != 2 or edge_index.shape[0] != 2:
-            raise ValueError(f"edge_index must have shape [2, E], got {edge_index.shape}")
-        src = edge_index[0].astype(np.int64, copy=False)
-        dst = edge_index[1].astype(np.int64, copy=False)
-        if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= num_nodes):
-            raise ValueError(f"edge_index has node ids outside [0, {num_nodes})")
-        # Stable, so each node's sources keep their input order (sorted input stays sorted).
-        order = np.argsort(dst, kind="stable")
-        indptr = np.zeros(num_nodes + 1, dtype=np.int64)
-        np.cumsum(np.bincount(dst, minlength=num_nodes), out=indptr[1:])
-        return cls(indptr=indptr, indices=src[order])
+        """Build from ``edge_index`` [2, E] (row 0 source, row 1 destination) in O(E log E).
+
+        Each node's sources keep their input order (src/schema.py in_adjacency, shared with the loader).
+        """
+        indptr, indices = in_adjacency(edge_index, num_nodes)
+        return cls(indptr=indptr, indices=indices)
 
     @property
     def num_nodes(self) -> int:

@@ -7,9 +7,11 @@ Two ways in, chosen by :attr:`LoadConfig.method`:
   ``(:GnnLoadBatch {dataset, kind, idx})`` marker, so data and marker commit together: a killed
   load resumes exactly where it stopped, and a transaction the driver retries (or a second
   loader racing on the same batch) never writes a batch twice.
-* ``import`` (only the project's local server, only into an empty database): CSV files for
-  ``neo4j-admin database import full``, which writes the store files directly, several times
-  faster than transactions (bench/loader.py). The server is stopped for it and restarted.
+* ``import`` (only the project's local server, only into an empty database): flat binary arrays
+  (:func:`write_import_arrays`) read by our bulk importer (jobs/neo4j/importer), which drives
+  Neo4j's own parallel batch importer, the engine of ``neo4j-admin database import``, without
+  CSV text: features and the ``nbrs`` adjacency go in as the nodes' byte arrays, node ids are
+  Neo4j's node ids (no id mapping). The server is stopped for it and restarted (bench/loader.py).
 
 Every load ends with a verification against the source before ``complete = true`` is set on
 the dataset's ``(:GnnDataset)`` record; a complete record with the same fingerprint makes a
@@ -27,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import neo4j
 import numpy as np
@@ -38,14 +40,11 @@ from tqdm import tqdm
 from src.client import Neo4jClient
 from src.datasets import GraphDataset, synthetic_params_from_name
 from src.errors import UsageError, UserError
-from src.neo4j_local import ADMIN_CLASS, LocalNeo4j
+from src.neo4j_local import LocalNeo4j
 from src.schema import (
     DATASET_LABEL, DENSE, SPLITS, GraphSchema, choose_feature_encoding, decode_features, encode_adjacency, encode_rows,
-    feature_density, row_bytes, split_rows,
+    feature_density, in_adjacency, row_bytes, split_rows,
 )
-
-if TYPE_CHECKING:
-    from src.csr_sampler import CSRGraph
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +60,7 @@ NODE_BATCH_BYTES = 16 << 20  # cap on feature bytes per node transaction (wide f
 # index) + ~8 us per relationship, unwind ~110 us per relationship: break-even near 1M.
 IMPORT_MIN_EDGES = 1_000_000
 IMPORT_HEAP = "1g"
+IMPORTER_CLASS = "local.gnn.importer.BinaryImport"  # jobs/neo4j/importer
 RESET_TX_ROWS = 10_000
 VERIFY_SAMPLE = 16  # feature rows compared bit for bit after a load
 ADJ_BATCH_NODES = 10_000  # nodes per adjacency transaction
@@ -82,7 +82,7 @@ class LoadConfig:
     progress: bool = True
     edge_shape: str = "groups"  # "groups": one row per source node; "pairs": one row per edge
     import_min_edges: int = IMPORT_MIN_EDGES
-    import_memory: str = "2g"  # --max-off-heap-memory of neo4j-admin import
+    import_memory: str = "2g"  # off-heap memory of the bulk importer
     feature_format: str = "auto"  # auto: sparse rows below SPARSE_MAX_DENSITY non-zeros (src/schema.py)
 
     def __post_init__(self) -> None:
@@ -137,6 +137,7 @@ class LoadReport:
     relationships_written: int = 0
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds per step
+    tool_stages: dict[str, float] = field(default_factory=dict)  # the bulk importer's own stage report (s)
 
     @property
     def nodes_per_s(self) -> float:
@@ -237,7 +238,7 @@ def ensure_loaded(
         report.seconds = time.perf_counter() - t0
         return report
     if record is not None and record.get("method") == "import":
-        # neo4j-admin wrote the whole graph at once; only the index build or verification was interrupted
+        # the bulk importer wrote the whole graph at once; only the index build or verification was interrupted
         report = LoadReport(schema.dataset, schema.label, schema.rel_type, "resumed", "import",
                             dataset.num_nodes, dataset.num_edges)
         _create_id_constraint(client, schema)
@@ -250,7 +251,7 @@ def ensure_loaded(
                                     FeatureLayout.choose(dataset, config.feature_format), "unwind")
         report = _load_unwind(client, dataset, schema, record, config)
     t = time.perf_counter()
-    add_adjacency(client, dataset, schema, config)
+    add_adjacency(client, dataset, schema, config, write=report.method != "import")  # the importer wrote it
     report.phases["adjacency"] = time.perf_counter() - t
     t = time.perf_counter()
     verify_loaded(client, dataset, schema)
@@ -454,31 +455,42 @@ def feature_rows(ds: GraphDataset, ids: np.ndarray) -> Any:
 # --------------------------------------------------------------------------------------------
 # adjacency property (read by gnn.sampleHop(s) instead of the relationship chains)
 # --------------------------------------------------------------------------------------------
-def add_adjacency(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, config: LoadConfig) -> None:
+def add_adjacency(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, config: LoadConfig, *,
+                  write: bool = True) -> None:
     """Write every node's in-neighbour ids as one packed int64 bytes property ``schema.adj_prop``.
 
-    Same for both load methods (run after the nodes and relationships are in) and for datasets
-    loaded before the property existed: idempotent (a re-run writes the same values), so an
-    interrupted run is simply repeated. The order is the source's edge order per destination,
-    exactly :class:`~src.csr_sampler.CSRGraph`'s, so the procedures' samples can be replayed
+    Run after an unwind load and for datasets loaded before the property existed (the bulk
+    importer stores it with the nodes: ``write=False`` only checks and records it). Idempotent
+    (a re-run writes the same values), so an interrupted run is simply repeated. The order is
+    the source's edge order per destination (:func:`~src.schema.in_adjacency`, as in
+    :class:`~src.csr_sampler.CSRGraph`), so the procedures' samples can be replayed
     against the in-memory graph. Checked bit for bit on a sample, then recorded on the dataset
     record (``adjacency``), which is what tells the backend it may use it.
     """
-    from src.csr_sampler import CSRGraph  # here, not at the top: it imports torch (slow, noisy CLI start)
-
     s = schema
-    csr = CSRGraph.from_edge_index(np.asarray(ds.edge_index), ds.num_nodes)
+    if write:
+        _write_adjacency(client, ds, s, *in_adjacency(ds.edge_index, ds.num_nodes), config)
+    problems = _check_adjacency(client, ds, s)
+    if problems:
+        raise UserError(f"adjacency property {s.adj_prop!r} of dataset {s.dataset!r} does not match the source: "
+                        f"{'; '.join(problems)}; reload it with --reset")
+    client.write(f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) SET d.adjacency = $prop", name=s.dataset, prop=s.adj_prop)
+
+
+def _write_adjacency(client: Neo4jClient, ds: GraphDataset, s: GraphSchema, indptr: np.ndarray, indices: np.ndarray,
+                     config: LoadConfig) -> None:
+    """The UNWIND writes of :func:`add_adjacency`, in node ranges bounded in count and bytes."""
     bounds = [0]
     while bounds[-1] < ds.num_nodes:  # node ranges of at most ADJ_BATCH_NODES nodes / ADJ_BATCH_BYTES bytes
         lo = bounds[-1]
         hi = min(lo + ADJ_BATCH_NODES, ds.num_nodes)
-        over = np.searchsorted(csr.indptr[lo + 1:hi + 1], csr.indptr[lo] + ADJ_BATCH_BYTES // 8, side="right")
+        over = np.searchsorted(indptr[lo + 1:hi + 1], indptr[lo] + ADJ_BATCH_BYTES // 8, side="right")
         bounds.append(lo + max(1, int(over)) if over < hi - lo else hi)
     query = (f"UNWIND $rows AS r MATCH (n:`{s.label}` {{`{s.id_prop}`: r.id}}) SET n.`{s.adj_prop}` = r.nbrs "
              "RETURN count(n) AS c")
 
     def write(lo: int, hi: int) -> int:
-        nbrs = encode_adjacency(csr.indptr[lo:hi + 1] - csr.indptr[lo], csr.indices[csr.indptr[lo]:csr.indptr[hi]])
+        nbrs = encode_adjacency(indptr[lo:hi + 1] - indptr[lo], indices[indptr[lo]:indptr[hi]])
         rows = [{"id": i, "nbrs": b} for i, b in zip(range(lo, hi), nbrs)]
         return client.write_tx(lambda tx: tx.run(query, rows=rows).single()["c"])
 
@@ -491,25 +503,26 @@ def add_adjacency(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, co
     if written != ds.num_nodes:
         raise UserError(f"adjacency of dataset {s.dataset!r}: {written} of {ds.num_nodes} nodes found in Neo4j; "
                         "reload it with --reset")
-    problems = _check_adjacency(client, csr, s)
-    if problems:
-        raise UserError(f"adjacency property {s.adj_prop!r} of dataset {s.dataset!r} does not match the source: "
-                        f"{'; '.join(problems)}; reload it with --reset")
-    client.write(f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) SET d.adjacency = $prop", name=s.dataset, prop=s.adj_prop)
 
 
-def _check_adjacency(client: Neo4jClient, csr: CSRGraph, s: GraphSchema) -> list[str]:
-    """Every node has the property; random nodes and the biggest hub match the source bit for bit."""
+def _check_adjacency(client: Neo4jClient, ds: GraphDataset, s: GraphSchema) -> list[str]:
+    """Every node has the property; random nodes and the biggest hub match the source bit for bit.
+
+    The expected rows come from linear passes over the edge list, not the O(E log E) sort that
+    builds the whole adjacency (the bulk import never needs that sort in this process).
+    """
     missing = client.read(f"MATCH (n:`{s.label}`) WHERE n.`{s.adj_prop}` IS NULL RETURN count(n) AS c")[0]["c"]
     if missing:
         return [f"{missing} nodes have no {s.adj_prop!r}"]
-    if csr.num_nodes == 0:
+    if ds.num_nodes == 0:
         return []
-    hub = int(np.argmax(np.diff(csr.indptr)))
-    ids = np.unique(np.r_[np.random.default_rng().integers(0, csr.num_nodes, VERIFY_SAMPLE), hub])
+    src, dst = np.asarray(ds.edge_index[0]), np.asarray(ds.edge_index[1])
+    hub = int(np.argmax(np.bincount(dst, minlength=ds.num_nodes)))
+    ids = np.unique(np.r_[np.random.default_rng().integers(0, ds.num_nodes, VERIFY_SAMPLE), hub])
     recs = client.read(f"UNWIND $ids AS i MATCH (n:`{s.label}` {{`{s.id_prop}`: i}}) "
                        f"RETURN n.`{s.id_prop}` AS id, n.`{s.adj_prop}` AS nbrs ORDER BY id", ids=ids.tolist())
-    want = [csr.indices[csr.indptr[i]:csr.indptr[i + 1]].astype("<i8").tobytes() for i in ids]
+    near = np.flatnonzero(np.isin(dst, ids))  # edges into a sampled node, in edge order
+    want = [src[near[dst[near] == i]].astype("<i8").tobytes() for i in ids]
     if [r["id"] for r in recs] != ids.tolist() or [bytes(r["nbrs"]) for r in recs] != want:
         return [f"sampled nodes {ids[:5].tolist()}... differ"]
     return []
@@ -669,8 +682,8 @@ def import_blockers(client: Neo4jClient, ds: GraphDataset, server: LocalNeo4j) -
                        "RETURN count(*) AS c")[0]["c"]
     if busy:
         blockers.append(f"other clients are running {busy} transaction(s) on it and would lose the server")
-    if ds.num_features == 0:
-        blockers.append("the dataset has no features (an empty byte array cannot be written in CSV)")
+    if server.importer_jar() is None:
+        blockers.append("the bulk importer needs Maven and a JDK (`apt-get install -y maven openjdk-17-jdk-headless`)")
     return blockers
 
 
@@ -681,7 +694,8 @@ def _points_at(uri: str, port: int) -> bool:
 
 def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fingerprint: str,
                   config: LoadConfig, layout: FeatureLayout, server: LocalNeo4j) -> LoadReport:
-    """CSV files, stop the server, neo4j-admin import, restart, constraints and record.
+    """Binary arrays, stop the server, bulk import (nodes with features and adjacency, relationships),
+    restart, constraint and record.
 
     Not resumable: an interrupted import leaves an empty database behind (or, if this process
     is killed while the server is down, a stopped server; see the warning logged then).
@@ -690,22 +704,24 @@ def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fi
                         ds.num_nodes, ds.num_edges, ds.num_nodes, ds.num_edges)
     t0 = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="import-", dir=server.root))
+    st = server.state()
+    assert st is not None  # checked by import_blockers
+    log.warning("stopping the local Neo4j server (pid %s, %s) for the offline import; should this process die "
+                "before the server is back, its half-written database is unusable: start afresh with "
+                "`bash jobs/neo4j.sh reset && bash jobs/neo4j.sh start` (it was empty)", st["pid"], server.home)
     try:
-        nodes_csv, rels_csv = write_import_csv(ds, workdir, encoding=layout.encoding, progress=config.progress)
-        report.phases["csv"] = time.perf_counter() - t0
-        st = server.state()
-        assert st is not None  # checked by import_blockers
-        log.warning("stopping the local Neo4j server (pid %s, %s) for the offline import; should this process die "
-                    "before the server is back, its half-written database is unusable: start afresh with "
-                    "`bash jobs/neo4j.sh reset && bash jobs/neo4j.sh start` (it was empty)", st["pid"], server.home)
         t = time.perf_counter()
-        server.stop()
         try:
-            _run_import_tool(server, schema, nodes_csv, rels_csv, workdir, config.import_memory, client.database)
+            with ThreadPoolExecutor(1) as pool:  # the server shuts down while the arrays are written
+                stopped = pool.submit(server.stop)
+                write_import_arrays(ds, workdir, encoding=layout.encoding, progress=config.progress)
+                stopped.result()
+            report.phases["arrays+stop"] = time.perf_counter() - t
+            t = time.perf_counter()
+            _drop_store(server, client.database)
+            report.tool_stages = _run_importer(server, schema, ds, workdir, config, client.database)
         except BaseException:
-            # the database was empty before: dropping the half-written store loses nothing
-            for sub in ("databases", "transactions"):
-                shutil.rmtree(server.home / "data" / sub / client.database, ignore_errors=True)
+            _drop_store(server, client.database)  # the database was empty before: this loses nothing
             raise
         finally:
             report.phases["import"] = time.perf_counter() - t
@@ -723,114 +739,82 @@ def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fi
     return report
 
 
-def _run_import_tool(server: LocalNeo4j, schema: GraphSchema, nodes_csv: Path, rels_csv: Path, workdir: Path,
-                     memory: str, database: str) -> None:
-    env = {**os.environ, "NEO4J_HOME": str(server.home), "NEO4J_CONF": str(server.home / "conf")}
+def _drop_store(server: LocalNeo4j, database: str) -> None:
+    """Delete ``database``'s store and transaction logs (the importer writes a new database)."""
+    for sub in ("databases", "transactions"):
+        shutil.rmtree(server.home / "data" / sub / database, ignore_errors=True)
+
+
+def _run_importer(server: LocalNeo4j, schema: GraphSchema, ds: GraphDataset, workdir: Path, config: LoadConfig,
+                  database: str) -> dict[str, float]:
+    """Run the binary importer on ``workdir``'s arrays; seconds per stage from its own report."""
+    jar = server.importer_jar()
+    assert jar is not None  # checked by import_blockers
+    s = schema
     cmd = [
-        "java", f"-Xmx{IMPORT_HEAP}", "-cp", f"{server.lib}/*", ADMIN_CLASS, "database", "import", "full",
-        f"--nodes={schema.label}={nodes_csv}", f"--relationships={schema.rel_type}={rels_csv}",
-        "--id-type=integer", "--trim-strings=true", "--ignore-empty-strings=true",
-        f"--max-off-heap-memory={memory}", f"--report-file={workdir / 'import.report'}",
-        "--overwrite-destination=true", database,
+        "java", f"-Xmx{IMPORT_HEAP}", "-cp", f"{server.lib}/*:{jar}", IMPORTER_CLASS,
+        f"--home={server.home}", f"--database={database}", f"--dir={workdir}",
+        f"--nodes={ds.num_nodes}", f"--relationships={ds.num_edges}",
+        f"--threads={config.workers}", f"--max-off-heap-memory={config.import_memory}",
+        f"--label={s.label}", f"--rel-type={s.rel_type}", f"--id={s.id_prop}", f"--x={s.x_prop}",
+        f"--y={s.y_prop}", f"--split={s.split_prop}", f"--nbrs={s.adj_prop}",
     ]
     log_path = workdir / "import.log"
-    log.info("neo4j-admin database import full into %s", server.home / "data")
+    log.info("bulk import (%d threads, %s off-heap) into %s", config.workers, config.import_memory,
+             server.home / "data")
+    stages: dict[str, float] = {}
     with open(log_path, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
             out.write(line)
-            if re.match(r"\(\d/\d\)|\S.* COMPLETED in|IMPORT (DONE|FAILED)", line):
-                log.info("neo4j-admin: %s", line.strip())
+            done = re.match(r"(\S.*) COMPLETED in (.+)", line)
+            if done:
+                stages[done.group(1).lower()] = _duration(done.group(2))
+            if done or re.match(r"\(\d/\d\)|IMPORT (DONE|FAILED)", line):
+                log.info("importer: %s", line.strip())
         code = proc.wait()
     if code != 0:
         tail = " | ".join(ln.strip() for ln in log_path.read_text().splitlines()[-6:] if ln.strip())
-        raise UserError(f"neo4j-admin import failed (exit {code}): {tail}")
+        raise UserError(f"bulk import failed (exit {code}): {tail}")
+    return stages
 
 
-# CSV writing, vectorised: a Python loop over 25M rows would take longer than the import itself.
-_BYTE_FIELDS = np.array([list(f"{v:04d};".encode()) for v in [*range(128), *range(-128, 0)]], dtype=np.uint8)
-SPARSE_CSV_CHUNK = 1 << 13  # sparse rows per CSV chunk: ragged rows need a mask over every output character
-_SPLIT_FIELDS = np.frombuffer(b"trainval  test      ", dtype=np.uint8).reshape(4, 5)  # trimmed by the tool
+def _duration(text: str) -> float:
+    """Seconds of a Neo4j duration such as ``1m 3s 628ms``."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(v) * units[u] for v, u in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)\b", text))
 
 
-def write_import_csv(ds: GraphDataset, out_dir: Path, *, encoding: str = DENSE, progress: bool = True,
-                     node_chunk: int = 1 << 16, edge_chunk: int = 1 << 21) -> tuple[Path, Path]:
-    """Node and relationship CSV files for ``neo4j-admin database import full``.
+def write_import_arrays(ds: GraphDataset, out_dir: Path, *, encoding: str = DENSE, progress: bool = True,
+                        node_chunk: int = 1 << 16, edge_chunk: int = 1 << 22) -> None:
+    """The flat little-endian arrays the binary importer reads (layout: jobs/neo4j/importer, BinaryInput).
 
-    Features go in a ``byte[]`` column (the stored bytes of ``encoding`` as signed decimals
-    separated by ``;``), which the tool stores as the same byte array a ``bytes`` parameter would
-    give. Numbers are zero-padded to a fixed width so whole chunks are formatted as uint8 arrays.
+    Raw bytes, no text: feature rows exactly as the ``bytes`` property stores them (``encoding``),
+    the in-adjacency in :func:`~src.schema.in_adjacency` order (the ``nbrs`` property), labels, split codes and the
+    relationship end points. Written chunk by chunk, one buffer write per chunk.
     """
-    nodes_csv, rels_csv = out_dir / "nodes.csv", out_dir / "relationships.csv"
-    id_width = len(str(max(ds.num_nodes - 1, 0)))
-    y = np.asarray(ds.y)
-    y_width = 1 + len(str(int(np.abs(y).max()) if y.size else 0))
-    split_codes = ds.split_codes().astype(np.intp) % 4  # -1 (no split) -> the blank row 3
-    with open(nodes_csv, "wb") as fh, tqdm(total=ds.num_nodes, unit="node", unit_scale=True, desc="csv nodes",
-                                           disable=not progress) as bar:
-        fh.write(b"id:ID{id-type:long},x:byte[],y:long,split\n")
-        for lo, hi in ds.iter_node_chunks(node_chunk if encoding == DENSE else min(node_chunk, SPARSE_CSV_CHUNK)):
-            raw, lengths = encode_rows(feature_rows(ds, np.arange(lo, hi)), encoding)
-            head = np.concatenate([_digits(np.arange(lo, hi), id_width), _column(hi - lo, ",")], axis=1)
-            tail = np.concatenate([_column(hi - lo, ","), _signed_digits(y[lo:hi], y_width), _column(hi - lo, ","),
-                                   _SPLIT_FIELDS[split_codes[lo:hi]], _column(hi - lo, "\n")], axis=1)
-            fields = _BYTE_FIELDS[np.frombuffer(raw, dtype=np.uint8)].reshape(-1)
-            fh.write(_csv_lines(head, fields, 5 * lengths, tail).tobytes())
-            bar.update(hi - lo)
-    with open(rels_csv, "wb") as fh, tqdm(total=ds.num_edges, unit="rel", unit_scale=True, desc="csv relationships",
-                                          disable=not progress) as bar:
-        fh.write(b":START_ID,:END_ID\n")
-        for lo, hi in ds.iter_edge_chunks(edge_chunk):
-            e = np.asarray(ds.edge_index[:, lo:hi])
-            cols = [_digits(e[0], id_width), _column(hi - lo, ","), _digits(e[1], id_width), _column(hi - lo, "\n")]
-            fh.write(np.concatenate(cols, axis=1).tobytes())
-            bar.update(hi - lo)
-    return nodes_csv, rels_csv
-
-
-def _csv_lines(head: np.ndarray, fields: np.ndarray, field_chars: np.ndarray, tail: np.ndarray) -> np.ndarray:
-    """Rows ``head[i] + fields of row i without their last ";" + tail[i]`` as one uint8 array.
-
-    ``fields`` holds the ``field_chars[i]`` characters of every row back to back (each >= 1).
-    Equal widths (dense rows) are one 2-D concatenation; ragged rows (sparse) are placed with a
-    boolean mask over the output, so no index array per character is built.
-    """
-    n = len(head)
-    if n == 0:
-        return np.zeros(0, dtype=np.uint8)
-    if (field_chars == field_chars[0]).all():
-        return np.concatenate([head, fields.reshape(n, -1)[:, :-1], tail], axis=1)
-    body = np.delete(fields, np.cumsum(field_chars) - 1)  # the trailing ";" of every row
-    seg = np.empty((n, 3), dtype=np.int64)
-    seg[:, 0], seg[:, 1], seg[:, 2] = head.shape[1], field_chars - 1, tail.shape[1]
-    is_body = np.repeat(np.tile(np.array([False, True, False]), n), seg.reshape(-1))
-    out = np.empty(len(is_body), dtype=np.uint8)
-    out[is_body] = body
-    out[~is_body] = np.concatenate([head, tail], axis=1).reshape(-1)
-    return out
-
-
-def _column(n: int, char: str) -> np.ndarray:
-    """A constant one-byte column (separator or line end) of ``n`` rows."""
-    return np.full((n, 1), ord(char), dtype=np.uint8)
-
-
-def _digits(values: np.ndarray, width: int) -> np.ndarray:
-    """Non-negative integers as zero-padded ASCII, one row of ``width`` bytes each."""
-    v = np.array(values, dtype=np.int32 if width <= 9 else np.int64)  # int32 math is ~2x faster
-    out = np.empty((v.size, width), dtype=np.uint8)
-    for k in range(width - 1, -1, -1):
-        out[:, k] = v % 10
-        v //= 10
-    out += ord("0")
-    return out
-
-
-def _signed_digits(values: np.ndarray, width: int) -> np.ndarray:
-    """Integers as a sign byte (``-`` or ``0``) plus ``width - 1`` zero-padded digits."""
-    v = np.asarray(values, dtype=np.int64)
-    out = np.empty((v.size, width), dtype=np.uint8)
-    out[:, 0] = np.where(v < 0, ord("-"), ord("0"))
-    out[:, 1:] = _digits(np.abs(v), width - 1)
-    return out
+    n = ds.num_nodes
+    # rows: nodes, then relationships, then the adjacency (in one piece: it needs the whole edge list sorted)
+    with tqdm(total=n + 2 * ds.num_edges, unit="row", unit_scale=True, desc="import arrays",
+              disable=not progress) as bar:
+        with open(out_dir / "x.bin", "wb") as xf:
+            offsets = [np.zeros(1, dtype="<i8")]
+            for lo, hi in ds.iter_node_chunks(node_chunk):
+                raw, lengths = encode_rows(feature_rows(ds, np.arange(lo, hi)), encoding)
+                xf.write(raw)
+                offsets.append(offsets[-1][-1] + np.cumsum(lengths, dtype="<i8"))
+                bar.update(hi - lo)
+        np.concatenate(offsets).astype("<i8").tofile(out_dir / "x.ptr")
+        np.asarray(ds.y).astype("<i8").tofile(out_dir / "y.i64")
+        ds.split_codes().astype(np.int8).tofile(out_dir / "split.i8")
+        with open(out_dir / "src.i64", "wb") as sf, open(out_dir / "dst.i64", "wb") as df:
+            for lo, hi in ds.iter_edge_chunks(edge_chunk):
+                e = np.asarray(ds.edge_index[:, lo:hi], dtype="<i8")  # no copy when the cache is int64 already
+                sf.write(np.ascontiguousarray(e[0]).data)
+                df.write(np.ascontiguousarray(e[1]).data)
+                bar.update(hi - lo)
+        indptr, indices = in_adjacency(ds.edge_index, n)
+        np.asarray(indices, dtype="<i8").tofile(out_dir / "nbrs.bin")
+        (indptr * 8).astype("<i8").tofile(out_dir / "nbrs.ptr")
+        bar.update(ds.num_edges)

@@ -36,6 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 POM = REPO / "jobs" / "neo4j" / "pom.xml"
 PLUGIN_DIR = REPO / "jobs" / "neo4j" / "plugin"  # gnn.* procedures (src/procedures.py)
 PLUGIN_JAR = "gnn-procedures.jar"
+IMPORTER_DIR = REPO / "jobs" / "neo4j" / "importer"  # offline bulk import from binary arrays (src/loader.py)
+IMPORTER_JAR = "gnn-importer.jar"
 MAIN_CLASS = "org.neo4j.server.CommunityEntryPoint"
 ADMIN_CLASS = "org.neo4j.cli.AdminTool"
 _SIZE = re.compile(r"^\d+[kKmMgG]$")
@@ -150,38 +152,16 @@ class LocalNeo4j:
     def install_plugin(self) -> Path | None:
         """Build the gnn.* procedures jar when missing or older than its sources; copy it into plugins/.
 
-        The build output lives next to the jar cache (``plugin-<version>/`` beside ``lib-<version>``),
-        outside the repository and shared by every server using that cache, so a test server in a
-        temp dir does not rebuild. Maven writes into a per-process directory and the jar is moved
-        into place atomically, so concurrent starts cannot see a half-written jar. The procedures
-        only speed things up (src/procedures.py falls back to Cypher), so without a JDK the server
-        starts without them; a failing build of present sources is an error.
+        The procedures only speed things up (src/procedures.py falls back to Cypher), so without
+        a JDK the server starts without them; a failing build of present sources is an error.
         """
-        build = self.lib.with_name(f"plugin-{self.version}")
-        jar = build / PLUGIN_JAR
         installed = self.home / "plugins" / PLUGIN_JAR
-        sources = [PLUGIN_DIR / "pom.xml", *(PLUGIN_DIR / "src").rglob("*")]
-        if not jar.exists() or jar.stat().st_mtime < max(p.stat().st_mtime for p in sources):
-            mvn, javac = shutil.which("mvn"), shutil.which("javac")
-            if mvn is None or javac is None:
-                print("warning: gnn.* procedures not built (needs Maven and a JDK: `apt-get install -y maven "
-                      "openjdk-17-jdk-headless`); sampling and feature fetch will use Cypher", file=sys.stderr)
-                installed.unlink(missing_ok=True)  # never serve a jar older than the sources
-                return None
-            tmp = build.with_name(f"{build.name}.partial-{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            print("building the gnn.* procedures plugin (once per change) ...", file=sys.stderr, flush=True)
-            proc = subprocess.run(
-                [mvn, "-q", "-B", "-f", str(PLUGIN_DIR / "pom.xml"), "package", f"-Dgnn.buildDir={tmp}"],
-                capture_output=True, text=True,
-            )
-            if proc.returncode != 0:
-                shutil.rmtree(tmp, ignore_errors=True)
-                tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-                raise UserError(f"Maven could not build {PLUGIN_DIR / 'pom.xml'} (exit {proc.returncode}):\n{tail}")
-            build.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp / PLUGIN_JAR, jar)
-            shutil.rmtree(tmp, ignore_errors=True)
+        jar = self._build_jar(PLUGIN_DIR, PLUGIN_JAR, "the gnn.* procedures plugin")
+        if jar is None:
+            print("warning: gnn.* procedures not built (needs Maven and a JDK: `apt-get install -y maven "
+                  "openjdk-17-jdk-headless`); sampling and feature fetch will use Cypher", file=sys.stderr)
+            installed.unlink(missing_ok=True)  # never serve a jar older than the sources
+            return None
         src, dst = jar.stat(), installed.stat() if installed.exists() else None
         if dst is None or (dst.st_size, dst.st_mtime_ns) != (src.st_size, src.st_mtime_ns):
             # A new file renamed over the old one: a server still running keeps reading its own copy.
@@ -190,6 +170,43 @@ class LocalNeo4j:
             shutil.copy2(jar, tmp_copy)
             os.replace(tmp_copy, installed)
         return installed
+
+    def importer_jar(self) -> Path | None:
+        """The binary bulk importer (jobs/neo4j/importer), built once per change; None without Maven/JDK."""
+        self.install()
+        return self._build_jar(IMPORTER_DIR, IMPORTER_JAR, "the binary bulk importer")
+
+    def _build_jar(self, module: Path, jar_name: str, what: str) -> Path | None:
+        """``module``'s jar, rebuilt by Maven when missing or older than its sources (None without Maven/JDK).
+
+        The build output lives next to the jar cache (``<module>-<version>/`` beside ``lib-<version>``),
+        outside the repository and shared by every server using that cache, so a test server in a
+        temp dir does not rebuild. Maven writes into a per-process directory and the jar is moved
+        into place atomically, so concurrent builds cannot see a half-written jar.
+        """
+        build = self.lib.with_name(f"{module.name}-{self.version}")
+        jar = build / jar_name
+        sources = [module / "pom.xml", *(module / "src").rglob("*")]
+        if jar.exists() and jar.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+            return jar
+        mvn, javac = shutil.which("mvn"), shutil.which("javac")
+        if mvn is None or javac is None:
+            return None
+        tmp = build.with_name(f"{build.name}.partial-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"building {what} (once per change) ...", file=sys.stderr, flush=True)
+        proc = subprocess.run(
+            [mvn, "-q", "-B", "-f", str(module / "pom.xml"), "package", f"-Dgnn.buildDir={tmp}"],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise UserError(f"Maven could not build {module / 'pom.xml'} (exit {proc.returncode}):\n{tail}")
+        build.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / jar_name, jar)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return jar
 
     def _write_conf(self, port: int, heap: str, pagecache: str) -> None:
         conf = self.home / "conf"

@@ -21,10 +21,11 @@ from src.client import Neo4jClient, Neo4jSettings, connect
 from src.datasets import GraphDataset, load_dataset
 from src.errors import UsageError, UserError
 from src.loader import (
-    BATCH_LABEL, LoadConfig, dataset_record, delete_dataset, ensure_loaded, require_loaded, write_import_csv,
+    BATCH_LABEL, LoadConfig, dataset_record, delete_dataset, ensure_loaded, require_loaded, write_import_arrays,
 )
+from src.csr_sampler import CSRGraph
 from src.neo4j_local import LocalNeo4j, free_port
-from src.schema import DATASET_LABEL, DENSE, SPARSE, GraphSchema, encode_features
+from src.schema import DATASET_LABEL, DENSE, SPARSE, GraphSchema, encode_adjacency, encode_features
 
 pytestmark = pytest.mark.neo4j
 
@@ -234,22 +235,25 @@ def test_import_is_refused_on_a_non_empty_database(client: Neo4jClient, cora: Gr
 
 
 @pytest.mark.parametrize("encoding", [DENSE, SPARSE])
-def test_import_csv_encodes_features_bit_exact(tmp_path: Path, cora: GraphDataset, encoding: str) -> None:
+def test_import_arrays_are_the_stored_bytes(tmp_path: Path, cora: GraphDataset, encoding: str) -> None:
     ds = subgraph(cora, 120)
     ds.x[0, :3] = [-0.0, np.float32(1e-42), -np.inf]  # sign bit, subnormal, negative bytes
     ds.x[5] = 0  # an all-zero row
-    nodes_csv, rels_csv = write_import_csv(ds, tmp_path, encoding=encoding, progress=False, node_chunk=50)
-    header, *rows = nodes_csv.read_text().splitlines()
-    assert header == "id:ID{id-type:long},x:byte[],y:long,split"
-    fields = [r.split(",") for r in rows]
-    assert [int(f[0]) for f in fields] == list(range(ds.num_nodes))
-    got = [np.array(f[1].split(";"), dtype=np.int64).astype(np.int8).tobytes() for f in fields]
-    assert got == encode_features(ds.features(np.arange(ds.num_nodes)), encoding)
-    assert [int(f[2]) for f in fields] == ds.y.tolist()
-    names = {0: "train", 1: "val", 2: "test", -1: ""}
-    assert [f[3].strip() for f in fields] == [names[c] for c in ds.split_codes().tolist()]
-    edges = np.array([r.split(",") for r in rels_csv.read_text().splitlines()[1:]], dtype=np.int64)
-    assert np.array_equal(edges.T, ds.edge_index)
+    write_import_arrays(ds, tmp_path, encoding=encoding, progress=False, node_chunk=50, edge_chunk=64)
+
+    def rows(name: str) -> list[bytes]:
+        raw, ptr = (tmp_path / f"{name}.bin").read_bytes(), np.fromfile(tmp_path / f"{name}.ptr", dtype="<i8")
+        assert len(ptr) == ds.num_nodes + 1 and ptr[-1] == len(raw)
+        return [raw[a:b] for a, b in zip(ptr[:-1], ptr[1:])]
+
+    assert rows("x") == encode_features(ds.features(np.arange(ds.num_nodes)), encoding)
+    e = np.asarray(ds.edge_index)
+    want_nbrs = [e[0, e[1] == v].astype("<i8").tobytes() for v in range(ds.num_nodes)]  # source edge order
+    assert rows("nbrs") == want_nbrs and b"" in want_nbrs  # nodes without in-neighbours get an empty array
+    assert np.fromfile(tmp_path / "y.i64", dtype="<i8").tolist() == ds.y.tolist()
+    assert np.array_equal(np.fromfile(tmp_path / "split.i8", dtype=np.int8), ds.split_codes())
+    assert np.array_equal(np.fromfile(tmp_path / "src.i64", dtype="<i8"), e[0])
+    assert np.array_equal(np.fromfile(tmp_path / "dst.i64", dtype="<i8"), e[1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,6 +312,10 @@ def test_offline_import_into_own_server(tmp_path: Path, cora: GraphDataset) -> N
             x = {r["id"]: bytes(r["x"]) for r in own.read("MATCH (n:cora) RETURN n.id AS id, n.x AS x")}
             assert require_loaded(own, "cora")["feature_encoding"] == SPARSE
             assert [x[i] for i in range(cora.num_nodes)] == encode_features(cora.x, SPARSE)
+            nbrs = {r["id"]: bytes(r["nbrs"]) for r in own.read("MATCH (n:cora) RETURN n.id AS id, n.nbrs AS nbrs")}
+            csr = CSRGraph.from_edge_index(cora.edge_index, cora.num_nodes)
+            assert [nbrs[i] for i in range(cora.num_nodes)] == encode_adjacency(csr.indptr, csr.indices)
+            assert report.tool_stages["relationship import"] > 0  # the importer's own stage report was read
             assert require_loaded(own, "cora")["method"] == "import"
             again = ensure_loaded(own, cora, schema, LoadConfig(progress=False), server=server)
             assert again.status == "already loaded"
