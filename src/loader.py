@@ -56,8 +56,8 @@ NODE_BATCH = 10_000  # nodes per transaction
 EDGE_BATCH = 50_000  # relationships per transaction
 NODE_BATCH_BYTES = 16 << 20  # cap on feature bytes per node transaction (wide features, small heap)
 # auto picks the offline import from this many relationships on. Measured here (bench/loader.py,
-# 1M nodes / 25M relationships, 2 busy cores): import ~100 s fixed (server stop/start, tool start,
-# index) + ~8 us per relationship, unwind ~110 us per relationship: break-even near 1M.
+# 1M nodes / 25M relationships, 2 cores at load average ~20): import ~100 s fixed (server restart,
+# importer start, index) + ~12 us per relationship, unwind ~110 us per relationship: break-even near 1M.
 IMPORT_MIN_EDGES = 1_000_000
 IMPORT_HEAP = "1g"
 IMPORTER_CLASS = "local.gnn.importer.BinaryImport"  # jobs/neo4j/importer
@@ -775,8 +775,11 @@ def _run_importer(server: LocalNeo4j, schema: GraphSchema, ds: GraphDataset, wor
                 log.info("importer: %s", line.strip())
         code = proc.wait()
     if code != 0:
-        tail = " | ".join(ln.strip() for ln in log_path.read_text().splitlines()[-6:] if ln.strip())
-        raise UserError(f"bulk import failed (exit {code}): {tail}")
+        lines = [ln.strip() for ln in log_path.read_text().splitlines() if ln.strip()]
+        # the importer's own one-line message, else the first exception of a stack trace, else the tail
+        reason = next((ln for ln in lines if ln.startswith("error: ")), None) or next(
+            (ln for ln in lines if "Exception" in ln), " | ".join(lines[-6:]))
+        raise UserError(f"bulk import failed (exit {code}): {reason}")
     return stages
 
 

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 
 from src.client import Neo4jClient, Neo4jSettings, connect
+from src.csr_sampler import CSRGraph
 from src.datasets import GraphDataset, load_dataset
 from src.errors import UsageError, UserError
 from src.loader import (
-    BATCH_LABEL, LoadConfig, dataset_record, delete_dataset, ensure_loaded, require_loaded, write_import_arrays,
+    BATCH_LABEL, LoadConfig, _run_importer, dataset_record, delete_dataset, ensure_loaded, require_loaded,
+    write_import_arrays,
 )
-from src.csr_sampler import CSRGraph
 from src.neo4j_local import LocalNeo4j, free_port
 from src.schema import DATASET_LABEL, DENSE, SPARSE, GraphSchema, encode_adjacency, encode_features
 
@@ -254,6 +255,20 @@ def test_import_arrays_are_the_stored_bytes(tmp_path: Path, cora: GraphDataset, 
     assert np.array_equal(np.fromfile(tmp_path / "split.i8", dtype=np.int8), ds.split_codes())
     assert np.array_equal(np.fromfile(tmp_path / "src.i64", dtype="<i8"), e[0])
     assert np.array_equal(np.fromfile(tmp_path / "dst.i64", dtype="<i8"), e[1])
+
+
+def test_bulk_importer_names_a_bad_array(tmp_path: Path, cora: GraphDataset) -> None:
+    ds = subgraph(cora, 50)
+    arrays = tmp_path / "arrays"
+    arrays.mkdir()
+    write_import_arrays(ds, arrays, progress=False)
+    with open(arrays / "dst.i64", "r+b") as fh:
+        fh.truncate(8)
+    server = LocalNeo4j(root=tmp_path / "neo4j", lib=LocalNeo4j().lib)  # never started: nothing to stop
+    with pytest.raises(UserError, match=r"bulk import failed \(exit 2\): error: .*dst.i64 has 8 bytes, expected "
+                                        f"{8 * ds.num_edges}"):
+        _run_importer(server, GraphSchema.for_dataset("t"), ds, arrays, QUIET, "neo4j")
+    assert not (server.home / "data" / "databases" / "neo4j" / "neostore").exists()
 
 
 # --------------------------------------------------------------------------------------------
