@@ -3,7 +3,6 @@ package gnn;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
 import java.util.stream.Stream;
 
@@ -150,12 +149,11 @@ public final class GnnProcedures {
             int n = seeds.size();
             // References of every node of the batch so far, by id: seeds are looked up once, later
             // nodes once when they first appear (they are the next frontier).
-            HashMap<Long, Long> refs = new HashMap<>(Math.max(16, n * 4));
+            LongLongMap refs = new LongLongMap(n * 16);
             long[] frontierRefs = new long[n];
             for (int i = 0; i < n; i++) {
                 long id = seeds.get(i);
-                Long known = refs.get(id);
-                frontierRefs[i] = known != null ? known : topology.nodeRef(id);
+                frontierRefs[i] = refs.containsKey(id) ? refs.get(id, -1) : topology.nodeRef(id);
                 refs.put(id, frontierRefs[i]);
             }
             List<byte[]> countsOut = new ArrayList<>();
