@@ -74,19 +74,24 @@ final class Projections {
     }
 
     static void writeStarts(String database) {
-        DatabaseState st = DATABASES.get(database);
-        if (st != null) {
-            st.committing.incrementAndGet();
-            st.version.incrementAndGet();
-        }
-        drop(database);
+        onWrite(database, true);
     }
 
     static void writeEnds(String database) {
+        onWrite(database, false);
+    }
+
+    /** Bumps the version; a write counts as committing from before the first bump to after the second. */
+    private static void onWrite(String database, boolean starts) {
         DatabaseState st = DATABASES.get(database);
         if (st != null) {
+            if (starts) {
+                st.committing.incrementAndGet();
+            }
             st.version.incrementAndGet();
-            st.committing.decrementAndGet();
+            if (!starts) {
+                st.committing.decrementAndGet();
+            }
         }
         drop(database);
     }
