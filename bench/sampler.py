@@ -5,14 +5,16 @@ For each dataset, a fresh worker process per row iterates ``--batches`` mini-bat
 ``--batch_size`` random training seeds with fanouts ``--fanouts`` through the same
 ``NodeLoader`` + ``PrefetchLoader`` the trainer uses (no model). Rows: in-memory without and
 with prefetch threads; Neo4j with the packed adjacency property (``adjacency``) without and with
-prefetch, with prefetch and a feature cache (``--cache_mb``), and walking relationships
-(``relationships``, the path of datasets loaded without the property) or Cypher (``cypher``)
-with prefetch. It reports seeds/s, p50/p99 latency of sampling, feature fetch and the whole
-batch, the worker's peak RSS (a separate process per row, so RSS is not shared) and the ratio
-to in-memory with the same number of threads.
+prefetch, with prefetch and a feature cache (one row per ``--cache_mb`` budget), with prefetch
+and each extra ``--fetch_threads`` value, and walking relationships (``relationships``, the
+path of datasets loaded without the property) or Cypher (``cypher``) with prefetch. It reports
+seeds/s, p50/p99 latency of sampling, feature fetch and the whole batch, the worker's peak RSS
+(a separate process per row, so RSS is not shared), the local Neo4j server's peak RSS while
+the row ran, the cache hit rate and the ratio to in-memory with the same number of threads.
 
   python bench/sampler.py                                   # amazon_cs, coauthor_phy
   python bench/sampler.py --datasets amazon_cs coauthor_phy synthetic_n1000000_d10_f64_c10_s0
+  python bench/sampler.py --cache_mb 16 64 256 --fetch_threads 2 1 --compare   # cache sweep, fetch threads
 Neo4j datasets must be loaded first (loaders/load_into_neo4j.py); a synthetic name
 ``synthetic_n<N>_d<D>_f<F>_c<C>_s<seed>`` is generated/cached for the in-memory side.
 """
@@ -33,6 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from src.feature_store import FETCH_THREADS  # noqa: E402
+
 
 def _load_dataset(name: str):
     from src.datasets import load_dataset
@@ -46,7 +50,7 @@ def _load_dataset(name: str):
 
 
 def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, threads: int, cache_mb: float,
-             mode: str):
+             mode: str, fetch_threads: int):
     if kind == "in_memory":
         from src.backend_memory import FullGraphBackend
 
@@ -57,22 +61,26 @@ def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, threa
     from src.loader import require_loaded
     from src.schema import GraphSchema
 
-    client = connect(max_pool_size=threads + 2)
+    client = connect(max_pool_size=max(threads, 1) * fetch_threads + 2)
     record = require_loaded(client, dataset)
     schema = GraphSchema.for_dataset(dataset, label=record["label"], rel_type=record["rel_type"])
     return Neo4jBackend(client, schema, record, fanouts=fanouts, batch_size=batch_size,
                         num_loader_threads=threads, cache_mb=cache_mb, use_procedures=mode != "cypher",
-                        use_adjacency=mode == "adjacency")
+                        use_adjacency=mode == "adjacency", fetch_threads=fetch_threads)
 
 
 def worker(args: argparse.Namespace) -> None:
     """One (backend, dataset, threads) measurement; prints one JSON line."""
     import torch
 
+    from src.run_log import MemoryMonitor
+
     torch.set_num_threads(1)
     t_setup = time.perf_counter()
-    backend = _backend(args.backend, args.dataset, args.fanouts, args.batch_size, args.threads, args.cache_mb,
-                       args.mode)
+    cache_mb, fetch_threads = args.cache_mb[0], args.fetch_threads[0]  # a worker gets one value of each
+    backend = _backend(args.backend, args.dataset, args.fanouts, args.batch_size, args.threads, cache_mb,
+                       args.mode, fetch_threads)
+    monitor = MemoryMonitor(backend.server_pid())
     setup_s = time.perf_counter() - t_setup
     train = backend.split_nodes("train")
     pool = train if len(train) >= args.batch_size else torch.arange(backend.num_nodes)
@@ -89,44 +97,53 @@ def worker(args: argparse.Namespace) -> None:
         lat_f.append(batch.t_fetch)
         lat_t.append(now - last if args.threads else batch.t_sample + batch.t_fetch)
         nodes.append(batch.num_nodes)
+        monitor.sample()
         last = now
     wall = time.perf_counter() - t0
     pct = lambda xs, q: float(np.percentile(xs, q)) * 1000  # noqa: E731
+    stats = backend.stats()
     print(json.dumps({
         "backend": args.backend, "dataset": args.dataset, "threads": args.threads,
-        "mode": args.mode if args.backend == "neo4j" else "", "cache_mb": args.cache_mb,
+        "mode": args.mode if args.backend == "neo4j" else "", "cache_mb": cache_mb,
+        "fetch_threads": fetch_threads if args.backend == "neo4j" else None,
+        "server_peak_rss_mb": monitor.peak_server_mb, "cache_hit_rate": stats.get("cache_hit_rate"),
         "batches": len(lat_t), "seeds_per_s": args.batch_size * len(lat_t) / wall,
         "nodes_per_batch": float(np.mean(nodes)),
         "sample_p50_ms": pct(lat_s, 50), "sample_p99_ms": pct(lat_s, 99),
         "fetch_p50_ms": pct(lat_f, 50), "fetch_p99_ms": pct(lat_f, 99),
         "total_p50_ms": pct(lat_t, 50), "total_p99_ms": pct(lat_t, 99),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "setup_s": setup_s, "stats": backend.stats(),
+        "setup_s": setup_s, "stats": stats,
     }))
     backend.close()
 
 
-def _rows(args: argparse.Namespace) -> list[tuple[str, int, str, float]]:
-    """(backend, threads, Neo4j mode, cache MB) of every row measured per dataset."""
-    rows = [("in_memory", t, "", 0.0) for t in (0, args.threads)]
-    rows += [("neo4j", t, "adjacency", 0.0) for t in (0, args.threads)]
-    if args.cache_mb > 0:
-        rows.append(("neo4j", args.threads, "adjacency", args.cache_mb))
-    rows += [("neo4j", args.threads, m, 0.0) for m in args.compare]
+def _rows(args: argparse.Namespace) -> list[tuple[str, int, str, float, int]]:
+    """(backend, threads, Neo4j mode, cache MB, fetch threads) of every row measured per dataset."""
+    fetch = args.fetch_threads[0]
+    rows = [("in_memory", t, "", 0.0, fetch) for t in (0, args.threads)]
+    rows += [("neo4j", t, "adjacency", 0.0, fetch) for t in (0, args.threads)]
+    rows += [("neo4j", args.threads, "adjacency", mb, fetch) for mb in args.cache_mb if mb > 0]
+    rows += [("neo4j", args.threads, "adjacency", 0.0, f) for f in args.fetch_threads[1:]]
+    rows += [("neo4j", args.threads, m, 0.0, fetch) for m in args.compare]
     return [r for r in rows if r[0] in args.backends]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=["amazon_cs", "coauthor_phy"], help="datasets to measure")
-    p.add_argument("--backends", nargs="+", default=["in_memory", "neo4j"], choices=["in_memory", "neo4j"])
+    p.add_argument("--backends", nargs="+", default=["in_memory", "neo4j"], choices=["in_memory", "neo4j"],
+                   help="backends to measure (default: both)")
     p.add_argument("--batch_size", type=int, default=1024, help="seeds per batch (default 1024)")
     p.add_argument("--fanouts", type=lambda s: [int(x) for x in s.split(",")], default=[15, 10, 5],
                    help="comma list (default 15,10,5)")
     p.add_argument("--batches", type=int, default=8, help="timed batches per row (default 8)")
     p.add_argument("--threads", type=int, default=2, help="prefetch threads of the 'prefetch on' rows (default 2)")
-    p.add_argument("--cache_mb", type=float, default=64.0,
-                   help="Neo4j feature cache of the extra cached row, 0 = no such row (default 64)")
+    p.add_argument("--cache_mb", type=float, nargs="+", default=[64.0],
+                   help="Neo4j feature cache budgets in MiB, one prefetch row each; 0 = no such row (default 64)")
+    p.add_argument("--fetch_threads", type=int, nargs="+", default=[FETCH_THREADS],
+                   help="sessions reading a batch's feature rows at once: the first value for every Neo4j row, "
+                        f"each further value adds a prefetch row (default {FETCH_THREADS})")
     p.add_argument("--compare", nargs="*", default=["relationships"], choices=["relationships", "cypher"],
                    help="other Neo4j sampling paths to measure with prefetch (default: relationships)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -140,34 +157,38 @@ def main() -> None:
 
     rows = []
     for ds in args.datasets:
-        for backend, threads, mode, cache_mb in _rows(args):
+        for backend, threads, mode, cache_mb, fetch in _rows(args):
             cmd = [sys.executable, __file__, "--worker", "--backend", backend, "--dataset", ds,
                    "--batch_size", str(args.batch_size), "--fanouts", ",".join(map(str, args.fanouts)),
                    "--batches", str(args.batches), "--threads", str(threads), "--cache_mb", str(cache_mb),
-                   "--mode", mode or "adjacency"]
+                   "--mode", mode or "adjacency", "--fetch_threads", str(fetch)]
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=os.environ)
             line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
             if out.returncode != 0 or line is None:
-                print(f"{ds} {backend} {mode} threads={threads}: FAILED\n{out.stderr.strip()[-600:]}", file=sys.stderr)
+                print(f"{ds} {backend} {mode} threads={threads} cache={cache_mb:g} fetch={fetch}: FAILED\n{out.stderr.strip()[-600:]}", file=sys.stderr)
                 continue
             rows.append(json.loads(line))
             r = rows[-1]
-            print(f"  {ds:>14} {backend:>9} {mode:>13} threads={threads} cache={cache_mb:g}: "
+            print(f"  {ds:>14} {backend:>9} {mode:>13} threads={threads} cache={cache_mb:g} fetch={fetch}: "
                   f"{r['seeds_per_s']:8.0f} seeds/s", file=sys.stderr)
 
     print(f"\nbatch {args.batch_size}, fanouts {args.fanouts}, {args.batches} timed batches; latencies in ms (p50/p99); "
-          "threads = prefetch threads (0 = prefetch off); ratio = in-memory seeds/s (same threads) / this row's")
-    print("| dataset | backend | sampling | threads | cache MB | seeds/s | nodes/batch | sample | fetch | total "
-          "| peak RSS MiB | in-memory / this |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "threads = prefetch threads (0 = prefetch off); fetch = Neo4j sessions per feature fetch; "
+          "ratio = in-memory seeds/s (same threads) / this row's")
+    print("| dataset | backend | sampling | threads | fetch | cache MB | hit rate | seeds/s | nodes/batch | sample "
+          "| fetch ms | total | peak RSS MiB | server RSS MiB | in-memory / this |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ref = next((x for x in rows if x["dataset"] == r["dataset"] and x["backend"] == "in_memory"
                     and x["threads"] == r["threads"]), None)
         ratio = f"{ref['seeds_per_s'] / r['seeds_per_s']:.1f}x" if ref else "-"
-        print(f"| {r['dataset']} | {r['backend']} | {r['mode'] or 'csr'} | {r['threads']} | {r['cache_mb']:g} | "
-              f"{r['seeds_per_s']:.0f} | {r['nodes_per_batch']:.0f} | "
-              f"{r['sample_p50_ms']:.0f}/{r['sample_p99_ms']:.0f} | {r['fetch_p50_ms']:.0f}/{r['fetch_p99_ms']:.0f} | "
-              f"{r['total_p50_ms']:.0f}/{r['total_p99_ms']:.0f} | {r['peak_rss_mb']:.0f} | {ratio} |")
+        hit = "-" if r["cache_hit_rate"] is None else f"{r['cache_hit_rate']:.2f}"
+        server = "-" if r["server_peak_rss_mb"] is None else f"{r['server_peak_rss_mb']:.0f}"
+        print(f"| {r['dataset']} | {r['backend']} | {r['mode'] or 'csr'} | {r['threads']} | "
+              f"{r['fetch_threads'] or '-'} | {r['cache_mb']:g} | {hit} | {r['seeds_per_s']:.0f} | "
+              f"{r['nodes_per_batch']:.0f} | {r['sample_p50_ms']:.0f}/{r['sample_p99_ms']:.0f} | "
+              f"{r['fetch_p50_ms']:.0f}/{r['fetch_p99_ms']:.0f} | {r['total_p50_ms']:.0f}/{r['total_p99_ms']:.0f} | "
+              f"{r['peak_rss_mb']:.0f} | {server} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,47 +31,81 @@ from src.schema import DENSE, GraphSchema, decode_features, row_bytes
 log = logging.getLogger(__name__)
 
 ATTRS = ("x", "y")
+FETCH_THREADS = 1
+"""Default sessions reading one batch's feature rows at once (:class:`Neo4jFeatureStore`)."""
 
 
 class FeatureCache:
-    """Fill-until-full cache of feature rows and labels, looked up with vectorised searchsorted.
+    """Fill-until-full cache of feature rows and labels with vectorised, lock-free lookups.
 
-    Why not LRU: eviction bookkeeping per id is a Python loop; with neighbour sampling the
-    first rows seen are dominated by hubs, so "keep the first ``capacity`` rows" holds the hot set.
+    Rows live in arrays preallocated for ``capacity`` rows (``np.empty``: pages are touched only
+    as rows arrive, so RSS grows with the filled part, never past the budget, whatever the graph
+    size). A row is written once, into the next free slot, and never moves. The index is a pair
+    (sorted ids, their slots) replaced as a whole on insert: the new block is merged in with one
+    ``searchsorted`` + ``np.insert`` over 12 bytes per cached row, never over the feature rows.
+    Readers take the current pair without the lock (an insert publishes it after the rows are
+    written), so prefetch threads look up concurrently; only inserts serialise.
+
+    Admission: the first rows fetched until full (hit rates against pre-warming with the
+    highest-degree nodes in docs/ARCHITECTURE.md, "Feature fetch and cache"). No eviction:
+    per-id bookkeeping would be a Python loop per batch.
     """
 
     def __init__(self, budget_mb: float, num_features: int) -> None:
-        row_bytes = num_features * 4 + 8 + 8
-        self.capacity = int(budget_mb * 2**20) // row_bytes
-        self._ids = np.empty(0, dtype=np.int64)  # sorted
-        self._x = np.empty((0, num_features), dtype=np.float32)
-        self._y = np.empty(0, dtype=np.int64)
-        self._lock = threading.Lock()
+        per_row = num_features * 4 + 8 + 8 + 4  # x row, y, sorted id, slot
+        self.capacity = int(budget_mb * 2**20) // per_row
+        self._x = np.empty((self.capacity, num_features), dtype=np.float32)
+        self._y = np.empty(self.capacity, dtype=np.int64)
+        self._index: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.int32))
+        self._insert_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self.hits = 0
         self.lookups = 0
 
-    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (hit mask, x rows of hits, y of hits) for unique ``ids``."""
-        with self._lock:
-            cached, x, y = self._ids, self._x, self._y
-            pos = np.searchsorted(cached, ids)
-            pos_c = np.minimum(pos, max(len(cached) - 1, 0))
-            hit = (pos < len(cached)) & (cached[pos_c] == ids) if len(cached) else np.zeros(len(ids), bool)
-            self.hits += int(hit.sum())
+    def __len__(self) -> int:
+        return len(self._index[0])
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The cached node ids, sorted (a snapshot)."""
+        return self._index[0]
+
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(hit mask over ``ids``, cache slots of the hits) for unique ``ids``; see :meth:`rows`."""
+        keys, slots = self._index  # one snapshot: an insert replaces the pair, never mutates it
+        if len(keys):
+            pos = np.searchsorted(keys, ids)
+            np.minimum(pos, len(keys) - 1, out=pos)
+            hit = keys[pos] == ids
+            found = slots[pos[hit]]
+        else:
+            hit, found = np.zeros(len(ids), dtype=bool), np.empty(0, np.int32)
+        with self._count_lock:
+            self.hits += len(found)
             self.lookups += len(ids)
-        return hit, x[pos_c[hit]], y[pos_c[hit]]
+        return hit, found
+
+    def rows(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """x and y rows of ``slots`` (from :meth:`lookup`), as new arrays."""
+        return np.take(self._x, slots, axis=0), np.take(self._y, slots)
 
     def insert(self, ids: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
-        with self._lock:
-            room = self.capacity - len(self._ids)
+        """Admit rows of sorted unique ``ids`` while there is room; ids already cached are skipped."""
+        with self._insert_lock:
+            keys, slots = self._index
+            room = self.capacity - len(keys)
             if room <= 0 or len(ids) == 0:
                 return
-            ids, x, y = ids[:room], x[:room], y[:room]
-            all_ids = np.concatenate([self._ids, ids])
-            order = np.argsort(all_ids, kind="stable")
-            self._ids = all_ids[order]
-            self._x = np.concatenate([self._x, x])[order]
-            self._y = np.concatenate([self._y, y])[order]
+            pos = np.searchsorted(keys, ids)
+            new = keys[np.minimum(pos, len(keys) - 1)] != ids if len(keys) else np.ones(len(ids), bool)
+            take = np.flatnonzero(new)[:room]  # another thread may have cached some meanwhile
+            if len(take) == 0:
+                return
+            first = len(keys)
+            self._x[first:first + len(take)] = x[take]
+            self._y[first:first + len(take)] = y[take]
+            new_slots = np.arange(first, first + len(take), dtype=np.int32)
+            self._index = (np.insert(keys, pos[take], ids[take]), np.insert(slots, pos[take], new_slots))
 
     @property
     def hit_rate(self) -> float | None:
@@ -105,6 +140,7 @@ class DatabaseFeatureStore(FeatureStore):
         self.chunk_size = chunk_size
         self.cache = FeatureCache(cache_mb, num_features) if cache_mb > 0 else None
         self.stats = FetchStats()
+        self._stats_lock = threading.Lock()  # prefetch (and fetch) threads count concurrently
         s = schema
         self._query = (
             f"UNWIND $ids AS i MATCH (n:`{s.label}` {{`{s.id_prop}`: i}}) "
@@ -113,26 +149,43 @@ class DatabaseFeatureStore(FeatureStore):
 
     # -- batched fetch -----------------------------------------------------------------------
     def fetch(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Features ``[len(index), F]`` and labels ``[len(index)]`` in ``index`` order (repeats allowed)."""
+        """Features ``[len(index), F]`` and labels ``[len(index)]`` in ``index`` order (repeats allowed).
+
+        Rows are read once per unique id and in id order (Neo4j reads a batch's nodes 2-4x faster
+        sorted than in the sampler's order), then gathered once into ``index`` order.
+        """
         index = np.asarray(index, dtype=np.int64)
         uniq, inverse = np.unique(index, return_inverse=True)
         if len(uniq) and (uniq[0] < 0 or uniq[-1] >= self.num_nodes):
             bad = uniq[(uniq < 0) | (uniq >= self.num_nodes)][:5].tolist()
             raise UserError(f"unknown node ids {bad} for dataset {self.schema.dataset!r} (valid: 0..{self.num_nodes - 1})")
-        x = np.empty((len(uniq), self.num_features), dtype=np.float32)
-        y = np.empty(len(uniq), dtype=np.int64)
-        miss = np.ones(len(uniq), dtype=bool)
-        if self.cache is not None:
-            hit, cx, cy = self.cache.lookup(uniq)
-            x[hit], y[hit] = cx, cy
-            miss = ~hit
-        todo = uniq[miss]
-        if len(todo):
-            fx, fy = self._fetch_unique(todo)
-            x[miss], y[miss] = fx, fy
-            if self.cache is not None:
-                self.cache.insert(todo, fx, fy)
-        return x[inverse], y[inverse]
+        if self.cache is None:
+            x, y = self._fetch_unique(uniq)
+            return x[inverse], y[inverse]
+        hit, slots = self.cache.lookup(uniq)
+        slot_of = np.zeros(len(uniq), dtype=slots.dtype)
+        slot_of[hit] = slots
+        if len(slots) == len(uniq):
+            return self.cache.rows(slot_of[inverse])
+        miss = ~hit
+        fx, fy = self._fetch_unique(uniq[miss])
+        self.cache.insert(uniq[miss], fx, fy)
+        if len(slots) == 0:
+            return fx[inverse], fy[inverse]
+        # One gather from the cache in index order (misses get row 0), then the misses on top.
+        x, y = self.cache.rows(slot_of[inverse])
+        out_miss = np.flatnonzero(miss[inverse])
+        src = (np.cumsum(miss) - 1)[inverse[out_miss]]
+        x[out_miss], y[out_miss] = fx[src], fy[src]
+        return x, y
+
+    def _count(self, rows: int, round_trips: int) -> None:
+        with self._stats_lock:
+            self.stats.rows_fetched += rows
+            self.stats.round_trips += round_trips
+
+    def close(self) -> None:
+        """Release threads the store started (none here)."""
 
     @abstractmethod
     def _read_rows(self, ids: list[int]) -> list[tuple[int, bytes, int | None]]:
@@ -143,7 +196,6 @@ class DatabaseFeatureStore(FeatureStore):
         xs, ys, got = [], [], []
         for start in range(0, len(ids), self.chunk_size):
             recs = self._read_rows(ids[start:start + self.chunk_size].tolist())
-            self.stats.round_trips += 1
             got.extend(r[0] for r in recs)
             xs.extend(r[1] for r in recs)
             ys.extend(r[2] for r in recs)
@@ -161,7 +213,7 @@ class DatabaseFeatureStore(FeatureStore):
         y = np.asarray([-1 if v is None else v for v in ys], dtype=np.int64)
         # Rows may come back in any order: put them in the order asked for.
         order = np.argsort(got_a)
-        self.stats.rows_fetched += len(ids)
+        self._count(len(ids), -(-len(ids) // self.chunk_size))
         return x[order], y[order]
 
     # -- PyG FeatureStore interface ------------------------------------------------------------
@@ -203,18 +255,31 @@ def _as_numpy(index: object) -> np.ndarray:
 
 
 class Neo4jFeatureStore(DatabaseFeatureStore):
-    """Rows from Neo4j: the ``gnn.fetchRows`` procedure when the server has it, else Cypher."""
+    """Rows from Neo4j: the ``gnn.fetchRows`` procedure when the server has it, else Cypher.
+
+    ``fetch_threads`` > 1 splits a batch's missing rows into that many parts read at once in
+    separate sessions (pooled connections), so the server builds their bytes on several cores
+    while the client decodes; parts are at least ``MIN_ROWS_PER_THREAD`` rows.
+    """
+
+    MIN_ROWS_PER_THREAD = 1024  # smaller parts cost more in round trips than they overlap
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, num_nodes: int, num_features: int,
                  *, encoding: str = DENSE, density: float | None = None, cache_mb: float = 0.0,
-                 chunk_size: int = 20_000, use_procedures: bool | None = None, projection_mb: float = 0.0) -> None:
+                 chunk_size: int = 20_000, use_procedures: bool | None = None, projection_mb: float = 0.0,
+                 fetch_threads: int = FETCH_THREADS) -> None:
         """``projection_mb``: server heap budget of a projection of the rows (src/procedures.py)."""
         super().__init__(schema, num_nodes, num_features, encoding=encoding, density=density, cache_mb=cache_mb,
                          chunk_size=chunk_size)
+        if fetch_threads < 1:
+            raise ValueError(f"fetch_threads must be >= 1, got {fetch_threads}")
         self.chunk_size = min(chunk_size, procedures.rows_per_call(self.row_bytes))
         self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
         self.client = client
         self.projection_mb = projection_mb
+        self.fetch_threads = fetch_threads
+        # The caller's thread reads one part itself; the pool reads the others.
+        self._pool = ThreadPoolExecutor(fetch_threads - 1, thread_name_prefix="fetch") if fetch_threads > 1 else None
 
     @classmethod
     def from_record(cls, client: Neo4jClient, schema: GraphSchema, record: dict, **kwargs: Any
@@ -224,14 +289,28 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
                    encoding=record.get("feature_encoding", DENSE), density=record.get("feature_density"),
                    **kwargs)
 
+    def close(self) -> None:
+        """Stop the fetch threads."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
     def _read_rows(self, ids: list[int]) -> list[tuple[int, bytes, int | None]]:
         return self.client.read_tx(lambda tx: tx.run(self._query, ids=ids).values("id", "x", "y"))
 
     def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.use_procedures:
             return super()._fetch_unique(ids)
-        # gnn.fetchRows: rows in order, as stored bytes + lengths
-        self.stats.round_trips += -(-len(ids) // procedures.rows_per_call(self.row_bytes))
-        self.stats.rows_fetched += len(ids)
-        return procedures.fetch_rows(self.client, self.schema, ids, num_features=self.num_features,
+        parts = min(self.fetch_threads, len(ids) // self.MIN_ROWS_PER_THREAD)
+        if parts <= 1:
+            return self._fetch_rows(ids)
+        split = np.array_split(ids, parts)
+        futures = [self._pool.submit(self._fetch_rows, part) for part in split[1:]]
+        results = [self._fetch_rows(split[0])] + [f.result() for f in futures]
+        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+    def _fetch_rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """gnn.fetchRows: rows in ``ids`` order, as stored bytes + lengths, decoded."""
+        x, y = procedures.fetch_rows(self.client, self.schema, ids, num_features=self.num_features,
                                      encoding=self.encoding, row_bytes=self.row_bytes, projection_mb=self.projection_mb)
+        self._count(len(ids), -(-len(ids) // procedures.rows_per_call(self.row_bytes)))
+        return x, y

@@ -7,6 +7,7 @@ asserts against the source arrays or the in-memory CSR sampler (the oracle). The
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -47,14 +48,51 @@ def check_features_bit_exact(fs, ds: GraphDataset) -> None:
 
 
 def check_hot_node_cache(fs, ds: GraphDataset) -> None:
-    """``fs`` has a cache: a second fetch of the same rows needs no round trip and stays exact."""
+    """``fs`` has a cache: repeated rows need no round trip, partial hits fetch only the misses, all exact."""
     ids = np.arange(0, 500)
     fs.fetch(ids)
-    trips = fs.stats.round_trips
+    trips, fetched = fs.stats.round_trips, fs.stats.rows_fetched
     x, _ = fs.fetch(ids[::-1])
     assert fs.stats.round_trips == trips  # all from cache
     assert fs.cache.hit_rate == 0.5
-    assert np.array_equal(x, ds.features(ids[::-1]))
+    assert np.array_equal(x.view(np.uint32), ds.features(ids[::-1]).view(np.uint32))
+    mixed = np.random.default_rng(0).permutation(np.arange(250, 750))  # half cached, any order, no repeats
+    mixed = np.concatenate([mixed, mixed[:20]])  # ... then with repeats
+    x, y = fs.fetch(mixed)
+    assert fs.stats.rows_fetched == fetched + 250  # only the misses, once each
+    assert fs.cache.hit_rate == (500 + 250) / 1500
+    assert np.array_equal(x.view(np.uint32), ds.features(mixed).view(np.uint32))
+    assert np.array_equal(y, np.asarray(ds.y)[mixed])
+
+
+def check_cache_full(make_fs: Callable[[float], object], ds: GraphDataset) -> None:
+    """A budget of 100 rows holds exactly 100 rows (the first admitted), stays exact past full."""
+    per_row = ds.num_features * 4 + 8 + 8 + 4
+    fs = make_fs(100 * per_row / 2**20)
+    assert fs.cache.capacity == 100 and fs.cache._x.nbytes + fs.cache._y.nbytes <= 100 * per_row
+    ids = np.random.default_rng(1).permutation(ds.num_nodes)[:300]
+    fs.fetch(ids)
+    assert np.array_equal(fs.cache.ids, np.sort(ids)[:100])  # the first 100 rows read (in id order)
+    x, y = fs.fetch(ids[::-1])
+    assert len(fs.cache) == 100 and fs.cache.hits == 100 and fs.stats.rows_fetched == 500
+    assert np.array_equal(x.view(np.uint32), ds.features(ids[::-1]).view(np.uint32))
+    assert np.array_equal(y, np.asarray(ds.y)[ids[::-1]])
+
+
+def check_cache_concurrent(fs, ds: GraphDataset, threads: int = 4) -> None:
+    """Threads fetching overlapping batches while the cache fills all get exact rows; no id cached twice."""
+    rng = np.random.default_rng(2)
+    batches = [rng.permutation(ds.num_nodes)[:800] for _ in range(4 * threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(fs.fetch, batches))
+    for ids, (x, y) in zip(batches, results):
+        assert np.array_equal(x.view(np.uint32), ds.features(ids).view(np.uint32))
+        assert np.array_equal(y, np.asarray(ds.y)[ids])
+    cached = fs.cache.ids
+    assert len(cached) == min(fs.cache.capacity, len(np.unique(np.concatenate(batches))))
+    assert (np.diff(cached) > 0).all()  # sorted, no duplicates
+    x, _ = fs.fetch(cached)
+    assert fs.cache.hits >= len(cached) and np.array_equal(x, ds.features(cached))
 
 
 def check_graph_store(gs, ds: GraphDataset) -> None:

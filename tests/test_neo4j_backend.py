@@ -69,6 +69,17 @@ def test_hot_node_cache_hits_and_stays_exact(client: Neo4jClient, cora) -> None:
     checks.check_hot_node_cache(Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=64), ds)
 
 
+def test_cache_full_keeps_first_rows_and_stays_exact(client: Neo4jClient, cora) -> None:
+    ds, schema, rec = cora
+    checks.check_cache_full(lambda mb: Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=mb), ds)
+
+
+@pytest.mark.parametrize("cache_mb", [64, 1], ids=["fits", "fills"])
+def test_cache_concurrent_fetches_exact(client: Neo4jClient, cora, cache_mb: float) -> None:
+    ds, schema, rec = cora
+    checks.check_cache_concurrent(Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=cache_mb), ds)
+
+
 def test_graph_store_sizes_and_guard(client: Neo4jClient, cora) -> None:
     ds, schema, _ = cora
     gs = Neo4jGraphStore(client, schema)
