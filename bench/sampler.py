@@ -4,10 +4,12 @@
 For each dataset, a fresh worker process per row iterates ``--batches`` mini-batches of
 ``--batch_size`` random training seeds with fanouts ``--fanouts`` through the same
 ``NodeLoader`` + ``PrefetchLoader`` the trainer uses (no model). Rows: in-memory without and
-with prefetch threads; Neo4j with the packed adjacency property (``adjacency``) without and with
-prefetch, with prefetch and a feature cache (one row per ``--cache_mb`` budget), with prefetch
-and each extra ``--fetch_threads`` value, and walking relationships (``relationships``, the
-path of datasets loaded without the property) or Cypher (``cypher``) with prefetch. It reports
+with prefetch threads; for each ``--projection_mb`` (0 = the procedures read the store, else
+the server's in-heap projection), Neo4j with the packed adjacency property (``adjacency``)
+without and with prefetch and with prefetch and a feature cache (one row per ``--cache_mb``
+budget); with prefetch and each extra ``--fetch_threads`` value; and walking relationships
+(``relationships``, the path of datasets loaded without the property) or Cypher (``cypher``)
+with prefetch. It reports
 seeds/s, p50/p99 latency of sampling, feature fetch and the whole batch, the worker's peak RSS
 (a separate process per row, so RSS is not shared), the local Neo4j server's peak RSS while
 the row ran, the cache hit rate and the ratio to in-memory with the same number of threads.
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from src.feature_store import FETCH_THREADS  # noqa: E402
+from src.procedures import DEFAULT_PROJECTION_MB  # noqa: E402
 
 
 def _load_dataset(name: str):
@@ -49,24 +53,40 @@ def _load_dataset(name: str):
     return load_dataset(name)
 
 
-def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, threads: int, cache_mb: float,
-             mode: str, fetch_threads: int):
+class Row(NamedTuple):
+    """One measured configuration (a worker process) per dataset."""
+
+    backend: str
+    threads: int
+    mode: str = "adjacency"  # Neo4j sampling path
+    cache_mb: float = 0.0
+    fetch_threads: int = FETCH_THREADS
+    projection_mb: float = 0.0
+
+    def argv(self) -> list[str]:
+        return ["--backend", self.backend, "--threads", str(self.threads), "--mode", self.mode,
+                "--cache_mb", str(self.cache_mb), "--fetch_threads", str(self.fetch_threads),
+                "--projection_mb", str(self.projection_mb)]
+
+
+def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, row: Row):
     if kind == "in_memory":
         from src.backend_memory import FullGraphBackend
 
         return FullGraphBackend(_load_dataset(dataset), fanouts=fanouts, batch_size=batch_size,
-                                num_loader_threads=threads)
+                                num_loader_threads=row.threads)
     from src.backend_neo4j import Neo4jBackend
     from src.client import connect
     from src.loader import require_loaded
     from src.schema import GraphSchema
 
-    client = connect(max_pool_size=max(threads, 1) * fetch_threads + 2)
+    client = connect(max_pool_size=max(row.threads, 1) * row.fetch_threads + 2)
     record = require_loaded(client, dataset)
     schema = GraphSchema.for_dataset(dataset, label=record["label"], rel_type=record["rel_type"])
     return Neo4jBackend(client, schema, record, fanouts=fanouts, batch_size=batch_size,
-                        num_loader_threads=threads, cache_mb=cache_mb, use_procedures=mode != "cypher",
-                        use_adjacency=mode == "adjacency", fetch_threads=fetch_threads)
+                        num_loader_threads=row.threads, cache_mb=row.cache_mb, use_procedures=row.mode != "cypher",
+                        use_adjacency=row.mode == "adjacency", fetch_threads=row.fetch_threads,
+                        projection_mb=row.projection_mb)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -77,9 +97,9 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     t_setup = time.perf_counter()
-    cache_mb, fetch_threads = args.cache_mb[0], args.fetch_threads[0]  # a worker gets one value of each
-    backend = _backend(args.backend, args.dataset, args.fanouts, args.batch_size, args.threads, cache_mb,
-                       args.mode, fetch_threads)
+    row = Row(args.backend, args.threads, args.mode, args.cache_mb[0], args.fetch_threads[0],
+              args.projection_mb[0])  # a worker gets one value of each
+    backend = _backend(args.backend, args.dataset, args.fanouts, args.batch_size, row)
     monitor = MemoryMonitor(backend.server_pid())
     setup_s = time.perf_counter() - t_setup
     train = backend.split_nodes("train")
@@ -104,8 +124,9 @@ def worker(args: argparse.Namespace) -> None:
     stats = backend.stats()
     print(json.dumps({
         "backend": args.backend, "dataset": args.dataset, "threads": args.threads,
-        "mode": args.mode if args.backend == "neo4j" else "", "cache_mb": cache_mb,
-        "fetch_threads": fetch_threads if args.backend == "neo4j" else None,
+        "mode": args.mode if args.backend == "neo4j" else "", "cache_mb": row.cache_mb,
+        "fetch_threads": row.fetch_threads if args.backend == "neo4j" else None,
+        "projection_mb": row.projection_mb if args.backend == "neo4j" else None,
         "server_peak_rss_mb": monitor.peak_server_mb, "cache_hit_rate": stats.get("cache_hit_rate"),
         "batches": len(lat_t), "seeds_per_s": args.batch_size * len(lat_t) / wall,
         "nodes_per_batch": float(np.mean(nodes)),
@@ -118,15 +139,18 @@ def worker(args: argparse.Namespace) -> None:
     backend.close()
 
 
-def _rows(args: argparse.Namespace) -> list[tuple[str, int, str, float, int]]:
-    """(backend, threads, Neo4j mode, cache MB, fetch threads) of every row measured per dataset."""
-    fetch = args.fetch_threads[0]
-    rows = [("in_memory", t, "", 0.0, fetch) for t in (0, args.threads)]
-    rows += [("neo4j", t, "adjacency", 0.0, fetch) for t in (0, args.threads)]
-    rows += [("neo4j", args.threads, "adjacency", mb, fetch) for mb in args.cache_mb if mb > 0]
-    rows += [("neo4j", args.threads, "adjacency", 0.0, f) for f in args.fetch_threads[1:]]
-    rows += [("neo4j", args.threads, m, 0.0, fetch) for m in args.compare]
-    return [r for r in rows if r[0] in args.backends]
+def _rows(args: argparse.Namespace) -> list[Row]:
+    """Every configuration measured per dataset (see the module docstring)."""
+    t, fetch, cache = args.threads, args.fetch_threads[0], [mb for mb in args.cache_mb if mb > 0]
+    rows = [Row("in_memory", 0), Row("in_memory", t)]
+    for proj in args.projection_mb:
+        rows += [Row("neo4j", 0, fetch_threads=fetch, projection_mb=proj),
+                 Row("neo4j", t, fetch_threads=fetch, projection_mb=proj)]
+        rows += [Row("neo4j", t, cache_mb=mb, fetch_threads=fetch, projection_mb=proj) for mb in cache]
+    best = args.projection_mb[-1]
+    rows += [Row("neo4j", t, fetch_threads=f, projection_mb=best) for f in args.fetch_threads[1:]]
+    rows += [Row("neo4j", t, mode=m, fetch_threads=fetch) for m in args.compare]
+    return [r for r in rows if r.backend in args.backends]
 
 
 def main() -> None:
@@ -144,6 +168,10 @@ def main() -> None:
     p.add_argument("--fetch_threads", type=int, nargs="+", default=[FETCH_THREADS],
                    help="sessions reading a batch's feature rows at once: the first value for every Neo4j row, "
                         f"each further value adds a prefetch row (default {FETCH_THREADS})")
+    p.add_argument("--projection_mb", type=float, nargs="+", default=[0.0, DEFAULT_PROJECTION_MB],
+                   help="server heap budgets (MiB) of the gnn.* in-memory projection, 0 = read the store: each value "
+                        "adds the Neo4j rows (prefetch off/on, each cache); extra --fetch_threads rows use the "
+                        f"last value (default: 0 {DEFAULT_PROJECTION_MB:g})")
     p.add_argument("--compare", nargs="*", default=["relationships"], choices=["relationships", "cypher"],
                    help="other Neo4j sampling paths to measure with prefetch (default: relationships)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -157,34 +185,32 @@ def main() -> None:
 
     rows = []
     for ds in args.datasets:
-        for backend, threads, mode, cache_mb, fetch in _rows(args):
-            cmd = [sys.executable, __file__, "--worker", "--backend", backend, "--dataset", ds,
-                   "--batch_size", str(args.batch_size), "--fanouts", ",".join(map(str, args.fanouts)),
-                   "--batches", str(args.batches), "--threads", str(threads), "--cache_mb", str(cache_mb),
-                   "--mode", mode or "adjacency", "--fetch_threads", str(fetch)]
+        for row in _rows(args):
+            cmd = [sys.executable, __file__, "--worker", "--dataset", ds, "--batch_size", str(args.batch_size),
+                   "--fanouts", ",".join(map(str, args.fanouts)), "--batches", str(args.batches), *row.argv()]
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=os.environ)
             line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
             if out.returncode != 0 or line is None:
-                print(f"{ds} {backend} {mode} threads={threads} cache={cache_mb:g} fetch={fetch}: FAILED\n{out.stderr.strip()[-600:]}", file=sys.stderr)
+                print(f"{ds} {row}: FAILED\n{out.stderr.strip()[-600:]}", file=sys.stderr)
                 continue
             rows.append(json.loads(line))
-            r = rows[-1]
-            print(f"  {ds:>14} {backend:>9} {mode:>13} threads={threads} cache={cache_mb:g} fetch={fetch}: "
-                  f"{r['seeds_per_s']:8.0f} seeds/s", file=sys.stderr)
+            print(f"  {ds:>14} {row}: {rows[-1]['seeds_per_s']:8.0f} seeds/s", file=sys.stderr)
 
     print(f"\nbatch {args.batch_size}, fanouts {args.fanouts}, {args.batches} timed batches; latencies in ms (p50/p99); "
           "threads = prefetch threads (0 = prefetch off); fetch = Neo4j sessions per feature fetch; "
+          "projection = server projection budget MiB (0 = store); "
           "ratio = in-memory seeds/s (same threads) / this row's")
-    print("| dataset | backend | sampling | threads | fetch | cache MB | hit rate | seeds/s | nodes/batch | sample "
-          "| fetch ms | total | peak RSS MiB | server RSS MiB | in-memory / this |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| dataset | backend | sampling | projection | threads | fetch | cache MB | hit rate | seeds/s | nodes/batch "
+          "| sample | fetch ms | total | peak RSS MiB | server RSS MiB | in-memory / this |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ref = next((x for x in rows if x["dataset"] == r["dataset"] and x["backend"] == "in_memory"
                     and x["threads"] == r["threads"]), None)
         ratio = f"{ref['seeds_per_s'] / r['seeds_per_s']:.1f}x" if ref else "-"
         hit = "-" if r["cache_hit_rate"] is None else f"{r['cache_hit_rate']:.2f}"
         server = "-" if r["server_peak_rss_mb"] is None else f"{r['server_peak_rss_mb']:.0f}"
-        print(f"| {r['dataset']} | {r['backend']} | {r['mode'] or 'csr'} | {r['threads']} | "
+        proj = "-" if r["projection_mb"] is None else f"{r['projection_mb']:g}"
+        print(f"| {r['dataset']} | {r['backend']} | {r['mode'] or 'csr'} | {proj} | {r['threads']} | "
               f"{r['fetch_threads'] or '-'} | {r['cache_mb']:g} | {hit} | {r['seeds_per_s']:.0f} | "
               f"{r['nodes_per_batch']:.0f} | {r['sample_p50_ms']:.0f}/{r['sample_p99_ms']:.0f} | "
               f"{r['fetch_p50_ms']:.0f}/{r['fetch_p99_ms']:.0f} | {r['total_p50_ms']:.0f}/{r['total_p99_ms']:.0f} | "
