@@ -7,16 +7,15 @@ For each dataset, a fresh worker process per row iterates ``--batches`` mini-bat
 with prefetch threads; for each ``--projection_mb`` (0 = the procedures read the store, else
 the server's in-heap projection), Neo4j with the packed adjacency property (``adjacency``)
 without and with prefetch and with prefetch and a feature cache (one row per ``--cache_mb``
-budget); with prefetch and each extra ``--fetch_threads`` value; and walking relationships
-(``relationships``, the path of datasets loaded without the property) or Cypher (``cypher``)
-with prefetch. It reports
+budget); and walking relationships (``relationships``, the path of datasets loaded without
+the property) or Cypher (``cypher``) with prefetch. It reports
 seeds/s, p50/p99 latency of sampling, feature fetch and the whole batch, the worker's peak RSS
 (a separate process per row, so RSS is not shared), the local Neo4j server's peak RSS while
 the row ran, the cache hit rate and the ratio to in-memory with the same number of threads.
 
   python bench/sampler.py                                   # amazon_cs, coauthor_phy
   python bench/sampler.py --datasets amazon_cs coauthor_phy synthetic_n1000000_d10_f64_c10_s0
-  python bench/sampler.py --cache_mb 16 64 256 --fetch_threads 2 1 --compare   # cache sweep, fetch threads
+  python bench/sampler.py --cache_mb 16 64 256 --projection_mb 512 --compare   # cache sweep
 Neo4j datasets must be loaded first (loaders/load_into_neo4j.py); a synthetic name
 ``synthetic_n<N>_d<D>_f<F>_c<C>_s<seed>`` is generated/cached for the in-memory side.
 """
@@ -38,7 +37,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from src.feature_store import FETCH_THREADS  # noqa: E402
 from src.procedures import DEFAULT_PROJECTION_MB  # noqa: E402
 
 
@@ -60,13 +58,11 @@ class Row(NamedTuple):
     threads: int
     mode: str = "adjacency"  # Neo4j sampling path
     cache_mb: float = 0.0
-    fetch_threads: int = FETCH_THREADS
     projection_mb: float = 0.0
 
     def argv(self) -> list[str]:
         return ["--backend", self.backend, "--threads", str(self.threads), "--mode", self.mode,
-                "--cache_mb", str(self.cache_mb), "--fetch_threads", str(self.fetch_threads),
-                "--projection_mb", str(self.projection_mb)]
+                "--cache_mb", str(self.cache_mb), "--projection_mb", str(self.projection_mb)]
 
 
 def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, row: Row):
@@ -80,13 +76,12 @@ def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, row: 
     from src.loader import require_loaded
     from src.schema import GraphSchema
 
-    client = connect(max_pool_size=max(row.threads, 1) * row.fetch_threads + 2)
+    client = connect(max_pool_size=row.threads + 2)
     record = require_loaded(client, dataset)
     schema = GraphSchema.for_dataset(dataset, label=record["label"], rel_type=record["rel_type"])
     return Neo4jBackend(client, schema, record, fanouts=fanouts, batch_size=batch_size,
                         num_loader_threads=row.threads, cache_mb=row.cache_mb, use_procedures=row.mode != "cypher",
-                        use_adjacency=row.mode == "adjacency", fetch_threads=row.fetch_threads,
-                        projection_mb=row.projection_mb)
+                        use_adjacency=row.mode == "adjacency", projection_mb=row.projection_mb)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -97,8 +92,7 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     t_setup = time.perf_counter()
-    row = Row(args.backend, args.threads, args.mode, args.cache_mb[0], args.fetch_threads[0],
-              args.projection_mb[0])  # a worker gets one value of each
+    row = Row(args.backend, args.threads, args.mode, args.cache_mb[0], args.projection_mb[0])  # one value each
     backend = _backend(args.backend, args.dataset, args.fanouts, args.batch_size, row)
     monitor = MemoryMonitor(backend.server_pid())
     setup_s = time.perf_counter() - t_setup
@@ -125,7 +119,6 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps({
         "backend": args.backend, "dataset": args.dataset, "threads": args.threads,
         "mode": args.mode if args.backend == "neo4j" else "", "cache_mb": row.cache_mb,
-        "fetch_threads": row.fetch_threads if args.backend == "neo4j" else None,
         "projection_mb": row.projection_mb if args.backend == "neo4j" else None,
         "server_peak_rss_mb": monitor.peak_server_mb, "cache_hit_rate": stats.get("cache_hit_rate"),
         "batches": len(lat_t), "seeds_per_s": args.batch_size * len(lat_t) / wall,
@@ -141,15 +134,12 @@ def worker(args: argparse.Namespace) -> None:
 
 def _rows(args: argparse.Namespace) -> list[Row]:
     """Every configuration measured per dataset (see the module docstring)."""
-    t, fetch, cache = args.threads, args.fetch_threads[0], [mb for mb in args.cache_mb if mb > 0]
+    t, cache = args.threads, [mb for mb in args.cache_mb if mb > 0]
     rows = [Row("in_memory", 0), Row("in_memory", t)]
     for proj in args.projection_mb:
-        rows += [Row("neo4j", 0, fetch_threads=fetch, projection_mb=proj),
-                 Row("neo4j", t, fetch_threads=fetch, projection_mb=proj)]
-        rows += [Row("neo4j", t, cache_mb=mb, fetch_threads=fetch, projection_mb=proj) for mb in cache]
-    best = args.projection_mb[-1]
-    rows += [Row("neo4j", t, fetch_threads=f, projection_mb=best) for f in args.fetch_threads[1:]]
-    rows += [Row("neo4j", t, mode=m, fetch_threads=fetch) for m in args.compare]
+        rows += [Row("neo4j", 0, projection_mb=proj), Row("neo4j", t, projection_mb=proj)]
+        rows += [Row("neo4j", t, cache_mb=mb, projection_mb=proj) for mb in cache]
+    rows += [Row("neo4j", t, mode=m) for m in args.compare]
     return [r for r in rows if r.backend in args.backends]
 
 
@@ -165,13 +155,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="prefetch threads of the 'prefetch on' rows (default 2)")
     p.add_argument("--cache_mb", type=float, nargs="+", default=[64.0],
                    help="Neo4j feature cache budgets in MiB, one prefetch row each; 0 = no such row (default 64)")
-    p.add_argument("--fetch_threads", type=int, nargs="+", default=[FETCH_THREADS],
-                   help="sessions reading a batch's feature rows at once: the first value for every Neo4j row, "
-                        f"each further value adds a prefetch row (default {FETCH_THREADS})")
     p.add_argument("--projection_mb", type=float, nargs="+", default=[0.0, DEFAULT_PROJECTION_MB],
                    help="server heap budgets (MiB) of the gnn.* in-memory projection, 0 = read the store: each value "
-                        "adds the Neo4j rows (prefetch off/on, each cache); extra --fetch_threads rows use the "
-                        f"last value (default: 0 {DEFAULT_PROJECTION_MB:g})")
+                        f"adds the Neo4j rows (prefetch off/on, each cache) (default: 0 {DEFAULT_PROJECTION_MB:g})")
     p.add_argument("--compare", nargs="*", default=["relationships"], choices=["relationships", "cypher"],
                    help="other Neo4j sampling paths to measure with prefetch (default: relationships)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -197,12 +183,12 @@ def main() -> None:
             print(f"  {ds:>14} {row}: {rows[-1]['seeds_per_s']:8.0f} seeds/s", file=sys.stderr)
 
     print(f"\nbatch {args.batch_size}, fanouts {args.fanouts}, {args.batches} timed batches; latencies in ms (p50/p99); "
-          "threads = prefetch threads (0 = prefetch off); fetch = Neo4j sessions per feature fetch; "
+          "threads = prefetch threads (0 = prefetch off); "
           "projection = server projection budget MiB (0 = store); "
           "ratio = in-memory seeds/s (same threads) / this row's")
-    print("| dataset | backend | sampling | projection | threads | fetch | cache MB | hit rate | seeds/s | nodes/batch "
-          "| sample | fetch ms | total | peak RSS MiB | server RSS MiB | in-memory / this |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| dataset | backend | sampling | projection | threads | cache MB | hit rate | seeds/s | nodes/batch "
+          "| sample | fetch | total | peak RSS MiB | server RSS MiB | in-memory / this |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ref = next((x for x in rows if x["dataset"] == r["dataset"] and x["backend"] == "in_memory"
                     and x["threads"] == r["threads"]), None)
@@ -211,7 +197,7 @@ def main() -> None:
         server = "-" if r["server_peak_rss_mb"] is None else f"{r['server_peak_rss_mb']:.0f}"
         proj = "-" if r["projection_mb"] is None else f"{r['projection_mb']:g}"
         print(f"| {r['dataset']} | {r['backend']} | {r['mode'] or 'csr'} | {proj} | {r['threads']} | "
-              f"{r['fetch_threads'] or '-'} | {r['cache_mb']:g} | {hit} | {r['seeds_per_s']:.0f} | "
+              f"{r['cache_mb']:g} | {hit} | {r['seeds_per_s']:.0f} | "
               f"{r['nodes_per_batch']:.0f} | {r['sample_p50_ms']:.0f}/{r['sample_p99_ms']:.0f} | "
               f"{r['fetch_p50_ms']:.0f}/{r['fetch_p99_ms']:.0f} | {r['total_p50_ms']:.0f}/{r['total_p99_ms']:.0f} | "
               f"{r['peak_rss_mb']:.0f} | {server} | {ratio} |")

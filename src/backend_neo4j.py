@@ -13,7 +13,7 @@ from src import procedures
 from src.backend_database import DatabaseBackend
 from src.client import Neo4jClient
 from src.errors import UserError
-from src.feature_store import FETCH_THREADS, Neo4jFeatureStore
+from src.feature_store import Neo4jFeatureStore
 from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
 from src.malloc_tuning import retain_freed_memory
@@ -31,11 +31,10 @@ class Neo4jBackend(DatabaseBackend):
     def __init__(self, client: Neo4jClient, schema: GraphSchema, record: dict[str, Any], *,
                  fanouts: Sequence[int], batch_size: int, num_loader_threads: int, cache_mb: float = 0.0,
                  use_procedures: bool | None = None, use_adjacency: bool | None = None,
-                 projection_mb: float = 0.0, fetch_threads: int = FETCH_THREADS) -> None:
+                 projection_mb: float = 0.0) -> None:
         """``use_adjacency`` None: read the packed adjacency property when the procedures are there and
         the dataset record says it was written (``adjacency``); False walks the relationships.
-        ``projection_mb``: server heap budget of the dataset's projections (see src/procedures.py).
-        ``fetch_threads``: sessions reading one batch's feature rows at once (:class:`Neo4jFeatureStore`)."""
+        ``projection_mb``: server heap budget of the dataset's projections (see src/procedures.py)."""
         retain_freed_memory()  # per-batch feature buffers are tens of MB: reuse, do not re-fault
         super().__init__(schema, record, fanouts=fanouts, batch_size=batch_size,
                          num_loader_threads=num_loader_threads)
@@ -53,8 +52,7 @@ class Neo4jBackend(DatabaseBackend):
         self.projection_mb = projection_mb if self.use_procedures else 0.0
         self.feature_store = Neo4jFeatureStore.from_record(client, schema, record, cache_mb=cache_mb,
                                                            use_procedures=self.use_procedures,
-                                                           projection_mb=self.projection_mb,
-                                                           fetch_threads=fetch_threads)
+                                                           projection_mb=self.projection_mb)
         self.graph_store = Neo4jGraphStore(client, schema, self.num_nodes)
         self._server_pid = local_server_pid(client.settings.uri)
 
@@ -75,5 +73,4 @@ class Neo4jBackend(DatabaseBackend):
                 "projection_mb": self.projection_mb}
 
     def close(self) -> None:
-        self.feature_store.close()
         self.client.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 from abc import abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +30,6 @@ from src.schema import DENSE, GraphSchema, decode_features, row_bytes
 log = logging.getLogger(__name__)
 
 ATTRS = ("x", "y")
-FETCH_THREADS = 1
-"""Default sessions reading one batch's feature rows at once (:class:`Neo4jFeatureStore`)."""
 
 
 class FeatureCache:
@@ -90,7 +87,7 @@ class FeatureCache:
         return np.take(self._x, slots, axis=0), np.take(self._y, slots)
 
     def insert(self, ids: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
-        """Admit rows of sorted unique ``ids`` while there is room; ids already cached are skipped."""
+        """Admit rows of unique ``ids`` (any order) while there is room; ids already cached are skipped."""
         with self._insert_lock:
             keys, slots = self._index
             room = self.capacity - len(keys)
@@ -101,6 +98,7 @@ class FeatureCache:
             take = np.flatnonzero(new)[:room]  # another thread may have cached some meanwhile
             if len(take) == 0:
                 return
+            take = take[np.argsort(ids[take], kind="stable")]  # np.insert keeps equal positions in this order
             first = len(keys)
             self._x[first:first + len(take)] = x[take]
             self._y[first:first + len(take)] = y[take]
@@ -151,32 +149,35 @@ class DatabaseFeatureStore(FeatureStore):
     def fetch(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Features ``[len(index), F]`` and labels ``[len(index)]`` in ``index`` order (repeats allowed).
 
-        Rows are read once per unique id and in id order (Neo4j reads a batch's nodes 2-4x faster
-        sorted than in the sampler's order), then gathered once into ``index`` order.
+        ``NodeLoader`` batches hold no repeats: their rows are read in ``index`` order and
+        returned as decoded, with no gather of the whole batch (1 GB for coauthor_phy).
         """
         index = np.asarray(index, dtype=np.int64)
         uniq, inverse = np.unique(index, return_inverse=True)
         if len(uniq) and (uniq[0] < 0 or uniq[-1] >= self.num_nodes):
             bad = uniq[(uniq < 0) | (uniq >= self.num_nodes)][:5].tolist()
             raise UserError(f"unknown node ids {bad} for dataset {self.schema.dataset!r} (valid: 0..{self.num_nodes - 1})")
+        if len(uniq) == len(index):
+            return self._fetch_cached(index)
+        x, y = self._fetch_cached(uniq)
+        return x[inverse], y[inverse]
+
+    def _fetch_cached(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of unique ``ids`` in their order: hits from the cache, the rest read (and admitted)."""
         if self.cache is None:
-            x, y = self._fetch_unique(uniq)
-            return x[inverse], y[inverse]
-        hit, slots = self.cache.lookup(uniq)
-        slot_of = np.zeros(len(uniq), dtype=slots.dtype)
-        slot_of[hit] = slots
-        if len(slots) == len(uniq):
-            return self.cache.rows(slot_of[inverse])
+            return self._fetch_unique(ids)
+        hit, slots = self.cache.lookup(ids)
+        if len(slots) == len(ids):
+            return self.cache.rows(slots)
         miss = ~hit
-        fx, fy = self._fetch_unique(uniq[miss])
-        self.cache.insert(uniq[miss], fx, fy)
+        fx, fy = self._fetch_unique(ids[miss])
+        self.cache.insert(ids[miss], fx, fy)
         if len(slots) == 0:
-            return fx[inverse], fy[inverse]
-        # One gather from the cache in index order (misses get row 0), then the misses on top.
-        x, y = self.cache.rows(slot_of[inverse])
-        out_miss = np.flatnonzero(miss[inverse])
-        src = (np.cumsum(miss) - 1)[inverse[out_miss]]
-        x[out_miss], y[out_miss] = fx[src], fy[src]
+            return fx, fy
+        slot_of = np.zeros(len(ids), dtype=slots.dtype)
+        slot_of[hit] = slots
+        x, y = self.cache.rows(slot_of)  # one gather; the misses hold row 0 until overwritten
+        x[miss], y[miss] = fx, fy
         return x, y
 
     def _count(self, rows: int, round_trips: int) -> None:
@@ -184,15 +185,12 @@ class DatabaseFeatureStore(FeatureStore):
             self.stats.rows_fetched += rows
             self.stats.round_trips += round_trips
 
-    def close(self) -> None:
-        """Release threads the store started (none here)."""
-
     @abstractmethod
     def _read_rows(self, ids: list[int]) -> list[tuple[int, bytes, int | None]]:
         """``(id, packed x, y)`` of these nodes in any order (one round trip)."""
 
     def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of sorted unique ``ids`` through :meth:`_read_rows`, chunked, checked, in order."""
+        """Rows of unique ``ids`` through :meth:`_read_rows`, chunked, checked, in ``ids`` order."""
         xs, ys, got = [], [], []
         for start in range(0, len(ids), self.chunk_size):
             recs = self._read_rows(ids[start:start + self.chunk_size].tolist())
@@ -213,6 +211,7 @@ class DatabaseFeatureStore(FeatureStore):
         y = np.asarray([-1 if v is None else v for v in ys], dtype=np.int64)
         # Rows may come back in any order: put them in the order asked for.
         order = np.argsort(got_a)
+        order = order[np.searchsorted(got_a, ids, sorter=order)]
         self._count(len(ids), -(-len(ids) // self.chunk_size))
         return x[order], y[order]
 
@@ -257,29 +256,20 @@ def _as_numpy(index: object) -> np.ndarray:
 class Neo4jFeatureStore(DatabaseFeatureStore):
     """Rows from Neo4j: the ``gnn.fetchRows`` procedure when the server has it, else Cypher.
 
-    ``fetch_threads`` > 1 splits a batch's missing rows into that many parts read at once in
-    separate sessions (pooled connections), so the server builds their bytes on several cores
-    while the client decodes; parts are at least ``MIN_ROWS_PER_THREAD`` rows.
+    One session per batch: splitting a batch over parallel sessions was measured slower on a
+    2-core server (docs/ARCHITECTURE.md, "Feature fetch and cache").
     """
-
-    MIN_ROWS_PER_THREAD = 1024  # smaller parts cost more in round trips than they overlap
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, num_nodes: int, num_features: int,
                  *, encoding: str = DENSE, density: float | None = None, cache_mb: float = 0.0,
-                 chunk_size: int = 20_000, use_procedures: bool | None = None, projection_mb: float = 0.0,
-                 fetch_threads: int = FETCH_THREADS) -> None:
+                 chunk_size: int = 20_000, use_procedures: bool | None = None, projection_mb: float = 0.0) -> None:
         """``projection_mb``: server heap budget of a projection of the rows (src/procedures.py)."""
         super().__init__(schema, num_nodes, num_features, encoding=encoding, density=density, cache_mb=cache_mb,
                          chunk_size=chunk_size)
-        if fetch_threads < 1:
-            raise ValueError(f"fetch_threads must be >= 1, got {fetch_threads}")
         self.chunk_size = min(chunk_size, procedures.rows_per_call(self.row_bytes))
         self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
         self.client = client
         self.projection_mb = projection_mb
-        self.fetch_threads = fetch_threads
-        # The caller's thread reads one part itself; the pool reads the others.
-        self._pool = ThreadPoolExecutor(fetch_threads - 1, thread_name_prefix="fetch") if fetch_threads > 1 else None
 
     @classmethod
     def from_record(cls, client: Neo4jClient, schema: GraphSchema, record: dict, **kwargs: Any
@@ -289,27 +279,13 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
                    encoding=record.get("feature_encoding", DENSE), density=record.get("feature_density"),
                    **kwargs)
 
-    def close(self) -> None:
-        """Stop the fetch threads."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-
     def _read_rows(self, ids: list[int]) -> list[tuple[int, bytes, int | None]]:
         return self.client.read_tx(lambda tx: tx.run(self._query, ids=ids).values("id", "x", "y"))
 
     def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.use_procedures:
             return super()._fetch_unique(ids)
-        parts = min(self.fetch_threads, len(ids) // self.MIN_ROWS_PER_THREAD)
-        if parts <= 1:
-            return self._fetch_rows(ids)
-        split = np.array_split(ids, parts)
-        futures = [self._pool.submit(self._fetch_rows, part) for part in split[1:]]
-        results = [self._fetch_rows(split[0])] + [f.result() for f in futures]
-        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
-
-    def _fetch_rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """gnn.fetchRows: rows in ``ids`` order, as stored bytes + lengths, decoded."""
+        # gnn.fetchRows: rows in order, as stored bytes + lengths
         x, y = procedures.fetch_rows(self.client, self.schema, ids, num_features=self.num_features,
                                      encoding=self.encoding, row_bytes=self.row_bytes, projection_mb=self.projection_mb)
         self._count(len(ids), -(-len(ids) // procedures.rows_per_call(self.row_bytes)))
