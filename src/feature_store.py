@@ -11,13 +11,15 @@ under neighbour sampling are mostly high-degree nodes that every batch touches a
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch_geometric.data import FeatureStore
 from torch_geometric.data.feature_store import TensorAttr
@@ -25,7 +27,7 @@ from torch_geometric.data.feature_store import TensorAttr
 from src import procedures
 from src.client import Neo4jClient
 from src.errors import UserError
-from src.schema import DENSE, GraphSchema, decode_features, row_bytes
+from src.schema import DENSE, SPARSE, GraphSchema, decode_features, decode_rows_csr, row_bytes
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,10 @@ class DatabaseFeatureStore(FeatureStore):
         self.row_bytes = row_bytes(encoding, num_features, density)
         self.chunk_size = chunk_size
         self.cache = FeatureCache(cache_mb, num_features) if cache_mb > 0 else None
+        if self.cache is not None and encoding == SPARSE:
+            log.warning("%s: features are stored sparse; the feature cache keeps dense rows of %d floats, so "
+                        "batches are densified (slower, more memory); leave --cache_mb at 0 for sparse features",
+                        schema.dataset, num_features)
         self.stats = FetchStats()
         self._stats_lock = threading.Lock()  # prefetch (and fetch) threads count concurrently
         s = schema
@@ -152,15 +158,40 @@ class DatabaseFeatureStore(FeatureStore):
         ``NodeLoader`` batches hold no repeats: their rows are read in ``index`` order and
         returned as decoded, with no gather of the whole batch (1 GB for coauthor_phy).
         """
+        index, uniq, inverse = self._unique_known(index)
+        if len(uniq) == len(index):
+            return self._fetch_cached(index)
+        x, y = self._fetch_cached(uniq)
+        return x[inverse], y[inverse]
+
+    def fetch_sparse(self, index: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+        """As :meth:`fetch` for sparse-stored rows, with ``x`` kept sparse (CSR, never densified).
+
+        The hot-node cache holds dense rows and is not used here: sparse rows are a few hundred
+        bytes, so reading them again is cheap, and the first layer multiplies them as they are.
+        """
+        if self.encoding != SPARSE:
+            raise ValueError(f"fetch_sparse needs sparse-stored rows; {self.schema.dataset!r} stores {self.encoding}")
+        index, uniq, inverse = self._unique_known(index)
+        if len(uniq) == len(index):  # NodeLoader batches: no repeats, read in batch order
+            return self._fetch_unique_csr(index)
+        x, y = self._fetch_unique_csr(uniq)
+        return x[inverse], y[inverse]
+
+    @property
+    def sparse_rows(self) -> bool:
+        """Whether the PyG interface hands out ``x`` as a sparse COO tensor: rows stored sparse and no
+        cache (the cache holds dense rows)."""
+        return self.encoding == SPARSE and self.cache is None
+
+    def _unique_known(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``index`` as int64, its sorted unique ids and the inverse map; ids outside the graph are a UserError."""
         index = np.asarray(index, dtype=np.int64)
         uniq, inverse = np.unique(index, return_inverse=True)
         if len(uniq) and (uniq[0] < 0 or uniq[-1] >= self.num_nodes):
             bad = uniq[(uniq < 0) | (uniq >= self.num_nodes)][:5].tolist()
             raise UserError(f"unknown node ids {bad} for dataset {self.schema.dataset!r} (valid: 0..{self.num_nodes - 1})")
-        if len(uniq) == len(index):
-            return self._fetch_cached(index)
-        x, y = self._fetch_cached(uniq)
-        return x[inverse], y[inverse]
+        return index, uniq, inverse
 
     def _fetch_cached(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of unique ``ids`` in their order: hits from the cache, the rest read (and admitted)."""
@@ -189,8 +220,8 @@ class DatabaseFeatureStore(FeatureStore):
     def _read_rows(self, ids: list[int]) -> list[tuple[int, bytes, int | None]]:
         """``(id, packed x, y)`` of these nodes in any order (one round trip)."""
 
-    def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of unique ``ids`` through :meth:`_read_rows`, chunked, checked, in ``ids`` order."""
+    def _stored_rows(self, ids: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+        """Stored ``x`` bytes and labels of unique ``ids`` via :meth:`_read_rows`, chunked, checked, in ``ids`` order."""
         xs, ys, got = [], [], []
         for start in range(0, len(ids), self.chunk_size):
             recs = self._read_rows(ids[start:start + self.chunk_size].tolist())
@@ -202,26 +233,42 @@ class DatabaseFeatureStore(FeatureStore):
             missing = np.setdiff1d(ids, got_a)[:5].tolist()
             raise UserError(f"nodes {missing} of dataset {self.schema.dataset!r} are missing in {self.where}; "
                             f"reload it with `{self.reload_hint} --dataset {self.schema.dataset}`")
-        try:
-            x = decode_features(xs, self.num_features, self.encoding)
-        except (ValueError, TypeError) as exc:
-            raise UserError(f"feature property {self.schema.x_prop!r} of dataset {self.schema.dataset!r} does not "
-                            f"hold {self.encoding} rows of {self.num_features} features ({exc}); reload the dataset"
-                            ) from None
         y = np.asarray([-1 if v is None else v for v in ys], dtype=np.int64)
         # Rows may come back in any order: put them in the order asked for.
         order = np.argsort(got_a)
         order = order[np.searchsorted(got_a, ids, sorter=order)]
         self._count(len(ids), -(-len(ids) // self.chunk_size))
-        return x[order], y[order]
+        return [xs[i] for i in order], y[order]
+
+    def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dense rows and labels of unique ``ids``, in ``ids`` order."""
+        rows, y = self._stored_rows(ids)
+        with self._bad_rows_as_user_error():
+            return decode_features(rows, self.num_features, self.encoding), y
+
+    def _fetch_unique_csr(self, ids: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Sparse-stored rows (CSR) and labels of unique ``ids``, in ``ids`` order."""
+        rows, y = self._stored_rows(ids)
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        with self._bad_rows_as_user_error():
+            return decode_rows_csr(b"".join(rows), lengths, self.num_features), y
+
+    @contextlib.contextmanager
+    def _bad_rows_as_user_error(self) -> Iterator[None]:
+        try:
+            yield
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"feature property {self.schema.x_prop!r} of dataset {self.schema.dataset!r} does not "
+                            f"hold {self.encoding} rows of {self.num_features} features ({exc}); reload the dataset"
+                            ) from None
 
     # -- PyG FeatureStore interface ------------------------------------------------------------
     def _multi_get_tensor(self, attrs: list[TensorAttr]) -> list[torch.Tensor]:
         """x and y of the same index come from one query instead of two."""
         index = attrs[0].index
         if all(a.attr_name in ATTRS for a in attrs) and all(a.index is index for a in attrs):
-            x, y = self.fetch(_as_numpy(index))
-            by_name = {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}
+            x, y = self._fetch_tensors(_as_numpy(index))
+            by_name = {"x": x, "y": y}
             return [by_name[a.attr_name] for a in attrs]
         return [self._get_tensor(a) for a in attrs]
 
@@ -229,8 +276,16 @@ class DatabaseFeatureStore(FeatureStore):
         if attr.attr_name not in ATTRS:
             raise KeyError(f"unknown attribute {attr.attr_name!r}; this store holds {ATTRS}")
         index = _as_numpy(attr.index) if attr.index is not None else np.arange(self.num_nodes)
+        x, y = self._fetch_tensors(index)
+        return x if attr.attr_name == "x" else y
+
+    def _fetch_tensors(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (sparse COO when :attr:`sparse_rows`, else dense) and ``y`` as tensors."""
+        if self.sparse_rows:
+            x, y = self.fetch_sparse(index)
+            return csr_to_torch(x), torch.from_numpy(y)
         x, y = self.fetch(index)
-        return torch.from_numpy(x if attr.attr_name == "x" else y)
+        return torch.from_numpy(x), torch.from_numpy(y)
 
     def _get_tensor_size(self, attr: TensorAttr) -> tuple[int, ...]:
         return (self.num_nodes, self.num_features) if attr.attr_name == "x" else (self.num_nodes,)
@@ -243,6 +298,17 @@ class DatabaseFeatureStore(FeatureStore):
 
     def _remove_tensor(self, attr: TensorAttr) -> bool:
         raise NotImplementedError(f"{type(self).__name__} is read-only")
+
+
+def csr_to_torch(x: sp.csr_matrix) -> torch.Tensor:
+    """A scipy CSR matrix as a coalesced torch sparse COO tensor (what the first layer multiplies)."""
+    if not x.has_canonical_format:
+        x = x.copy()
+        x.sum_duplicates()  # sorts columns within rows and merges repeats
+    coo = x.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32, copy=False)),
+                                   x.shape, is_coalesced=True, check_invariants=False)
 
 
 def _as_numpy(index: object) -> np.ndarray:
@@ -288,5 +354,13 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
         # gnn.fetchRows: rows in order, as stored bytes + lengths
         x, y = procedures.fetch_rows(self.client, self.schema, ids, num_features=self.num_features,
                                      encoding=self.encoding, row_bytes=self.row_bytes, projection_mb=self.projection_mb)
+        self._count(len(ids), -(-len(ids) // procedures.rows_per_call(self.row_bytes)))
+        return x, y
+
+    def _fetch_unique_csr(self, ids: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+        if not self.use_procedures:
+            return super()._fetch_unique_csr(ids)
+        x, y = procedures.fetch_rows_csr(self.client, self.schema, ids, num_features=self.num_features,
+                                         row_bytes=self.row_bytes, projection_mb=self.projection_mb)
         self._count(len(ids), -(-len(ids) // procedures.rows_per_call(self.row_bytes)))
         return x, y

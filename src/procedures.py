@@ -22,17 +22,20 @@ folder and restart it; callers check :func:`has_procedures` and fall back to Cyp
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
+from typing import Iterator
 
 import neo4j
 import numpy as np
+import scipy.sparse as sp
 from neo4j import exceptions as neo4j_exc
 
 from src.client import Neo4jClient
 from src.errors import UserError
-from src.schema import DENSE, GraphSchema, decode_rows
+from src.schema import DENSE, SPARSE, GraphSchema, decode_rows, decode_rows_csr
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +204,39 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
     ids = np.asarray(ids, dtype=np.int64)
     if num_features is None and encoding != DENSE:
         raise ValueError(f"num_features is needed to decode {encoding} rows")
-    step = rows_per_call(row_bytes if row_bytes else 4 * num_features if num_features else None)
+    recs, chunks = _fetch_records(client, schema, ids, row_bytes or (4 * num_features if num_features else None),
+                                  projection_mb)
+    if num_features is None:
+        num_features = len(recs[0]["x"]) // (4 * len(chunks[0])) if recs else 0
+    x = np.empty((len(ids), num_features), dtype=np.float32)
+    y = np.empty(len(ids), dtype=np.int64)
+    start = 0
+    for rec, chunk in zip(recs, chunks):
+        stop = start + len(chunk)
+        with _bad_rows_as_user_error(schema, encoding, num_features):
+            x[start:stop] = decode_rows(rec["x"], np.frombuffer(rec["lengths"], dtype="<i4"), num_features, encoding)
+        y[start:stop] = np.frombuffer(rec["y"], dtype="<i8")
+        start = stop
+    return x, y
+
+
+def fetch_rows_csr(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num_features: int,
+                   row_bytes: int | None = None, projection_mb: float = 0.0) -> tuple[sp.csr_matrix, np.ndarray]:
+    """As :func:`fetch_rows` for sparse-stored rows, but ``x`` stays sparse: CSR ``[len(ids), F]``."""
+    ids = np.asarray(ids, dtype=np.int64)
+    recs, _ = _fetch_records(client, schema, ids, row_bytes, projection_mb)
+    raw = b"".join(rec["x"] for rec in recs)
+    lengths = np.concatenate([np.frombuffer(rec["lengths"], dtype="<i4") for rec in recs]) if recs else np.zeros(0)
+    with _bad_rows_as_user_error(schema, SPARSE, num_features):
+        x = decode_rows_csr(raw, lengths, num_features)
+    y = np.concatenate([np.frombuffer(rec["y"], dtype="<i8") for rec in recs]) if recs else np.zeros(0)
+    return x, y.astype(np.int64)
+
+
+def _fetch_records(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, row_bytes: int | None,
+                   projection_mb: float) -> tuple[list[neo4j.Record], list[list[int]]]:
+    """``gnn.fetchRows`` answers for ``ids`` in calls of :func:`rows_per_call` rows (one transaction)."""
+    step = rows_per_call(row_bytes)
     chunks = [ids[i:i + step].tolist() for i in range(0, len(ids), step)]
     base = {"label": schema.label, "id_prop": schema.id_prop, "x_prop": schema.x_prop, "y_prop": schema.y_prop,
             "projection_mb": float(projection_mb)}
@@ -215,18 +250,13 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
     if missing:
         raise UserError(f"nodes {missing[:5]} of dataset {schema.dataset!r} are missing in Neo4j; "
                         f"reload it with `python loaders/load_into_neo4j.py --dataset {schema.dataset}`")
-    if num_features is None:
-        num_features = len(recs[0]["x"]) // (4 * len(chunks[0])) if recs else 0
-    x = np.empty((len(ids), num_features), dtype=np.float32)
-    y = np.empty(len(ids), dtype=np.int64)
-    start = 0
-    for rec, chunk in zip(recs, chunks):
-        stop = start + len(chunk)
-        try:
-            x[start:stop] = decode_rows(rec["x"], np.frombuffer(rec["lengths"], dtype="<i4"), num_features, encoding)
-        except ValueError as exc:
-            raise UserError(f"feature property {schema.x_prop!r} of dataset {schema.dataset!r} does not hold "
-                            f"{encoding} rows of {num_features} features ({exc}); reload the dataset") from None
-        y[start:stop] = np.frombuffer(rec["y"], dtype="<i8")
-        start = stop
-    return x, y
+    return recs, chunks
+
+
+@contextlib.contextmanager
+def _bad_rows_as_user_error(schema: GraphSchema, encoding: str, num_features: int) -> Iterator[None]:
+    try:
+        yield
+    except ValueError as exc:
+        raise UserError(f"feature property {schema.x_prop!r} of dataset {schema.dataset!r} does not hold "
+                        f"{encoding} rows of {num_features} features ({exc}); reload the dataset") from None

@@ -19,6 +19,7 @@ from torch_geometric.sampler import NodeSamplerInput
 
 from src.csr_sampler import CSRGraph, CSRNeighborSampler, HopSampler
 from src.datasets import GraphDataset
+from src.schema import SPARSE
 from src.trainer import GraphSAGE
 
 
@@ -43,8 +44,21 @@ def check_features_bit_exact(fs, ds: GraphDataset) -> None:
     assert np.array_equal(y, np.asarray(ds.y)[ids])
     xt, yt = fs.multi_get_tensor([TensorAttr(None, "x", torch.from_numpy(ids[:50])),
                                   TensorAttr(None, "y", torch.from_numpy(ids[:50]))])
-    assert torch.equal(xt, torch.from_numpy(ds.features(ids[:50])))
+    assert xt.is_sparse == fs.sparse_rows  # sparse-stored rows reach the model sparse
+    assert torch.equal(xt.to_dense() if xt.is_sparse else xt, torch.from_numpy(ds.features(ids[:50])))
     assert torch.equal(yt, torch.from_numpy(np.asarray(ds.y)[ids[:50]]))
+    if fs.encoding == SPARSE:
+        check_sparse_rows_bit_exact(fs, ds, ids)
+
+
+def check_sparse_rows_bit_exact(fs, ds: GraphDataset, ids: np.ndarray) -> None:
+    """``fetch_sparse``: CSR rows in order with repeats; every stored value bit for bit, no value lost."""
+    xs, y = fs.fetch_sparse(ids)
+    dense = ds.features(ids)
+    assert xs.shape == dense.shape and np.array_equal(y, np.asarray(ds.y)[ids])
+    rows = np.repeat(np.arange(len(ids)), np.diff(xs.indptr))
+    assert np.array_equal(xs.data.view(np.uint32), dense[rows, xs.indices].view(np.uint32))
+    assert np.count_nonzero(dense.view(np.uint32)) == np.count_nonzero(xs.data.view(np.uint32))
 
 
 def check_hot_node_cache(fs, ds: GraphDataset) -> None:
@@ -211,7 +225,8 @@ def check_graphsage_trains(backend, ds: GraphDataset) -> int:
     for epoch in range(6):
         for batch in backend.make_loader(train, shuffle=True, seed=epoch):
             assert batch.t_sample >= 0 and batch.t_fetch >= 0
-            assert torch.equal(batch.x, torch.from_numpy(ds.features(batch.n_id.numpy())))
+            x = batch.x.to_dense() if batch.x.is_sparse else batch.x  # sparse-stored rows stay sparse
+            assert torch.equal(x, torch.from_numpy(ds.features(batch.n_id.numpy())))
             opt.zero_grad()
             out = model(batch.x, batch.edge_index)[: batch.batch_size]
             loss = F.cross_entropy(out, batch.y[: batch.batch_size])
