@@ -7,8 +7,10 @@ loaded twice under fresh ``T_<uuid>`` labels, once per encoding (``--feature_for
 ``sparse``), and deleted afterwards. Per encoding it prints the stored bytes per node (the sum of
 the ``x`` byte arrays, as Neo4j holds them) and the time to fetch ``--rows`` random unique rows
 as dense float32 (decode included) through ``gnn.fetchRows`` and through the Cypher fallback:
-best of ``--repeats`` after one warm-up, same ids for all. Both results are checked bit for bit
-against the source. Run it on a quiet server: wall times on a shared machine are noisy.
+best of ``--repeats`` after one warm-up, same ids for all. ``PyG ms`` / ``x MiB`` are what the
+training loader gets through ``multi_get_tensor`` (procedure path): dense-stored rows as a dense
+tensor, sparse-stored rows as a sparse COO tensor (never densified). Results are checked bit for
+bit against the source. Run it on a quiet server: wall times on a shared machine are noisy.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch_geometric.data.feature_store import TensorAttr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,6 +42,13 @@ def first_nodes(ds: GraphDataset, n: int) -> GraphDataset:
     return GraphDataset(name=f"{ds.name}_first{n}", num_nodes=n, num_features=ds.num_features,
                         num_classes=ds.num_classes, edge_index=np.zeros((2, 0), dtype=np.int64), x=ds.x[:n],
                         y=np.asarray(ds.y[:n]), train_idx=np.arange(0), val_idx=np.arange(0), test_idx=np.arange(0))
+
+
+def tensor_mib(x: torch.Tensor) -> float:
+    """Memory held by a dense or sparse COO tensor (indices + values for sparse)."""
+    if x.is_sparse:
+        return (x._indices().numel() * 8 + x._values().numel() * 4) / 2**20
+    return x.numel() * x.element_size() / 2**20
 
 
 def best_of(fn, repeats: int) -> float:
@@ -65,7 +76,8 @@ def main() -> int:
     procs = has_procedures(client)
     print(f"{args.dataset}: first {ds.num_nodes} nodes, F={ds.num_features}, {len(ids)} random rows per fetch, "
           f"best of {args.repeats}", flush=True)
-    print(f"{'encoding':<26} {'bytes/node':>10} {'load s':>7} {'procedure ms':>13} {'Cypher ms':>10}")
+    print(f"{'encoding':<26} {'bytes/node':>10} {'load s':>7} {'procedure ms':>13} {'Cypher ms':>10} "
+          f"{'PyG ms':>8} {'x MiB':>7}")
     results = {}
     try:
         for fmt in ("dense", "sparse"):
@@ -84,16 +96,24 @@ def main() -> int:
                     x, _ = store.fetch(ids)
                     assert np.array_equal(x.view(np.uint32), want.view(np.uint32)), f"{fmt}/{name} rows differ"
                     row[name] = 1000 * best_of(lambda: store.fetch(ids), args.repeats)
+                store = Neo4jFeatureStore.from_record(client, schema, record, use_procedures=procs)
+                attrs = [TensorAttr(None, "x", torch.from_numpy(ids)), TensorAttr(None, "y", torch.from_numpy(ids))]
+                xt, _ = store.multi_get_tensor(attrs)
+                assert torch.equal(xt.to_dense() if xt.is_sparse else xt, torch.from_numpy(want))
+                row["PyG"] = 1000 * best_of(lambda: store.multi_get_tensor(attrs), args.repeats)
+                row["x_mb"] = tensor_mib(xt)
                 results[fmt] = row
                 print(f"{record['feature_encoding']:<26} {row['bytes']:>10,.0f} {row['load']:>7.1f} "
-                      f"{row['procedure']:>13.1f} {row['Cypher']:>10.1f}", flush=True)
+                      f"{row['procedure']:>13.1f} {row['Cypher']:>10.1f} {row['PyG']:>8.1f} {row['x_mb']:>7.1f}",
+                      flush=True)
             finally:
                 delete_dataset(client, schema.dataset, schema.label, schema.rel_type)
     finally:
         client.close()
     d, s = results["dense"], results["sparse"]
     print(f"{'dense / sparse':<26} {d['bytes'] / s['bytes']:>10.1f}x {d['load'] / s['load']:>6.1f}x "
-          f"{d['procedure'] / s['procedure']:>12.1f}x {d['Cypher'] / s['Cypher']:>9.1f}x")
+          f"{d['procedure'] / s['procedure']:>12.1f}x {d['Cypher'] / s['Cypher']:>9.1f}x "
+          f"{d['PyG'] / s['PyG']:>7.1f}x {d['x_mb'] / s['x_mb']:>6.1f}x")
     return 0
 
 
