@@ -20,7 +20,6 @@ re-run a fast no-op, a record of a different graph makes the loader refuse (unle
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import subprocess
