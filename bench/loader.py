@@ -35,11 +35,13 @@ from src.schema import GraphSchema  # noqa: E402
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--num_nodes", type=int, default=1_000_000)
-    p.add_argument("--avg_degree", type=float, default=25)
-    p.add_argument("--num_features", type=int, default=32)
-    p.add_argument("--num_classes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num_nodes", type=int, default=1_000_000, help="synthetic graph: nodes (default %(default)s)")
+    p.add_argument("--avg_degree", type=float, default=25,
+                   help="synthetic graph: stored relationships per node (default %(default)s)")
+    p.add_argument("--num_features", type=int, default=32,
+                   help="synthetic graph: float32 features (default %(default)s)")
+    p.add_argument("--num_classes", type=int, default=10, help="synthetic graph: label classes (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic graph: generator seed (default %(default)s)")
     p.add_argument("--dataset_root_dir", default=None, help="synthetic cache folder (default: data/datasets)")
     p.add_argument("--methods", default="unwind,import", help="comma-separated: unwind, import")
     p.add_argument("--heap", default="3g", help="heap of each temporary server (default %(default)s)")

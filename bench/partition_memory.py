@@ -70,8 +70,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="coauthor_phy")
-    parser.add_argument("--partition_dir", default=str(REPO / "data" / "partitions"))
+    parser.add_argument("--dataset", default="coauthor_phy",
+                        help="dataset to partition and load (default %(default)s)")
+    parser.add_argument("--partition_dir", default=str(REPO / "data" / "partitions"),
+                        help="where the partitions are written (default %(default)s)")
     parser.add_argument("--out", default=str(REPO / "logs" / "bench_partition_memory"),
                         help="run logs and stderr of every rank go here")
     parser.add_argument("--full_graph", action="store_true", help="also run 2 ranks of the full-graph backend")

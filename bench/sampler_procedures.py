@@ -143,13 +143,15 @@ def _cpu(t: Timing) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", nargs="+", default=["cora", "amazon_cs"])
+    p.add_argument("--datasets", nargs="+", default=["cora", "amazon_cs"],
+                   help="loaded datasets (default %(default)s)")
     p.add_argument("--frontier", type=int, default=10_000, help="frontier nodes in the one-hop test")
     p.add_argument("--fanout", type=int, default=10, help="fanout of the one-hop test")
     p.add_argument("--rows", type=int, default=10_000, help="feature rows (capped at the node count)")
-    p.add_argument("--batch", type=int, default=1024)
-    p.add_argument("--fanouts", type=int, nargs="+", default=[15, 10, 5])
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch", type=int, default=1024, help="seeds per batch (default %(default)s)")
+    p.add_argument("--fanouts", type=int, nargs="+", default=[15, 10, 5],
+                   help="neighbours per hop (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per path, best taken (default %(default)s)")
     p.add_argument("--server_pid", type=int, default=None,
                    help="pid of the Neo4j server for its CPU time (default: the local server when it is the target)")
     args = p.parse_args()

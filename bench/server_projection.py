@@ -123,8 +123,9 @@ def main() -> None:
                    help="budgets to compare; 0 = the store path")
     p.add_argument("--rows", type=int, default=12_000, help="feature rows per fetch (capped at the node count)")
     p.add_argument("--batch", type=int, default=1024, help="seeds per batch")
-    p.add_argument("--fanouts", type=int, nargs="+", default=[15, 10, 5])
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--fanouts", type=int, nargs="+", default=[15, 10, 5],
+                   help="neighbours per hop (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=7, help="timed calls per measurement (default %(default)s)")
     p.add_argument("--tag", default="run", help="name of this run in the table (e.g. before, after)")
     p.add_argument("--results", type=Path, default=None,
                    help="JSON file that keeps the rows of every run (appended), printed together")
