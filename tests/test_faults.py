@@ -108,7 +108,9 @@ def epochs_of(events: list[dict]) -> list[dict]:
 
 
 def error_lines(text: str) -> list[str]:
-    return [ln for ln in text.splitlines() if ln.startswith("error: ")]
+    """The ``error: ...`` lines of a job's stderr. The ranks share it, so one rank's message can
+    land right after another rank's unfinished progress bar: take each line from ``error: ``."""
+    return [ln[ln.index("error: "):] for ln in text.splitlines() if "error: " in ln]
 
 
 # ------------------------------------------------------------------------------------ fixtures
