@@ -11,12 +11,11 @@ under neighbour sampling are mostly high-degree nodes that every batch touches a
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,7 +26,7 @@ from torch_geometric.data.feature_store import TensorAttr
 from src import procedures
 from src.client import Neo4jClient
 from src.errors import UserError
-from src.schema import DENSE, SPARSE, GraphSchema, decode_features, decode_rows_csr, row_bytes
+from src.schema import DENSE, SPARSE, GraphSchema, decode_features, decode_rows_csr, row_bytes, stored_rows_errors
 
 log = logging.getLogger(__name__)
 
@@ -243,24 +242,15 @@ class DatabaseFeatureStore(FeatureStore):
     def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Dense rows and labels of unique ``ids``, in ``ids`` order."""
         rows, y = self._stored_rows(ids)
-        with self._bad_rows_as_user_error():
+        with stored_rows_errors(self.schema, self.encoding, self.num_features):
             return decode_features(rows, self.num_features, self.encoding), y
 
     def _fetch_unique_csr(self, ids: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
         """Sparse-stored rows (CSR) and labels of unique ``ids``, in ``ids`` order."""
         rows, y = self._stored_rows(ids)
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        with self._bad_rows_as_user_error():
+        with stored_rows_errors(self.schema, self.encoding, self.num_features):
             return decode_rows_csr(b"".join(rows), lengths, self.num_features), y
-
-    @contextlib.contextmanager
-    def _bad_rows_as_user_error(self) -> Iterator[None]:
-        try:
-            yield
-        except (ValueError, TypeError) as exc:
-            raise UserError(f"feature property {self.schema.x_prop!r} of dataset {self.schema.dataset!r} does not "
-                            f"hold {self.encoding} rows of {self.num_features} features ({exc}); reload the dataset"
-                            ) from None
 
     # -- PyG FeatureStore interface ------------------------------------------------------------
     def _multi_get_tensor(self, attrs: list[TensorAttr]) -> list[torch.Tensor]:

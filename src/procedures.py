@@ -22,11 +22,9 @@ folder and restart it; callers check :func:`has_procedures` and fall back to Cyp
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import weakref
-from typing import Iterator
 
 import neo4j
 import numpy as np
@@ -35,7 +33,7 @@ from neo4j import exceptions as neo4j_exc
 
 from src.client import Neo4jClient
 from src.errors import UserError
-from src.schema import DENSE, SPARSE, GraphSchema, decode_rows, decode_rows_csr
+from src.schema import DENSE, SPARSE, GraphSchema, decode_rows, decode_rows_csr, stored_rows_errors
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +211,7 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
     start = 0
     for rec, chunk in zip(recs, chunks):
         stop = start + len(chunk)
-        with _bad_rows_as_user_error(schema, encoding, num_features):
+        with stored_rows_errors(schema, encoding, num_features):
             x[start:stop] = decode_rows(rec["x"], np.frombuffer(rec["lengths"], dtype="<i4"), num_features, encoding)
         y[start:stop] = np.frombuffer(rec["y"], dtype="<i8")
         start = stop
@@ -227,7 +225,7 @@ def fetch_rows_csr(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *,
     recs, _ = _fetch_records(client, schema, ids, row_bytes, projection_mb)
     raw = b"".join(rec["x"] for rec in recs)
     lengths = np.concatenate([np.frombuffer(rec["lengths"], dtype="<i4") for rec in recs]) if recs else np.zeros(0)
-    with _bad_rows_as_user_error(schema, SPARSE, num_features):
+    with stored_rows_errors(schema, SPARSE, num_features):
         x = decode_rows_csr(raw, lengths, num_features)
     y = np.concatenate([np.frombuffer(rec["y"], dtype="<i8") for rec in recs]) if recs else np.zeros(0)
     return x, y.astype(np.int64)
@@ -252,11 +250,3 @@ def _fetch_records(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, ro
                         f"reload it with `python loaders/load_into_neo4j.py --dataset {schema.dataset}`")
     return recs, chunks
 
-
-@contextlib.contextmanager
-def _bad_rows_as_user_error(schema: GraphSchema, encoding: str, num_features: int) -> Iterator[None]:
-    try:
-        yield
-    except ValueError as exc:
-        raise UserError(f"feature property {schema.x_prop!r} of dataset {schema.dataset!r} does not hold "
-                        f"{encoding} rows of {num_features} features ({exc}); reload the dataset") from None

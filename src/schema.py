@@ -5,15 +5,16 @@ validated identifiers, so the Cypher built from them here is safe to format.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import scipy.sparse as sp
 
 from src.client import validate_identifier
-from src.errors import UsageError
+from src.errors import UsageError, UserError
 
 DATASET_LABEL = "GnnDataset"  # one metadata node per loaded dataset
 SPLITS = ("train", "val", "test")
@@ -183,6 +184,17 @@ def split_rows(raw: bytes, lengths: np.ndarray) -> list[bytes]:
 def encode_features(x: Any, encoding: str = DENSE) -> list[bytes]:
     """Rows of ``x`` as one ``bytes`` value per node in ``encoding`` (see :func:`encode_rows`)."""
     return split_rows(*encode_rows(x, encoding))
+
+
+@contextlib.contextmanager
+def stored_rows_errors(schema: GraphSchema, encoding: str, num_features: int) -> Iterator[None]:
+    """Stored ``x`` bytes that do not decode as ``encoding`` rows of ``num_features`` are a one-line
+    :class:`UserError` (reload the dataset), whichever reader met them."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"feature property {schema.x_prop!r} of dataset {schema.dataset!r} does not hold "
+                        f"{encoding} rows of {num_features} features ({exc}); reload the dataset") from None
 
 
 def decode_rows(raw: bytes, lengths: np.ndarray, num_features: int, encoding: str = DENSE) -> np.ndarray:
