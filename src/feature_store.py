@@ -44,8 +44,9 @@ class FeatureCache:
     Readers take the current pair without the lock (an insert publishes it after the rows are
     written), so prefetch threads look up concurrently; only inserts serialise.
 
-    Admission: the first rows fetched until full (hit rates against pre-warming with the
-    highest-degree nodes in docs/ARCHITECTURE.md, "Feature fetch and cache"). No eviction:
+    Admission: the first rows fetched until full, within a batch in increasing id order (hit
+    rates against pre-warming with the highest-degree nodes in docs/ARCHITECTURE.md, "Feature
+    fetch and cache"). No eviction:
     per-id bookkeeping would be a Python loop per batch.
     """
 
@@ -193,21 +194,33 @@ class DatabaseFeatureStore(FeatureStore):
         return index, uniq, inverse
 
     def _fetch_cached(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of unique ``ids`` in their order: hits from the cache, the rest read (and admitted)."""
+        """Rows of unique ``ids`` in their order: hits from the cache, the rest read (and admitted).
+
+        Cache lookups, the read and the admission all run over the ids SORTED (one argsort): binary
+        searches of increasing keys stay in cache, the server reads its rows forward, and admission
+        needs no sort of its own; the rows are then scattered back into the batch order.
+        """
         if self.cache is None:
             return self._fetch_unique(ids)
-        hit, slots = self.cache.lookup(ids)
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        hit, slots = self.cache.lookup(sorted_ids)
         if len(slots) == len(ids):
-            return self.cache.rows(slots)
+            hx, hy = self.cache.rows(slots)
+            x, y = np.empty_like(hx), np.empty_like(hy)
+            x[order], y[order] = hx, hy
+            return x, y
         miss = ~hit
-        fx, fy = self._fetch_unique(ids[miss])
-        self.cache.insert(ids[miss], fx, fy)
-        if len(slots) == 0:
-            return fx, fy
-        slot_of = np.zeros(len(ids), dtype=slots.dtype)
-        slot_of[hit] = slots
-        x, y = self.cache.rows(slot_of)  # one gather; the misses hold row 0 until overwritten
-        x[miss], y[miss] = fx, fy
+        miss_ids = sorted_ids[miss]
+        fx, fy = self._fetch_unique(miss_ids)
+        self.cache.insert(miss_ids, fx, fy)
+        x = np.empty((len(ids), self.num_features), dtype=np.float32)
+        y = np.empty(len(ids), dtype=np.int64)
+        at_miss = order[miss]
+        x[at_miss], y[at_miss] = fx, fy
+        if len(slots):
+            at_hit = order[hit]
+            x[at_hit], y[at_hit] = self.cache.rows(slots)
         return x, y
 
     def _count(self, rows: int, round_trips: int) -> None:

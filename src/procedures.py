@@ -133,7 +133,7 @@ def sample_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, s
     if len(frontier) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     params = {"label": schema.label, "rel_type": schema.rel_type, "id_prop": schema.id_prop,
-              "ids": frontier.tolist(), "states": states.tolist(), "fanout": int(fanout), "adj_prop": adj_prop or "",
+              "ids": _pack(frontier), "states": _pack(states), "fanout": int(fanout), "adj_prop": adj_prop or "",
               "projection_mb": float(projection_mb)}
     query = _hop_query(projection_mb)
     rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
@@ -154,7 +154,7 @@ def sample_hops(client: Neo4jClient, schema: GraphSchema, seeds: np.ndarray, fan
     """
     seeds = np.asarray(seeds, dtype=np.int64)
     params = {"label": schema.label, "rel_type": schema.rel_type, "id_prop": schema.id_prop,
-              "adj_prop": adj_prop or "", "seeds": seeds.tolist(), "fanouts": [int(k) for k in fanouts],
+              "adj_prop": adj_prop or "", "seeds": _pack(seeds), "fanouts": [int(k) for k in fanouts],
               "hop_states": np.asarray(hop_states, dtype=np.int64).tolist(), "projection_mb": float(projection_mb)}
     query = _hops_query(projection_mb)
     rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
@@ -175,6 +175,11 @@ def hop_states(base: int, n: int) -> np.ndarray:
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
     return (np.uint64(1) + z % np.uint64(MINSTD_MODULUS - 1)).astype(np.int64)
+
+
+def _pack(ids: np.ndarray) -> bytes:
+    """Ids as the procedures take them: packed int64 LE bytes (Bolt decodes a list one value at a time)."""
+    return np.ascontiguousarray(ids, dtype="<i8").tobytes()
 
 
 def _decode(raw: bytes) -> np.ndarray:
@@ -212,7 +217,7 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
     for rec, chunk in zip(recs, chunks):
         stop = start + len(chunk)
         with stored_rows_errors(schema, encoding, num_features):
-            x[start:stop] = decode_rows(rec["x"], np.frombuffer(rec["lengths"], dtype="<i4"), num_features, encoding)
+            decode_rows(rec["x"], np.frombuffer(rec["lengths"], dtype="<i4"), num_features, encoding, out=x[start:stop])
         y[start:stop] = np.frombuffer(rec["y"], dtype="<i8")
         start = stop
     return x, y
@@ -232,16 +237,16 @@ def fetch_rows_csr(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *,
 
 
 def _fetch_records(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, row_bytes: int | None,
-                   projection_mb: float) -> tuple[list[neo4j.Record], list[list[int]]]:
+                   projection_mb: float) -> tuple[list[neo4j.Record], list[np.ndarray]]:
     """``gnn.fetchRows`` answers for ``ids`` in calls of :func:`rows_per_call` rows (one transaction)."""
     step = rows_per_call(row_bytes)
-    chunks = [ids[i:i + step].tolist() for i in range(0, len(ids), step)]
+    chunks = [ids[i:i + step] for i in range(0, len(ids), step)]
     base = {"label": schema.label, "id_prop": schema.id_prop, "x_prop": schema.x_prop, "y_prop": schema.y_prop,
             "projection_mb": float(projection_mb)}
     query = _rows_query(projection_mb)
 
     def work(tx: neo4j.ManagedTransaction) -> list[neo4j.Record]:
-        return [tx.run(query, base, ids=chunk).single(strict=True) for chunk in chunks]
+        return [tx.run(query, base, ids=_pack(chunk)).single(strict=True) for chunk in chunks]
 
     recs = client.read_tx(work) if chunks else []
     missing = [i for rec in recs for i in rec["missing"]]

@@ -80,13 +80,16 @@ def check_hot_node_cache(fs, ds: GraphDataset) -> None:
 
 
 def check_cache_full(make_fs: Callable[[float], object], ds: GraphDataset) -> None:
-    """A budget of 100 rows holds exactly 100 rows (the first admitted), stays exact past full."""
+    """A budget of 100 rows holds exactly 100 rows (the first admitted), stays exact past full.
+
+    Within one batch the misses are admitted in increasing id order (the fetch path works over
+    the sorted ids), so the first batch leaves its 100 smallest ids cached."""
     per_row = ds.num_features * 4 + 8 + 8 + 4
     fs = make_fs(100 * per_row / 2**20)
     assert fs.cache.capacity == 100 and fs.cache._x.nbytes + fs.cache._y.nbytes <= 100 * per_row
     ids = np.random.default_rng(1).permutation(ds.num_nodes)[:300]
     fs.fetch(ids)
-    assert np.array_equal(fs.cache.ids, np.sort(ids[:100]))  # first come, first admitted
+    assert np.array_equal(fs.cache.ids, np.sort(ids)[:100])  # first batch, smallest ids first
     x, y = fs.fetch(ids[::-1])
     assert len(fs.cache) == 100 and fs.cache.hits == 100 and fs.stats.rows_fetched == 500
     assert np.array_equal(x.view(np.uint32), ds.features(ids[::-1]).view(np.uint32))

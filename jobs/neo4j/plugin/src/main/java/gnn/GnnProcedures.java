@@ -91,7 +91,7 @@ public final class GnnProcedures {
     @Procedure(name = "gnn.sampleHop", mode = Mode.READ)
     @Description("gnn.sampleHop(label, relType, idProp, ids, states, fanout, adjProp = '', projectionMb = 0)"
             + " :: (counts :: BYTES, neighbours :: BYTES)"
-            + " - for every node (:label {idProp: ids[i]}) a uniform sample without replacement of min(fanout, degree)"
+            + " - ids and states: packed int64 LE bytes. For every node (:label {idProp: ids[i]}) a uniform sample without replacement of min(fanout, degree)"
             + " in-neighbours drawn with Floyd's algorithm from the minstd state states[i] (fanout < 0: all)."
             + " Neighbours: the packed int64 LE ids of the node's bytes property adjProp when given, else the"
             + " sources of its incoming relType relationships. counts: int64 LE per id (-1 = unknown id);"
@@ -100,23 +100,24 @@ public final class GnnProcedures {
             @Name("label") String label,
             @Name("relType") String relType,
             @Name("idProp") String idProp,
-            @Name("ids") List<Long> ids,
-            @Name("states") List<Long> states,
+            @Name("ids") Object idBytes,
+            @Name("states") Object stateBytes,
             @Name("fanout") long fanout,
             @Name(value = "adjProp", defaultValue = "") String adjProp,
             @Name(value = "projectionMb", defaultValue = "0") double projectionMb) {
-        if (ids.size() != states.size()) {
+        long[] ids = LongList.fromLittleEndianBytes(idBytes, "gnn.sampleHop: ids");
+        long[] stateArr = LongList.fromLittleEndianBytes(stateBytes, "gnn.sampleHop: states");
+        if (ids.length != stateArr.length) {
             throw new IllegalArgumentException(
-                    "gnn.sampleHop: ids has " + ids.size() + " entries but states has " + states.size());
+                    "gnn.sampleHop: ids has " + ids.length + " entries but states has " + stateArr.length);
         }
         try (KernelGraph g = new KernelGraph(tx, db.databaseName(), label, idProp)) {
             Topology topology = topology(g, relType, adjProp, projectionMb);
-            int n = ids.size();
-            long[] stateArr = new long[n];
+            int n = ids.length;
             long[] refs = new long[n];
             for (int i = 0; i < n; i++) {
-                stateArr[i] = checkState(states.get(i), "gnn.sampleHop: states[" + i + "]");
-                refs[i] = topology.nodeRef(ids.get(i));
+                checkState(stateArr[i], "gnn.sampleHop: states[" + i + "]");
+                refs[i] = topology.nodeRef(ids[i]);
             }
             LongList out = new LongList(Math.max(16, n));
             byte[] counts = new Floyd().sampleFrontier(topology, refs, i -> stateArr[i], fanout, out);
@@ -126,6 +127,7 @@ public final class GnnProcedures {
 
     @Procedure(name = "gnn.sampleHops", mode = Mode.READ)
     @Description("gnn.sampleHops(label, relType, idProp, adjProp, seeds, fanouts, hopStates, projectionMb = 0)"
+            + " seeds: packed int64 LE bytes"
             + " :: (counts :: LIST<BYTES>, neighbours :: LIST<BYTES>) - all hops of one mini-batch in one call,"
             + " PyG NeighborSampler semantics: hop k samples (as gnn.sampleHop) every node that was new in hop k-1"
             + " (hop 0: the seeds, duplicates included), new nodes in order of first appearance. The minstd state"
@@ -136,7 +138,7 @@ public final class GnnProcedures {
             @Name("relType") String relType,
             @Name("idProp") String idProp,
             @Name("adjProp") String adjProp,
-            @Name("seeds") List<Long> seeds,
+            @Name("seeds") Object seedBytes,
             @Name("fanouts") List<Long> fanouts,
             @Name("hopStates") List<Long> hopStates,
             @Name(value = "projectionMb", defaultValue = "0") double projectionMb) {
@@ -144,15 +146,16 @@ public final class GnnProcedures {
             throw new IllegalArgumentException("gnn.sampleHops: fanouts has " + fanouts.size()
                     + " entries but hopStates has " + hopStates.size());
         }
+        long[] seeds = LongList.fromLittleEndianBytes(seedBytes, "gnn.sampleHops: seeds");
         try (KernelGraph g = new KernelGraph(tx, db.databaseName(), label, idProp)) {
             Topology topology = topology(g, relType, adjProp, projectionMb);
-            int n = seeds.size();
+            int n = seeds.length;
             // References of every node of the batch so far, by id: seeds are looked up once, later
             // nodes once when they first appear (they are the next frontier).
             LongLongMap refs = new LongLongMap(n * 16);
             long[] frontierRefs = new long[n];
             for (int i = 0; i < n; i++) {
-                long id = seeds.get(i);
+                long id = seeds[i];
                 frontierRefs[i] = refs.containsKey(id) ? refs.get(id, -1) : topology.nodeRef(id);
                 refs.put(id, frontierRefs[i]);
             }
@@ -221,7 +224,7 @@ public final class GnnProcedures {
 
     @Procedure(name = "gnn.fetchRows", mode = Mode.READ)
     @Description("gnn.fetchRows(label, idProp, xProp, yProp, ids, projectionMb = 0) :: (x :: BYTES, lengths :: BYTES,"
-            + " y :: BYTES, missing :: LIST<INTEGER>) - for every found node (:label {idProp: ids[i]}), in ids order"
+            + " y :: BYTES, missing :: LIST<INTEGER>) - ids: packed int64 LE bytes. For every found node (:label {idProp: ids[i]}), in ids order"
             + " (repeats allowed): its xProp bytes concatenated into x, their length as int32 LE in lengths, and its"
             + " yProp as int64 LE in y (-1 when absent); ids without a node in missing. projectionMb > 0: may"
             + " build/use an in-heap projection of the rows.")
@@ -230,21 +233,22 @@ public final class GnnProcedures {
             @Name("idProp") String idProp,
             @Name("xProp") String xProp,
             @Name("yProp") String yProp,
-            @Name("ids") List<Long> ids,
+            @Name("ids") Object idBytes,
             @Name(value = "projectionMb", defaultValue = "0") double projectionMb) {
+        long[] ids = LongList.fromLittleEndianBytes(idBytes, "gnn.fetchRows: ids");
         try (KernelGraph g = new KernelGraph(tx, db.databaseName(), label, idProp)) {
             int xKey = g.tokens.propertyKey(xProp);
             int yKey = g.tokens.propertyKey(yProp);
-            RowsBuilder out = new RowsBuilder(ids.size());
+            RowsBuilder out = new RowsBuilder(ids.length);
             FeatureProjection p = Projections.get(Projections.key(g, "rows:" + xProp, yProp), g,
                     mebibytes(projectionMb), log, budget -> FeatureProjection.build(g, xKey, yKey, budget));
             if (p != null) {
-                p.fetch(ids.stream().mapToLong(Long::longValue).toArray(), out);
+                p.fetch(ids, out);
                 return Stream.of(out.result());
             }
             int[] keys = {xKey, yKey};
             Value[] values = new Value[2];
-            for (Long id : ids) {
+            for (long id : ids) {
                 long ref = g.nodeRef(id);
                 if (ref < 0) {
                     out.missing(id);
@@ -259,7 +263,8 @@ public final class GnnProcedures {
                     throw new IllegalArgumentException("gnn.fetchRows: node (:" + label + " {" + idProp + ": " + id
                             + "}) has a non-integer " + yProp + " (found " + describe(values[1]) + ")");
                 }
-                out.add(((ByteArray) values[0]).asObject(), values[1] == null ? -1L : ((IntegralValue) values[1]).longValue());
+                byte[] row = ((ByteArray) values[0]).asObject();
+                out.add(row, 0, row.length, values[1] == null ? -1L : ((IntegralValue) values[1]).longValue());
             }
             return Stream.of(out.result());
         }

@@ -24,18 +24,19 @@ final class RowsBuilder {
         this.ys = new LongList(Math.max(16, expectedRows));
     }
 
-    void add(byte[] row, long y) {
-        if (size + (long) row.length > Integer.MAX_VALUE - 8) {
+    /** Appends {@code src[from, from + length)} as the next row, with its label {@code y}. */
+    void add(byte[] src, int from, int length, long y) {
+        if (size + (long) length > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("gnn.fetchRows: the rows of " + expectedRows + " ids exceed 2 GiB;"
                     + " ask for fewer ids per call");
         }
-        if (size + row.length > x.length) {
-            long guess = Math.max((long) row.length * expectedRows, 2L * x.length);
-            x = Arrays.copyOf(x, (int) Math.min(Integer.MAX_VALUE - 8, Math.max(guess, size + (long) row.length)));
+        if (size + length > x.length) {
+            long guess = Math.max((long) length * expectedRows, 2L * x.length);
+            x = Arrays.copyOf(x, (int) Math.min(Integer.MAX_VALUE - 8, Math.max(guess, size + (long) length)));
         }
-        System.arraycopy(row, 0, x, size, row.length);
-        size += row.length;
-        lengths.putInt(row.length);
+        System.arraycopy(src, from, x, size, length);
+        size += length;
+        lengths.putInt(length);
         ys.add(y);
     }
 
