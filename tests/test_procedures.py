@@ -396,6 +396,15 @@ def test_fetch_rows_missing_ids_raise(client: Neo4jClient, cora) -> None:
         fetch_rows(client, schema, np.array([1, 123456, 2, -5]))
 
 
+@pytest.mark.parametrize("ids", [[1, 2], b"\x01" * 12], ids=["list", "ragged-bytes"])
+def test_procedures_take_ids_as_packed_int64_bytes(client: Neo4jClient, cora, ids) -> None:
+    """A list (the pre-bytes form) or bytes that are not whole int64 values get a clear error."""
+    schema, _ = cora
+    query = "CALL gnn.fetchRows($label, $id_prop, 'x', 'y', $ids) YIELD x RETURN x"
+    with pytest.raises(neo4j_exc.ClientError, match="ids must be packed int64 little-endian bytes"):
+        client.read(query, label=schema.label, id_prop=schema.id_prop, ids=ids)
+
+
 def test_fetch_rows_wrong_width_raises(client: Neo4jClient, cora) -> None:
     schema, d = cora
     with pytest.raises(UserError, match="does not hold .* rows of 100 features.*beyond 100"):
