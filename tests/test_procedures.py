@@ -467,6 +467,42 @@ def test_projection_samples_equal_store_samples(client: Neo4jClient, cora, adjac
     assert all(np.array_equal(a, b) for a, b in zip(got, want))
 
 
+def test_projection_with_gapped_shuffled_ids_equals_store(client: Neo4jClient, procs) -> None:
+    """Ids that are not the scan positions 0..n-1 (gaps, created out of order) take the projection's
+    slot-array path (cora takes the slot == id path): samples and rows still equal the store's."""
+    rng = np.random.default_rng(21)
+    n = 300
+    ids = rng.permutation(np.arange(n) * 3 + 1)  # 1, 4, 7, ... created in random order
+    label = f"T_{uuid.uuid4().hex[:12]}"
+    schema = GraphSchema.for_dataset(label, label=label)
+    client.write(f"CREATE CONSTRAINT `{schema.constraint_name}` FOR (n:`{label}`) REQUIRE n.id IS UNIQUE")
+    x = rng.standard_normal((n, 5)).astype(np.float32)
+    client.write(f"UNWIND $rows AS r CREATE (:`{label}` {{id: r.id, x: r.x, y: r.y}})",
+                 rows=[{"id": int(i), "x": row, "y": int(i) % 7} for i, row in zip(ids, encode_features(x))])
+    edges = rng.choice(ids, size=(2000, 2))
+    client.write(f"UNWIND $rows AS r MATCH (a:`{label}` {{id: r[0]}}) MATCH (b:`{label}` {{id: r[1]}}) "
+                 f"CREATE (a)-[:`{schema.rel_type}`]->(b)", rows=edges.tolist())
+    try:
+        seeds, bases = rng.choice(ids, 40, replace=False), _states(3, seed=22)
+        store = sample_hops(client, schema, seeds, [5, 3, 2], bases)
+        projected = sample_hops(client, schema, seeds, [5, 3, 2], bases, projection_mb=PROJECTION_MB)
+        assert held(client, schema).get(f"relationships:{schema.rel_type}") == "ready"
+        assert sum(len(nb) for _, nb in store) > 40
+        for (c, nb), (pc, pnb) in zip(store, projected):
+            np.testing.assert_array_equal(c, pc)
+            np.testing.assert_array_equal(nb, pnb)
+        asked = np.concatenate([rng.choice(ids, 100), [2]])  # 2 is in a gap
+        with pytest.raises(UserError, match=r"\[2\].*missing"):
+            fetch_rows(client, schema, asked, projection_mb=PROJECTION_MB)
+        got, y = fetch_rows(client, schema, asked[:-1], projection_mb=PROJECTION_MB)
+        slot = {int(i): k for k, i in enumerate(ids)}
+        want = x[[slot[int(i)] for i in asked[:-1]]]
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        np.testing.assert_array_equal(y, asked[:-1] % 7)
+    finally:
+        drop_graph(client, schema)
+
+
 def test_projection_rows_equal_store_rows(client: Neo4jClient, cora) -> None:
     schema, d = cora
     ids = np.random.default_rng(1).integers(0, len(d["y"]), size=3000)

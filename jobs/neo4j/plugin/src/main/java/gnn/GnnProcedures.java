@@ -150,40 +150,36 @@ public final class GnnProcedures {
         try (KernelGraph g = new KernelGraph(tx, db.databaseName(), label, idProp)) {
             Topology topology = topology(g, relType, adjProp, projectionMb);
             int n = seeds.length;
-            // References of every node of the batch so far, by id: seeds are looked up once, later
-            // nodes once when they first appear (they are the next frontier).
-            LongLongMap refs = new LongLongMap(n * 16);
             long[] frontierRefs = new long[n];
-            for (int i = 0; i < n; i++) {
-                long id = seeds[i];
-                frontierRefs[i] = refs.containsKey(id) ? refs.get(id, -1) : topology.nodeRef(id);
-                refs.put(id, frontierRefs[i]);
-            }
             List<byte[]> countsOut = new ArrayList<>();
             List<byte[]> neighboursOut = new ArrayList<>();
             Floyd floyd = new Floyd();
-            for (int hop = 0; hop < fanouts.size(); hop++) {
-                long base = checkState(hopStates.get(hop), "gnn.sampleHops: hopStates[" + hop + "]");
-                long fanout = fanouts.get(hop);
-                int m = frontierRefs.length;
-                LongList out = new LongList(Math.max(16, m * (int) Math.max(1, Math.min(fanout, 64))));
-                byte[] counts = floyd.sampleFrontier(topology, frontierRefs, i -> hopState(base, i), fanout, out);
-                LongList nextRefs = new LongList(16);
-                for (int q = 0; q < out.size; q++) {
-                    long id = out.values[q];
-                    if (!refs.containsKey(id)) {
-                        long ref = topology.nodeRef(id);
-                        if (ref < 0) {
-                            throw new IllegalArgumentException("gnn.sampleHops: neighbour id " + id + " of a :" + label
-                                    + " node is not a node; the adjacency is stale, reload the dataset");
-                        }
-                        refs.put(id, ref);
-                        nextRefs.add(ref);
-                    }
+            try (BatchNodes batch = topology.batchNodes(n * 16)) {
+                for (int i = 0; i < n; i++) {  // every seed is in hop 0's frontier, repeats included
+                    long ref = batch.addIfNew(seeds[i]);
+                    frontierRefs[i] = ref == BatchNodes.SEEN ? topology.nodeRef(seeds[i]) : ref;
                 }
-                countsOut.add(counts);
-                neighboursOut.add(out.toLittleEndianBytes());
-                frontierRefs = nextRefs.toArray();
+                for (int hop = 0; hop < fanouts.size(); hop++) {
+                    long base = checkState(hopStates.get(hop), "gnn.sampleHops: hopStates[" + hop + "]");
+                    long fanout = fanouts.get(hop);
+                    int m = frontierRefs.length;
+                    LongList out = new LongList(Math.max(16, m * (int) Math.max(1, Math.min(fanout, 64))));
+                    byte[] counts = floyd.sampleFrontier(topology, frontierRefs, i -> hopState(base, i), fanout, out);
+                    LongList nextRefs = new LongList(16);
+                    for (int q = 0; q < out.size; q++) {
+                        long ref = batch.addIfNew(out.values[q]);
+                        if (ref == -1) {
+                            throw new IllegalArgumentException("gnn.sampleHops: neighbour id " + out.values[q] + " of a :"
+                                    + label + " node is not a node; the adjacency is stale, reload the dataset");
+                        }
+                        if (ref != BatchNodes.SEEN) {
+                            nextRefs.add(ref);
+                        }
+                    }
+                    countsOut.add(counts);
+                    neighboursOut.add(out.toLittleEndianBytes());
+                    frontierRefs = nextRefs.toArray();
+                }
             }
             return Stream.of(new HopsResult(countsOut, neighboursOut));
         }

@@ -4,11 +4,13 @@ import java.util.Arrays;
 
 /**
  * The (:label) nodes of a projection: their ids in scan order (slot = position) and the slot of
- * each id, an int per id up to the largest one (the loaders number nodes 0..N-1).
+ * each id, an int per id up to the largest one (the loaders number nodes 0..N-1). When every
+ * slot equals its id (the offline import writes nodes in id order) there is no slot array: a
+ * lookup is then a range check instead of a random read, on the sampler's inner loop.
  */
 final class ProjectedNodes {
     final long[] ids;
-    private final int[] slotOfId;
+    private final int[] slotOfId;  // null: slot == id
 
     private ProjectedNodes(long[] ids, int[] slotOfId) {
         this.ids = ids;
@@ -17,6 +19,9 @@ final class ProjectedNodes {
 
     /** Slot of the node with {@code id}, or -1 when there is none. */
     int slot(long id) {
+        if (slotOfId == null) {
+            return id >= 0 && id < ids.length ? (int) id : -1;
+        }
         return id >= 0 && id < slotOfId.length ? slotOfId[(int) id] : -1;
     }
 
@@ -25,7 +30,7 @@ final class ProjectedNodes {
     }
 
     long bytes() {
-        return 8L * ids.length + 4L * slotOfId.length;
+        return 8L * ids.length + (slotOfId == null ? 0 : 4L * slotOfId.length);
     }
 
     /** One scan's result: node references (increasing: allNodesScan order) parallel to {@code nodes.ids}. */
@@ -59,6 +64,13 @@ final class ProjectedNodes {
             }
             ids[k] = id;
             maxId = Math.max(maxId, id);
+        }
+        boolean identity = maxId == ids.length - 1;  // then ids[k] == k for all k, or not identity
+        for (int k = 0; identity && k < ids.length; k++) {
+            identity = ids[k] == k;
+        }
+        if (identity) {
+            return new Scan(refs, new ProjectedNodes(ids, null));
         }
         budget.charge(4L * (maxId + 1), "the id index");
         int[] slotOfId = new int[(int) (maxId + 1)];

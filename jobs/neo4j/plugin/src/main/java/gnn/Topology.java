@@ -14,4 +14,9 @@ interface Topology {
 
     /** Id of the current node's neighbour at position {@code p}. */
     long neighbourId(int p);
+
+    /** An empty node set for one gnn.sampleHops batch that expects about {@code expected} nodes. */
+    default BatchNodes batchNodes(int expected) {
+        return new BatchNodes.ById(this, expected);
+    }
 }

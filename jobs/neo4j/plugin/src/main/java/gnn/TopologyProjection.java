@@ -13,11 +13,13 @@ final class TopologyProjection implements Projection {
     private final ProjectedNodes nodes;
     private final long[] offsets;
     private final int[] neighbours;
+    private final BatchNodes.BySlot.Pool marks;
 
     private TopologyProjection(ProjectedNodes nodes, long[] offsets, int[] neighbours) {
         this.nodes = nodes;
         this.offsets = offsets;
         this.neighbours = neighbours;
+        this.marks = new BatchNodes.BySlot.Pool(nodes.size());
     }
 
     @Override
@@ -49,6 +51,11 @@ final class TopologyProjection implements Projection {
             @Override
             public long neighbourId(int p) {
                 return neighbours[(int) (base + p)];
+            }
+
+            @Override
+            public BatchNodes batchNodes(int expected) {
+                return new BatchNodes.BySlot(this, marks);
             }
         };
     }
