@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -195,9 +195,8 @@ def sample_multi_hop(hop_fn: HopFn, seeds: np.ndarray, fanouts: list[int]) -> Sa
     """
     seeds = np.asarray(seeds, dtype=np.int64)
     nodes = seeds
-    frontier, frontier_local = seeds, np.arange(len(seeds), dtype=np.int64)
-    rows, cols = [], []
-    num_sampled_nodes, num_sampled_edges = [len(seeds)], []
+    frontier = seeds
+    hops: list[RelabelledHop] = []
     for hop, fanout in enumerate(fanouts):
         counts, neighbours = hop_fn(frontier, fanout, hop)
         counts = np.asarray(counts, dtype=np.int64)
@@ -210,15 +209,45 @@ def sample_multi_hop(hop_fn: HopFn, seeds: np.ndarray, fanouts: list[int]) -> Sa
         if len(neighbours) and neighbours.min() < 0:
             raise ValueError(f"hop_fn returned negative node ids (hop {hop})")
         row, new_nodes = _relabel(nodes, neighbours)
-        rows.append(row)
+        hops.append(RelabelledHop(counts, row, new_nodes))
+        frontier = new_nodes
+        nodes = np.concatenate([nodes, new_nodes])
+    return sampler_output(seeds, hops)
+
+
+class RelabelledHop(NamedTuple):
+    """One hop of a batch in local indices: ``counts`` sampled per frontier node (the nodes new in
+    the previous hop, in order), ``locals`` = position in the batch's node list of each sampled
+    neighbour, ``new_nodes`` = global ids of the nodes this hop added, in order of first appearance."""
+
+    counts: np.ndarray
+    locals: np.ndarray
+    new_nodes: np.ndarray
+
+
+def sampler_output(seeds: np.ndarray, hops: list[RelabelledHop]) -> SamplerOutput:
+    """The ``SamplerOutput`` of relabelled hops (see :func:`sample_multi_hop` for the layout).
+
+    Shared by the client-side relabelling and ``gnn.sampleHops``, which relabels on the server.
+    """
+    nodes = [np.asarray(seeds, dtype=np.int64)]
+    frontier_local = np.arange(len(seeds), dtype=np.int64)
+    size = len(seeds)
+    rows, cols = [], []
+    num_sampled_nodes, num_sampled_edges = [len(seeds)], []
+    for counts, locals_, new_nodes in hops:
+        if counts.shape != frontier_local.shape or int(counts.sum()) != len(locals_):
+            raise ValueError(f"a hop has {counts.shape} counts summing to {int(counts.sum())} for "
+                             f"{len(frontier_local)} frontier nodes and {len(locals_)} sampled neighbours")
+        rows.append(np.asarray(locals_, dtype=np.int64))
         cols.append(np.repeat(frontier_local, counts))
         num_sampled_nodes.append(len(new_nodes))
-        num_sampled_edges.append(len(neighbours))
-        frontier = new_nodes
-        frontier_local = np.arange(len(nodes), len(nodes) + len(new_nodes), dtype=np.int64)
-        nodes = np.concatenate([nodes, new_nodes])
+        num_sampled_edges.append(len(locals_))
+        nodes.append(new_nodes)
+        frontier_local = np.arange(size, size + len(new_nodes), dtype=np.int64)
+        size += len(new_nodes)
     return SamplerOutput(
-        node=torch.from_numpy(nodes),
+        node=torch.from_numpy(np.concatenate(nodes)),
         row=torch.from_numpy(np.concatenate(rows) if rows else np.empty(0, np.int64)),
         col=torch.from_numpy(np.concatenate(cols) if cols else np.empty(0, np.int64)),
         edge=None,

@@ -14,8 +14,9 @@ the picked neighbours' ``id`` properties are read.
 
 When the server has the project's ``gnn.*`` procedures (jobs/neo4j/plugin, installed by the
 local server), the same algorithm runs in Java and returns packed bytes instead of records, and
-ALL hops of a batch are one call (``gnn.sampleHops``): the server keeps the batch's node set and
-builds each next frontier itself, so the only index lookups are one per node of the batch. When
+ALL hops of a batch are one call (``gnn.sampleHops``): the server keeps the batch's node set,
+builds each next frontier itself and answers in local indices (relabelled), so the only index
+lookups are one per node of the batch and the client does no relabelling. When
 the dataset has the packed adjacency property (``GraphSchema.adj_prop``, written by the loader),
 the procedure reads a node's neighbours from it (one property read) instead of walking its
 relationship chain. Per-node states are then derived on the server from one client state per hop
@@ -33,7 +34,7 @@ from torch_geometric.sampler import NodeSamplerInput, SamplerOutput
 
 from src import procedures
 from src.client import Neo4jClient
-from src.csr_sampler import HopSampler, sample_multi_hop
+from src.csr_sampler import HopSampler, sampler_output
 from src.schema import GraphSchema
 
 log = logging.getLogger(__name__)
@@ -96,14 +97,7 @@ class Neo4jNeighborSampler(HopSampler):
         self.queries += 1
         hops = procedures.sample_hops(self.client, self.schema, seeds, self.fanouts, states, adj_prop=self.adj_prop,
                                       projection_mb=self.projection_mb)
-
-        def replay(frontier: np.ndarray, fanout: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
-            counts, neighbours = hops[hop]
-            if len(counts) != len(frontier):  # the server's frontier rule must be sample_multi_hop's
-                raise RuntimeError(f"gnn.sampleHops hop {hop}: {len(counts)} frontier nodes, expected {len(frontier)}")
-            return counts, neighbours
-
-        out = sample_multi_hop(replay, seeds, self.fanouts)
+        out = sampler_output(seeds, hops)
         out.metadata = (inputs.input_id, inputs.time)
         return out
 

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from neo4j import exceptions as neo4j_exc
 
 from src.client import Neo4jClient
+from src.csr_sampler import RelabelledHop
 from src.errors import UserError
 from src.schema import DENSE, SPARSE, GraphSchema, decode_rows, decode_rows_csr, stored_rows_errors
 
@@ -75,7 +76,7 @@ def _hop_query(projection_mb: float) -> str:
 
 def _hops_query(projection_mb: float) -> str:
     return _call("gnn.sampleHops", "$label, $rel_type, $id_prop, $adj_prop, $seeds, $fanouts, $hop_states",
-                 "counts, neighbours", projection_mb)
+                 "counts, locals, nodes", projection_mb)
 
 
 def _rows_query(projection_mb: float) -> str:
@@ -144,13 +145,14 @@ def sample_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, s
 
 def sample_hops(client: Neo4jClient, schema: GraphSchema, seeds: np.ndarray, fanouts: list[int],
                 hop_states: np.ndarray, *, adj_prop: str | None = None, projection_mb: float = 0.0
-                ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """All hops of one batch in ONE call (``gnn.sampleHops``): ``[(counts, neighbours)]`` per hop.
+                ) -> list[RelabelledHop]:
+    """All hops of one batch in ONE call (``gnn.sampleHops``), relabelled on the server.
 
     The server walks the hops itself with the frontier rule of :func:`~src.csr_sampler.sample_multi_hop`
-    (hop k samples the nodes new in hop k-1, in order of first appearance), so the caller relabels
-    the result with ``sample_multi_hop`` unchanged. Frontier position i of hop k draws with the
-    minstd state ``hop_states(hop_states[k], len(frontier))[i]``.
+    (hop k samples the nodes new in hop k-1, in order of first appearance) and numbers the batch's
+    nodes as it goes, so :func:`~src.csr_sampler.sampler_output` assembles the ``SamplerOutput``
+    without the client's relabelling sorts. Frontier position i of hop k draws with the minstd
+    state ``hop_states(hop_states[k], len(frontier))[i]``. Unknown seed ids raise ``KeyError``.
     """
     seeds = np.asarray(seeds, dtype=np.int64)
     params = {"label": schema.label, "rel_type": schema.rel_type, "id_prop": schema.id_prop,
@@ -158,10 +160,17 @@ def sample_hops(client: Neo4jClient, schema: GraphSchema, seeds: np.ndarray, fan
               "hop_states": np.asarray(hop_states, dtype=np.int64).tolist(), "projection_mb": float(projection_mb)}
     query = _hops_query(projection_mb)
     rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
-    hops = [(_decode(c), _decode(nb)) for c, nb in zip(rec["counts"], rec["neighbours"])]
+    hops = [RelabelledHop(_decode(c), np.frombuffer(loc, dtype="<i4").astype(np.int64), _decode(new))
+            for c, loc, new in zip(rec["counts"], rec["locals"], rec["nodes"])]
     if hops:
-        _check_known(schema, seeds, hops[0][0])
+        _check_known(schema, seeds, hops[0].counts)
     return hops
+
+
+def hop_neighbours(seeds: np.ndarray, hops: list[RelabelledHop]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[(counts, neighbour ids)]`` per hop of relabelled hops: the form :func:`sample_hop` answers."""
+    nodes = np.concatenate([np.asarray(seeds, dtype=np.int64)] + [h.new_nodes for h in hops])
+    return [(h.counts, nodes[h.locals]) for h in hops]
 
 
 def hop_states(base: int, n: int) -> np.ndarray:

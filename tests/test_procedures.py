@@ -15,6 +15,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 import pytest
 from neo4j import exceptions as neo4j_exc
 
@@ -22,13 +23,14 @@ from src.client import Neo4jClient
 from src.errors import UserError
 from src.graph_sampler import MINSTD_MODULUS, hop_query
 from src.neo4j_local import LocalNeo4j
-from src.csr_sampler import CSRGraph
+from src.csr_sampler import CSRGraph, sample_multi_hop, sampler_output
 from src.procedures import (ROWS_PER_CALL, fetch_rows, has_procedures, hop_states, projections, sample_hop,
-                            sample_hops)
+                            sample_hops, hop_neighbours)
 from src.schema import DENSE, SPARSE, GraphSchema, encode_adjacency, encode_features
 
 pytestmark = pytest.mark.neo4j
 
+PROJECTION_MB = 64.0  # server heap budget of the in-heap projections the tests build
 FANOUTS = (0, 1, 5, 15, 200, -1)  # 200 > cora's largest in-degree (168): every node takes all
 
 
@@ -48,6 +50,12 @@ def load_graph(client: Neo4jClient, label: str, x: np.ndarray, y: list[int | Non
 def drop_graph(client: Neo4jClient, schema: GraphSchema) -> None:
     client.write(f"MATCH (n:`{schema.label}`) DETACH DELETE n")
     client.write(f"DROP CONSTRAINT `{schema.constraint_name}` IF EXISTS")
+
+
+def neighbour_hops(client: Neo4jClient, schema: GraphSchema, seeds: np.ndarray, *args, **kwargs
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`sample_hops` as ``[(counts, neighbour ids)]`` per hop, the form the references answer."""
+    return hop_neighbours(seeds, sample_hops(client, schema, seeds, *args, **kwargs))
 
 
 def cypher_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, states: np.ndarray,
@@ -309,7 +317,7 @@ def test_sample_hops_equals_chained_cypher_hops(client: Neo4jClient, cora, fanou
     seeds = np.random.default_rng(len(fanouts)).choice(len(d["y"]), 300, replace=False)
     seeds = np.concatenate([seeds, seeds[:7]])  # a repeated seed is sampled at every position
     bases = _states(len(fanouts), seed=fanouts[0])
-    got = sample_hops(client, schema, seeds, fanouts, bases)
+    got = neighbour_hops(client, schema, seeds, fanouts, bases)
     want = chained_hops(lambda f, st, k: cypher_hop(client, schema, f, st, k), seeds, fanouts, bases)
     assert len(got) == len(want) == len(fanouts)
     for (c, nb), (rc, rnb) in zip(got, want):
@@ -324,11 +332,29 @@ def test_sample_hops_adjacency_equals_chained_reference(client: Neo4jClient, cor
     seeds = np.random.default_rng(len(fanouts) + 5).choice(len(d["y"]), 300, replace=False)
     seeds = np.concatenate([seeds, seeds[:7]])
     bases = _states(len(fanouts), seed=fanouts[0] + 1)
-    got = sample_hops(client, schema, seeds, fanouts, bases, adj_prop=schema.adj_prop)
+    got = neighbour_hops(client, schema, seeds, fanouts, bases, adj_prop=schema.adj_prop)
     want = chained_hops(lambda f, st, k: floyd_reference(cora_csr, f, st, k), seeds, fanouts, bases)
     for (c, nb), (rc, rnb) in zip(got, want):
         np.testing.assert_array_equal(c, rc)
         np.testing.assert_array_equal(nb, rnb)
+
+
+@pytest.mark.parametrize("projection_mb", (0.0, PROJECTION_MB))
+def test_server_relabelling_equals_client_relabelling(client: Neo4jClient, cora, projection_mb: float) -> None:
+    """The SamplerOutput assembled from gnn.sampleHops' local indices equals sample_multi_hop's
+    relabelling of the same neighbour ids: nodes, rows, cols and per-hop sizes (repeated seeds too)."""
+    schema, d = cora
+    seeds = np.random.default_rng(31).choice(len(d["y"]), 400, replace=False)
+    seeds = np.concatenate([seeds, seeds[:9]])
+    fanouts, bases = [10, 5, 3], _states(3, seed=32)
+    hops = sample_hops(client, schema, seeds, fanouts, bases, adj_prop=schema.adj_prop, projection_mb=projection_mb)
+    neighbours = hop_neighbours(seeds, hops)
+    want = sample_multi_hop(lambda frontier, fanout, hop: neighbours[hop], seeds, fanouts)
+    got = sampler_output(seeds, hops)
+    for attr in ("node", "row", "col"):
+        assert torch.equal(getattr(got, attr), getattr(want, attr)), attr
+    assert got.num_sampled_nodes == want.num_sampled_nodes and got.num_sampled_edges == want.num_sampled_edges
+    assert got.num_sampled_edges[0] > 400
 
 
 def test_sample_hops_unknown_seed_and_missing_adjacency(client: Neo4jClient, cora, procs) -> None:
@@ -359,7 +385,7 @@ def test_cached_node_references_follow_deletes_and_reloads(client: Neo4jClient, 
         client.write(f"MATCH (a:`{label}` {{id: 3}}), (b:`{label}` {{id: 1}}) CREATE (a)-[:`{schema.rel_type}`]->(b)")
         counts, nbrs = sample_hop(client, schema, frontier, states, -1, projection_mb=projection_mb)
         assert counts.tolist() == [1, 1] and nbrs.tolist() == [3, 3]
-        got = sample_hops(client, schema, np.array([1]), [-1], np.array([9]), projection_mb=projection_mb)
+        got = neighbour_hops(client, schema, np.array([1]), [-1], np.array([9]), projection_mb=projection_mb)
         assert got[0][1].tolist() == [3]
     finally:
         drop_graph(client, schema)
@@ -435,7 +461,6 @@ def test_fetch_rows_empty(client: Neo4jClient, cora) -> None:
 
 
 # -- in-heap projections (projection_mb > 0) ------------------------------------------------------
-PROJECTION_MB = 64.0
 
 
 def held(client: Neo4jClient, schema: GraphSchema) -> dict[str, str]:
@@ -451,8 +476,8 @@ def test_projection_samples_equal_store_samples(client: Neo4jClient, cora, adjac
     adj = schema.adj_prop if adjacency else None
     seeds = np.random.default_rng(11).choice(len(d["y"]), 500, replace=False)
     bases = _states(3, seed=12)
-    store = sample_hops(client, schema, seeds, [15, 10, -1], bases, adj_prop=adj)
-    projected = sample_hops(client, schema, seeds, [15, 10, -1], bases, adj_prop=adj, projection_mb=PROJECTION_MB)
+    store = neighbour_hops(client, schema, seeds, [15, 10, -1], bases, adj_prop=adj)
+    projected = neighbour_hops(client, schema, seeds, [15, 10, -1], bases, adj_prop=adj, projection_mb=PROJECTION_MB)
     source = f"adjacency:{schema.adj_prop}" if adjacency else f"relationships:{schema.rel_type}"
     assert held(client, schema).get(source) == "ready"
     for (c, nb), (pc, pnb) in zip(store, projected):
@@ -484,8 +509,8 @@ def test_projection_with_gapped_shuffled_ids_equals_store(client: Neo4jClient, p
                  f"CREATE (a)-[:`{schema.rel_type}`]->(b)", rows=edges.tolist())
     try:
         seeds, bases = rng.choice(ids, 40, replace=False), _states(3, seed=22)
-        store = sample_hops(client, schema, seeds, [5, 3, 2], bases)
-        projected = sample_hops(client, schema, seeds, [5, 3, 2], bases, projection_mb=PROJECTION_MB)
+        store = neighbour_hops(client, schema, seeds, [5, 3, 2], bases)
+        projected = neighbour_hops(client, schema, seeds, [5, 3, 2], bases, projection_mb=PROJECTION_MB)
         assert held(client, schema).get(f"relationships:{schema.rel_type}") == "ready"
         assert sum(len(nb) for _, nb in store) > 40
         for (c, nb), (pc, pnb) in zip(store, projected):
@@ -558,9 +583,9 @@ def test_projection_built_once_for_concurrent_callers(client: Neo4jClient, cora)
     client.write("CREATE (n:GnnProjectionTestWrite) DELETE n")  # any write: start from no projection
     seeds = np.arange(200, dtype=np.int64)
     bases = _states(2, seed=4)
-    want = sample_hops(client, schema, seeds, [10, 5], bases, adj_prop=schema.adj_prop)
+    want = neighbour_hops(client, schema, seeds, [10, 5], bases, adj_prop=schema.adj_prop)
     with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda _: sample_hops(client, schema, seeds, [10, 5], bases, adj_prop=schema.adj_prop,
-                                                  projection_mb=PROJECTION_MB), range(4)))
+        got = list(pool.map(lambda _: neighbour_hops(client, schema, seeds, [10, 5], bases, adj_prop=schema.adj_prop,
+                                                     projection_mb=PROJECTION_MB), range(4)))
     assert all(np.array_equal(a, b) for g in got for hop, ref in zip(g, want) for a, b in zip(hop, ref))
     assert list(held(client, schema).values()) == ["ready"]

@@ -75,16 +75,19 @@ public final class GnnProcedures {
         }
     }
 
-    /** Result of {@link #sampleHops}: per hop, the same two columns as {@link HopResult}. */
+    /** Result of {@link #sampleHops}: per hop, the sample relabelled to local indices, PyG style. */
     public static final class HopsResult {
-        /** Per hop: little-endian int64 per frontier node (-1 = unknown seed id). */
+        /** Per hop: little-endian int64 per frontier node, its number of sampled neighbours (-1 = unknown seed id). */
         public List<byte[]> counts;
-        /** Per hop: concatenated little-endian int64 neighbour ids. */
-        public List<byte[]> neighbours;
+        /** Per hop: little-endian int32 local index (position in the batch's node list) of each sampled neighbour. */
+        public List<byte[]> locals;
+        /** Per hop: little-endian int64 ids of the nodes new in that hop, in order of first appearance. */
+        public List<byte[]> nodes;
 
-        HopsResult(List<byte[]> counts, List<byte[]> neighbours) {
+        HopsResult(List<byte[]> counts, List<byte[]> locals, List<byte[]> nodes) {
             this.counts = counts;
-            this.neighbours = neighbours;
+            this.locals = locals;
+            this.nodes = nodes;
         }
     }
 
@@ -128,11 +131,14 @@ public final class GnnProcedures {
     @Procedure(name = "gnn.sampleHops", mode = Mode.READ)
     @Description("gnn.sampleHops(label, relType, idProp, adjProp, seeds, fanouts, hopStates, projectionMb = 0)"
             + " seeds: packed int64 LE bytes"
-            + " :: (counts :: LIST<BYTES>, neighbours :: LIST<BYTES>) - all hops of one mini-batch in one call,"
+            + " :: (counts :: LIST<BYTES>, locals :: LIST<BYTES>, nodes :: LIST<BYTES>) - all hops of one mini-batch"
+            + " in one call, relabelled:"
             + " PyG NeighborSampler semantics: hop k samples (as gnn.sampleHop) every node that was new in hop k-1"
             + " (hop 0: the seeds, duplicates included), new nodes in order of first appearance. The minstd state"
             + " of frontier position i in hop k is derived from hopStates[k] (see hopState). adjProp '' walks"
-            + " relType relationships. counts[k]: int64 LE per frontier node (-1 = unknown seed id).")
+            + " relType relationships. counts[k]: int64 LE per frontier node (-1 = unknown seed id); locals[k]: int32 LE"
+            + " position in the batch's node list (seeds, then nodes[0], nodes[1], ...) of each sampled neighbour;"
+            + " nodes[k]: int64 LE ids new in hop k.")
     public Stream<HopsResult> sampleHops(
             @Name("label") String label,
             @Name("relType") String relType,
@@ -152,36 +158,52 @@ public final class GnnProcedures {
             int n = seeds.length;
             long[] frontierRefs = new long[n];
             List<byte[]> countsOut = new ArrayList<>();
-            List<byte[]> neighboursOut = new ArrayList<>();
+            List<byte[]> localsOut = new ArrayList<>();
+            List<byte[]> nodesOut = new ArrayList<>();
             Floyd floyd = new Floyd();
             try (BatchNodes batch = topology.batchNodes(n * 16)) {
-                for (int i = 0; i < n; i++) {  // every seed is in hop 0's frontier, repeats included
-                    long ref = batch.addIfNew(seeds[i]);
-                    frontierRefs[i] = ref == BatchNodes.SEEN ? topology.nodeRef(seeds[i]) : ref;
+                // The node list starts with the seeds, repeats kept at their positions (as pyg-lib);
+                // a repeated id's local index is its first position.
+                for (int i = 0; i < n; i++) {
+                    long ref = topology.nodeRef(seeds[i]);
+                    frontierRefs[i] = ref;
+                    if (ref >= 0 && batch.local(seeds[i]) < 0) {
+                        batch.add(seeds[i], ref, i);
+                    }
                 }
+                int size = n;
                 for (int hop = 0; hop < fanouts.size(); hop++) {
                     long base = checkState(hopStates.get(hop), "gnn.sampleHops: hopStates[" + hop + "]");
                     long fanout = fanouts.get(hop);
                     int m = frontierRefs.length;
                     LongList out = new LongList(Math.max(16, m * (int) Math.max(1, Math.min(fanout, 64))));
                     byte[] counts = floyd.sampleFrontier(topology, frontierRefs, i -> hopState(base, i), fanout, out);
+                    ByteBuffer locals = ByteBuffer.allocate(out.size * Integer.BYTES).order(ByteOrder.LITTLE_ENDIAN);
                     LongList nextRefs = new LongList(16);
+                    LongList nextIds = new LongList(16);
                     for (int q = 0; q < out.size; q++) {
-                        long ref = batch.addIfNew(out.values[q]);
-                        if (ref == -1) {
-                            throw new IllegalArgumentException("gnn.sampleHops: neighbour id " + out.values[q] + " of a :"
-                                    + label + " node is not a node; the adjacency is stale, reload the dataset");
-                        }
-                        if (ref != BatchNodes.SEEN) {
+                        long id = out.values[q];
+                        int local = batch.local(id);
+                        if (local < 0) {
+                            long ref = topology.nodeRef(id);
+                            if (ref < 0) {
+                                throw new IllegalArgumentException("gnn.sampleHops: neighbour id " + id + " of a :"
+                                        + label + " node is not a node; the adjacency is stale, reload the dataset");
+                            }
+                            local = size++;
+                            batch.add(id, ref, local);
                             nextRefs.add(ref);
+                            nextIds.add(id);
                         }
+                        locals.putInt(local);
                     }
                     countsOut.add(counts);
-                    neighboursOut.add(out.toLittleEndianBytes());
+                    localsOut.add(locals.array());
+                    nodesOut.add(nextIds.toLittleEndianBytes());
                     frontierRefs = nextRefs.toArray();
                 }
             }
-            return Stream.of(new HopsResult(countsOut, neighboursOut));
+            return Stream.of(new HopsResult(countsOut, localsOut, nodesOut));
         }
     }
 

@@ -17,6 +17,6 @@ interface Topology {
 
     /** An empty node set for one gnn.sampleHops batch that expects about {@code expected} nodes. */
     default BatchNodes batchNodes(int expected) {
-        return new BatchNodes.ById(this, expected);
+        return new BatchNodes.ById(expected);
     }
 }
