@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import Any, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -51,6 +52,7 @@ from src.errors import UsageError, UserError
 from src.partition import SPLITS, PartitionConfig, part_dir, partition_dir, read_meta
 from src.prefetch import PrefetchLoader
 from src.rpc_service import SLAB_BYTES, PeerService, ServiceConfig
+from src.sparse_features import feature_nbytes, rows_to_torch
 from src.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ class LocalPartition:
     nodes: np.ndarray  # [n] sorted global ids; local id = position
     csr: CSRGraph  # local indptr, global indices
     halo: np.ndarray
-    x: np.ndarray  # float32 [n, F]
+    x: np.ndarray | sp.csr_matrix  # float32 [n, F]; CSR for sparse features
     y: np.ndarray  # int64 [n]
     splits: dict[str, np.ndarray] = field(repr=False)  # sorted global ids of owned split nodes
 
@@ -108,18 +110,29 @@ def load_partition(root: Path, index: int) -> LocalPartition:
         raise UserError(f"no complete partitioning at {root} (no meta.json)")
     folder = part_dir(root, index)
     try:
-        names = ("nodes", "indptr", "indices", "halo", "x", "y")
+        names = ("nodes", "indptr", "indices", "halo", "y")
         arrays = {name: np.load(folder / f"{name}.npy") for name in names}
         splits = {split: np.load(folder / f"{split}_idx.npy") for split in SPLITS}
         node_map = np.load(root / meta["node_map"])
+        x = _load_rows(folder, len(arrays["nodes"]), int(meta["num_features"]), meta.get("features") == "csr")
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"partition {folder} is incomplete or corrupt ({exc}): "
                         "partition again with partition_graph.py --overwrite") from None
     return LocalPartition(
         index=index, meta=meta, node_map=node_map, nodes=arrays["nodes"],
         csr=CSRGraph(indptr=arrays["indptr"], indices=arrays["indices"]), halo=arrays["halo"],
-        x=arrays["x"], y=arrays["y"], splits=splits,
+        x=x, y=arrays["y"], splits=splits,
     )
+
+
+def _load_rows(folder: Path, num_rows: int, num_features: int, csr: bool) -> np.ndarray | sp.csr_matrix:
+    """The partition's feature rows: the dense ``x.npy`` or the CSR triple (see src/partition.py)."""
+    if not csr:
+        return np.load(folder / "x.npy")
+    data, indices, indptr = (np.load(folder / f"x_{name}.npy") for name in ("data", "indices", "indptr"))
+    x = sp.csr_matrix((data, indices, indptr), shape=(num_rows, num_features))
+    x.has_canonical_format = True  # written from canonical CSR (sorted, unique columns)
+    return x
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,29 +198,52 @@ class PartitionRouter:
         start[positions] = np.cumsum(counts_cat) - counts_cat
         return counts, neighbours_cat[_segment_arange(start, counts)]
 
-    def features(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(x [len(ids), F] float32, y [len(ids)] int64)`` in ``ids`` order."""
+    def features(self, ids: np.ndarray) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray]:
+        """``(x [len(ids), F] float32, y [len(ids)] int64)`` in ``ids`` order; ``x`` is CSR when
+        this partition holds its rows as CSR (sparse features), else dense."""
         groups = self._by_owner(ids)
         pending = {r: self.service.submit(r, "features", torch.from_numpy(ids[pos]))
                    for r, pos in groups if r != self.part.index}
-        x = np.empty((len(ids), self.part.x.shape[1]), dtype=np.float32)
+        sparse = sp.issparse(self.part.x)
+        x = None if sparse else np.empty((len(ids), self.part.x.shape[1]), dtype=np.float32)
+        blocks: dict[int, sp.csr_matrix] = {}
         y = np.empty(len(ids), dtype=np.int64)
         for r, pos in groups:
             if r == self.part.index:
                 local = self.part.to_local(ids[pos])
-                step = max(1, SLAB_BYTES // max(4 * x.shape[1], 1))
-                for begin in range(0, len(pos), step):  # no temporary copy of all local rows
-                    x[pos[begin:begin + step]] = self.part.x[local[begin:begin + step]]
+                if sparse:
+                    blocks[r] = self.part.x[local]
+                else:
+                    step = max(1, SLAB_BYTES // max(4 * x.shape[1], 1))
+                    for begin in range(0, len(pos), step):  # no temporary copy of all local rows
+                        x[pos[begin:begin + step]] = self.part.x[local[begin:begin + step]]
                 y[pos] = self.part.y[local]
                 self._count(local_rows=len(pos))
         positions = dict(groups)
         for r, req in pending.items():
             pos = positions[r]
             rows, labels = self.service.result(req)
-            rows.scatter_into(x, pos)
+            if sparse:
+                blocks[r] = rows.to_csr()
+            else:
+                rows.scatter_into(x, pos)
             y[pos] = labels.numpy()
             self._count(remote_rows=len(pos))
+        if sparse:
+            x = _rows_in_order([blocks[r] for r, _ in groups], [pos for _, pos in groups], self.part.x.shape[1])
         return x, y
+
+
+def _rows_in_order(blocks: list[sp.csr_matrix], positions: list[np.ndarray], num_features: int) -> sp.csr_matrix:
+    """CSR rows of several owners put back in request order (``blocks[i]`` holds rows ``positions[i]``)."""
+    if len(blocks) == 1:  # one owner: its rows are already in request order
+        return blocks[0]
+    if not blocks:
+        return sp.csr_matrix((0, num_features), dtype=np.float32)
+    stacked = sp.vstack(blocks, format="csr")
+    order = np.empty(stacked.shape[0], dtype=np.int64)
+    order[np.concatenate(positions)] = np.arange(stacked.shape[0])
+    return stacked[order]
 
 
 def _segment_arange(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -245,12 +281,12 @@ class PartitionedFeatureStore(FeatureStore):
         if any(a.index is not attrs[0].index for a in attrs):
             return [self._get_tensor(a) for a in attrs]
         x, y = self.router.features(_ids(attrs[0].index))
-        by_name = {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}
+        by_name = {"x": rows_to_torch(x), "y": torch.from_numpy(y)}
         return [by_name[_attr_name(a)] for a in attrs]
 
     def _get_tensor(self, attr: TensorAttr) -> Tensor:
         x, y = self.router.features(_ids(attr.index))
-        return torch.from_numpy(x if _attr_name(attr) == "x" else y)
+        return rows_to_torch(x) if _attr_name(attr) == "x" else torch.from_numpy(y)
 
     def _get_tensor_size(self, attr: TensorAttr) -> tuple[int, ...]:
         return (self.num_nodes, self.num_features) if _attr_name(attr) == "x" else (self.num_nodes,)
@@ -331,7 +367,7 @@ class PartitionedBackend:
         self._splits = splits
         log.info("partitioned backend: %s partition %d/%d (%s), %d of %d nodes, %d in-edges, %d halo, "
                  "features %.1f MiB", meta["dataset"], part.index, world_size, meta["method"], len(part.nodes),
-                 self.num_nodes, part.csr.num_edges, len(part.halo), part.x.nbytes / 2**20)
+                 self.num_nodes, part.csr.num_edges, len(part.halo), feature_nbytes(part.x) / 2**20)
 
     def split_nodes(self, split: str) -> Tensor:
         """Sorted global ids of every node of ``split`` (the same full list on every rank)."""
@@ -362,7 +398,7 @@ class PartitionedBackend:
             "local_nodes": len(self.part.nodes),
             "local_edges": self.part.csr.num_edges,
             "halo_nodes": len(self.part.halo),
-            "feature_mb": self.part.x.nbytes / 2**20,
+            "feature_mb": feature_nbytes(self.part.x) / 2**20,
             "local_feature_rows": r.local_rows,
             "remote_feature_rows": r.remote_rows,
             "local_sampled_frontier": r.local_frontier,

@@ -27,6 +27,7 @@ from src import procedures
 from src.client import Neo4jClient
 from src.errors import UserError
 from src.schema import DENSE, SPARSE, GraphSchema, decode_features, decode_rows_csr, row_bytes, stored_rows_errors
+from src.sparse_features import rows_to_torch
 
 log = logging.getLogger(__name__)
 
@@ -284,11 +285,8 @@ class DatabaseFeatureStore(FeatureStore):
 
     def _fetch_tensors(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (sparse COO when :attr:`sparse_rows`, else dense) and ``y`` as tensors."""
-        if self.sparse_rows:
-            x, y = self.fetch_sparse(index)
-            return csr_to_torch(x), torch.from_numpy(y)
-        x, y = self.fetch(index)
-        return torch.from_numpy(x), torch.from_numpy(y)
+        x, y = self.fetch_sparse(index) if self.sparse_rows else self.fetch(index)
+        return rows_to_torch(x), torch.from_numpy(y)
 
     def _get_tensor_size(self, attr: TensorAttr) -> tuple[int, ...]:
         return (self.num_nodes, self.num_features) if attr.attr_name == "x" else (self.num_nodes,)
@@ -301,17 +299,6 @@ class DatabaseFeatureStore(FeatureStore):
 
     def _remove_tensor(self, attr: TensorAttr) -> bool:
         raise NotImplementedError(f"{type(self).__name__} is read-only")
-
-
-def csr_to_torch(x: sp.csr_matrix) -> torch.Tensor:
-    """A scipy CSR matrix as a coalesced torch sparse COO tensor (what the first layer multiplies)."""
-    if not x.has_canonical_format:
-        x = x.copy()
-        x.sum_duplicates()  # sorts columns within rows and merges repeats
-    coo = x.tocoo()
-    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32, copy=False)),
-                                   x.shape, is_coalesced=True, check_invariants=False)
 
 
 def _as_numpy(index: object) -> np.ndarray:

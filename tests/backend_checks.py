@@ -216,9 +216,10 @@ def check_low_degree_nodes_return_all(sampler: HopSampler, ds: GraphDataset, csr
     assert np.array_equal(got, expect)
 
 
-def check_graphsage_trains(backend, ds: GraphDataset) -> int:
+def check_graphsage_trains(backend, ds: GraphDataset, *, database: bool = True) -> int:
     """The backend's train split is the source's, batches carry the source's rows, and GraphSAGE's
-    loss falls through NodeLoader (6 epochs). Returns the number of batches."""
+    loss falls through NodeLoader (6 epochs); a ``database`` backend counted its queries.
+    Returns the number of batches."""
     train = backend.split_nodes("train")
     assert np.array_equal(np.sort(train.numpy()), np.sort(np.asarray(ds.train_idx)))
     torch.manual_seed(0)
@@ -229,7 +230,7 @@ def check_graphsage_trains(backend, ds: GraphDataset) -> int:
         for batch in backend.make_loader(train, shuffle=True, seed=epoch):
             assert batch.t_sample >= 0 and batch.t_fetch >= 0
             x = batch.x.to_dense() if batch.x.is_sparse else batch.x  # sparse-stored rows stay sparse
-            assert torch.equal(x, torch.from_numpy(ds.features(batch.n_id.numpy())))
+            assert torch.equal(x.view(torch.int32), torch.from_numpy(ds.features(batch.n_id.numpy())).view(torch.int32))
             opt.zero_grad()
             out = model(batch.x, batch.edge_index)[: batch.batch_size]
             loss = F.cross_entropy(out, batch.y[: batch.batch_size])
@@ -237,6 +238,7 @@ def check_graphsage_trains(backend, ds: GraphDataset) -> int:
             opt.step()
             losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
-    stats = backend.stats()
-    assert stats["sampling_queries"] > 0 and stats["feature_round_trips"] > 0
+    if database:
+        stats = backend.stats()
+        assert stats["sampling_queries"] > 0 and stats["feature_round_trips"] > 0
     return len(losses)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from src.datasets import GraphDataset, load_dataset
 from src.errors import UsageError
@@ -34,6 +35,7 @@ PROBE = '''
 import argparse, json, os, signal, time
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch_geometric.sampler import NodeSamplerInput
 
@@ -79,7 +81,8 @@ def main():
         x, y = backend.router.features(result["node0"])
         batch = next(iter(backend.make_loader(torch.from_numpy(seeds), shuffle=False, seed=7)))
         splits = {f"split_{s}": backend.split_nodes(s).numpy() for s in ("train", "val", "test")}
-        np.savez(a.out, x=x, y=y, batch_n_id=batch.n_id.numpy(), batch_x=batch.x.numpy(),
+        np.savez(a.out, x=x.toarray() if sp.issparse(x) else x, x_sparse=sp.issparse(x), y=y,
+                 batch_n_id=batch.n_id.numpy(), batch_x=batch.x.to_dense().numpy(), batch_x_sparse=batch.x.is_sparse,
                  batch_y=batch.y.numpy(), batch_edge_index=batch.edge_index.numpy(), **result, **splits)
         print("stats", json.dumps(backend.stats()), flush=True)
     distributed.destroy()
@@ -107,8 +110,18 @@ def partition_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def load_part(root: Path, i: int) -> dict[str, np.ndarray]:
-    names = ("nodes", "indptr", "indices", "halo", "x", "y", "train_idx", "val_idx", "test_idx")
-    return {name: np.load(root / f"part_{i}" / f"{name}.npy") for name in names}
+    """A partition's arrays; ``x`` dense either way (CSR-held rows densified), ``x_csr`` whether it was CSR."""
+    names = ("nodes", "indptr", "indices", "halo", "y", "train_idx", "val_idx", "test_idx")
+    folder = root / f"part_{i}"
+    p = {name: np.load(folder / f"{name}.npy") for name in names}
+    p["x_csr"] = (folder / "x_indptr.npy").exists()
+    if p["x_csr"]:
+        data, indices, indptr = (np.load(folder / f"x_{name}.npy") for name in ("data", "indices", "indptr"))
+        num_features = json.loads((root / "meta.json").read_text())["num_features"]
+        p["x"] = sp.csr_matrix((data, indices, indptr), shape=(len(p["nodes"]), num_features)).toarray()
+    else:
+        p["x"] = np.load(folder / "x.npy")
+    return p
 
 
 def edge_keys(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
@@ -156,6 +169,7 @@ def test_partitions_preserve_nodes_edges_features_and_halos(key: tuple, parts: d
         # halo: exactly the non-owned in-neighbours
         assert np.array_equal(p["halo"], np.unique(p["indices"][node_map[p["indices"]] != i]))
         assert p["x"].dtype == np.float32
+        assert p["x_csr"] == (meta["features"] == "csr") == (name == "cora")  # sparse by the loader's rule
         assert np.array_equal(p["x"].view(np.uint32), ds.features(nodes).view(np.uint32))  # bit-exact
         assert np.array_equal(p["y"], ds.y[nodes])
         for code, split in enumerate(("train", "val", "test")):
@@ -196,6 +210,11 @@ def test_existing_output_reused_refused_or_replaced(tmp_path: Path) -> None:
     assert not partition_dataset(other, any_method=True).created  # what training asks for
     replaced = partition_dataset(PartitionConfig(**{**other.__dict__, "overwrite": True}))
     assert replaced.created and replaced.meta["method"] == "random"
+    # a folder of an older format (dense rows of sparse features) is a stale cache: redone
+    meta = json.loads((first.root / "meta.json").read_text())
+    (first.root / "meta.json").write_text(json.dumps({**meta, "format": 1}))
+    redone = partition_dataset(other)
+    assert redone.created and redone.meta["format"] == first.meta["format"] and redone.meta["method"] == "random"
     # an interrupted run (no meta.json) is detected and redone without --overwrite
     (first.root / "meta.json").unlink()
     assert partition_dataset(cfg).created
@@ -300,11 +319,12 @@ def test_two_rank_sampling_and_features_across_partitions(tmp_path: Path, parts:
             assert np.array_equal(out[f"{key}0"], out[f"{key}1"])  # same seed: same sample
             assert np.array_equal(out[f"{key}0"], outs[0][f"{key}0"])  # on either rank
         node = out["node0"]
+        assert out["x_sparse"] and out["batch_x_sparse"]  # cora's bag of words stays sparse, remote rows too
         assert np.array_equal(out["x"].view(np.uint32), ds.features(node).view(np.uint32))
         assert np.array_equal(out["y"], ds.y[node])
         # the NodeLoader path: first batch of 16 seeds, features and labels of every node
         assert np.array_equal(out["batch_n_id"][:16], seeds[:16])
-        assert np.array_equal(out["batch_x"], ds.features(out["batch_n_id"]))
+        assert np.array_equal(out["batch_x"].view(np.uint32), ds.features(out["batch_n_id"]).view(np.uint32))
         assert np.array_equal(out["batch_y"], ds.y[out["batch_n_id"]])
         ei, ids, n = out["batch_edge_index"], out["batch_n_id"], ds.num_nodes
         assert np.isin(edge_keys(ids[ei[0]], ids[ei[1]], n), edge_keys(*ds.edge_index, n)).all()
