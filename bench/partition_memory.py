@@ -9,8 +9,9 @@ training flags, and prints one row per rank from the run logs: the trainer's ker
 the feature MiB the rank holds, its nodes/edges and how many feature rows it fetched from the
 other rank.  About 740 MiB of every rank is the torch + PyG import alone.  ``--full_graph``
 adds two ranks of the old backend (every rank holds the whole graph) for reference.
-Partitions are made first (one process, not counted).  Small batches are the default so the graph, not the batch, dominates memory: a
-coauthor_phy batch with fanouts 10,10 alone is ~0.5 GB of dense 8415-wide rows.
+Partitions are made first (one process, not counted).  Small batches are the default so the graph, not the batch,
+dominates memory.  Sparse features (coauthor_phy) are held and moved as CSR (src/sparse_features.py), so
+"features held" is the CSR size there.
 """
 from __future__ import annotations
 

@@ -224,7 +224,7 @@ def prepare(case: Case, tmp: Path, request: pytest.FixtureRequest) -> dict[str, 
         source = "cora" if case.setup == "broken_partition" else "citeseer"
         shutil.copytree(parts / source / "1-parts", tmp / "parts" / "cora" / "1-parts")
         if case.setup == "broken_partition":
-            next((tmp / "parts" / "cora" / "1-parts").rglob("x.npy")).unlink()
+            next((tmp / "parts" / "cora" / "1-parts").rglob("x_data.npy")).unlink()
     elif case.setup == "wrong_password":
         settings: Neo4jSettings = request.getfixturevalue("neo4j_settings")
         (tmp / "pw").write_text("definitely-not-the-password")
