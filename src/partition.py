@@ -12,7 +12,7 @@ Layout of ``<output_dir>/<dataset>/<k>-parts/``:
 * ``part_<i>/x.npy`` float32 [n_i, F], ``y.npy`` int64 [n_i]: owned rows, in local order.  Sparse
   features (the loader's rule, src/sparse_features.py; ``meta.json`` ``features: "csr"``) are
   ``x_indptr.npy`` int64 [n_i + 1], ``x_indices.npy`` int32 and ``x_data.npy`` float32 instead
-  of ``x.npy``: scipy CSR of the same rows (coauthor_phy: ~13 MB instead of 1.1 GB).
+  of ``x.npy``: scipy CSR of the same rows (coauthor_phy: 9 MB instead of 1.1 GB).
 * ``part_<i>/{train,val,test}_idx.npy`` int64: sorted global ids of owned nodes in each split.
 * ``node_map.npy``: partition of every node (smallest unsigned dtype that holds ``k - 1``).
 * ``meta.json``: identity (dataset, fingerprint, k, method, seed), sizes, edge cut, balance,
