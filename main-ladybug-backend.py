@@ -42,7 +42,7 @@ def main() -> int:
         record = require_loaded(client, cfg.dataset)
         return LadybugBackend(client, GraphSchema.from_record(record), record, fanouts=cfg.fanouts,
                               batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
-                              cache_mb=args.cache_mb)
+                              cache_mb=args.cache_mb, cache_warm=args.cache_warm)
 
     train_on_database(client, make_backend, cfg)
     return 0

@@ -43,7 +43,7 @@ def main() -> int:
         return Neo4jBackend(client, GraphSchema.from_record(record), record, fanouts=cfg.fanouts,
                             batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
                             cache_mb=args.cache_mb, use_procedures=False if args.cypher_only else None,
-                            projection_mb=args.projection_mb)
+                            projection_mb=args.projection_mb, cache_warm=args.cache_warm)
 
     train_on_database(client, make_backend, cfg)
     return 0

@@ -7,15 +7,19 @@ For each dataset, a fresh worker process per row iterates ``--batches`` mini-bat
 with prefetch threads; for each ``--projection_mb`` (0 = the procedures read the store, else
 the server's in-heap projection), Neo4j with the packed adjacency property (``adjacency``)
 without and with prefetch and with prefetch and a feature cache (one row per ``--cache_mb``
-budget); and walking relationships (``relationships``, the path of datasets loaded without
+budget and ``--cache_warm`` policy: pre-filled with the highest-degree rows, or filled by first
+use); and walking relationships (``relationships``, the path of datasets loaded without
 the property) or Cypher (``cypher``) with prefetch. It reports
 seeds/s, p50/p99 latency of sampling, feature fetch and the whole batch, the worker's peak RSS
 (a separate process per row, so RSS is not shared), the local Neo4j server's peak RSS while
-the row ran, the cache hit rate and the ratio to in-memory with the same number of threads.
+the row ran, the cache hit rate (over all batches, the untimed first one included), the cache
+warm-up's time (not in seeds/s: it is paid once per run) and the ratio to in-memory with the same
+number of threads. Timings are wall clock on a shared machine: read ratios within one run.
 
   python bench/sampler.py                                   # amazon_cs, coauthor_phy
   python bench/sampler.py --datasets amazon_cs coauthor_phy synthetic_n1000000_d10_f64_c10_s0
   python bench/sampler.py --cache_mb 16 64 256 --projection_mb 512 --compare   # cache sweep
+  python bench/sampler.py --cache_mb 64 --cache_warm degree none --projection_mb 512 --compare  # warm-up
 Neo4j datasets must be loaded first (loaders/load_into_neo4j.py); a synthetic name
 ``synthetic_n<N>_d<D>_f<F>_c<C>_s<seed>`` is generated/cached for the in-memory side.
 """
@@ -37,6 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from src.hot_nodes import WARM_POLICIES  # noqa: E402
 from src.procedures import DEFAULT_PROJECTION_MB  # noqa: E402
 
 
@@ -59,10 +64,12 @@ class Row(NamedTuple):
     mode: str = "adjacency"  # Neo4j sampling path
     cache_mb: float = 0.0
     projection_mb: float = 0.0
+    cache_warm: str = "none"
 
     def argv(self) -> list[str]:
         return ["--backend", self.backend, "--threads", str(self.threads), "--mode", self.mode,
-                "--cache_mb", str(self.cache_mb), "--projection_mb", str(self.projection_mb)]
+                "--cache_mb", str(self.cache_mb), "--projection_mb", str(self.projection_mb),
+                "--cache_warm", self.cache_warm]
 
 
 def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, row: Row):
@@ -81,7 +88,8 @@ def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, row: 
     schema = GraphSchema.for_dataset(dataset, label=record["label"], rel_type=record["rel_type"])
     return Neo4jBackend(client, schema, record, fanouts=fanouts, batch_size=batch_size,
                         num_loader_threads=row.threads, cache_mb=row.cache_mb, use_procedures=row.mode != "cypher",
-                        use_adjacency=row.mode == "adjacency", projection_mb=row.projection_mb)
+                        use_adjacency=row.mode == "adjacency", projection_mb=row.projection_mb,
+                        cache_warm=row.cache_warm)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -92,7 +100,8 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     t_setup = time.perf_counter()
-    row = Row(args.backend, args.threads, args.mode, args.cache_mb[0], args.projection_mb[0])  # one value each
+    row = Row(args.backend, args.threads, args.mode, args.cache_mb[0], args.projection_mb[0],
+              args.cache_warm[0])  # one value each
     backend = _backend(args.backend, args.dataset, args.fanouts, args.batch_size, row)
     monitor = MemoryMonitor(backend.server_pid())
     setup_s = time.perf_counter() - t_setup
@@ -119,6 +128,8 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps({
         "backend": args.backend, "dataset": args.dataset, "threads": args.threads,
         "mode": args.mode if args.backend == "neo4j" else "", "cache_mb": row.cache_mb,
+        "cache_warm": row.cache_warm if row.cache_mb > 0 else None,
+        "warm_s": (stats.get("cache_warm") or {}).get("seconds"),
         "projection_mb": row.projection_mb if args.backend == "neo4j" else None,
         "server_peak_rss_mb": monitor.peak_server_mb, "cache_hit_rate": stats.get("cache_hit_rate"),
         "batches": len(lat_t), "seeds_per_s": args.batch_size * len(lat_t) / wall,
@@ -138,7 +149,7 @@ def _rows(args: argparse.Namespace) -> list[Row]:
     rows = [Row("in_memory", 0), Row("in_memory", t)]
     for proj in args.projection_mb:
         rows += [Row("neo4j", 0, projection_mb=proj), Row("neo4j", t, projection_mb=proj)]
-        rows += [Row("neo4j", t, cache_mb=mb, projection_mb=proj) for mb in cache]
+        rows += [Row("neo4j", t, cache_mb=mb, projection_mb=proj, cache_warm=w) for mb in cache for w in args.cache_warm]
     rows += [Row("neo4j", t, mode=m) for m in args.compare]
     return [r for r in rows if r.backend in args.backends]
 
@@ -154,7 +165,11 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=8, help="timed batches per row (default 8)")
     p.add_argument("--threads", type=int, default=2, help="prefetch threads of the 'prefetch on' rows (default 2)")
     p.add_argument("--cache_mb", type=float, nargs="+", default=[64.0],
-                   help="Neo4j feature cache budgets in MiB, one prefetch row each; 0 = no such row (default 64)")
+                   help="Neo4j feature cache budgets in MiB, one prefetch row each (per --cache_warm); 0 = no such row "
+                        "(default 64)")
+    p.add_argument("--cache_warm", nargs="+", choices=WARM_POLICIES, default=["degree"],
+                   help="how each cache row's cache starts, one row per policy: 'degree' pre-fills it with the rows "
+                        "of the highest out-degree nodes, 'none' fills it by first use (default: degree)")
     p.add_argument("--projection_mb", type=float, nargs="+", default=[0.0, DEFAULT_PROJECTION_MB],
                    help="server heap budgets (MiB) of the gnn.* in-memory projection, 0 = read the store: each value "
                         f"adds the Neo4j rows (prefetch off/on, each cache) (default: 0 {DEFAULT_PROJECTION_MB:g})")
@@ -186,9 +201,9 @@ def main() -> None:
           "threads = prefetch threads (0 = prefetch off); "
           "projection = server projection budget MiB (0 = store); "
           "ratio = in-memory seeds/s (same threads) / this row's")
-    print("| dataset | backend | sampling | projection | threads | cache MB | hit rate | seeds/s | nodes/batch "
+    print("| dataset | backend | sampling | projection | threads | cache MB | warm-up | hit rate | seeds/s | nodes/batch "
           "| sample | fetch | total | peak RSS MiB | server RSS MiB | in-memory / this |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ref = next((x for x in rows if x["dataset"] == r["dataset"] and x["backend"] == "in_memory"
                     and x["threads"] == r["threads"]), None)
@@ -196,8 +211,9 @@ def main() -> None:
         hit = "-" if r["cache_hit_rate"] is None else f"{r['cache_hit_rate']:.2f}"
         server = "-" if r["server_peak_rss_mb"] is None else f"{r['server_peak_rss_mb']:.0f}"
         proj = "-" if r["projection_mb"] is None else f"{r['projection_mb']:g}"
+        warm = "-" if r["cache_warm"] is None else r["cache_warm"] + (f" {r['warm_s']:.1f}s" if r["warm_s"] else "")
         print(f"| {r['dataset']} | {r['backend']} | {r['mode'] or 'csr'} | {proj} | {r['threads']} | "
-              f"{r['cache_mb']:g} | {hit} | {r['seeds_per_s']:.0f} | "
+              f"{r['cache_mb']:g} | {warm} | {hit} | {r['seeds_per_s']:.0f} | "
               f"{r['nodes_per_batch']:.0f} | {r['sample_p50_ms']:.0f}/{r['sample_p99_ms']:.0f} | "
               f"{r['fetch_p50_ms']:.0f}/{r['fetch_p99_ms']:.0f} | {r['total_p50_ms']:.0f}/{r['total_p99_ms']:.0f} | "
               f"{r['peak_rss_mb']:.0f} | {server} | {ratio} |")

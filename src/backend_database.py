@@ -23,6 +23,7 @@ from src.errors import UsageError, UserError
 from src.feature_store import DatabaseFeatureStore
 from src.graph_store import CypherGraphStore
 from src.prefetch import PrefetchLoader
+from src.hot_nodes import WARM_POLICIES
 from src.procedures import DEFAULT_PROJECTION_MB
 from src.schema import SPLITS, GraphSchema
 from src.trainer import TrainConfig, train
@@ -105,6 +106,7 @@ class DatabaseBackend(ABC):
             "feature_round_trips": self.feature_store.stats.round_trips,
             "sampling_queries": sum(s.queries for s in self._samplers),
             "cache_hit_rate": cache.hit_rate if cache is not None else None,
+            "cache_warm": self.feature_store.warm_summary(),
         }
 
 
@@ -126,6 +128,11 @@ def add_database_backend_args(parser: argparse.ArgumentParser, title: str, *, se
     group = parser.add_argument_group(title)
     group.add_argument("--cache_mb", type=float, default=0.0,
                        help="per-rank cache of feature rows of hot nodes in MiB; 0 disables it (default: %(default)s)")
+    group.add_argument("--cache_warm", choices=WARM_POLICIES, default="degree",
+                       help="how the --cache_mb cache starts: 'degree' fills it at start with the rows of the nodes "
+                            "of highest out-degree (those neighbour sampling draws most often; one bulk read, its "
+                            "time logged), 'none' lets it fill with the first rows fetched; kept until the end "
+                            "either way (default: %(default)s)")
     if server_projection:
         group.add_argument("--projection_mb", type=float, default=DEFAULT_PROJECTION_MB,
                            help="server heap (MiB) the gnn.* procedures may spend on an in-memory projection of the "

@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
+import numpy as np
+
+from src import hot_nodes
 from src.backend_database import DatabaseBackend
 from src.feature_store import DatabaseFeatureStore
 from src.graph_store import CypherGraphStore
@@ -36,6 +39,10 @@ class LadybugFeatureStore(DatabaseFeatureStore):
     def _read_rows(self, ids: list[int]) -> list[tuple[int, bytes, int | None]]:
         return [tuple(row) for row in self.client.execute(self._query, ids=ids)]
 
+    def _hot_ids(self, k: int) -> np.ndarray:
+        rows = self.client.execute(hot_nodes.cypher_query(self.schema, count_subquery=False), k=k)
+        return np.asarray([row[0] for row in rows], dtype=np.int64)
+
 
 class LadybugBackend(DatabaseBackend):
     """Backend contract (docs/ARCHITECTURE.md) over one dataset in a Ladybug database file."""
@@ -43,12 +50,14 @@ class LadybugBackend(DatabaseBackend):
     name = "ladybug"
 
     def __init__(self, client: LadybugClient, schema: GraphSchema, record: dict[str, Any], *,
-                 fanouts: Sequence[int], batch_size: int, num_loader_threads: int, cache_mb: float = 0.0) -> None:
+                 fanouts: Sequence[int], batch_size: int, num_loader_threads: int, cache_mb: float = 0.0,
+                 cache_warm: str = "degree") -> None:
         super().__init__(schema, record, fanouts=fanouts, batch_size=batch_size,
                          num_loader_threads=num_loader_threads)
         self.client = client
         self.feature_store = LadybugFeatureStore(client, schema, self.num_nodes, self.num_features,
                                                  cache_mb=cache_mb)
+        self.feature_store.warm_cache(cache_warm)
         self.graph_store = CypherGraphStore(client, schema, self.num_nodes)
 
     def _split_ids(self, query: str, split: str) -> list[int]:

@@ -31,10 +31,11 @@ class Neo4jBackend(DatabaseBackend):
     def __init__(self, client: Neo4jClient, schema: GraphSchema, record: dict[str, Any], *,
                  fanouts: Sequence[int], batch_size: int, num_loader_threads: int, cache_mb: float = 0.0,
                  use_procedures: bool | None = None, use_adjacency: bool | None = None,
-                 projection_mb: float = 0.0) -> None:
+                 projection_mb: float = 0.0, cache_warm: str = "degree") -> None:
         """``use_adjacency`` None: read the packed adjacency property when the procedures are there and
         the dataset record says it was written (``adjacency``); False walks the relationships.
-        ``projection_mb``: server heap budget of the dataset's projections (see src/procedures.py)."""
+        ``projection_mb``: server heap budget of the dataset's projections (see src/procedures.py).
+        ``cache_warm``: how the feature cache (``cache_mb > 0``) starts (src/hot_nodes.py)."""
         retain_freed_memory()  # per-batch feature buffers are tens of MB: reuse, do not re-fault
         super().__init__(schema, record, fanouts=fanouts, batch_size=batch_size,
                          num_loader_threads=num_loader_threads)
@@ -52,7 +53,9 @@ class Neo4jBackend(DatabaseBackend):
         self.projection_mb = projection_mb if self.use_procedures else 0.0
         self.feature_store = Neo4jFeatureStore.from_record(client, schema, record, cache_mb=cache_mb,
                                                            use_procedures=self.use_procedures,
-                                                           projection_mb=self.projection_mb)
+                                                           projection_mb=self.projection_mb,
+                                                           adj_prop=schema.adj_prop if self.use_adjacency else None)
+        self.feature_store.warm_cache(cache_warm)
         self.graph_store = Neo4jGraphStore(client, schema, self.num_nodes)
         self._server_pid = local_server_pid(client.settings.uri)
 

@@ -6,15 +6,17 @@ here, ``LadybugFeatureStore`` in src/backend_ladybug.py); they differ only in ho
 One round trip per batch (chunked when large) fetches both ``x`` and ``y`` for the unique ids
 of the batch; rows come back as stored (dense float32 or sparse (column, value) pairs, see
 src/schema.py) and are decoded to dense rows with one ``np.frombuffer`` (and one scatter).
-An optional hot-node cache (budget in MB, off by default) keeps rows of nodes seen early, which
-under neighbour sampling are mostly high-degree nodes that every batch touches again.
+An optional hot-node cache (budget in MB, off by default) is pre-filled at start with the rows of
+the nodes of highest out-degree (the ones neighbour sampling draws most often, src/hot_nodes.py;
+``cache_warm="degree"``, the default), or else fills with the first rows fetched (``"none"``).
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -22,10 +24,11 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.data import FeatureStore
 from torch_geometric.data.feature_store import TensorAttr
+from tqdm import tqdm
 
-from src import procedures
+from src import hot_nodes, procedures
 from src.client import Neo4jClient
-from src.errors import UserError
+from src.errors import UsageError, UserError
 from src.schema import DENSE, SPARSE, GraphSchema, decode_features, decode_rows_csr, row_bytes, stored_rows_errors
 from src.sparse_features import rows_to_torch
 
@@ -45,10 +48,11 @@ class FeatureCache:
     Readers take the current pair without the lock (an insert publishes it after the rows are
     written), so prefetch threads look up concurrently; only inserts serialise.
 
-    Admission: the first rows fetched until full, within a batch in increasing id order (hit
-    rates against pre-warming with the highest-degree nodes in docs/ARCHITECTURE.md, "Feature
-    fetch and cache"). No eviction:
-    per-id bookkeeping would be a Python loop per batch.
+    Admission: the rows inserted first, until full: the warm-up's highest-degree rows
+    (:meth:`DatabaseFeatureStore.warm_cache`), then (room left, or no warm-up) the first rows
+    fetched, within a batch in increasing id order (hit rates in docs/ARCHITECTURE.md, "Feature
+    fetch and cache"). No eviction, so warmed rows stay pinned: per-id bookkeeping would be a
+    Python loop per batch.
     """
 
     def __init__(self, budget_mb: float, num_features: int) -> None:
@@ -119,6 +123,24 @@ class FetchStats:
     round_trips: int = 0
 
 
+@dataclass
+class WarmStats:
+    """What a cache warm-up did (logged, and in the backend's ``stats()``)."""
+
+    policy: str
+    rows: int
+    mb: float  # feature + label bytes of the warmed rows
+    rank_s: float  # finding the hot nodes
+    fetch_s: float  # reading their rows into the cache
+
+    @property
+    def seconds(self) -> float:
+        return self.rank_s + self.fetch_s
+
+
+WARM_CHUNK_ROWS = 65_536  # rows per warm-up read (one progress step; the fetch path chunks its calls itself)
+
+
 class DatabaseFeatureStore(FeatureStore):
     """Read-only feature store over one dataset in a graph database (attributes ``x`` and ``y``).
 
@@ -145,6 +167,7 @@ class DatabaseFeatureStore(FeatureStore):
                         "batches are densified (slower, more memory); leave --cache_mb at 0 for sparse features",
                         schema.dataset, num_features)
         self.stats = FetchStats()
+        self.warm_stats: WarmStats | None = None
         self._stats_lock = threading.Lock()  # prefetch (and fetch) threads count concurrently
         s = schema
         self._query = (
@@ -223,6 +246,42 @@ class DatabaseFeatureStore(FeatureStore):
             at_hit = order[hit]
             x[at_hit], y[at_hit] = self.cache.rows(slots)
         return x, y
+
+    # -- cache warm-up -------------------------------------------------------------------------
+    def warm_cache(self, policy: str = "degree") -> WarmStats | None:
+        """Pre-fill the cache (if any) with the rows of as many highest-degree nodes as it holds.
+
+        One bulk read through the normal fetch path, in steps of :data:`WARM_CHUNK_ROWS` rows behind
+        a progress bar; ``"none"`` leaves the cache to fill by first use. Call once, before batches.
+        """
+        if policy not in hot_nodes.WARM_POLICIES:
+            raise UsageError(f"unknown cache warm-up policy {policy!r}; use one of {hot_nodes.WARM_POLICIES}")
+        if self.cache is None or policy == "none":
+            return None
+        t0 = time.perf_counter()
+        ids = np.sort(self._hot_ids(min(self.cache.capacity - len(self.cache), self.num_nodes)))  # forward reads
+        t1 = time.perf_counter()
+        with tqdm(total=len(ids), unit="row", unit_scale=True, desc=f"{self.schema.dataset} cache warm-up",
+                  leave=False) as bar:
+            for start in range(0, len(ids), WARM_CHUNK_ROWS):
+                chunk = ids[start:start + WARM_CHUNK_ROWS]
+                x, y = self._fetch_unique(chunk)
+                self.cache.insert(chunk, x, y)
+                bar.update(len(chunk))
+        t2 = time.perf_counter()
+        self.warm_stats = WarmStats(policy, len(ids), len(ids) * (4 * self.num_features + 8) / 2**20, t1 - t0, t2 - t1)
+        log.info("%s: feature cache warmed by %s: %d rows (%.1f MB, %.0f%% of the nodes) in %.1f s "
+                 "(ranking %.1f s, rows %.1f s)", self.schema.dataset, policy, len(ids), self.warm_stats.mb,
+                 100 * len(ids) / max(1, self.num_nodes), self.warm_stats.seconds, t1 - t0, t2 - t1)
+        return self.warm_stats
+
+    @abstractmethod
+    def _hot_ids(self, k: int) -> np.ndarray:
+        """The ``k`` node ids of highest out-degree, degree descending, ties by id (src/hot_nodes.py)."""
+
+    def warm_summary(self) -> dict[str, Any] | None:
+        """:attr:`warm_stats` as a dict (for ``stats()``), None without a warm-up."""
+        return None if self.warm_stats is None else {**asdict(self.warm_stats), "seconds": self.warm_stats.seconds}
 
     def _count(self, rows: int, round_trips: int) -> None:
         with self._stats_lock:
@@ -318,14 +377,17 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, num_nodes: int, num_features: int,
                  *, encoding: str = DENSE, density: float | None = None, cache_mb: float = 0.0,
-                 chunk_size: int = 20_000, use_procedures: bool | None = None, projection_mb: float = 0.0) -> None:
-        """``projection_mb``: server heap budget of a projection of the rows (src/procedures.py)."""
+                 chunk_size: int = 20_000, use_procedures: bool | None = None, projection_mb: float = 0.0,
+                 adj_prop: str | None = None) -> None:
+        """``projection_mb``: server heap budget of a projection of the rows (src/procedures.py);
+        ``adj_prop``: the adjacency property the sampler reads (None: relationships), for the warm-up."""
         super().__init__(schema, num_nodes, num_features, encoding=encoding, density=density, cache_mb=cache_mb,
                          chunk_size=chunk_size)
         self.chunk_size = min(chunk_size, procedures.rows_per_call(self.row_bytes))
         self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
         self.client = client
         self.projection_mb = projection_mb
+        self.adj_prop = adj_prop
 
     @classmethod
     def from_record(cls, client: Neo4jClient, schema: GraphSchema, record: dict, **kwargs: Any
@@ -337,6 +399,13 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
 
     def _read_rows(self, ids: list[int]) -> list[tuple[int, bytes, int | None]]:
         return self.client.read_tx(lambda tx: tx.run(self._query, ids=ids).values("id", "x", "y"))
+
+    def _hot_ids(self, k: int) -> np.ndarray:
+        if self.use_procedures and hot_nodes.has_hot_nodes(self.client):
+            return hot_nodes.hot_nodes(self.client, self.schema, k, adj_prop=self.adj_prop,
+                                       projection_mb=self.projection_mb)[0]
+        query = hot_nodes.cypher_query(self.schema)
+        return np.asarray(self.client.read_tx(lambda tx: tx.run(query, k=k).value("id")), dtype=np.int64)
 
     def _fetch_unique(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.use_procedures:

@@ -96,6 +96,40 @@ def check_cache_full(make_fs: Callable[[float], object], ds: GraphDataset) -> No
     assert np.array_equal(y, np.asarray(ds.y)[ids[::-1]])
 
 
+def top_degree_ids(ds: GraphDataset, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle of the degree warm-up: the ``k`` nodes occurring most often as a source of an edge
+    (= in a node's in-neighbour list), degree descending, ties by id ascending; and their degrees."""
+    degree = np.bincount(np.asarray(ds.edge_index[0]), minlength=ds.num_nodes)
+    order = np.lexsort((np.arange(ds.num_nodes), -degree))[:k]
+    return order, degree[order]
+
+
+def check_cache_warm(make_fs: Callable[[float], object], ds: GraphDataset) -> None:
+    """A degree warm-up fills the cache with exactly the top-capacity rows, bit-exact, within the budget;
+    a budget above the graph holds every node once; 'none' leaves the cache empty."""
+    per_row = ds.num_features * 4 + 8 + 8 + 4
+    k = ds.num_nodes // 4
+    fs = make_fs(k * per_row / 2**20)
+    stats = fs.warm_cache("degree")
+    top, _ = top_degree_ids(ds, k)
+    assert fs.cache.capacity == k and len(fs.cache) == k and stats.rows == k
+    assert fs.cache._x.nbytes + fs.cache._y.nbytes <= k * per_row
+    assert np.array_equal(fs.cache.ids, np.sort(top))
+    hit, slots = fs.cache.lookup(top)
+    x, y = fs.cache.rows(slots)
+    assert hit.all() and np.array_equal(x.view(np.uint32), ds.features(top).view(np.uint32))
+    assert np.array_equal(y, np.asarray(ds.y)[top])
+    ids = np.random.default_rng(4).permutation(ds.num_nodes)[:ds.num_nodes // 2]
+    x, y = fs.fetch(ids)  # full: misses are read, not admitted, and the warmed rows stay
+    assert np.array_equal(x.view(np.uint32), ds.features(ids).view(np.uint32)) and np.array_equal(y, np.asarray(ds.y)[ids])
+    assert np.array_equal(fs.cache.ids, np.sort(top))
+    everything = make_fs((ds.num_nodes + 50) * per_row / 2**20)
+    assert everything.warm_cache("degree").rows == ds.num_nodes
+    assert np.array_equal(everything.cache.ids, np.arange(ds.num_nodes))
+    cold = make_fs(k * per_row / 2**20)
+    assert cold.warm_cache("none") is None and len(cold.cache) == 0
+
+
 def check_cache_concurrent(fs, ds: GraphDataset, threads: int = 4) -> None:
     """Threads fetching overlapping batches while the cache fills all get exact rows; no id cached twice."""
     rng = np.random.default_rng(2)

@@ -3,6 +3,7 @@ package gnn;
 import java.util.Arrays;
 
 import org.neo4j.internal.kernel.api.NodeCursor;
+import org.neo4j.logging.Log;
 
 /**
  * CSR of the in-neighbour ids of every (:label) node, in exactly the order {@link StoreTopology}
@@ -30,6 +31,33 @@ final class TopologyProjection implements Projection {
     @Override
     public int nodes() {
         return nodes.size();
+    }
+
+    /**
+     * The projection of {@code store}'s neighbour lists for {@code g} within {@code budget} bytes, or null
+     * (the store serves). The key is the one gnn.sampleHop(s) use, so all procedures share one projection.
+     */
+    static TopologyProjection get(KernelGraph g, StoreTopology store, String relType, String adjProp, long budget,
+                                  Log log) {
+        String source = store.usesAdjacency() ? "adjacency:" + adjProp : "relationships:" + relType;
+        return Projections.get(Projections.key(g, source), g, budget, log, b -> build(g, store, b));
+    }
+
+    /** Node ids by slot (slot = scan position). */
+    long[] ids() {
+        return nodes.ids;
+    }
+
+    /** How often each slot's node occurs in the neighbour lists (its out-degree in the sampling direction). */
+    int[] occurrences() {
+        int[] count = new int[nodes.size()];
+        for (int id : neighbours) {
+            int slot = nodes.slot(id);
+            if (slot >= 0) {
+                count[slot]++;
+            }
+        }
+        return count;
     }
 
     /** A reader for one call: references are slots. */
