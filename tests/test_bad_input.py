@@ -119,6 +119,7 @@ CASES = [
     Case("database-injection", NEO4J, ["--neo4j_database", "neo4j`; DROP DATABASE neo4j"], 2,
          "invalid database name"),
     Case("cache-negative", NEO4J, ["--cache_mb", "-1"], 2, "--cache_mb must be >= 0"),
+    Case("cache-warm-unknown", NEO4J, ["--cache_mb", "8", "--cache_warm", "lru"], 2, "--cache_warm: invalid choice"),
     Case("retry-negative", NEO4J, ["--neo4j_retry_s", "-1"], 2, "--neo4j_retry_s must be >= 0"),
     Case("feature-dimension-mismatch", NEO4J, [*SMALL, "--dataset", "{bad_features}"], 1,
          "float32", may_leave={"logs"}, quiet=False),

@@ -83,6 +83,12 @@ def test_hot_node_cache_hits_and_stays_exact(lb, ds) -> None:
     checks.check_hot_node_cache(LadybugFeatureStore(client, schema, ds.num_nodes, ds.num_features, cache_mb=64), ds)
 
 
+def test_degree_warm_up_holds_top_rows_within_budget(lb, ds) -> None:
+    client, schema, _ = lb
+    checks.check_cache_warm(lambda mb: LadybugFeatureStore(client, schema, ds.num_nodes, ds.num_features, cache_mb=mb),
+                            ds)
+
+
 def test_graph_store_sizes(lb, ds) -> None:
     client, schema, _ = lb
     checks.check_graph_store(CypherGraphStore(client, schema), ds)
