@@ -8,9 +8,11 @@ Each method loads the same synthetic graph into a fresh temporary Neo4j server o
 (under --work_dir, stopped and deleted afterwards), never into the shared one. Rates are wall
 clock: nodes/s and rels/s over the node and relationship phases of UNWIND; for the import both
 are over the whole offline pipeline (binary arrays, server stop, bulk import, restart, index
-build); "total s" adds the adjacency property and the verification. The bulk importer's own
-stage report is printed too, with the rate of its relationship stage. The load average (1 min,
-before/after) is printed because other processes on the machine share its cores.
+build); "total s" and "end-to-end rels/s" add the adjacency property and the verification. The
+bulk importer's own stage report is printed too, with the rate of its relationship stage, and
+per method a table of where the wall time went (each step, the importer's stages under
+"import"). The load average (1 min, before/after) is printed because other processes on the
+machine share its cores.
 """
 from __future__ import annotations
 
@@ -51,6 +53,9 @@ def parse_args() -> argparse.Namespace:
                    help="UNWIND writer threads, and the bulk importer's threads (default %(default)s)")
     p.add_argument("--import_memory", default=LoadConfig.import_memory,
                    help="off-heap memory of the bulk importer (default %(default)s)")
+    p.add_argument("--dense_node_threshold", type=int, default=LoadConfig.dense_node_threshold,
+                   help="bulk importer: relationships from which a node is stored dense, i.e. grouped by type "
+                        "and direction (default %(default)s, Neo4j's own)")
     p.add_argument("--edge_shape", choices=EDGE_SHAPES, default="groups", help="UNWIND relationship query shape")
     p.add_argument("--work_dir", default=None, help="where the temporary servers live (default: a new temp dir)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -64,7 +69,8 @@ def run_one(method: str, ds, args: argparse.Namespace, work: Path) -> LoadReport
         info = server.connection_info()
         with connect(Neo4jSettings(uri=info["uri"], password=info["password"])) as client:
             config = LoadConfig(method=method, batch_size=args.batch_size, workers=args.workers,
-                                edge_shape=args.edge_shape, import_min_edges=0, import_memory=args.import_memory)
+                                edge_shape=args.edge_shape, import_min_edges=0, import_memory=args.import_memory,
+                                dense_node_threshold=args.dense_node_threshold)
             return ensure_loaded(client, ds, GraphSchema.for_dataset(ds.name), config, server=server)
     finally:
         server.stop()
@@ -72,7 +78,7 @@ def run_one(method: str, ds, args: argparse.Namespace, work: Path) -> LoadReport
 
 
 def table(rows: list[dict]) -> str:
-    cols = ["method", "nodes", "rels", "nodes/s", "rels/s", "total s", "steps (s)", "importer stages (s)",
+    cols = ["method", "nodes", "rels", "nodes/s", "rels/s", "total s", "end-to-end rels/s", "steps (s)", "importer stages (s)",
             "importer rel stage rels/s", "heap", "pagecache", "batch (nodes/rels)", "threads", "load avg"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -81,8 +87,22 @@ def table(rows: list[dict]) -> str:
 
 
 def _stage_rate(report: LoadReport) -> str:
-    seconds = report.tool_stages.get("relationship import")
+    seconds = report.tool_stages.get("relationships")
     return f"{report.relationships / seconds:,.0f}" if seconds else "-"
+
+
+def stage_table(report: LoadReport) -> str:
+    """Where the wall time went: the loader's steps, with the importer's own stages under "import"."""
+    lines = ["| step | s | share of total |", "|---|---|---|"]
+    for step, seconds in report.phases.items():
+        if step in ("nodes", "relationships") and report.method == "import":
+            continue  # spans over the other steps, not steps
+        lines.append(f"| {step} | {seconds:.1f} | {seconds / report.seconds:.0%} |")
+        if step == "import":
+            lines += [f"| &nbsp;&nbsp;importer: {stage} | {s:.1f} | {s / report.seconds:.0%} |"
+                      for stage, s in report.tool_stages.items()]
+    lines.append(f"| total | {report.seconds:.1f} | 100% |")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -93,7 +113,7 @@ def main() -> int:
                       num_features=args.num_features, num_classes=args.num_classes, seed=args.seed)
     ds.fingerprint()  # computed once, outside the timed loads
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-loader-"))
-    rows = []
+    rows, reports = [], []
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         load_before = os.getloadavg()[0]
         report = run_one(method, ds, args, work)
@@ -102,20 +122,26 @@ def main() -> int:
             "method": method if method == "import" else f"unwind ({args.edge_shape})",
             "nodes": f"{report.nodes:,}", "rels": f"{report.relationships:,}",
             "nodes/s": f"{report.nodes_per_s:,.0f}", "rels/s": f"{report.rels_per_s:,.0f}",
-            "total s": f"{report.seconds:.0f}",
+            "total s": f"{report.seconds:.0f}", "end-to-end rels/s": f"{report.relationships / report.seconds:,.0f}",
             "steps (s)": ", ".join(f"{k} {v:.0f}" for k, v in report.phases.items()
                                    if method == "unwind" or k not in ("nodes", "relationships")),
             "importer stages (s)": ", ".join(f"{k} {v:.0f}" for k, v in report.tool_stages.items()) or "-",
             "importer rel stage rels/s": _stage_rate(report),
             "heap": args.heap, "pagecache": args.pagecache,
             "batch (nodes/rels)": "-" if method == "import" else f"{cfg.node_batch(FeatureLayout.choose(ds, cfg.feature_format).row_bytes(ds.num_features))}/{cfg.edge_batch()}",
-            "threads": args.workers if method == "unwind" else f"{args.workers} ({args.import_memory} off-heap)",
+            "threads": args.workers if method == "unwind" else (
+                f"{args.workers} ({args.import_memory} off-heap, dense from {args.dense_node_threshold} rels)"),
             "load avg": f"{load_before:.1f}/{os.getloadavg()[0]:.1f}",
         })
+        reports.append(report)
         print(report.summary(), flush=True)
     print(f"\n{ds.name}: {ds.num_nodes:,} nodes, {ds.num_edges:,} relationships, {ds.num_features} float32 features; "
           f"{os.cpu_count()} cores; Neo4j {LocalNeo4j().version} Community, temporary servers under {work}\n")
     print(table(rows))
+    for report in reports:
+        print(f"\n{report.method}: wall time per step (end to end {report.relationships / report.seconds:,.0f} "
+              f"rels/s, {report.nodes / report.seconds:,.0f} nodes/s)\n")
+        print(stage_table(report))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     if args.work_dir is None:

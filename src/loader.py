@@ -59,6 +59,13 @@ NODE_BATCH_BYTES = 16 << 20  # cap on feature bytes per node transaction (wide f
 # importer start, index) + ~12 us per relationship, unwind ~110 us per relationship: break-even near 1M.
 IMPORT_MIN_EDGES = 1_000_000
 IMPORT_HEAP = "1g"
+IMPORT_DATABASE = "gnn-import"  # the side database the bulk importer writes while the server stops
+# Relationship count from which the bulk importer stores a node "dense" (its relationships grouped
+# by type and direction). Neo4j's default, kept: storing none dense (1000000) cut the importer's
+# CPU time by ~10% on the 1M-node / 25M-relationship graph (22% of its nodes are dense at 50), but
+# a hub's incoming relationships would then be read through its whole chain. Only the layout: the
+# server still groups a node once a transaction grows it past the server's own threshold.
+DENSE_NODE_THRESHOLD = 50
 IMPORTER_CLASS = "local.gnn.importer.BinaryImport"  # jobs/neo4j/importer
 RESET_TX_ROWS = 10_000
 VERIFY_SAMPLE = 16  # feature rows compared bit for bit after a load
@@ -82,6 +89,7 @@ class LoadConfig:
     edge_shape: str = "groups"  # "groups": one row per source node; "pairs": one row per edge
     import_min_edges: int = IMPORT_MIN_EDGES
     import_memory: str = "2g"  # off-heap memory of the bulk importer
+    dense_node_threshold: int = DENSE_NODE_THRESHOLD  # bulk importer: relationships from which a node is dense
     feature_format: str = "auto"  # auto: sparse rows below SPARSE_MAX_DENSITY non-zeros (src/schema.py)
 
     def __post_init__(self) -> None:
@@ -249,17 +257,18 @@ def ensure_loaded(
             record = _create_record(client, dataset, schema, fingerprint, config,
                                     FeatureLayout.choose(dataset, config.feature_format), "unwind")
         report = _load_unwind(client, dataset, schema, record, config)
+    if report.method != "import":  # the bulk importer wrote the adjacency with the nodes
+        t = time.perf_counter()
+        _write_adjacency(client, dataset, schema, *in_adjacency(dataset.edge_index, dataset.num_nodes), config)
+        report.phases["adjacency"] = time.perf_counter() - t
     t = time.perf_counter()
-    add_adjacency(client, dataset, schema, config, write=report.method != "import")  # the importer wrote it
-    report.phases["adjacency"] = time.perf_counter() - t
-    t = time.perf_counter()
-    verify_loaded(client, dataset, schema)
+    verify_loaded(client, dataset, schema, adjacency=True)  # one node scan checks the adjacency too
     report.phases["verify"] = time.perf_counter() - t
     report.seconds = time.perf_counter() - t0
     client.write(
-        f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) "
-        "SET d.complete = true, d.method = $method, d.load_seconds = $seconds, d.loaded_at = $now",
-        name=schema.dataset, method=report.method, seconds=report.seconds, now=time.time(),
+        f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) SET d.complete = true, d.adjacency = $adj, "
+        "d.method = $method, d.load_seconds = $seconds, d.loaded_at = $now",
+        name=schema.dataset, adj=schema.adj_prop, method=report.method, seconds=report.seconds, now=time.time(),
     )
     return report
 
@@ -391,11 +400,14 @@ def _check_counts(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema) ->
 # --------------------------------------------------------------------------------------------
 # verification
 # --------------------------------------------------------------------------------------------
-def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, *, where: str = "Neo4j") -> None:
+def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, *, where: str = "Neo4j",
+                  adjacency: bool = False) -> None:
     """Compare the database with the source: counts, label and split histograms, sampled feature rows.
 
     Only ``read``/``count_nodes``/``count_relationships`` and Cypher both databases speak are used,
     so ``client`` may also be a :class:`~src.ladybug_client.LadybugClient` (``where="Ladybug"``).
+    ``adjacency``: also check the ``nbrs`` property (:func:`_check_adjacency`); the nodes without
+    it are counted by the same scan as the histograms (one pass over the nodes, not two).
     """
     s = schema
     problems = []
@@ -404,7 +416,9 @@ def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, *,
         problems.append(f"{nodes} nodes instead of {ds.num_nodes}")
     if rels != ds.num_edges:
         problems.append(f"{rels} relationships instead of {ds.num_edges}")
-    hist = client.read(f"MATCH (n:`{s.label}`) RETURN n.`{s.y_prop}` AS y, n.`{s.split_prop}` AS split, count(*) AS c")
+    no_adj = f"n.`{s.adj_prop}` IS NULL AS no_adj, " if adjacency else ""
+    hist = client.read(f"MATCH (n:`{s.label}`) RETURN n.`{s.y_prop}` AS y, n.`{s.split_prop}` AS split, {no_adj}"
+                       "count(*) AS c")
     got_y: dict[int, int] = {}
     got_split: dict[str | None, int] = {}
     for r in hist:
@@ -420,6 +434,9 @@ def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, *,
         problems.append(f"split counts {got_split} instead of {want_split}")
     record = dataset_record(client, s.dataset) or {}
     problems += _check_feature_sample(client, ds, s, record.get("feature_encoding", DENSE))
+    if adjacency:
+        missing = sum(r["c"] for r in hist if r["no_adj"])
+        problems += [f"{missing} nodes have no {s.adj_prop!r}"] if missing else _check_adjacency(client, ds, s)
     if problems:
         raise UserError(f"dataset {s.dataset!r} in {where} does not match {ds.name}: {'; '.join(problems)}; "
                         "reload it with --reset")
@@ -454,12 +471,11 @@ def feature_rows(ds: GraphDataset, ids: np.ndarray) -> Any:
 # --------------------------------------------------------------------------------------------
 # adjacency property (read by gnn.sampleHop(s) instead of the relationship chains)
 # --------------------------------------------------------------------------------------------
-def add_adjacency(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, config: LoadConfig, *,
-                  write: bool = True) -> None:
+def add_adjacency(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, config: LoadConfig) -> None:
     """Write every node's in-neighbour ids as one packed int64 bytes property ``schema.adj_prop``.
 
-    Run after an unwind load and for datasets loaded before the property existed (the bulk
-    importer stores it with the nodes: ``write=False`` only checks and records it). Idempotent
+    For datasets loaded before the property existed (a new load writes it before its
+    verification: :func:`ensure_loaded`; the bulk importer stores it with the nodes). Idempotent
     (a re-run writes the same values), so an interrupted run is simply repeated. The order is
     the source's edge order per destination (:func:`~src.schema.in_adjacency`, as in
     :class:`~src.csr_sampler.CSRGraph`), so the procedures' samples can be replayed
@@ -467,9 +483,9 @@ def add_adjacency(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, co
     record (``adjacency``), which is what tells the backend it may use it.
     """
     s = schema
-    if write:
-        _write_adjacency(client, ds, s, *in_adjacency(ds.edge_index, ds.num_nodes), config)
-    problems = _check_adjacency(client, ds, s)
+    _write_adjacency(client, ds, s, *in_adjacency(ds.edge_index, ds.num_nodes), config)
+    missing = client.read(f"MATCH (n:`{s.label}`) WHERE n.`{s.adj_prop}` IS NULL RETURN count(n) AS c")[0]["c"]
+    problems = [f"{missing} nodes have no {s.adj_prop!r}"] if missing else _check_adjacency(client, ds, s)
     if problems:
         raise UserError(f"adjacency property {s.adj_prop!r} of dataset {s.dataset!r} does not match the source: "
                         f"{'; '.join(problems)}; reload it with --reset")
@@ -505,14 +521,11 @@ def _write_adjacency(client: Neo4jClient, ds: GraphDataset, s: GraphSchema, indp
 
 
 def _check_adjacency(client: Neo4jClient, ds: GraphDataset, s: GraphSchema) -> list[str]:
-    """Every node has the property; random nodes and the biggest hub match the source bit for bit.
+    """Random nodes and the biggest hub match the source bit for bit (the caller counts missing rows).
 
     The expected rows come from linear passes over the edge list, not the O(E log E) sort that
-    builds the whole adjacency (the bulk import never needs that sort in this process).
+    builds the whole adjacency.
     """
-    missing = client.read(f"MATCH (n:`{s.label}`) WHERE n.`{s.adj_prop}` IS NULL RETURN count(n) AS c")[0]["c"]
-    if missing:
-        return [f"{missing} nodes have no {s.adj_prop!r}"]
     if ds.num_nodes == 0:
         return []
     src, dst = np.asarray(ds.edge_index[0]), np.asarray(ds.edge_index[1])
@@ -523,7 +536,7 @@ def _check_adjacency(client: Neo4jClient, ds: GraphDataset, s: GraphSchema) -> l
     near = np.flatnonzero(np.isin(dst, ids))  # edges into a sampled node, in edge order
     want = [src[near[dst[near] == i]].astype("<i8").tobytes() for i in ids]
     if [r["id"] for r in recs] != ids.tolist() or [bytes(r["nbrs"]) for r in recs] != want:
-        return [f"sampled nodes {ids[:5].tolist()}... differ"]
+        return [f"{s.adj_prop!r} of sampled nodes {ids[:5].tolist()}... differs from the source"]
     return []
 
 
@@ -693,10 +706,14 @@ def _points_at(uri: str, port: int) -> bool:
 
 def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fingerprint: str,
                   config: LoadConfig, layout: FeatureLayout, server: LocalNeo4j) -> LoadReport:
-    """Binary arrays, stop the server, bulk import (nodes with features and adjacency, relationships),
-    restart, constraint and record.
+    """Binary arrays, bulk import (nodes with features and adjacency, relationships), restart,
+    constraint and record.
 
-    Not resumable: an interrupted import leaves an empty database behind (or, if this process
+    Overlapped, because the server restart and the import are the bulk of the time: the server
+    shuts down while the importer's JVM starts (it waits for the arrays) and while the arrays are
+    written; the importer writes a side database (:data:`IMPORT_DATABASE`), so it need not wait
+    for the server to be gone, and that store replaces the (empty) target once both are done.
+    Not resumable: an interrupted import leaves the empty database behind (or, if this process
     is killed while the server is down, a stopped server; see the warning logged then).
     """
     report = LoadReport(schema.dataset, schema.label, schema.rel_type, "loaded", "import",
@@ -709,21 +726,31 @@ def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fi
                 "before the server is back, its half-written database is unusable: start afresh with "
                 "`bash jobs/neo4j.sh reset && bash jobs/neo4j.sh start` (it was empty)", st["pid"], server.home)
     try:
-        t = time.perf_counter()
         try:
-            with ThreadPoolExecutor(1) as pool:  # the server shuts down while the arrays are written
+            with ThreadPoolExecutor(1) as pool:
                 stopped = pool.submit(server.stop)
-                write_import_arrays(ds, workdir, encoding=layout.encoding, progress=config.progress)
-                stopped.result()
-            report.phases["arrays+stop"] = time.perf_counter() - t
-            t = time.perf_counter()
-            _drop_store(server, client.database)
-            report.tool_stages = _run_importer(server, schema, ds, workdir, config, client.database)
+                try:
+                    _drop_store(server, IMPORT_DATABASE)  # left over by a killed load
+                    t = time.perf_counter()
+                    importer = BulkImporter.start(server, schema, ds, workdir, config, IMPORT_DATABASE)
+                    try:
+                        write_import_arrays(ds, workdir, encoding=layout.encoding, progress=config.progress)
+                        report.phases["arrays"] = time.perf_counter() - t
+                        t = time.perf_counter()
+                        report.tool_stages = importer.run()
+                    finally:
+                        importer.abort()  # a no-op once it has finished
+                    report.phases["import"] = time.perf_counter() - t
+                finally:
+                    t = time.perf_counter()
+                    stopped.result()
+                    report.phases["stop wait"] = time.perf_counter() - t
+            _replace_store(server, IMPORT_DATABASE, client.database)
         except BaseException:
+            _drop_store(server, IMPORT_DATABASE)
             _drop_store(server, client.database)  # the database was empty before: this loses nothing
             raise
         finally:
-            report.phases["import"] = time.perf_counter() - t
             t = time.perf_counter()
             server.start(heap=st["heap"], pagecache=st["pagecache"], port=int(st["port"]))
             report.phases["restart"] = time.perf_counter() - t
@@ -738,47 +765,113 @@ def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fi
     return report
 
 
+def _store_dirs(server: LocalNeo4j, database: str) -> list[Path]:
+    """A database's store and transaction log folders."""
+    return [server.home / "data" / sub / database for sub in ("databases", "transactions")]
+
+
 def _drop_store(server: LocalNeo4j, database: str) -> None:
     """Delete ``database``'s store and transaction logs (the importer writes a new database)."""
-    for sub in ("databases", "transactions"):
-        shutil.rmtree(server.home / "data" / sub / database, ignore_errors=True)
+    for folder in _store_dirs(server, database):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _replace_store(server: LocalNeo4j, source: str, target: str) -> None:
+    """Make the imported database ``source`` the server's ``target`` (stopped server; nothing in a store names it)."""
+    _drop_store(server, target)
+    for src, dst in zip(_store_dirs(server, source), _store_dirs(server, target)):
+        src.rename(dst)
+
+
+@dataclass
+class BulkImporter:
+    """The binary importer (jobs/neo4j/importer) as a process that starts before its input exists.
+
+    :meth:`start` launches the JVM, which sets up the import and then waits; :meth:`run` tells
+    it the arrays are complete and returns seconds per stage from its own report.
+    """
+
+    proc: subprocess.Popen
+    log_path: Path
+
+    @classmethod
+    def start(cls, server: LocalNeo4j, schema: GraphSchema, ds: GraphDataset, workdir: Path, config: LoadConfig,
+              database: str) -> "BulkImporter":
+        jar = server.importer_jar()
+        assert jar is not None  # checked by import_blockers
+        s = schema
+        cmd = [
+            "java", f"-Xmx{IMPORT_HEAP}", "-cp", f"{server.lib}/*:{jar}", IMPORTER_CLASS,
+            f"--home={server.home}", f"--database={database}", f"--dir={workdir}",
+            f"--nodes={ds.num_nodes}", f"--relationships={ds.num_edges}",
+            f"--threads={config.workers}", f"--max-off-heap-memory={config.import_memory}",
+            f"--dense-node-threshold={config.dense_node_threshold}", "--wait-for-input=true", "--verbose=true",
+            f"--label={s.label}", f"--rel-type={s.rel_type}", f"--id={s.id_prop}", f"--x={s.x_prop}",
+            f"--y={s.y_prop}", f"--split={s.split_prop}", f"--nbrs={s.adj_prop}",
+        ]
+        log.info("bulk import (%d threads, %s off-heap) into %s", config.workers, config.import_memory,
+                 server.home / "data")
+        log_path = workdir / "import.log"
+        with open(log_path, "w") as out:  # the child keeps its own descriptor
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True)
+        return cls(proc, log_path)
+
+    def run(self) -> dict[str, float]:
+        """Let the import begin, wait for it, and return seconds per stage (UserError if it failed)."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("go\n")
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it exited already; its log says why
+        code = self.proc.wait()
+        text = self.log_path.read_text(errors="replace")
+        stages = _importer_stages(text)
+        for name, seconds in stages.items():
+            log.info("importer: %s %.1f s", name, seconds)
+        if code != 0:
+            lines = [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
+            # the importer's own one-line message, else the first exception of a stack trace, else the tail
+            reason = next((ln for ln in lines if ln.startswith("error: ")), None) or next(
+                (ln for ln in lines if "Exception" in ln), " | ".join(lines[-6:]))
+            raise UserError(f"bulk import failed (exit {code}): {reason}")
+        return stages
+
+    def abort(self) -> None:
+        """Stop the process if it still runs (the arrays failed); it exits without them on closed input."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
 
 
 def _run_importer(server: LocalNeo4j, schema: GraphSchema, ds: GraphDataset, workdir: Path, config: LoadConfig,
                   database: str) -> dict[str, float]:
-    """Run the binary importer on ``workdir``'s arrays; seconds per stage from its own report."""
-    jar = server.importer_jar()
-    assert jar is not None  # checked by import_blockers
-    s = schema
-    cmd = [
-        "java", f"-Xmx{IMPORT_HEAP}", "-cp", f"{server.lib}/*:{jar}", IMPORTER_CLASS,
-        f"--home={server.home}", f"--database={database}", f"--dir={workdir}",
-        f"--nodes={ds.num_nodes}", f"--relationships={ds.num_edges}",
-        f"--threads={config.workers}", f"--max-off-heap-memory={config.import_memory}",
-        f"--label={s.label}", f"--rel-type={s.rel_type}", f"--id={s.id_prop}", f"--x={s.x_prop}",
-        f"--y={s.y_prop}", f"--split={s.split_prop}", f"--nbrs={s.adj_prop}",
-    ]
-    log_path = workdir / "import.log"
-    log.info("bulk import (%d threads, %s off-heap) into %s", config.workers, config.import_memory,
-             server.home / "data")
+    """Run the binary importer on ``workdir``'s complete arrays; seconds per stage from its own report."""
+    importer = BulkImporter.start(server, schema, ds, workdir, config, database)
+    try:
+        return importer.run()
+    finally:
+        importer.abort()
+
+
+def _importer_stages(text: str) -> dict[str, float]:
+    """Seconds per stage of the importer's progress output (verbose: "<stage>, started ..." then
+    "Done in ..." per stage; otherwise "<stage> COMPLETED in ...")."""
     stages: dict[str, float] = {}
-    with open(log_path, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.write(line)
-            done = re.match(r"(\S.*) COMPLETED in (.+)", line)
-            if done:
-                stages[done.group(1).lower()] = _duration(done.group(2))
-            if done or re.match(r"\(\d/\d\)|IMPORT (DONE|FAILED)", line):
-                log.info("importer: %s", line.strip())
-        code = proc.wait()
-    if code != 0:
-        lines = [ln.strip() for ln in log_path.read_text().splitlines() if ln.strip()]
-        # the importer's own one-line message, else the first exception of a stack trace, else the tail
-        reason = next((ln for ln in lines if ln.startswith("error: ")), None) or next(
-            (ln for ln in lines if "Exception" in ln), " | ".join(lines[-6:]))
-        raise UserError(f"bulk import failed (exit {code}): {reason}")
+    current = None
+    for line in re.split(r"[\r\n]+", text):
+        started = re.match(r"(\S.*), started \d{4}-", line)
+        if started:
+            current = started.group(1).lower()
+        done = re.search(r"(?:^|\])Done in (.+)", line)
+        if done and current:
+            stages[current] = stages.get(current, 0.0) + _duration(done.group(1))
+            current = None
+        completed = re.match(r"(\S.*) COMPLETED in (.+)", line)
+        if completed:
+            stages[completed.group(1).lower()] = _duration(completed.group(2))
     return stages
 
 

@@ -22,11 +22,13 @@ from src.csr_sampler import CSRGraph
 from src.datasets import GraphDataset, load_dataset
 from src.errors import UsageError, UserError
 from src.loader import (
-    BATCH_LABEL, LoadConfig, _run_importer, dataset_record, delete_dataset, ensure_loaded, require_loaded,
-    write_import_arrays,
+    BATCH_LABEL, BulkImporter, LoadConfig, _run_importer, dataset_record, delete_dataset, ensure_loaded,
+    require_loaded, verify_loaded, write_import_arrays,
 )
 from src.neo4j_local import LocalNeo4j, free_port
-from src.schema import DATASET_LABEL, DENSE, SPARSE, GraphSchema, encode_adjacency, encode_features
+from src.schema import (
+    DATASET_LABEL, DENSE, SPARSE, GraphSchema, encode_adjacency, encode_features, stable_argsort_ids,
+)
 
 pytestmark = pytest.mark.neo4j
 
@@ -257,6 +259,13 @@ def test_import_arrays_are_the_stored_bytes(tmp_path: Path, cora: GraphDataset, 
     assert np.array_equal(np.fromfile(tmp_path / "dst.i64", dtype="<i8"), e[1])
 
 
+@pytest.mark.parametrize("bound", [1, 7, 5000])
+def test_stable_argsort_ids_is_numpys_stable_argsort(bound: int) -> None:
+    ids = np.random.default_rng(bound).integers(0, bound, 20_000)  # many repeats: the order among them counts
+    assert np.array_equal(stable_argsort_ids(ids, bound), np.argsort(ids, kind="stable"))
+    assert stable_argsort_ids(ids[:0], bound).size == 0
+
+
 def test_bulk_importer_names_a_bad_array(tmp_path: Path, cora: GraphDataset) -> None:
     ds = subgraph(cora, 50)
     arrays = tmp_path / "arrays"
@@ -269,6 +278,42 @@ def test_bulk_importer_names_a_bad_array(tmp_path: Path, cora: GraphDataset) -> 
                                         f"{8 * ds.num_edges}"):
         _run_importer(server, GraphSchema.for_dataset("t"), ds, arrays, QUIET, "neo4j")
     assert not (server.home / "data" / "databases" / "neo4j" / "neostore").exists()
+
+
+def test_bulk_importer_starts_before_its_arrays_exist(tmp_path: Path, cora: GraphDataset) -> None:
+    ds = subgraph(cora, 80)
+    arrays = tmp_path / "arrays"
+    arrays.mkdir()
+    server = LocalNeo4j(root=tmp_path / "neo4j", lib=LocalNeo4j().lib)  # never started: the store is only written
+    importer = BulkImporter.start(server, GraphSchema.for_dataset("t"), ds, arrays, QUIET, "side")
+    time.sleep(1)  # it would fail now on the missing files if it did not wait
+    assert importer.proc.poll() is None
+    write_import_arrays(ds, arrays, progress=False)
+    stages = importer.run()
+    assert stages["relationships"] >= 0 and "nodes" in stages
+    assert (server.home / "data" / "databases" / "side" / "neostore").exists()
+    # the arrays never completed: it exits without writing a store, and says why
+    aborted = BulkImporter.start(server, GraphSchema.for_dataset("t"), ds, arrays, QUIET, "other")
+    assert aborted.proc.stdin is not None
+    aborted.proc.stdin.close()
+    assert aborted.proc.wait(timeout=120) == 2
+    assert "the arrays were not completed" in aborted.log_path.read_text()
+    assert not (server.home / "data" / "databases" / "other" / "neostore").exists()
+
+
+def test_verification_finds_missing_and_wrong_adjacency(client: Neo4jClient, cora: GraphDataset,
+                                                        schemas: Callable[[], GraphSchema]) -> None:
+    ds, schema = subgraph(cora, 300), schemas()
+    ensure_loaded(client, ds, schema, QUIET)
+    verify_loaded(client, ds, schema, adjacency=True)
+    hub = int(np.argmax(np.bincount(ds.edge_index[1], minlength=ds.num_nodes)))  # always among the sampled rows
+    client.write(f"MATCH (n:`{schema.label}` {{id: $id}}) SET n.nbrs = $b", id=hub, b=bytes(8))
+    with pytest.raises(UserError, match="'nbrs' of sampled nodes .*differs from the source; reload it with --reset"):
+        verify_loaded(client, ds, schema, adjacency=True)
+    client.write(f"MATCH (n:`{schema.label}`) WHERE n.id IN [3, 5] REMOVE n.nbrs")
+    with pytest.raises(UserError, match="2 nodes have no 'nbrs'"):
+        verify_loaded(client, ds, schema, adjacency=True)
+    verify_loaded(client, ds, schema)  # without the adjacency check the rest still matches
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +375,7 @@ def test_offline_import_into_own_server(tmp_path: Path, cora: GraphDataset) -> N
             nbrs = {r["id"]: bytes(r["nbrs"]) for r in own.read("MATCH (n:cora) RETURN n.id AS id, n.nbrs AS nbrs")}
             csr = CSRGraph.from_edge_index(cora.edge_index, cora.num_nodes)
             assert [nbrs[i] for i in range(cora.num_nodes)] == encode_adjacency(csr.indptr, csr.indices)
-            assert report.tool_stages["relationship import"] > 0  # the importer's own stage report was read
+            assert report.tool_stages["relationships"] > 0  # the importer's own stage report was read
             assert require_loaded(own, "cora")["method"] == "import"
             again = ensure_loaded(own, cora, schema, LoadConfig(progress=False), server=server)
             assert again.status == "already loaded"

@@ -32,7 +32,8 @@ import org.neo4j.storageengine.api.StorageEngineFactory;
  * <pre>
  *   java -cp 'lib/*:gnn-importer.jar' local.gnn.importer.BinaryImport --home=H --database=neo4j \
  *       --dir=D --nodes=N --relationships=E --threads=2 --max-off-heap-memory=2g \
- *       --label=L --rel-type=T --id=id --x=x --y=y --split=split --nbrs=nbrs
+ *       --label=L --rel-type=T --id=id --x=x --y=y --split=split --nbrs=nbrs \
+ *       [--dense-node-threshold=K] [--wait-for-input=true] [--verbose=true]
  * </pre>
  * Same engine and stages as {@code neo4j-admin database import full} (it prints the same stage
  * report), but the input is the binary arrays of {@link BinaryInput}: no CSV to write, no
@@ -48,28 +49,50 @@ public final class BinaryImport {
         BinaryInput.Names names = new BinaryInput.Names(require(args, "label"), require(args, "rel-type"),
                 require(args, "id"), require(args, "x"), require(args, "y"), require(args, "split"),
                 require(args, "nbrs"));
-        Config config = Config.newBuilder()
+        Config.Builder builder = Config.newBuilder()
                 .fromFileNoThrow(home.resolve("conf").resolve("neo4j.conf"))
-                .set(GraphDatabaseSettings.neo4j_home, home)
-                .build();
+                .set(GraphDatabaseSettings.neo4j_home, home);
+        if (args.containsKey("dense-node-threshold")) {
+            builder.set(GraphDatabaseSettings.dense_node_threshold,
+                    Integer.parseInt(args.get("dense-node-threshold")));
+        }
+        Config config = builder.build();
         DatabaseLayout layout = RecordDatabaseLayout.of(Neo4jLayout.of(config), require(args, "database"));
         if (Files.exists(layout.databaseDirectory()) && !isEmptyDir(layout.databaseDirectory())) {
             usage(layout.databaseDirectory() + " exists: the import writes a new database; delete it first");
         }
         Configuration importConfig = configuration(Integer.parseInt(require(args, "threads")),
                 ByteUnit.parse(require(args, "max-off-heap-memory")));
-        try (BinaryInput input = new BinaryInput(Path.of(require(args, "dir")), names,
-                        Long.parseLong(require(args, "nodes")), Long.parseLong(require(args, "relationships")));
-                DefaultFileSystemAbstraction fs = new DefaultFileSystemAbstraction();
+        try (DefaultFileSystemAbstraction fs = new DefaultFileSystemAbstraction();
                 JobScheduler scheduler = JobSchedulerFactory.createInitialisedScheduler()) {
             BatchImporter importer = StorageEngineFactory.selectStorageEngine(config).batchImporter(
-                    layout, fs, PageCacheTracer.NULL, importConfig, NullLogService.getInstance(), System.out, false,
-                    DefaultAdditionalIds.EMPTY, config, Monitor.NO_MONITOR, scheduler, Collector.STRICT,
+                    layout, fs, PageCacheTracer.NULL, importConfig, NullLogService.getInstance(), System.out,
+                    Boolean.parseBoolean(args.getOrDefault("verbose", "false")), DefaultAdditionalIds.EMPTY, config,
+                    Monitor.NO_MONITOR, scheduler, Collector.STRICT,
                     TransactionLogInitializer.getLogFilesInitializer(), new IndexImporterFactoryImpl(),
                     EmptyMemoryTracker.INSTANCE, CursorContextFactory.NULL_CONTEXT_FACTORY);
-            importer.doImport(input);
+            if (Boolean.parseBoolean(args.getOrDefault("wait-for-input", "false"))) {
+                awaitInput();
+            }
+            try (BinaryInput input = new BinaryInput(Path.of(require(args, "dir")), names,
+                    Long.parseLong(require(args, "nodes")), Long.parseLong(require(args, "relationships")))) {
+                importer.doImport(input);
+            }
         } catch (IllegalArgumentException e) {
             usage(e.getMessage());
+        }
+    }
+
+    /**
+     * Blocks until stdin says the arrays are complete ("go"), so the JVM starts and loads its
+     * classes while the arrays are still being written; end of input without it aborts.
+     */
+    private static void awaitInput() throws java.io.IOException {
+        var in = new java.io.BufferedReader(new java.io.InputStreamReader(System.in,
+                java.nio.charset.StandardCharsets.US_ASCII));
+        String line = in.readLine();
+        if (!"go".equals(line)) {
+            usage("the arrays were not completed (the loader stopped before writing them all)");
         }
     }
 
