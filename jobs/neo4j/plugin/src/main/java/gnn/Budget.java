@@ -16,6 +16,11 @@ final class Budget {
         }
     }
 
+    /** Bytes of a budget given in MiB (callers pass projectionMb; negative = none). */
+    static long mebibytes(double mb) {
+        return (long) (Math.max(0, mb) * (1 << 20));
+    }
+
     long used() {
         return used;
     }

@@ -210,9 +210,7 @@ public final class GnnProcedures {
     /** The projection of the dataset's topology when allowed and possible, else the store. */
     private Topology topology(KernelGraph g, String relType, String adjProp, double projectionMb) {
         StoreTopology store = new StoreTopology(g, relType, adjProp);
-        String source = store.usesAdjacency() ? "adjacency:" + adjProp : "relationships:" + relType;
-        TopologyProjection p = Projections.get(Projections.key(g, source), g, mebibytes(projectionMb), log,
-                budget -> TopologyProjection.build(g, store, budget));
+        TopologyProjection p = TopologyProjection.get(g, store, relType, adjProp, Budget.mebibytes(projectionMb), log);
         return p != null ? p.view() : store;
     }
 
@@ -236,10 +234,6 @@ public final class GnnProcedures {
         return state;
     }
 
-    private static long mebibytes(double mb) {
-        return (long) (Math.max(0, mb) * (1 << 20));
-    }
-
     @Procedure(name = "gnn.fetchRows", mode = Mode.READ)
     @Description("gnn.fetchRows(label, idProp, xProp, yProp, ids, projectionMb = 0) :: (x :: BYTES, lengths :: BYTES,"
             + " y :: BYTES, missing :: LIST<INTEGER>) - ids: packed int64 LE bytes. For every found node (:label {idProp: ids[i]}), in ids order"
@@ -259,7 +253,7 @@ public final class GnnProcedures {
             int yKey = g.tokens.propertyKey(yProp);
             RowsBuilder out = new RowsBuilder(ids.length);
             FeatureProjection p = Projections.get(Projections.key(g, "rows:" + xProp, yProp), g,
-                    mebibytes(projectionMb), log, budget -> FeatureProjection.build(g, xKey, yKey, budget));
+                    Budget.mebibytes(projectionMb), log, budget -> FeatureProjection.build(g, xKey, yKey, budget));
             if (p != null) {
                 p.fetch(ids, out);
                 return Stream.of(out.result());

@@ -70,7 +70,7 @@ public final class HotNodeProcedures {
         try (KernelGraph g = new KernelGraph(tx, db.databaseName(), label, idProp)) {
             StoreTopology store = new StoreTopology(g, relType, adjProp);
             TopologyProjection p = TopologyProjection.get(g, store, relType, adjProp,
-                    (long) (Math.max(0, projectionMb) * (1 << 20)), log);
+                    Budget.mebibytes(projectionMb), log);
             long[] ids;
             int[] degrees;
             if (p != null) {
