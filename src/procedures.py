@@ -42,20 +42,24 @@ PROCEDURES = ("gnn.fetchRows", "gnn.sampleHop", "gnn.sampleHops", "gnn.projectio
 # Default server heap budget of a dataset projection (--projection_mb): fits amazon_cs (~45 MiB),
 # coauthor_phy and the 1M-node synthetic graph (~350 MiB) in the default 2 GiB heap.
 DEFAULT_PROJECTION_MB = 512.0
-# Rows per gnn.fetchRows call: bounds the server-side byte array (8192 rows x 1433 float32 of cora
-# = 47 MB); a single huge array could exhaust the server's heap, which exits the JVM.
+# Rows per gnn.fetchRows call when the row size is unknown: bounds the server-side byte array
+# (8192 rows x 1433 float32 of cora = 47 MB); a single huge array could exhaust the server's heap,
+# which exits the JVM.
 ROWS_PER_CALL = 8192
+# With a known row size, calls carry about CALL_BYTES of rows, up to MAX_ROWS_PER_CALL rows: fewer,
+# larger calls cost less per row (1M synthetic graph, 180k rows of 256 B: 65536 rows per call
+# took 25% less server CPU and 15% less client CPU than 8192).
+MAX_ROWS_PER_CALL = 65536
 CALL_BYTES = 16 * 2**20  # feature bytes per call: wide rows (coauthor_phy dense: 33 KB) must not flood the heap
 
 
 def rows_per_call(row_bytes: int | None) -> int:
-    """Rows per ``gnn.fetchRows`` call: at most ROWS_PER_CALL and about CALL_BYTES of stored rows.
-
-    ``row_bytes``: expected stored bytes per node (:func:`src.schema.row_bytes`); None = unknown.
+    """Rows per ``gnn.fetchRows`` call: about CALL_BYTES of stored rows, at most MAX_ROWS_PER_CALL;
+    ROWS_PER_CALL when ``row_bytes`` (expected stored bytes per node, :func:`src.schema.row_bytes`) is unknown.
     """
     if not row_bytes:
         return ROWS_PER_CALL
-    return max(1, min(ROWS_PER_CALL, CALL_BYTES // row_bytes))
+    return max(1, min(MAX_ROWS_PER_CALL, CALL_BYTES // row_bytes))
 
 MINSTD_MODULUS = 2_147_483_647
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -24,8 +24,8 @@ from src.errors import UserError
 from src.graph_sampler import MINSTD_MODULUS, hop_query
 from src.neo4j_local import LocalNeo4j
 from src.csr_sampler import CSRGraph, sample_multi_hop, sampler_output
-from src.procedures import (ROWS_PER_CALL, fetch_rows, has_procedures, hop_states, projections, sample_hop,
-                            sample_hops, hop_neighbours)
+from src.procedures import (CALL_BYTES, MAX_ROWS_PER_CALL, ROWS_PER_CALL, fetch_rows, has_procedures, hop_neighbours,
+                            hop_states, projections, rows_per_call, sample_hop, sample_hops)
 from src.schema import DENSE, SPARSE, GraphSchema, encode_adjacency, encode_features
 
 pytestmark = pytest.mark.neo4j
@@ -406,6 +406,19 @@ def test_fetch_rows_bit_exact_in_order_with_repeats(client: Neo4jClient, cora) -
     x, y = fetch_rows(client, schema, ids, num_features=d["x"].shape[1], encoding=d["encoding"])
     assert x.dtype == np.float32 and y.dtype == np.int64 and x.shape == (len(ids), d["x"].shape[1])
     assert x.flags.writeable and y.flags.writeable  # torch.from_numpy needs writable memory
+    np.testing.assert_array_equal(x.view(np.uint32), d["x"][ids].view(np.uint32))
+    np.testing.assert_array_equal(y, d["y"][ids])
+
+
+def test_fetch_rows_calls_sized_by_row_bytes(client: Neo4jClient, cora) -> None:
+    """Known row sizes give calls of about CALL_BYTES (capped); rows still come back whole and in order."""
+    assert rows_per_call(None) == ROWS_PER_CALL
+    assert rows_per_call(256) == MAX_ROWS_PER_CALL  # 64 float32: the row cap, not the bytes, binds
+    assert rows_per_call(4 * 8415) == CALL_BYTES // (4 * 8415)  # wide dense rows: the bytes bind
+    schema, d = cora
+    ids = np.random.default_rng(3).integers(0, len(d["y"]), size=2500)
+    x, y = fetch_rows(client, schema, ids, num_features=d["x"].shape[1], encoding=d["encoding"],
+                      row_bytes=CALL_BYTES // 1000)  # 1000 rows per call: three calls
     np.testing.assert_array_equal(x.view(np.uint32), d["x"][ids].view(np.uint32))
     np.testing.assert_array_equal(y, d["y"][ids])
 
