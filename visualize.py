@@ -11,6 +11,8 @@ and writes (existing files of the same name are replaced):
   <out>/comparison.png         backends side by side per dataset (only with >= 2 backends)
   <out>/scale.png              peak RSS and epoch time vs synthetic graph size (only with >= 2 sizes)
   <out>/summary.md             one row per run; incomplete runs are listed too
+An --out already named after the (single) run gets the run's figures directly:
+  python visualize.py --log_dir logs/R --out plots/R   ->  plots/R/memory.png, ..., plots/R/summary.md
 Corrupt log lines are skipped with a warning naming file:line.
 """
 from __future__ import annotations

@@ -606,7 +606,7 @@ def visualize(log_dir: Path, out_dir: Path) -> list[Path]:
             figures = (plot_memory(run), plot_epoch_time(run), plot_throughput(run), plot_accuracy(run))
             for name, fig in zip(RUN_FIGURES, figures):
                 if fig is not None:
-                    written.append(_write(out_dir / run.name / name, _png_writer(fig)))
+                    written.append(_write(run_out_dir(out_dir, run.name) / name, _png_writer(fig)))
         cross_run = ((COMPARISON_FIGURE, plot_comparison(metrics)), (SCALE_FIGURE, plot_scale(metrics)))
         for name, fig in cross_run:
             if fig is not None:
@@ -614,6 +614,12 @@ def visualize(log_dir: Path, out_dir: Path) -> list[Path]:
     summary = summary_markdown(metrics, log_dir)
     written.append(_write(out_dir / SUMMARY_FILE, lambda path: path.write_text(summary, encoding="utf-8")))
     return written
+
+
+def run_out_dir(out_dir: Path, run_name: str) -> Path:
+    """Where a run's figures go: ``<out>/<run>/``, or ``<out>`` itself when it is already named after
+    the run (``--log_dir logs/R --out plots/R`` gives ``plots/R/memory.png``, not ``plots/R/R/``)."""
+    return out_dir if out_dir.name == run_name else out_dir / run_name
 
 
 def _png_writer(fig: Figure) -> Callable[[Path], None]:

@@ -241,6 +241,17 @@ def test_multi_rank_run_folder_as_log_dir(real_run: Path, tmp_path: Path) -> Non
     _assert_row(row, _expected(run))
 
 
+def test_out_named_after_the_run_is_not_nested_again(real_run: Path, tmp_path: Path) -> None:
+    """``--log_dir logs/R --out plots/R`` (what jobs/quickstart.sh runs) writes plots/R/*.png, not plots/R/R/."""
+    run = tmp_path / "logs" / "my-run"
+    _derive(real_run, run, lambda e: e)
+    out = tmp_path / "plots" / "my-run"
+    written = plots.visualize(run, out)
+    for name in plots.RUN_FIGURES:
+        _assert_png(out / name)
+    assert not (out / "my-run").exists() and written[-1] == out / plots.SUMMARY_FILE
+
+
 @pytest.mark.parametrize("case, code", [("missing", 2), ("empty", 1), ("file", 2)])
 def test_bad_log_dir_gives_one_line_error(tmp_path: Path, case: str, code: int) -> None:
     target = tmp_path / case
