@@ -16,12 +16,10 @@ relationships). Order: degree descending, ties by id ascending (deterministic).
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
 
 import numpy as np
-from neo4j import exceptions as neo4j_exc
 
+from src import procedures
 from src.client import Neo4jClient
 from src.schema import GraphSchema
 
@@ -29,10 +27,6 @@ log = logging.getLogger(__name__)
 
 WARM_POLICIES = ("degree", "none")
 PROCEDURE = "gnn.hotNodes"
-
-_available: weakref.WeakKeyDictionary[Neo4jClient, bool] = weakref.WeakKeyDictionary()
-_available_lock = threading.Lock()
-
 
 def cypher_query(schema: GraphSchema, *, count_subquery: bool = True) -> str:
     """Ids (column ``id``) of the ``$k`` nodes with most outgoing ``rel_type`` edges, ties by id.
@@ -50,17 +44,7 @@ def cypher_query(schema: GraphSchema, *, count_subquery: bool = True) -> str:
 
 def has_hot_nodes(client: Neo4jClient) -> bool:
     """Whether the server's plugin has ``gnn.hotNodes`` (an older plugin may not); asked once per client."""
-    with _available_lock:
-        known = _available.get(client)
-    if known is None:
-        query = "SHOW PROCEDURES YIELD name WHERE name = $name RETURN count(*) AS n"
-        try:
-            known = client.read_tx(lambda tx: tx.run(query, name=PROCEDURE).single(strict=True)["n"]) > 0
-        except neo4j_exc.ClientError:
-            known = False
-        with _available_lock:
-            _available[client] = known
-    return known
+    return PROCEDURE in procedures.installed(client)
 
 
 def hot_nodes(client: Neo4jClient, schema: GraphSchema, k: int, *, adj_prop: str | None = None,
@@ -77,5 +61,4 @@ def hot_nodes(client: Neo4jClient, schema: GraphSchema, k: int, *, adj_prop: str
     params = {"label": schema.label, "rel_type": schema.rel_type, "id_prop": schema.id_prop,
               "adj_prop": adj_prop or "", "k": int(k), "projection_mb": float(projection_mb)}
     rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
-    return (np.frombuffer(rec["ids"], dtype="<i8").astype(np.int64),
-            np.frombuffer(rec["degrees"], dtype="<i8").astype(np.int64), bool(rec["projected"]))
+    return procedures.decode_int64(rec["ids"]), procedures.decode_int64(rec["degrees"]), bool(rec["projected"])

@@ -87,31 +87,36 @@ def _rows_query(projection_mb: float) -> str:
     return _call("gnn.fetchRows", "$label, $id_prop, $x_prop, $y_prop, $ids", "x, lengths, y, missing",
                  projection_mb)
 
-_available: weakref.WeakKeyDictionary[Neo4jClient, bool] = weakref.WeakKeyDictionary()
-_available_lock = threading.Lock()
+_installed: weakref.WeakKeyDictionary[Neo4jClient, frozenset[str]] = weakref.WeakKeyDictionary()
+_installed_lock = threading.Lock()
+
+
+def installed(client: Neo4jClient) -> frozenset[str]:
+    """Names of the ``gnn.*`` procedures the server has (asked once per client, then cached).
+
+    Empty when they cannot be listed (e.g. a user without the SHOW PROCEDURE privilege). A server
+    restarted with the plugin added needs a new client to be noticed.
+    """
+    with _installed_lock:
+        names = _installed.get(client)
+    if names is not None:
+        return names
+    query = "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'gnn.' RETURN collect(name) AS names"
+    try:
+        names = frozenset(client.read_tx(lambda tx: tx.run(query).single(strict=True)["names"]))
+    except neo4j_exc.ClientError as exc:
+        log.warning("cannot list procedures (%s); using Cypher for sampling and features", exc.message)
+        names = frozenset()
+    if not set(PROCEDURES) <= names:
+        log.info("gnn.* procedures not installed on %s; using Cypher", client.settings.uri)
+    with _installed_lock:
+        _installed[client] = names
+    return names
 
 
 def has_procedures(client: Neo4jClient) -> bool:
-    """Whether the server has the ``gnn.*`` procedures (asked once per client, then cached).
-
-    A server restarted with the plugin added needs a new client to be noticed.
-    """
-    with _available_lock:
-        known = _available.get(client)
-    if known is not None:
-        return known
-    query = "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'gnn.' RETURN collect(name) AS names"
-    try:
-        names = client.read_tx(lambda tx: tx.run(query).single(strict=True)["names"])
-        known = set(PROCEDURES) <= set(names)
-    except neo4j_exc.ClientError as exc:  # e.g. a user without the SHOW PROCEDURE privilege
-        log.warning("cannot list procedures (%s); using Cypher for sampling and features", exc.message)
-        known = False
-    if not known:
-        log.info("gnn.* procedures not installed on %s; using Cypher", client.settings.uri)
-    with _available_lock:
-        _available[client] = known
-    return known
+    """Whether the server has the ``gnn.*`` procedures sampling and feature fetch use (see :func:`installed`)."""
+    return set(PROCEDURES) <= installed(client)
 
 
 def projections(client: Neo4jClient) -> list[dict]:
@@ -142,7 +147,7 @@ def sample_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, s
               "projection_mb": float(projection_mb)}
     query = _hop_query(projection_mb)
     rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
-    counts, neighbours = _decode(rec["counts"]), _decode(rec["neighbours"])
+    counts, neighbours = decode_int64(rec["counts"]), decode_int64(rec["neighbours"])
     _check_known(schema, frontier, counts)
     return counts, neighbours
 
@@ -164,7 +169,7 @@ def sample_hops(client: Neo4jClient, schema: GraphSchema, seeds: np.ndarray, fan
               "hop_states": np.asarray(hop_states, dtype=np.int64).tolist(), "projection_mb": float(projection_mb)}
     query = _hops_query(projection_mb)
     rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
-    hops = [RelabelledHop(_decode(c), np.frombuffer(loc, dtype="<i4").astype(np.int64), _decode(new))
+    hops = [RelabelledHop(decode_int64(c), np.frombuffer(loc, dtype="<i4").astype(np.int64), decode_int64(new))
             for c, loc, new in zip(rec["counts"], rec["locals"], rec["nodes"])]
     if hops:
         _check_known(schema, seeds, hops[0].counts)
@@ -195,8 +200,9 @@ def _pack(ids: np.ndarray) -> bytes:
     return np.ascontiguousarray(ids, dtype="<i8").tobytes()
 
 
-def _decode(raw: bytes) -> np.ndarray:
-    # astype copies: a writable native array instead of a read-only view of the Bolt bytes.
+def decode_int64(raw: bytes) -> np.ndarray:
+    """Packed int64 LE bytes of a procedure's answer as a writable native array (astype copies:
+    not a read-only view of the Bolt bytes)."""
     return np.frombuffer(raw, dtype="<i8").astype(np.int64)
 
 
