@@ -83,6 +83,12 @@ class Launch:
         self.kill()
         raise AssertionError(f"no step of epoch {epoch} within {timeout} s:\n{self.stderr[-3000:]}")
 
+    def signal_ranks(self, sig: int) -> None:
+        """Send ``sig`` to every rank process (SIGSTOP/SIGCONT pause and resume the job)."""
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            if "--node_rank" in child.cmdline():
+                child.send_signal(sig)
+
     def rank_pid(self, rank: int) -> int:
         for child in psutil.Process(self.proc.pid).children(recursive=True):
             cmd = child.cmdline()
@@ -175,15 +181,20 @@ def test_neo4j_restart_mid_epoch_survived_or_resumed(
     survivor = launch(tmp_path, "restart", "neo4j", *args, "--neo4j_retry_s", "600", "--collective_timeout_s", "660")
     down = launch(tmp_path, "down", "neo4j", *args, "--neo4j_retry_s", "3")
     survivor.wait_for_step(0, epoch=2)
+    # Paused until the server is down: a cora epoch takes ~0.3 s, so left running the survivor
+    # could finish before the stop takes effect and never meet the restart.
+    survivor.signal_ranks(signal.SIGSTOP)
     down.wait_for_step(0, epoch=2)
     st = own_server.state()
     assert st is not None, "the local Neo4j is not running"
     t0 = time.monotonic()
-    own_server.stop()
     try:
+        own_server.stop()
         assert down.wait() == 1, down.stderr[-3000:]
         stopped_after = time.monotonic() - t0
     finally:
+        survivor.signal_ranks(signal.SIGCONT)
+        time.sleep(1.0)  # let it find the server gone before the restart begins
         own_server.start(heap=st["heap"], pagecache=st["pagecache"], port=st["port"])
     downtime = time.monotonic() - t0
 
