@@ -7,8 +7,9 @@
 Each method loads the same synthetic graph into a fresh temporary Neo4j server of its own
 (under --work_dir, stopped and deleted afterwards), never into the shared one. Rates are wall
 clock: nodes/s and rels/s over the node and relationship phases of UNWIND; for the import both
-are over the whole offline pipeline (binary arrays, server stop, bulk import, restart, index
-build); "total s" and "end-to-end rels/s" add the adjacency property and the verification. The
+are over the whole offline pipeline (binary arrays, server stop, bulk import, restart); "total s"
+and "end-to-end rels/s" add the adjacency property (UNWIND), the id index (built during the
+verification's node scan after an import) and the verification. The
 bulk importer's own stage report is printed too, with the rate of its relationship stage, and
 per method a table of where the wall time went (each step, the importer's stages under
 "import"). The load average (1 min, before/after) is printed because other processes on the

@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from neo4j import exceptions as neo4j_exc
 from tqdm import tqdm
 
+from src.class_archive import ClassArchive
 from src.client import Neo4jClient
 from src.datasets import GraphDataset, synthetic_params_from_name
 from src.errors import UsageError, UserError
@@ -248,7 +249,6 @@ def ensure_loaded(
         # the bulk importer wrote the whole graph at once; only the index build or verification was interrupted
         report = LoadReport(schema.dataset, schema.label, schema.rel_type, "resumed", "import",
                             dataset.num_nodes, dataset.num_edges)
-        _create_id_constraint(client, schema)
     elif _choose_method(client, dataset, config, server) == "import":  # a resumed load is not empty: unwind
         layout = FeatureLayout.choose(dataset, config.feature_format)
         report = _load_offline(client, dataset, schema, fingerprint, config, layout, server or LocalNeo4j())
@@ -262,8 +262,12 @@ def ensure_loaded(
         _write_adjacency(client, dataset, schema, *in_adjacency(dataset.edge_index, dataset.num_nodes), config)
         report.phases["adjacency"] = time.perf_counter() - t
     t = time.perf_counter()
-    verify_loaded(client, dataset, schema, adjacency=True)  # one node scan checks the adjacency too
-    report.phases["verify"] = time.perf_counter() - t
+    if report.method == "import":  # the id index is built while the verification scans the nodes
+        verify_loaded(client, dataset, schema, adjacency=True, alongside=lambda: _create_id_constraint(client, schema))
+        report.phases["index + verify"] = time.perf_counter() - t
+    else:
+        verify_loaded(client, dataset, schema, adjacency=True)  # one node scan checks the adjacency too
+        report.phases["verify"] = time.perf_counter() - t
     report.seconds = time.perf_counter() - t0
     client.write(
         f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) SET d.complete = true, d.adjacency = $adj, "
@@ -401,13 +405,15 @@ def _check_counts(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema) ->
 # verification
 # --------------------------------------------------------------------------------------------
 def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, *, where: str = "Neo4j",
-                  adjacency: bool = False) -> None:
+                  adjacency: bool = False, alongside: Callable[[], None] | None = None) -> None:
     """Compare the database with the source: counts, label and split histograms, sampled feature rows.
 
     Only ``read``/``count_nodes``/``count_relationships`` and Cypher both databases speak are used,
     so ``client`` may also be a :class:`~src.ladybug_client.LadybugClient` (``where="Ladybug"``).
     ``adjacency``: also check the ``nbrs`` property (:func:`_check_adjacency`); the nodes without
     it are counted by the same scan as the histograms (one pass over the nodes, not two).
+    ``alongside``: work run in another thread during that scan (after an import: the id
+    constraint's index build, which the sampled rows are then read through).
     """
     s = schema
     problems = []
@@ -417,8 +423,11 @@ def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, *,
     if rels != ds.num_edges:
         problems.append(f"{rels} relationships instead of {ds.num_edges}")
     no_adj = f"n.`{s.adj_prop}` IS NULL AS no_adj, " if adjacency else ""
-    hist = client.read(f"MATCH (n:`{s.label}`) RETURN n.`{s.y_prop}` AS y, n.`{s.split_prop}` AS split, {no_adj}"
-                       "count(*) AS c")
+    with ThreadPoolExecutor(1) as pool:
+        side = pool.submit(alongside or (lambda: None))
+        hist = client.read(f"MATCH (n:`{s.label}`) RETURN n.`{s.y_prop}` AS y, n.`{s.split_prop}` AS split, "
+                           f"{no_adj}count(*) AS c")
+        side.result()
     got_y: dict[int, int] = {}
     got_split: dict[str | None, int] = {}
     for r in hist:
@@ -706,8 +715,8 @@ def _points_at(uri: str, port: int) -> bool:
 
 def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fingerprint: str,
                   config: LoadConfig, layout: FeatureLayout, server: LocalNeo4j) -> LoadReport:
-    """Binary arrays, bulk import (nodes with features and adjacency, relationships), restart,
-    constraint and record.
+    """Binary arrays, bulk import (nodes with features and adjacency, relationships), restart and
+    record (the id constraint is built during the verification: :func:`ensure_loaded`).
 
     Overlapped, because the server restart and the import are the bulk of the time: the server
     shuts down while the importer's JVM starts (it waits for the arrays) and while the arrays are
@@ -757,10 +766,7 @@ def _load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fi
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     _create_bookkeeping_constraints(client)
-    _create_record(client, ds, schema, fingerprint, config, layout, "import")
-    t = time.perf_counter()
-    _create_id_constraint(client, schema)
-    report.phases["index"] = time.perf_counter() - t
+    _create_record(client, ds, schema, fingerprint, config, layout, "import")  # the id constraint: ensure_loaded
     report.phases["nodes"] = report.phases["relationships"] = time.perf_counter() - t0
     return report
 
@@ -793,6 +799,7 @@ class BulkImporter:
 
     proc: subprocess.Popen
     log_path: Path
+    archive: ClassArchive  # its classes, mapped from the second import on (src/class_archive.py)
 
     @classmethod
     def start(cls, server: LocalNeo4j, schema: GraphSchema, ds: GraphDataset, workdir: Path, config: LoadConfig,
@@ -800,8 +807,10 @@ class BulkImporter:
         jar = server.importer_jar()
         assert jar is not None  # checked by import_blockers
         s = schema
+        classpath = [f"{server.lib}/*", str(jar)]
+        archive = server.class_archive("importer", classpath)
         cmd = [
-            "java", f"-Xmx{IMPORT_HEAP}", "-cp", f"{server.lib}/*:{jar}", IMPORTER_CLASS,
+            "java", f"-Xmx{IMPORT_HEAP}", *archive.flags(), "-cp", ":".join(classpath), IMPORTER_CLASS,
             f"--home={server.home}", f"--database={database}", f"--dir={workdir}",
             f"--nodes={ds.num_nodes}", f"--relationships={ds.num_edges}",
             f"--threads={config.workers}", f"--max-off-heap-memory={config.import_memory}",
@@ -814,7 +823,7 @@ class BulkImporter:
         log_path = workdir / "import.log"
         with open(log_path, "w") as out:  # the child keeps its own descriptor
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True)
-        return cls(proc, log_path)
+        return cls(proc, log_path, archive)
 
     def run(self) -> dict[str, float]:
         """Let the import begin, wait for it, and return seconds per stage (UserError if it failed)."""
@@ -825,6 +834,7 @@ class BulkImporter:
         except BrokenPipeError:
             pass  # it exited already; its log says why
         code = self.proc.wait()
+        self.archive.commit(code == 0)
         text = self.log_path.read_text(errors="replace")
         stages = _importer_stages(text)
         for name, seconds in stages.items():
@@ -842,6 +852,7 @@ class BulkImporter:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+            self.archive.commit(False)
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             self.proc.stdin.close()
 

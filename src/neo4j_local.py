@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.class_archive import ClassArchive
 from src.errors import ArgumentParser, UsageError, UserError, run_cli
 from src.ports import free_port
 
@@ -40,6 +41,7 @@ IMPORTER_DIR = REPO / "jobs" / "neo4j" / "importer"  # offline bulk import from 
 IMPORTER_JAR = "gnn-importer.jar"
 MAIN_CLASS = "org.neo4j.server.CommunityEntryPoint"
 ADMIN_CLASS = "org.neo4j.cli.AdminTool"
+READY_POLL_S = 0.1  # between readiness probes: a failed probe is a refused connection, cheap
 _SIZE = re.compile(r"^\d+[kKmMgG]$")
 
 
@@ -184,7 +186,7 @@ class LocalNeo4j:
         temp dir does not rebuild. Maven writes into a per-process directory and the jar is moved
         into place atomically, so concurrent builds cannot see a half-written jar.
         """
-        build = self.lib.with_name(f"{module.name}-{self.version}")
+        build = self._build_dir(module)
         jar = build / jar_name
         sources = [module / "pom.xml", *(module / "src").rglob("*")]
         if jar.exists() and jar.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
@@ -207,6 +209,14 @@ class LocalNeo4j:
         os.replace(tmp / jar_name, jar)
         shutil.rmtree(tmp, ignore_errors=True)
         return jar
+
+    def _build_dir(self, module: Path) -> Path:
+        return self.lib.with_name(f"{module.name}-{self.version}")
+
+    def class_archive(self, name: str, classpath: list[str]) -> ClassArchive:
+        """The class archive of our JVMs named ``name`` whose class path starts with ``classpath``,
+        shared by every server using this jar cache (src/class_archive.py)."""
+        return ClassArchive.for_classpath(self.lib.parent / "class-archives", name, classpath)
 
     def _write_conf(self, port: int, heap: str, pagecache: str) -> None:
         conf = self.home / "conf"
@@ -256,7 +266,7 @@ class LocalNeo4j:
         if st is not None:
             return {**st, "already_running": True}
         self.install()
-        self.install_plugin()
+        plugin = self.install_plugin()
         prev = _read_json(self.root / "last_port.json").get("port")
         port = port or (prev if prev and _port_free(prev) else free_port())
         if not _port_free(port):
@@ -264,23 +274,29 @@ class LocalNeo4j:
         self._write_conf(port, heap, pagecache)
         self._set_initial_password()
         console = open(self.home / "logs" / "console.log", "ab")
+        # The gnn plugin first, as the stock launcher puts the plugins first: its database extension
+        # (which keeps its projections fresh) is found on the classpath, procedures in the plugins
+        # folder. Its build jar rather than this home's copy, so that every server of this jar cache
+        # has the same class path up to the plugins folder and maps the same class archive.
+        classpath = [str(self._build_dir(PLUGIN_DIR) / PLUGIN_JAR)] if plugin else []
+        classpath += [f"{self.lib}/*", f"{self.home / 'plugins'}/*"]
+        archive = self.class_archive("server", classpath[:-1])  # this home's plugins: not a key (see above)
         cmd = [
-            "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError",
-            # plugins first, as the stock launcher does: the gnn plugin's database extension (which
-            # keeps its projections fresh) is found on the classpath, procedures in the plugins folder
-            "-Dfile.encoding=UTF-8", "-cp", f"{self.home / 'plugins'}/*:{self.lib}/*", MAIN_CLASS,
+            "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError", *archive.flags(),
+            "-Dfile.encoding=UTF-8", "-cp", ":".join(classpath), MAIN_CLASS,
             f"--home-dir={self.home}", f"--config-dir={self.home / 'conf'}",
         ]
         proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=self.home)
         st = {"pid": proc.pid, "port": port, "version": self.version, "heap": heap, "pagecache": pagecache,
-              "started_at": time.time(), "home": str(self.home)}
+              "started_at": time.time(), "home": str(self.home),
+              "class_archive": [str(archive.path), str(archive.partial)]}  # committed by stop()
         self.state_file.write_text(json.dumps(st))
         (self.root / "last_port.json").write_text(json.dumps({"port": port}))
         try:
             self._wait_ready(proc, port, timeout)
         except BaseException:
-            self._terminate(proc.pid)
+            archive.commit(self._terminate(proc.pid))
             self.state_file.unlink(missing_ok=True)
             raise
         return {**st, "already_running": False}
@@ -301,11 +317,11 @@ class LocalNeo4j:
                         session.run("RETURN 1").consume()
                 return
             except (ServiceUnavailable, OSError):
-                time.sleep(0.5)
+                time.sleep(READY_POLL_S)
             except Exception as exc:  # e.g. database still starting
                 if "DatabaseUnavailable" not in str(exc) and "not currently available" not in str(exc):
                     raise UserError(f"Neo4j started but the readiness query failed: {exc}") from None
-                time.sleep(0.5)
+                time.sleep(READY_POLL_S)
         raise UserError(f"Neo4j did not become ready within {timeout:.0f} s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 60.0) -> bool:
@@ -313,16 +329,19 @@ class LocalNeo4j:
         st = self.state()
         if st is None:
             return False
-        self._terminate(st["pid"], timeout)
+        clean = self._terminate(st["pid"], timeout)
+        if "class_archive" in st:
+            ClassArchive(*map(Path, st["class_archive"])).commit(clean)
         self.state_file.unlink(missing_ok=True)
         return True
 
     @staticmethod
-    def _terminate(pid: int, timeout: float = 60.0) -> None:
+    def _terminate(pid: int, timeout: float = 60.0) -> bool:
+        """SIGTERM, then SIGKILL after ``timeout``; True when it exited on the SIGTERM."""
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
-            return
+            return False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -330,11 +349,12 @@ class LocalNeo4j:
             except ChildProcessError:
                 pass
             if not _pid_alive(pid):
-                return
+                return True
             time.sleep(0.2)
         os.kill(pid, signal.SIGKILL)
         while _pid_alive(pid):
             time.sleep(0.1)
+        return False
 
     def reset(self) -> None:
         """Stop the server and delete its databases (the jar cache and password stay)."""

@@ -376,6 +376,19 @@ def test_offline_import_into_own_server(tmp_path: Path, cora: GraphDataset) -> N
             csr = CSRGraph.from_edge_index(cora.edge_index, cora.num_nodes)
             assert [nbrs[i] for i in range(cora.num_nodes)] == encode_adjacency(csr.indptr, csr.indices)
             assert report.tool_stages["relationships"] > 0  # the importer's own stage report was read
+            # no relationship type lookup index (not built by the import), the node label one is there
+            lookups = {r["e"] for r in own.read("SHOW INDEXES YIELD type, entityType AS e WHERE type = 'LOOKUP' "
+                                                "RETURN e")}
+            assert lookups == {"NODE"}
+            assert "ERROR" not in (server.home / "logs" / "neo4j.log").read_text()  # the imported store started cleanly
+            # what README tells users who want it back: built online, the counts unchanged
+            own.write("CREATE LOOKUP INDEX rel_type_lookup_index IF NOT EXISTS FOR ()-[r]-() ON EACH type(r)")
+            own.write("CALL db.awaitIndexes(300)")
+            assert own.count_relationships(schema.rel_type) == cora.num_edges
+            assert own.read(f"MATCH ()-[r:`{schema.rel_type}`]->() RETURN count(r.no_such) AS c, "
+                            "count(*) AS n")[0]["n"] == cora.num_edges  # a scan of the relationships, not the counts store
+            # the importer's JVM dumped its classes at exit; later imports map them
+            assert list((server.lib.parent / "class-archives").glob("importer-*.jsa"))
             assert require_loaded(own, "cora")["method"] == "import"
             again = ensure_loaded(own, cora, schema, LoadConfig(progress=False), server=server)
             assert again.status == "already loaded"

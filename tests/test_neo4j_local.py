@@ -28,9 +28,14 @@ def shared_lib() -> str:
 
 def test_start_status_stop_idempotent(tmp_path, shared_lib: str) -> None:
     srv = LocalNeo4j(root=tmp_path / "neo4j", lib=shared_lib)
+    archives = srv.lib.parent / "class-archives"  # shared by the servers of this jar cache
+    had_archive = bool(list(archives.glob("server-*.jsa")))
     try:
         st = srv.start(heap="512m", pagecache="64m", timeout=120)
         assert st["already_running"] is False
+        # a server maps the class archive of an earlier one (another home), else it dumps one at exit
+        mapped = {ln.split()[-1] for ln in open(f"/proc/{st['pid']}/maps") if ln.rstrip().endswith(".jsa")}
+        assert any(m.startswith(str(archives)) for m in mapped) == had_archive
         again = srv.start(heap="512m", pagecache="64m")
         assert again["already_running"] is True and again["pid"] == st["pid"]
 
@@ -54,6 +59,7 @@ def test_start_status_stop_idempotent(tmp_path, shared_lib: str) -> None:
     assert "stopped answering" in str(err.value) and "--resume" in str(err.value) and "\n" not in str(err.value)
     survivor.close()
     assert _our_java_pids(str(srv.home)) == []
+    assert list(archives.glob("server-*.jsa")) and not list(archives.glob("*.partial-*"))
     assert srv.stop() is False  # second stop: nothing to do
     assert srv.state() is None
 

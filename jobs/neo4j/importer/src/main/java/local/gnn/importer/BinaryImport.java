@@ -96,7 +96,12 @@ public final class BinaryImport {
         }
     }
 
-    /** Threads and memory as given; token indexes built during the import, as neo4j-admin does. */
+    /**
+     * Threads and memory as given. Only the label lookup index is built during the import:
+     * neo4j-admin also builds the relationship type lookup index, a second pass over all
+     * relationships that nothing of ours reads (the sampler reads the nbrs property, relationship
+     * counts come from the counts store, which this import still builds).
+     */
     private static Configuration configuration(int threads, long maxOffHeapMemory) {
         return new Configuration() {
             @Override
@@ -111,7 +116,7 @@ public final class BinaryImport {
 
             @Override
             public IndexConfig indexConfig() {
-                return IndexConfig.create().withLabelIndex().withRelationshipTypeIndex();
+                return IndexConfig.create().withLabelIndex();
             }
         };
     }
