@@ -17,13 +17,14 @@ import org.neo4j.internal.batchimport.input.Groups;
  * directory (layout in src/loader.py, write_import_arrays):
  * <pre>
  *   x.bin x.ptr        feature row bytes back to back; int64 byte offsets, N+1
- *   nbrs.bin nbrs.ptr  in-neighbour ids (int64) back to back; int64 byte offsets, N+1
  *   y.i64 split.i8     label per node; split code per node (-1 none, 0 train, 1 val, 2 test)
  *   src.i64 dst.i64    relationship end points, E each
  * </pre>
  * Node ids are 0..N-1 and are used as Neo4j's node ids ({@link IdType#ACTUAL}): no id mapping
  * stage, and relationships need no lookup. Chunks are contiguous ranges handed out by an
- * atomic cursor, so every importer thread reads its own range with positional reads.
+ * atomic cursor, so every importer thread reads its own range with positional reads. The
+ * {@code nbrs} property, each node's in-neighbours in relationship order, is built here from
+ * src/dst by a counting sort (O(E), on the heap: 8 bytes per relationship and per node).
  */
 final class BinaryInput implements Input {
     private static final String[] SPLITS = {"train", "val", "test"};
@@ -36,20 +37,52 @@ final class BinaryInput implements Input {
     private final Names names;
     private final long numNodes;
     private final long numRels;
-    private final ArrayFile x, xPtr, nbrs, nbrsPtr, y, split, src, dst;
+    private final ArrayFile x, xPtr, y, split, src, dst;
+    private final long[] nbrsPtr;  // node v's in-neighbours are nbrs[nbrsPtr[v] .. nbrsPtr[v + 1])
+    private final long[] nbrs;
 
     BinaryInput(Path dir, Names names, long numNodes, long numRels) throws IOException {
         this.names = names;
         this.numNodes = numNodes;
         this.numRels = numRels;
         xPtr = new ArrayFile(dir.resolve("x.ptr")).expectSize((numNodes + 1) * Long.BYTES);
-        nbrsPtr = new ArrayFile(dir.resolve("nbrs.ptr")).expectSize((numNodes + 1) * Long.BYTES);
         x = new ArrayFile(dir.resolve("x.bin")).expectSize(xPtr.longs(numNodes, numNodes + 1)[0]);
-        nbrs = new ArrayFile(dir.resolve("nbrs.bin")).expectSize(nbrsPtr.longs(numNodes, numNodes + 1)[0]);
         y = new ArrayFile(dir.resolve("y.i64")).expectSize(numNodes * Long.BYTES);
         split = new ArrayFile(dir.resolve("split.i8")).expectSize(numNodes);
         src = new ArrayFile(dir.resolve("src.i64")).expectSize(numRels * Long.BYTES);
         dst = new ArrayFile(dir.resolve("dst.i64")).expectSize(numRels * Long.BYTES);
+        nbrsPtr = new long[Math.toIntExact(numNodes + 1)];
+        nbrs = new long[Math.toIntExact(numRels)];
+        buildInAdjacency();
+    }
+
+    /** Counting sort of the relationships by end node, stable: sources keep their relationship order. */
+    private void buildInAdjacency() throws IOException {
+        for (long lo = 0; lo < numRels; lo += REL_CHUNK) {
+            long[] ends = dst.longs(lo, Math.min(lo + REL_CHUNK, numRels));
+            for (long v : ends) {
+                nbrsPtr[checkedNode(v, "dst.i64") + 1]++;
+            }
+        }
+        for (int v = 0; v < numNodes; v++) {
+            nbrsPtr[v + 1] += nbrsPtr[v];
+        }
+        long[] fill = java.util.Arrays.copyOf(nbrsPtr, (int) numNodes);
+        for (long lo = 0; lo < numRels; lo += REL_CHUNK) {
+            long hi = Math.min(lo + REL_CHUNK, numRels);
+            long[] starts = src.longs(lo, hi), ends = dst.longs(lo, hi);
+            for (int i = 0; i < starts.length; i++) {
+                checkedNode(starts[i], "src.i64");
+                nbrs[(int) fill[(int) ends[i]]++] = starts[i];
+            }
+        }
+    }
+
+    private int checkedNode(long id, String file) {
+        if (id < 0 || id >= numNodes) {
+            throw new IllegalArgumentException(file + " holds node id " + id + ", outside [0, " + numNodes + ")");
+        }
+        return (int) id;
     }
 
     @Override
@@ -75,13 +108,13 @@ final class BinaryInput implements Input {
     @Override
     public Estimates validateAndEstimate(org.neo4j.batchimport.api.input.PropertySizeCalculator calculator)
             throws IOException {
-        long propertyBytes = x.size() + nbrs.size() + numNodes * 3L * Long.BYTES;
+        long propertyBytes = x.size() + numRels * Long.BYTES + numNodes * 3L * Long.BYTES;
         return Input.knownEstimates(numNodes, numRels, numNodes * 5, 0, propertyBytes, 0, 1);
     }
 
     @Override
     public void close() {
-        for (ArrayFile f : new ArrayFile[] {x, xPtr, nbrs, nbrsPtr, y, split, src, dst}) {
+        for (ArrayFile f : new ArrayFile[] {x, xPtr, y, split, src, dst}) {
             try {
                 f.close();
             } catch (IOException ignored) {
@@ -123,15 +156,13 @@ final class BinaryInput implements Input {
 
     private final class NodeChunk extends RangeChunk {
         private final String[] labels = {names.label()};
-        private long[] xOff, nbrsOff, labelsY;
-        private ByteBuffer xBytes, nbrsBytes, splits;
+        private long[] xOff, labelsY;
+        private ByteBuffer xBytes, splits;
 
         @Override
         void read() throws IOException {
             xOff = xPtr.longs(lo, hi + 1);
-            nbrsOff = nbrsPtr.longs(lo, hi + 1);
             xBytes = x.read(xOff[0], xOff[xOff.length - 1]);
-            nbrsBytes = nbrs.read(nbrsOff[0], nbrsOff[nbrsOff.length - 1]);
             labelsY = y.longs(lo, hi);
             splits = split.read(lo, hi);
         }
@@ -147,7 +178,15 @@ final class BinaryInput implements Input {
             if (code >= 0) {
                 visitor.property(names.split(), SPLITS[code]);
             }
-            visitor.property(names.nbrs(), slice(nbrsBytes, nbrsOff, row));
+            visitor.property(names.nbrs(), inNeighbours(lo + row));
+        }
+
+        /** The nbrs property: node v's in-neighbour ids as packed little-endian int64. */
+        private byte[] inNeighbours(long v) {
+            int from = (int) nbrsPtr[(int) v], count = (int) (nbrsPtr[(int) v + 1] - from);
+            ByteBuffer out = ByteBuffer.allocate(count * Long.BYTES).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            out.asLongBuffer().put(nbrs, from, count);
+            return out.array();
         }
 
         private static byte[] slice(ByteBuffer bytes, long[] offsets, int row) {
