@@ -59,7 +59,7 @@ def test_start_status_stop_idempotent(tmp_path, shared_lib: str) -> None:
     assert "stopped answering" in str(err.value) and "--resume" in str(err.value) and "\n" not in str(err.value)
     survivor.close()
     assert _our_java_pids(str(srv.home)) == []
-    assert list(archives.glob("server-*.jsa")) and not list(archives.glob("*.partial-*"))
+    assert list(archives.glob("server-*.jsa")) and not list(archives.glob("server-*.partial-*"))
     assert srv.stop() is False  # second stop: nothing to do
     assert srv.state() is None
 
