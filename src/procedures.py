@@ -213,7 +213,8 @@ def _check_known(schema: GraphSchema, ids: np.ndarray, counts: np.ndarray) -> No
 
 
 def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num_features: int | None = None,
-               encoding: str = DENSE, row_bytes: int | None = None, projection_mb: float = 0.0
+               encoding: str = DENSE, row_bytes: int | None = None, projection_mb: float = 0.0,
+               out: tuple[np.ndarray, np.ndarray] | None = None, at: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """Features ``float32 [len(ids), F]`` and labels ``int64 [len(ids)]`` in ``ids`` order (repeats allowed).
 
@@ -221,23 +222,31 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
     decoded to dense here. ``num_features`` (``F``) is required for sparse rows; for dense rows it
     comes from the stored bytes if not given. ``row_bytes`` (expected stored bytes per node) sizes
     the calls. Missing ids raise :class:`UserError`, as in :class:`Neo4jFeatureStore`.
-    ``projection_mb``: see the module docstring.
+    ``projection_mb``: see the module docstring. ``out=(x, y)`` receives the rows instead of new
+    arrays, at rows ``at`` if given (row ``i`` of ``ids`` to ``x[at[i]]``), else at ``0..len(ids)-1``;
+    ``num_features`` is then required.
     """
     ids = np.asarray(ids, dtype=np.int64)
-    if num_features is None and encoding != DENSE:
-        raise ValueError(f"num_features is needed to decode {encoding} rows")
+    if num_features is None and (encoding != DENSE or out is not None):
+        raise ValueError(f"num_features is needed to decode {encoding} rows" + (" into out" if out is not None else ""))
     recs, chunks = _fetch_records(client, schema, ids, row_bytes or (4 * num_features if num_features else None),
                                   projection_mb)
     if num_features is None:
         num_features = len(recs[0]["x"]) // (4 * len(chunks[0])) if recs else 0
-    x = np.empty((len(ids), num_features), dtype=np.float32)
-    y = np.empty(len(ids), dtype=np.int64)
+    if out is None:
+        out = np.empty((len(ids), num_features), dtype=np.float32), np.empty(len(ids), dtype=np.int64)
+    x, y = out
     start = 0
     for rec, chunk in zip(recs, chunks):
         stop = start + len(chunk)
+        lengths = np.frombuffer(rec["lengths"], dtype="<i4")
+        rows = slice(start, stop) if at is None else at[start:stop]
         with stored_rows_errors(schema, encoding, num_features):
-            decode_rows(rec["x"], np.frombuffer(rec["lengths"], dtype="<i4"), num_features, encoding, out=x[start:stop])
-        y[start:stop] = np.frombuffer(rec["y"], dtype="<i8")
+            if at is None:
+                decode_rows(rec["x"], lengths, num_features, encoding, out=x[rows])
+            else:
+                decode_rows(rec["x"], lengths, num_features, encoding, out=x, at=rows)
+        y[rows] = np.frombuffer(rec["y"], dtype="<i8")
         start = stop
     return x, y
 

@@ -410,6 +410,29 @@ def test_fetch_rows_bit_exact_in_order_with_repeats(client: Neo4jClient, cora) -
     np.testing.assert_array_equal(y, d["y"][ids])
 
 
+def test_fetch_rows_into_scattered_rows(client: Neo4jClient, cora, odd_graph) -> None:
+    """``out``/``at``: each row lands in its place of a bigger batch array (sparse rows over two calls,
+    dense rows), labels too, and no other row of the batch is touched."""
+    schema, d = cora
+    f = d["x"].shape[1]
+    ids = np.random.default_rng(5).integers(0, len(d["y"]), size=ROWS_PER_CALL + 100)
+    at = np.random.default_rng(6).permutation(len(ids) + 50)[:len(ids)]  # 50 rows not addressed
+    x, y = np.full((len(ids) + 50, f), 7.0, dtype=np.float32), np.full(len(ids) + 50, -9, dtype=np.int64)
+    got = fetch_rows(client, schema, ids, num_features=f, encoding=d["encoding"], out=(x, y), at=at)
+    assert got[0] is x and got[1] is y
+    np.testing.assert_array_equal(x[at].view(np.uint32), d["x"][ids].view(np.uint32))
+    np.testing.assert_array_equal(y[at], d["y"][ids])
+    untouched = np.setdiff1d(np.arange(len(x)), at)
+    assert (x[untouched] == 7.0).all() and (y[untouched] == -9).all()
+    x, y = np.zeros((6, 3), dtype=np.float32), np.zeros(6, dtype=np.int64)
+    fetch_rows(client, odd_graph, np.array([89, 4]), num_features=3, out=(x, y), at=np.array([5, 1]))
+    want = np.arange(90 * 3, dtype=np.float32).reshape(90, 3) / 7
+    np.testing.assert_array_equal(x[[5, 1]], want[[89, 4]])
+    assert y.tolist() == [0, 4, 0, 0, 0, 4] and not x[[0, 2, 3, 4]].any()
+    with pytest.raises(ValueError, match="num_features is needed"):
+        fetch_rows(client, odd_graph, np.array([1]), out=(x, y), at=np.array([0]))
+
+
 def test_fetch_rows_calls_sized_by_row_bytes(client: Neo4jClient, cora) -> None:
     """Known row sizes give calls of about CALL_BYTES (capped); rows still come back whole and in order."""
     assert rows_per_call(None) == ROWS_PER_CALL
