@@ -29,8 +29,8 @@ from tqdm import tqdm
 from src import hot_nodes, procedures
 from src.client import Neo4jClient
 from src.errors import UsageError, UserError
-from src.schema import (DENSE, SPARSE, GraphSchema, decode_rows, decode_rows_csr, row_bytes, stable_argsort_ids,
-                        stored_rows_errors)
+from src.schema import (DENSE, SPARSE, GraphSchema, decode_rows, decode_rows_csr, put_rows, row_bytes,
+                        stable_argsort_ids, stored_rows_errors, take_rows)
 from src.sparse_features import rows_to_torch
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class DatabaseFeatureStore(FeatureStore):
         if repeats:
             group = np.cumsum(first) - 1  # sorted position -> index into uniq
             again = ~first
-            x[order[again]] = x[at[group[again]]]
+            put_rows(x, order[again], take_rows(x, at[group[again]]))
             y[order[again]] = y[at[group[again]]]
         return x, y
 
@@ -258,10 +258,11 @@ class DatabaseFeatureStore(FeatureStore):
             miss_ids, at_miss = uniq[miss], at[miss]
             self._read_into(miss_ids, x, y, at_miss)
             if not self.cache.full:
-                self.cache.insert(miss_ids, x[at_miss], y[at_miss])
+                self.cache.insert(miss_ids, take_rows(x, at_miss), y[at_miss])
         if len(slots):
             at_hit = at[hit]
-            x[at_hit], y[at_hit] = self.cache.rows(slots)
+            hx, y[at_hit] = self.cache.rows(slots)
+            put_rows(x, at_hit, hx)
 
     # -- cache warm-up -------------------------------------------------------------------------
     def warm_cache(self, policy: str = "degree") -> WarmStats | None:
