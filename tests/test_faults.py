@@ -84,10 +84,17 @@ class Launch:
         raise AssertionError(f"no step of epoch {epoch} within {timeout} s:\n{self.stderr[-3000:]}")
 
     def signal_ranks(self, sig: int) -> None:
-        """Send ``sig`` to every rank process (SIGSTOP/SIGCONT pause and resume the job)."""
-        for child in psutil.Process(self.proc.pid).children(recursive=True):
-            if "--node_rank" in child.cmdline():
-                child.send_signal(sig)
+        """Send ``sig`` to every rank process (SIGSTOP/SIGCONT pause and resume the job); a no-op once it ended."""
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        for child in children:
+            try:
+                if "--node_rank" in child.cmdline():
+                    child.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
 
     def rank_pid(self, rank: int) -> int:
         for child in psutil.Process(self.proc.pid).children(recursive=True):
@@ -180,19 +187,22 @@ def test_neo4j_restart_mid_epoch_survived_or_resumed(
     # shared 2-core machine can take minutes, and this test is about surviving it, not its speed.
     survivor = launch(tmp_path, "restart", "neo4j", *args, "--neo4j_retry_s", "600", "--collective_timeout_s", "660")
     down = launch(tmp_path, "down", "neo4j", *args, "--neo4j_retry_s", "3")
+    # Both jobs are paused in epoch 2 until the server is down: a cora epoch takes ~0.3 s, so a
+    # running job could finish before the stop takes effect and never meet it.
     survivor.wait_for_step(0, epoch=2)
-    # Paused until the server is down: a cora epoch takes ~0.3 s, so left running the survivor
-    # could finish before the stop takes effect and never meet the restart.
     survivor.signal_ranks(signal.SIGSTOP)
     down.wait_for_step(0, epoch=2)
+    down.signal_ranks(signal.SIGSTOP)
     st = own_server.state()
     assert st is not None, "the local Neo4j is not running"
     t0 = time.monotonic()
     try:
         own_server.stop()
+        down.signal_ranks(signal.SIGCONT)
         assert down.wait() == 1, down.stderr[-3000:]
         stopped_after = time.monotonic() - t0
     finally:
+        down.signal_ranks(signal.SIGCONT)  # (again, if the stop failed)
         survivor.signal_ranks(signal.SIGCONT)
         time.sleep(1.0)  # let it find the server gone before the restart begins
         own_server.start(heap=st["heap"], pagecache=st["pagecache"], port=st["port"])
