@@ -163,8 +163,9 @@ class LoadReport:
             return (f"{self.dataset}: already loaded ({self.nodes} nodes, {self.relationships} relationships, "
                     f"label {self.label}, type {self.rel_type}); nothing to do ({self.seconds:.1f} s)")
         return (f"{self.dataset}: {self.status} {self.nodes} nodes, {self.relationships} relationships "
-                f"(label {self.label}, type {self.rel_type}) in {self.seconds:.1f} s: "
-                f"{self.nodes_per_s:,.0f} nodes/s, {self.rels_per_s:,.0f} rels/s, method {self.method}")
+                f"(label {self.label}, type {self.rel_type}) in {self.seconds:.1f} s, "
+                f"{_rate(self.relationships_written, self.seconds):,.0f} rels/s end to end (writing: "
+                f"{self.nodes_per_s:,.0f} nodes/s, {self.rels_per_s:,.0f} rels/s), method {self.method}")
 
 
 def _rate(rows: int, seconds: float) -> float:
