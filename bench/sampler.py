@@ -12,7 +12,10 @@ use); and walking relationships (``relationships``, the path of datasets loaded 
 the property) or Cypher (``cypher``) with prefetch. It reports
 seeds/s, p50/p99 latency of sampling, feature fetch and the whole batch, the worker's peak RSS
 (a separate process per row, so RSS is not shared), the local Neo4j server's peak RSS while
-the row ran, the cache hit rate (over all batches, the untimed first one included), the cache
+the row ran, the CPU time per timed batch of the worker (all its threads) and of the local server
+(all its threads; shared with whatever else uses that server, so run nothing else against it),
+which load on the machine changes far less than wall time, the cache hit rate (over all batches,
+the untimed first one included), the cache
 warm-up's time (not in seeds/s: it is paid once per run) and the ratio to in-memory with the same
 number of threads. Timings are wall clock on a shared machine: read ratios within one run.
 
@@ -113,6 +116,8 @@ def worker(args: argparse.Namespace) -> None:
     lat_s, lat_f, lat_t, nodes = [], [], [], []
     it = iter(loader)
     next(it)  # warm-up batch (connections, JIT, caches), not timed
+    server = _process(backend.server_pid())
+    cpu0, server0 = time.process_time(), _cpu_seconds(server)
     t0 = last = time.perf_counter()
     for batch in it:
         now = time.perf_counter()
@@ -123,6 +128,8 @@ def worker(args: argparse.Namespace) -> None:
         monitor.sample()
         last = now
     wall = time.perf_counter() - t0
+    cpu_ms = 1000 * (time.process_time() - cpu0) / max(1, len(lat_t))
+    server_cpu_ms = None if server is None else 1000 * (_cpu_seconds(server) - server0) / max(1, len(lat_t))
     pct = lambda xs, q: float(np.percentile(xs, q)) * 1000  # noqa: E731
     stats = backend.stats()
     print(json.dumps({
@@ -138,9 +145,28 @@ def worker(args: argparse.Namespace) -> None:
         "fetch_p50_ms": pct(lat_f, 50), "fetch_p99_ms": pct(lat_f, 99),
         "total_p50_ms": pct(lat_t, 50), "total_p99_ms": pct(lat_t, 99),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cpu_ms_per_batch": cpu_ms, "server_cpu_ms_per_batch": server_cpu_ms,
         "setup_s": setup_s, "stats": stats,
     }))
     backend.close()
+
+
+def _process(pid: int | None):
+    """psutil handle of the local server (None: remote server, or gone)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid) if pid is not None else None
+    except psutil.Error:
+        return None
+
+
+def _cpu_seconds(proc) -> float:
+    """User + system CPU seconds of ``proc`` so far (0.0 for None)."""
+    if proc is None:
+        return 0.0
+    t = proc.cpu_times()
+    return t.user + t.system
 
 
 def _rows(args: argparse.Namespace) -> list[Row]:
@@ -199,11 +225,12 @@ def main() -> None:
 
     print(f"\nbatch {args.batch_size}, fanouts {args.fanouts}, {args.batches} timed batches; latencies in ms (p50/p99); "
           "threads = prefetch threads (0 = prefetch off); "
-          "projection = server projection budget MiB (0 = store); "
+          "projection = server projection budget MiB (0 = store); CPU = the worker's, all threads, and the local "
+          "Neo4j server's (- = remote or none) per timed batch; "
           "ratio = in-memory seeds/s (same threads) / this row's")
     print("| dataset | backend | sampling | projection | threads | cache MB | warm-up | hit rate | seeds/s | nodes/batch "
-          "| sample | fetch | total | peak RSS MiB | server RSS MiB | in-memory / this |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| sample | fetch | total | CPU ms/batch | server CPU ms/batch | peak RSS MiB | server RSS MiB | in-memory / this |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ref = next((x for x in rows if x["dataset"] == r["dataset"] and x["backend"] == "in_memory"
                     and x["threads"] == r["threads"]), None)
@@ -212,10 +239,12 @@ def main() -> None:
         server = "-" if r["server_peak_rss_mb"] is None else f"{r['server_peak_rss_mb']:.0f}"
         proj = "-" if r["projection_mb"] is None else f"{r['projection_mb']:g}"
         warm = "-" if r["cache_warm"] is None else r["cache_warm"] + (f" {r['warm_s']:.1f}s" if r["warm_s"] else "")
+        server_cpu = "-" if r["server_cpu_ms_per_batch"] is None else f"{r['server_cpu_ms_per_batch']:.0f}"
         print(f"| {r['dataset']} | {r['backend']} | {r['mode'] or 'csr'} | {proj} | {r['threads']} | "
               f"{r['cache_mb']:g} | {warm} | {hit} | {r['seeds_per_s']:.0f} | "
               f"{r['nodes_per_batch']:.0f} | {r['sample_p50_ms']:.0f}/{r['sample_p99_ms']:.0f} | "
               f"{r['fetch_p50_ms']:.0f}/{r['fetch_p99_ms']:.0f} | {r['total_p50_ms']:.0f}/{r['total_p99_ms']:.0f} | "
+              f"{r['cpu_ms_per_batch']:.0f} | {server_cpu} | "
               f"{r['peak_rss_mb']:.0f} | {server} | {ratio} |")
 
 
