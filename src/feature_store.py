@@ -208,11 +208,11 @@ class DatabaseFeatureStore(FeatureStore):
             self._read_into(uniq, x, y, at)
         else:
             self._fetch_cached(uniq, x, y, at)
-        if repeats:
-            group = np.cumsum(first) - 1  # sorted position -> index into uniq
+        if repeats:  # each later occurrence copies the row of its id's first one
             again = ~first
-            put_rows(x, order[again], take_rows(x, at[group[again]]))
-            y[order[again]] = y[at[group[again]]]
+            to, source = order[again], at[(np.cumsum(first) - 1)[again]]
+            put_rows(x, to, take_rows(x, source))
+            y[to] = y[source]
         return x, y
 
     def fetch_sparse(self, index: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -340,12 +340,10 @@ class DatabaseFeatureStore(FeatureStore):
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         if x is None:
             x, y = np.empty((len(ids), self.num_features), dtype=np.float32), np.empty(len(ids), dtype=np.int64)
+        at = slice(0, len(ids)) if at is None else at
         with stored_rows_errors(self.schema, self.encoding, self.num_features):
-            if at is None:
-                decode_rows(b"".join(rows), lengths, self.num_features, self.encoding, out=x[:len(ids)])
-            else:
-                decode_rows(b"".join(rows), lengths, self.num_features, self.encoding, out=x, at=at)
-        y[slice(0, len(ids)) if at is None else at] = labels
+            decode_rows(b"".join(rows), lengths, self.num_features, self.encoding, out=x, at=at)
+        y[at] = labels
         return x, y
 
     def _fetch_unique_csr(self, ids: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:

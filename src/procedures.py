@@ -242,10 +242,7 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
         lengths = np.frombuffer(rec["lengths"], dtype="<i4")
         rows = slice(start, stop) if at is None else at[start:stop]
         with stored_rows_errors(schema, encoding, num_features):
-            if at is None:
-                decode_rows(rec["x"], lengths, num_features, encoding, out=x[rows])
-            else:
-                decode_rows(rec["x"], lengths, num_features, encoding, out=x, at=rows)
+            decode_rows(rec["x"], lengths, num_features, encoding, out=x, at=rows)
         y[rows] = np.frombuffer(rec["y"], dtype="<i8")
         start = stop
     return x, y

@@ -238,44 +238,45 @@ def take_rows(a: np.ndarray, at: np.ndarray) -> np.ndarray:
 
 
 def decode_rows(raw: bytes, lengths: np.ndarray, num_features: int, encoding: str = DENSE,
-                out: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
+                out: np.ndarray | None = None, at: np.ndarray | slice | None = None) -> np.ndarray:
     """Concatenated stored rows with their byte lengths -> dense writable float32 ``[len(lengths), F]``.
 
     Vectorised: one ``np.frombuffer`` over all rows and, for sparse rows, one scatter. ``out``
     (float32 ``[len(lengths), F]``, C-contiguous) receives the rows instead of a new array: one copy
-    less per batch on the feature-fetch path. With ``at`` (one row index per stored row), row ``i``
-    goes to ``out[at[i]]`` instead, ``out`` being any float32 ``[m, F]``: rows land straight in
-    their place in a batch. Raises ``ValueError`` when the bytes do not fit ``encoding`` and
-    ``num_features``.
+    less per batch on the feature-fetch path. With ``at`` (row indices, or a slice, of ``out``: one
+    row per stored row), row ``i`` goes to ``out[at][i]`` instead, ``out`` being any float32
+    ``[m, F]``: rows land straight in their place in a batch. Raises ``ValueError`` when the bytes
+    do not fit ``encoding`` and ``num_features``.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     n = len(lengths)
-    if out is None and at is None:
+    if out is None:
+        if at is not None:
+            raise ValueError("at addresses rows of out; pass out too")
         out = np.empty((n, num_features), dtype=np.float32)
-    elif out is None or out.dtype != np.float32 or out.ndim != 2 or out.shape[1] != num_features \
-            or (at is None and len(out) != n) or (at is not None and len(at) != n):
-        got = "None" if out is None else f"{out.dtype} {out.shape}"
-        raise ValueError(f"out is {got}, expected float32 {(n, num_features)}"
-                         + ("" if at is None else f" rows addressed by {n} row indices"))
+    if out.dtype != np.float32 or out.ndim != 2 or out.shape[1] != num_features:
+        raise ValueError(f"out is {out.dtype} {out.shape}, expected float32 rows of {num_features} features")
+    if at is None:
+        at = slice(None)  # all of out
+    addressed = len(range(len(out))[at]) if isinstance(at, slice) else len(at)
+    if addressed != n:
+        raise ValueError(f"out has {addressed} rows addressed for {n} stored rows")
     if encoding == DENSE:
         if n and (lengths != 4 * num_features).any():
             bad = int(lengths[lengths != 4 * num_features][0])
             raise ValueError(f"a row holds {bad} bytes, expected {4 * num_features} ({num_features} float32)")
         rows = np.frombuffer(raw, dtype="<f4").reshape(n, num_features)
-        if at is None:
-            out[...] = rows
+        if isinstance(at, slice):
+            out[at] = rows
         else:
             put_rows(out, at, rows)
         return out
     if encoding != SPARSE:
         raise ValueError(f"unknown feature encoding {encoding!r}")
     counts, cols, bits = _sparse_pairs(raw, lengths, num_features)
-    if at is None:
-        out.fill(0)
-        at = np.arange(n)
-    else:
-        out[at] = 0
-    out.view(np.uint32)[np.repeat(at, counts), cols] = bits  # bit for bit
+    out[at] = 0
+    row_of = np.arange(len(out))[at] if isinstance(at, slice) else at
+    out.view(np.uint32)[np.repeat(row_of, counts), cols] = bits  # bit for bit
     return out
 
 
