@@ -127,7 +127,8 @@ def add_database_backend_args(parser: argparse.ArgumentParser, title: str, *, se
     ``server_projection`` also ``--projection_mb``, for a server running the gnn.* procedures)."""
     group = parser.add_argument_group(title)
     group.add_argument("--cache_mb", type=float, default=0.0,
-                       help="per-rank cache of feature rows of hot nodes in MiB; 0 disables it (default: %(default)s)")
+                       help="per-rank cache of feature rows of hot nodes in MiB; 0 disables it; datasets with features "
+                            "stored sparse never use it (it holds dense rows) (default: %(default)s)")
     group.add_argument("--cache_warm", choices=WARM_POLICIES, default="degree",
                        help="how the --cache_mb cache starts: 'degree' fills it at start with the rows of the nodes "
                             "of highest out-degree (those neighbour sampling draws most often; one bulk read, its "

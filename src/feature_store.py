@@ -9,6 +9,8 @@ src/schema.py) and are decoded to dense rows with one ``np.frombuffer`` (and one
 An optional hot-node cache (budget in MB, off by default) is pre-filled at start with the rows of
 the nodes of highest out-degree (the ones neighbour sampling draws most often, src/hot_nodes.py;
 ``cache_warm="degree"``, the default), or else fills with the first rows fetched (``"none"``).
+The cache holds dense rows, so a dataset stored sparse gets none (a warning says so): its rows
+are a few hundred bytes, and densifying them would cost F floats per node.
 """
 from __future__ import annotations
 
@@ -166,11 +168,14 @@ class DatabaseFeatureStore(FeatureStore):
         self.encoding = encoding
         self.row_bytes = row_bytes(encoding, num_features, density)
         self.chunk_size = chunk_size
+        if cache_mb > 0 and encoding == SPARSE:
+            # The cache holds dense rows: every batch would be densified (coauthor_phy: 30k rows of 8,415
+            # floats, 1 GB per batch; measured 17x slower and 4 GB RSS), so sparse rows are read as they are.
+            log.warning("%s: features are stored sparse (%d features), and the feature cache holds dense rows, "
+                        "which would densify every batch; the cache (--cache_mb %g) is off for this dataset",
+                        schema.dataset, num_features, cache_mb)
+            cache_mb = 0.0
         self.cache = FeatureCache(cache_mb, num_features) if cache_mb > 0 else None
-        if self.cache is not None and encoding == SPARSE:
-            log.warning("%s: features are stored sparse; the feature cache keeps dense rows of %d floats, so "
-                        "batches are densified (slower, more memory); leave --cache_mb at 0 for sparse features",
-                        schema.dataset, num_features)
         self.stats = FetchStats()
         self.warm_stats: WarmStats | None = None
         self._stats_lock = threading.Lock()  # prefetch (and fetch) threads count concurrently
@@ -218,8 +223,8 @@ class DatabaseFeatureStore(FeatureStore):
     def fetch_sparse(self, index: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
         """As :meth:`fetch` for sparse-stored rows, with ``x`` kept sparse (CSR, never densified).
 
-        The hot-node cache holds dense rows and is not used here: sparse rows are a few hundred
-        bytes, so reading them again is cheap, and the first layer multiplies them as they are.
+        A sparse-stored dataset has no hot-node cache (it holds dense rows): sparse rows are a few
+        hundred bytes, so reading them again is cheap, and the first layer multiplies them as they are.
         """
         if self.encoding != SPARSE:
             raise ValueError(f"fetch_sparse needs sparse-stored rows; {self.schema.dataset!r} stores {self.encoding}")
@@ -231,9 +236,9 @@ class DatabaseFeatureStore(FeatureStore):
 
     @property
     def sparse_rows(self) -> bool:
-        """Whether the PyG interface hands out ``x`` as a sparse COO tensor: rows stored sparse and no
-        cache (the cache holds dense rows)."""
-        return self.encoding == SPARSE and self.cache is None
+        """Whether the PyG interface hands out ``x`` as a sparse COO tensor: rows stored sparse (such a
+        store has no cache)."""
+        return self.encoding == SPARSE
 
     def _check_known(self, index: np.ndarray) -> None:
         """Ids outside the graph are a UserError (one min/max pass, no sort)."""

@@ -107,9 +107,9 @@ def _batches(backend: Neo4jBackend, n: int = 3) -> list:
     return out
 
 
-def test_warmed_cache_gives_the_same_batches(client: Neo4jClient, cora) -> None:
+def test_warmed_cache_gives_the_same_batches(client: Neo4jClient, loaded_dataset) -> None:
     """x, y and the sampled subgraph are the same with a warmed cache, a cache filled by use, and none."""
-    _, schema, rec = cora
+    _, schema, rec = loaded_dataset("cora", "dense")  # the cache holds dense rows: sparse-stored cora gets none
     runs = {}
     for name, cache_mb, warm in [("none", 0.0, "degree"), ("use", 2.0, "none"), ("degree", 2.0, "degree")]:
         backend = Neo4jBackend(client, schema, rec, fanouts=[10, 5], batch_size=256, num_loader_threads=1,

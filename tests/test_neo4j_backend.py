@@ -6,6 +6,8 @@ source arrays is the oracle. The checks themselves are shared with the Ladybug b
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,12 @@ from src.schema import DENSE, SPARSE
 @pytest.fixture(scope="module")
 def cora(loaded_dataset) -> tuple[GraphDataset, object, dict]:
     return loaded_dataset("cora")
+
+
+@pytest.fixture(scope="module")
+def cora_dense(loaded_dataset) -> tuple[GraphDataset, object, dict]:
+    """cora with its features stored dense: the feature cache holds dense rows, so cache tests use it."""
+    return loaded_dataset("cora", "dense")
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +72,33 @@ def test_unknown_ids_clear_error(client: Neo4jClient, cora) -> None:
         fs.fetch(np.array([0, ds.num_nodes + 5]))
 
 
-def test_hot_node_cache_hits_and_stays_exact(client: Neo4jClient, cora) -> None:
-    ds, schema, rec = cora
+def test_hot_node_cache_hits_and_stays_exact(client: Neo4jClient, cora_dense) -> None:
+    ds, schema, rec = cora_dense
     checks.check_hot_node_cache(Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=64), ds)
 
 
-def test_cache_full_keeps_first_rows_and_stays_exact(client: Neo4jClient, cora) -> None:
-    ds, schema, rec = cora
+def test_cache_full_keeps_first_rows_and_stays_exact(client: Neo4jClient, cora_dense) -> None:
+    ds, schema, rec = cora_dense
     checks.check_cache_full(lambda mb: Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=mb), ds)
 
 
-@pytest.mark.parametrize("cache_mb", [64, 1], ids=["fits", "fills"])
-def test_cache_concurrent_fetches_exact(client: Neo4jClient, cora, cache_mb: float) -> None:
+def test_sparse_stored_rows_get_no_cache(client: Neo4jClient, cora, caplog) -> None:
+    """The cache holds dense rows, so a sparse-stored dataset runs without it (warned), rows kept sparse."""
     ds, schema, rec = cora
+    assert rec["feature_encoding"] == SPARSE
+    with caplog.at_level(logging.WARNING, logger="src.feature_store"):
+        fs = Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=64)
+    assert fs.cache is None and fs.sparse_rows and fs.warm_cache("degree") is None
+    assert "the cache (--cache_mb 64) is off" in caplog.text
+    ids = np.random.default_rng(4).permutation(ds.num_nodes)[:300]
+    x, y = fs.fetch_sparse(ids)
+    assert np.array_equal(x.toarray().view(np.uint32), ds.features(ids).view(np.uint32))
+    assert np.array_equal(y, np.asarray(ds.y)[ids])
+
+
+@pytest.mark.parametrize("cache_mb", [64, 1], ids=["fits", "fills"])
+def test_cache_concurrent_fetches_exact(client: Neo4jClient, cora_dense, cache_mb: float) -> None:
+    ds, schema, rec = cora_dense
     checks.check_cache_concurrent(Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=cache_mb), ds)
 
 
