@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from src.client import Neo4jClient, Neo4jSettings, connect, validate_identifier
+from src.client import Neo4jClient, Neo4jSettings, connect, quiet_params, validate_identifier
 from src.errors import Neo4jUnavailable, UsageError
 from src.neo4j_local import free_port
 
@@ -31,6 +31,17 @@ def test_values_travel_as_parameters(client: Neo4jClient, unique_label: str) -> 
         assert client.read(f"MATCH (n:`{unique_label}`) RETURN n.name AS v")[0]["v"] == evil
     finally:
         client.write(f"MATCH (n:`{unique_label}`) DETACH DELETE n")
+
+
+def test_large_parameters_travel_exact_with_short_repr(client: Neo4jClient) -> None:
+    """Bytes and lists reach the server unchanged through read_tx, while their repr (which the driver
+    builds for every RUN) is a size, not megabytes of text."""
+    blob = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    rows = [{"i": i, "b": blob[:i]} for i in range(300)]
+    params = quiet_params({"blob": blob, "rows": rows, "n": 3})
+    assert len(repr(params)) < 100 and params["n"] == 3
+    got = client.read_tx(lambda tx: tx.run("RETURN $blob AS blob, $rows AS rows", {"blob": blob}, rows=rows).single())
+    assert got["blob"] == blob and got["rows"] == rows
 
 
 def test_server_is_5_26(client: Neo4jClient) -> None:
