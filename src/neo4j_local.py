@@ -250,7 +250,9 @@ class LocalNeo4j:
         env = {**os.environ, "NEO4J_HOME": str(self.home), "NEO4J_CONF": str(self.home / "conf")}
         # The password goes through stdin-free argv of a short-lived local process, never to logs.
         proc = subprocess.run(
-            ["java", "-cp", f"{self.lib}/*", ADMIN_CLASS, "dbms", "set-initial-password", self.password()],
+            # "--" ends the options: a generated password may start with "-" (token_urlsafe's alphabet
+            # has it: 1 in 64 first starts), which the tool would otherwise take for an unknown option.
+            ["java", "-cp", f"{self.lib}/*", ADMIN_CLASS, "dbms", "set-initial-password", "--", self.password()],
             capture_output=True, text=True, env=env,
         )
         if proc.returncode != 0:

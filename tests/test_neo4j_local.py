@@ -64,6 +64,22 @@ def test_start_status_stop_idempotent(tmp_path, shared_lib: str) -> None:
     assert srv.state() is None
 
 
+def test_password_starting_with_dash_is_set_and_accepted(tmp_path, shared_lib: str) -> None:
+    """Generated passwords come from token_urlsafe, whose alphabet has "-": one starting with it is
+    a value for neo4j-admin set-initial-password, not an option (1 in 64 first starts failed)."""
+    srv = LocalNeo4j(root=tmp_path / "neo4j", lib=shared_lib)
+    srv.root.mkdir(parents=True)
+    srv.password_file.write_text("-dash-first_password-0123456789")
+    try:
+        srv.start(heap="512m", pagecache="64m", timeout=120)
+        info = srv.connection_info()
+        assert info["password"].startswith("-")
+        with connect(Neo4jSettings(uri=info["uri"], password=info["password"])) as c:
+            assert c.read("RETURN 1 AS one")[0]["one"] == 1
+    finally:
+        srv.stop()
+
+
 def test_bad_memory_flag_is_usage_error(tmp_path, shared_lib: str) -> None:
     with pytest.raises(UsageError):
         LocalNeo4j(root=tmp_path, lib=shared_lib).start(heap="lots")
