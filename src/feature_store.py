@@ -192,8 +192,8 @@ class DatabaseFeatureStore(FeatureStore):
         Rows are decoded straight into their places in the output, with no gather of the whole
         batch (180k rows of 1M-node graph batches are 46 MB). Each distinct id is read once: the
         cached path walks the ids sorted (one argsort), which also finds repeats (a batch repeats
-        its repeated seeds) and gives the cache and the server increasing ids; a repeat's row is
-        then copied from its first occurrence. Without a cache, a reader that takes repeats
+        its repeated seeds) and gives the cache increasing ids; a repeat's row is then copied from
+        its first occurrence. Without a cache, a reader that takes repeats
         (:attr:`_reads_repeats`) reads the ids in batch order, unsorted.
         """
         index = np.asarray(index, dtype=np.int64)
@@ -262,14 +262,15 @@ class DatabaseFeatureStore(FeatureStore):
         hit, slots = self.cache.lookup(uniq)
         if len(slots) < len(uniq):
             miss = ~hit
-            miss_at = _increasing(at[miss], len(x))
+            at_miss = at[miss]  # in increasing id order
+            miss_at = _increasing(at_miss, len(x))
             self._read_into(index[miss_at], x, y, miss_at)
             if not self.cache.full:  # admitted smallest ids first, whatever the batch order
-                self.cache.insert(uniq[miss], take_rows(x, at[miss]), y[at[miss]])
+                self.cache.insert(uniq[miss], take_rows(x, at_miss), y[at_miss])
         if len(slots):
-            slot_at = np.empty(len(x), dtype=slots.dtype)
+            slot_at = np.full(len(x), -1, dtype=slots.dtype)  # cache slot per batch position, -1: none
             slot_at[at[hit]] = slots
-            hit_at = _increasing(at[hit], len(x))
+            hit_at = np.flatnonzero(slot_at >= 0)  # increasing batch positions of the hits
             hx, y[hit_at] = self.cache.rows(slot_at[hit_at])
             put_rows(x, hit_at, hx)
 
