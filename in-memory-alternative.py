@@ -11,18 +11,18 @@ Two ranks (one per machine, or both on one machine with different --node_rank):
 or ``torchrun --nproc_per_node 2 in-memory-alternative.py ...``.  The partitioned backend uses
 ``--master_port`` for the gloo group and ``--master_port + 1`` for its RPC service.  It needs
 ``<partition_dir>/<dataset>/<world size>-parts``; if that is missing, rank 0 creates it (METIS)
-and the other ranks wait (see src/backend_partitioned.py for several machines).
+and the other ranks wait (see src/in_memory/partitioned.py for several machines).
 """
 from __future__ import annotations
 
 
-from src.backend_memory import FullGraphBackend
-from src.backend_partitioned import open_partitioned_backend
-from src.datasets import load_dataset
-from src.errors import ArgumentParser, run_cli
-from src.partition import DEFAULT_OUTPUT_DIR
-from src.train_cli import add_training_args, configure_console_logging, parse_training_config
-from src.trainer import train
+from src.in_memory.full_graph import FullGraphBackend
+from src.in_memory.partitioned import open_partitioned_backend
+from src.data.datasets import load_dataset
+from src.core.errors import ArgumentParser, run_cli
+from src.in_memory.partition import DEFAULT_OUTPUT_DIR
+from src.train.cli import add_training_args, configure_console_logging, parse_training_config
+from src.train.loop import train
 
 
 def main() -> int:

@@ -11,13 +11,13 @@ Several machines: each needs the file (copy it); run with --num_nodes N --node_r
 """
 from __future__ import annotations
 
-from src.backend_database import add_database_backend_args, check_database_backend_args, train_on_database
-from src.backend_ladybug import LadybugBackend
-from src.errors import ArgumentParser, UsageError, run_cli
-from src.ladybug_client import LadybugClient, add_ladybug_args, path_from_args
-from src.ladybug_loader import require_loaded
-from src.schema import GraphSchema, validate_dataset_name
-from src.train_cli import add_training_args, configure_console_logging, parse_training_config
+from src.backends.database import add_database_backend_args, check_database_backend_args, train_on_database
+from src.ladybugdb.backend import LadybugBackend
+from src.core.errors import ArgumentParser, UsageError, run_cli
+from src.ladybugdb.client import LadybugClient, add_ladybug_args, path_from_args
+from src.ladybugdb.loader import require_loaded
+from src.core.schema import GraphSchema, validate_dataset_name
+from src.train.cli import add_training_args, configure_console_logging, parse_training_config
 
 
 def main() -> int:

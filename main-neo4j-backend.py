@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 
-from src.backend_database import add_database_backend_args, check_database_backend_args, train_on_database
-from src.backend_neo4j import Neo4jBackend
+from src.backends.database import add_database_backend_args, check_database_backend_args, train_on_database
+from src.neo4jdb.backend import Neo4jBackend
 from src.client import add_connection_args, connect, settings_from_args
-from src.errors import ArgumentParser, run_cli
-from src.loader import require_loaded
-from src.schema import GraphSchema, validate_dataset_name
-from src.train_cli import add_training_args, configure_console_logging, parse_training_config
+from src.core.errors import ArgumentParser, run_cli
+from src.neo4jdb.loader import require_loaded
+from src.core.schema import GraphSchema, validate_dataset_name
+from src.train.cli import add_training_args, configure_console_logging, parse_training_config
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 """Partition a graph for the partitioned in-memory backend (METIS or random).
 
   python partition_graph.py --dataset cora --num_partitions 2
-writes data/partitions/cora/2-parts/ (layout in src/partition.py).  Re-running with the same
+writes data/partitions/cora/2-parts/ (layout in src/in_memory/partition.py).  Re-running with the same
 settings is a no-op; a different existing partitioning is replaced only with --overwrite.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from src.errors import ArgumentParser, run_cli
-from src.partition import DEFAULT_OUTPUT_DIR, METHODS, PartitionConfig, partition_dataset
+from src.core.errors import ArgumentParser, run_cli
+from src.in_memory.partition import DEFAULT_OUTPUT_DIR, METHODS, PartitionConfig, partition_dataset
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
     arg("--overwrite", "replace an existing partitioning made with other settings", action="store_true")
     arg("--seed", "seed of METIS and of the random assignment", type=int, default=0)
     args = parser.parse_args()
-    # not src.train_cli.configure_console_logging: that module imports torch (seconds)
+    # not src.train.cli.configure_console_logging: that module imports torch (seconds)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = PartitionConfig(dataset=args.dataset, num_partitions=args.num_partitions, method=args.method,

@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from src.errors import ArgumentParser, check_writable_dir, run_cli
+from src.core.errors import ArgumentParser, check_writable_dir, run_cli
 from src.plots import visualize
 
 

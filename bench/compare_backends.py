@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from src import plots  # noqa: E402
-from src.errors import UsageError, UserError, run_cli  # noqa: E402
+from src.core.errors import UsageError, UserError, run_cli  # noqa: E402
 
 LAUNCH = REPO / "jobs" / "launch_training_single_node.sh"
 DEFAULT_BACKENDS = ("neo4j", "in_memory")
@@ -73,8 +73,8 @@ def _recorded_load_seconds(backend: str, dataset: str, training: Sequence[str],
                            env: dict[str, str]) -> float | None:
     if backend == "neo4j":
         from src.client import Neo4jSettings, connect
-        from src.loader import dataset_record
-        from src.neo4j_local import LocalNeo4j
+        from src.neo4jdb.loader import dataset_record
+        from src.neo4jdb.local import LocalNeo4j
 
         settings = None
         if env.get("GNN_NEO4J_DIR"):
@@ -83,8 +83,8 @@ def _recorded_load_seconds(backend: str, dataset: str, training: Sequence[str],
         with connect(settings) as client:
             record = dataset_record(client, dataset)
     elif backend == "ladybug":
-        from src.ladybug_client import LadybugClient, default_path
-        from src.ladybug_loader import dataset_record
+        from src.ladybugdb.client import LadybugClient, default_path
+        from src.ladybugdb.loader import dataset_record
 
         flags = list(training)
         path = flags[flags.index("--ladybug_path") + 1] if "--ladybug_path" in flags else default_path(dataset)

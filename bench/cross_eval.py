@@ -25,14 +25,14 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from src.backend_memory import FullGraphBackend  # noqa: E402
-from src.backend_neo4j import Neo4jBackend  # noqa: E402
+from src.in_memory.full_graph import FullGraphBackend  # noqa: E402
+from src.neo4jdb.backend import Neo4jBackend  # noqa: E402
 from src.client import connect  # noqa: E402
-from src.datasets import load_dataset  # noqa: E402
-from src.errors import UsageError, UserError, run_cli  # noqa: E402
-from src.loader import require_loaded  # noqa: E402
-from src.schema import GraphSchema  # noqa: E402
-from src.trainer import GraphSAGE, evaluate  # noqa: E402
+from src.data.datasets import load_dataset  # noqa: E402
+from src.core.errors import UsageError, UserError, run_cli  # noqa: E402
+from src.neo4jdb.loader import require_loaded  # noqa: E402
+from src.core.schema import GraphSchema  # noqa: E402
+from src.train.loop import GraphSAGE, evaluate  # noqa: E402
 
 
 def load_model(path: Path, num_features: int, num_classes: int) -> GraphSAGE:

@@ -28,12 +28,12 @@ from torch_geometric.data.feature_store import TensorAttr
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from src.client import connect, Neo4jSettings  # noqa: E402
-from src.datasets import GraphDataset, load_dataset  # noqa: E402
-from src.errors import run_cli  # noqa: E402
+from src.data.datasets import GraphDataset, load_dataset  # noqa: E402
+from src.core.errors import run_cli  # noqa: E402
 from src.feature_store import Neo4jFeatureStore  # noqa: E402
-from src.loader import LoadConfig, delete_dataset, ensure_loaded, require_loaded  # noqa: E402
-from src.procedures import has_procedures  # noqa: E402
-from src.schema import GraphSchema  # noqa: E402
+from src.neo4jdb.loader import LoadConfig, delete_dataset, ensure_loaded, require_loaded  # noqa: E402
+from src.neo4jdb.procedures import has_procedures  # noqa: E402
+from src.core.schema import GraphSchema  # noqa: E402
 
 
 def first_nodes(ds: GraphDataset, n: int) -> GraphDataset:

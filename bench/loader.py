@@ -29,11 +29,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from src.client import Neo4jSettings, connect  # noqa: E402
-from src.datasets import load_dataset  # noqa: E402
-from src.errors import run_cli  # noqa: E402
-from src.loader import EDGE_SHAPES, FeatureLayout, LoadConfig, LoadReport, ensure_loaded  # noqa: E402
-from src.neo4j_local import LocalNeo4j  # noqa: E402
-from src.schema import GraphSchema  # noqa: E402
+from src.data.datasets import load_dataset  # noqa: E402
+from src.core.errors import run_cli  # noqa: E402
+from src.neo4jdb.loader import EDGE_SHAPES, FeatureLayout, LoadConfig, LoadReport, ensure_loaded  # noqa: E402
+from src.neo4jdb.local import LocalNeo4j  # noqa: E402
+from src.core.schema import GraphSchema  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

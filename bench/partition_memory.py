@@ -10,7 +10,7 @@ the feature MiB the rank holds, its nodes/edges and how many feature rows it fet
 other rank.  About 740 MiB of every rank is the torch + PyG import alone.  ``--full_graph``
 adds two ranks of the old backend (every rank holds the whole graph) for reference.
 Partitions are made first (one process, not counted).  Small batches are the default so the graph, not the batch,
-dominates memory.  Sparse features (coauthor_phy) are held and moved as CSR (src/sparse_features.py), so
+dominates memory.  Sparse features (coauthor_phy) are held and moved as CSR (src/core/sparse_features.py), so
 "features held" is the CSR size there.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from src.ports import free_port_pair  # noqa: E402
+from src.core.ports import free_port_pair  # noqa: E402
 
 DEFAULT_TRAINING = ["--epochs", "1", "--fanouts", "5,5", "--num_layers", "2", "--hidden_channels", "64",
                     "--batch_size", "64", "--num_loader_threads", "1"]

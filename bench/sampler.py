@@ -44,12 +44,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from src.hot_nodes import WARM_POLICIES  # noqa: E402
-from src.procedures import DEFAULT_PROJECTION_MB  # noqa: E402
+from src.core.hot_nodes import WARM_POLICIES  # noqa: E402
+from src.neo4jdb.procedures import DEFAULT_PROJECTION_MB  # noqa: E402
 
 
 def _load_dataset(name: str):
-    from src.datasets import load_dataset
+    from src.data.datasets import load_dataset
 
     m = re.fullmatch(r"synthetic_n(\d+)_d([\d.]+)_f(\d+)_c(\d+)_s(\d+)", name)
     if m:
@@ -77,14 +77,14 @@ class Row(NamedTuple):
 
 def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, row: Row):
     if kind == "in_memory":
-        from src.backend_memory import FullGraphBackend
+        from src.in_memory.full_graph import FullGraphBackend
 
         return FullGraphBackend(_load_dataset(dataset), fanouts=fanouts, batch_size=batch_size,
                                 num_loader_threads=row.threads)
-    from src.backend_neo4j import Neo4jBackend
+    from src.neo4jdb.backend import Neo4jBackend
     from src.client import connect
-    from src.loader import require_loaded
-    from src.schema import GraphSchema
+    from src.neo4jdb.loader import require_loaded
+    from src.core.schema import GraphSchema
 
     client = connect(max_pool_size=row.threads + 2)
     record = require_loaded(client, dataset)
@@ -99,7 +99,7 @@ def worker(args: argparse.Namespace) -> None:
     """One (backend, dataset, threads) measurement; prints one JSON line."""
     import torch
 
-    from src.run_log import MemoryMonitor
+    from src.train.run_log import MemoryMonitor
 
     torch.set_num_threads(1)
     t_setup = time.perf_counter()

@@ -33,14 +33,15 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from src.client import Neo4jClient, connect  # noqa: E402
-from src.csr_sampler import sample_multi_hop  # noqa: E402
+from src.core.sampling import sample_multi_hop  # noqa: E402
 from src.feature_store import Neo4jFeatureStore  # noqa: E402
-from src.neo4j_local import local_server_pid  # noqa: E402
-from src.graph_sampler import MINSTD_MODULUS, Neo4jNeighborSampler, hop_query  # noqa: E402
-from src.procedures import fetch_rows, has_procedures, sample_hop  # noqa: E402
-from src.datasets import load_dataset  # noqa: E402
-from src.loader import LoadConfig, delete_dataset, ensure_loaded, require_loaded  # noqa: E402
-from src.schema import GraphSchema  # noqa: E402
+from src.neo4jdb.local import local_server_pid  # noqa: E402
+from src.core.minstd import MINSTD_MODULUS
+from src.graph_sampler import Neo4jNeighborSampler, hop_query  # noqa: E402
+from src.neo4jdb.procedures import fetch_rows, has_procedures, sample_hop  # noqa: E402
+from src.data.datasets import load_dataset  # noqa: E402
+from src.neo4jdb.loader import LoadConfig, delete_dataset, ensure_loaded, require_loaded  # noqa: E402
+from src.core.schema import GraphSchema  # noqa: E402
 
 
 @dataclass

@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from compare_backends import BackendRun, draw, fmt, parse_backends, ratio, run_backend  # noqa: E402
 
-from src.datasets import synthetic_dir_name, synthetic_params  # noqa: E402
-from src.errors import UsageError, UserError, run_cli  # noqa: E402
-from src.neo4j_local import LocalNeo4j  # noqa: E402
+from src.data.datasets import synthetic_dir_name, synthetic_params  # noqa: E402
+from src.core.errors import UsageError, UserError, run_cli  # noqa: E402
+from src.neo4jdb.local import LocalNeo4j  # noqa: E402
 
 DEFAULT_TRAINING = ["--epochs", "3", "--max_steps_per_epoch", "15", "--eval_every", "3", "--max_eval_seeds", "1024",
                     "--fanouts", "10,10", "--num_layers", "2", "--hidden_channels", "128",

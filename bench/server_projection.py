@@ -33,11 +33,13 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from src.client import Neo4jClient, connect  # noqa: E402
-from src.csr_sampler import sample_multi_hop  # noqa: E402
-from src.loader import require_loaded  # noqa: E402
-from src.neo4j_local import local_server_pid  # noqa: E402
-from src.procedures import MINSTD_MODULUS, fetch_rows, projections, sample_hops  # noqa: E402
-from src.schema import DENSE, GraphSchema, row_bytes  # noqa: E402
+from src.core.sampling import sample_multi_hop  # noqa: E402
+from src.neo4jdb.loader import require_loaded  # noqa: E402
+from src.neo4jdb.local import local_server_pid  # noqa: E402
+from src.core.minstd import MINSTD_MODULUS
+from src.neo4jdb.procedures import fetch_rows, projections, sample_hops  # noqa: E402
+from src.core.codecs import DENSE, row_bytes
+from src.core.schema import GraphSchema  # noqa: E402
 
 
 def timed(fn, repeats: int, server: psutil.Process | None) -> tuple[float, float | None]:

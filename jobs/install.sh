@@ -34,7 +34,7 @@ then
 fi
 
 "$PYTHON" - <<'PY'
-from src.neo4j_local import LocalNeo4j
+from src.neo4jdb.local import LocalNeo4j
 LocalNeo4j().install()
 PY
 echo "install: ok"

@@ -50,7 +50,7 @@ if [ "$backend" = ladybug ]; then
   "${load[@]}"
 fi
 
-port=$("$PYTHON" -c "from src.neo4j_local import free_port; print(free_port())")
+port=$("$PYTHON" -c "from src.neo4jdb.local import free_port; print(free_port())")
 pids=(); declare -A rank_of
 for ((k = 0; k < ranks; k++)); do
   "$PYTHON" "$script" "${pass[@]}" --num_nodes "$ranks" --node_rank "$k" \

@@ -6,4 +6,4 @@
 # When NEO4J_URI is set, your own server is used and nothing is started or stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec "${PYTHON:-python3}" -m src.neo4j_local "$@"
+exec "${PYTHON:-python3}" -m src.neo4jdb.local "$@"

@@ -12,7 +12,7 @@ started=0
 cleanup() { if [ "$started" = 1 ]; then bash jobs/neo4j.sh stop || true; fi; }
 trap cleanup EXIT
 if [ -z "${NEO4J_URI:-}" ]; then
-  if ! "$PYTHON" -m src.neo4j_local status >/dev/null 2>&1; then
+  if ! "$PYTHON" -m src.neo4jdb.local status >/dev/null 2>&1; then
     bash jobs/neo4j.sh start
     started=1
   fi

@@ -21,13 +21,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: import src.*
 
-from src.client import add_connection_args, connect, settings_from_args, validate_identifier  # noqa: E402
-from src.datasets import SYNTHETIC, SYNTHETIC_DEFAULTS, load_dataset  # noqa: E402
-from src.errors import ArgumentParser, UsageError, run_cli  # noqa: E402
-from src.ladybug_client import DEFAULT_DIR, LadybugClient, add_ladybug_args, path_from_args  # noqa: E402
-from src.loader import (EDGE_BATCH, FEATURE_FORMATS, IMPORT_MIN_EDGES, METHODS, NODE_BATCH, LoadConfig, LoadReport,  # noqa: E402
-                        ensure_loaded)
-from src.schema import SPARSE_MAX_DENSITY, GraphSchema, validate_dataset_name  # noqa: E402
+from src.client import add_connection_args, connect, settings_from_args
+from src.core.schema import validate_identifier  # noqa: E402
+from src.data.datasets import SYNTHETIC, SYNTHETIC_DEFAULTS, load_dataset  # noqa: E402
+from src.core.errors import ArgumentParser, UsageError, run_cli  # noqa: E402
+from src.ladybugdb.client import DEFAULT_DIR, LadybugClient, add_ladybug_args, path_from_args  # noqa: E402
+from src.neo4jdb.loader import (
+    EDGE_BATCH,
+    FEATURE_FORMATS,
+    IMPORT_MIN_EDGES,
+    METHODS,
+    NODE_BATCH,
+    LoadConfig,
+    LoadReport,
+    ensure_loaded,
+)
+from src.core.codecs import SPARSE_MAX_DENSITY
+from src.core.schema import GraphSchema, validate_dataset_name  # noqa: E402
 
 BACKENDS = ("neo4j", "ladybug")
 SYNTHETIC_FLAGS = ("num_nodes", "avg_degree", "num_features", "num_classes", "seed")
@@ -122,7 +132,7 @@ def main() -> int:
 
 def load_ladybug(args: argparse.Namespace, config: LoadConfig, options: dict) -> LoadReport:
     """The dataset into its Ladybug file (opened read-write: Ladybug allows one writer)."""
-    from src import ladybug_loader
+    from src.ladybugdb import loader as ladybug_loader
 
     dataset = load_dataset(args.dataset, root=args.dataset_root_dir, **options)
     schema = GraphSchema.for_dataset(args.name or dataset.name, label=args.node_label, rel_type=args.rel_type)

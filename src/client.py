@@ -5,7 +5,7 @@ Connection settings come from flags, then the environment (``NEO4J_URI``, ``NEO4
 Every query runs in a managed transaction (``execute_read``/``execute_write``) so transient
 errors (leader switch, restart, deadlock) are retried within a bounded time budget; values
 always travel as parameters, and the few identifiers that must be spliced into Cypher text
-(labels, relationship types, property names) go through :func:`validate_identifier`.
+(labels, relationship types, property names) go through :func:`src.core.schema.validate_identifier`.
 """
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ import neo4j
 from neo4j import GraphDatabase
 from neo4j import exceptions as neo4j_exc
 
-from src.errors import Neo4jUnavailable, UsageError
+from src.core.errors import Neo4jUnavailable, UsageError
+from src.core.schema import validate_identifier
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _DATABASE = re.compile(r"^[A-Za-z][A-Za-z0-9.\-]{2,62}$")  # Neo4j's rule for database names
 RETRY_S = 50.0
 """Default time budget for retrying a query while Neo4j is unavailable (e.g. restarting); below
@@ -37,19 +37,6 @@ the 60 s collective timeout, so a rank blocked on the database gives the databas
 _MAX_BACKOFF_S = 2.0  # the pause between retries doubles up to this, so a returning server is seen quickly
 _SCHEMES = ("bolt", "neo4j", "bolt+s", "bolt+ssc", "neo4j+s", "neo4j+ssc")
 START_HINT = "start the local server with `bash jobs/neo4j.sh start` or set NEO4J_URI to a running server"
-
-
-def validate_identifier(name: str, kind: str = "identifier") -> str:
-    """Return ``name`` if it is safe to put into Cypher text, else raise :class:`UsageError`.
-
-    Labels, relationship types and property names cannot be query parameters, so they are
-    restricted to ``[A-Za-z_][A-Za-z0-9_]*`` (max 64 chars) and still backtick-quoted by callers.
-    """
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        raise UsageError(
-            f"invalid {kind} {name!r}: use 1-64 letters, digits or underscores, not starting with a digit"
-        )
-    return name
 
 
 def validate_database(name: str) -> str:
@@ -86,7 +73,7 @@ class Neo4jSettings:
         uri = uri or env.get("NEO4J_URI")
         local = False
         if not uri:
-            from src import neo4j_local
+            from src.neo4jdb import local as neo4j_local
 
             info = neo4j_local.LocalNeo4j().connection_info()
             if info is None:

@@ -1,13 +1,13 @@
 """PyG FeatureStore that reads node features ``x`` and labels ``y`` from a graph database on demand.
 
 :class:`DatabaseFeatureStore` is shared by the database backends (:class:`Neo4jFeatureStore`
-here, ``LadybugFeatureStore`` in src/backend_ladybug.py); they differ only in how rows are read.
+here, ``LadybugFeatureStore`` in src/ladybugdb/backend.py); they differ only in how rows are read.
 
 One round trip per batch (chunked when large) fetches both ``x`` and ``y`` for the unique ids
 of the batch; rows come back as stored (dense float32 or sparse (column, value) pairs, see
-src/schema.py) and are decoded to dense rows with one ``np.frombuffer`` (and one scatter).
+src/core/schema.py) and are decoded to dense rows with one ``np.frombuffer`` (and one scatter).
 An optional hot-node cache (budget in MB, off by default) is pre-filled at start with the rows of
-the nodes of highest out-degree (the ones neighbour sampling draws most often, src/hot_nodes.py;
+the nodes of highest out-degree (the ones neighbour sampling draws most often, src/core/hot_nodes.py;
 ``cache_warm="degree"``, the default), or else fills with the first rows fetched (``"none"``).
 The cache holds dense rows, so a dataset stored sparse gets none (a warning says so): its rows
 are a few hundred bytes, and densifying them would cost F floats per node.
@@ -28,12 +28,14 @@ from torch_geometric.data import FeatureStore
 from torch_geometric.data.feature_store import TensorAttr
 from tqdm import tqdm
 
-from src import hot_nodes, procedures
+from src.core import hot_nodes
+from src.neo4jdb import procedures
 from src.client import Neo4jClient
-from src.errors import UsageError, UserError
-from src.schema import (DENSE, SPARSE, GraphSchema, decode_rows, decode_rows_csr, put_rows, row_bytes,
-                        stable_argsort_ids, stored_rows_errors, take_rows)
-from src.sparse_features import rows_to_torch
+from src.core.errors import UsageError, UserError
+from src.core.codecs import DENSE, SPARSE, decode_rows, decode_rows_csr, row_bytes, stored_rows_errors
+from src.core.schema import GraphSchema
+from src.core.arrays import put_rows, stable_argsort_ids, take_rows
+from src.core.sparse_features import rows_to_torch
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +306,7 @@ class DatabaseFeatureStore(FeatureStore):
 
     @abstractmethod
     def _hot_ids(self, k: int) -> np.ndarray:
-        """The ``k`` node ids of highest out-degree, degree descending, ties by id (src/hot_nodes.py)."""
+        """The ``k`` node ids of highest out-degree, degree descending, ties by id (src/core/hot_nodes.py)."""
 
     def warm_summary(self) -> dict[str, Any] | None:
         """:attr:`warm_stats` as a dict (for ``stats()``), None without a warm-up."""
@@ -417,7 +419,7 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
                  *, encoding: str = DENSE, density: float | None = None, cache_mb: float = 0.0,
                  chunk_size: int = 20_000, use_procedures: bool | None = None, projection_mb: float = 0.0,
                  adj_prop: str | None = None) -> None:
-        """``projection_mb``: server heap budget of a projection of the rows (src/procedures.py);
+        """``projection_mb``: server heap budget of a projection of the rows (src/neo4jdb/procedures.py);
         ``adj_prop``: the adjacency property the sampler reads (None: relationships), for the warm-up."""
         super().__init__(schema, num_nodes, num_features, encoding=encoding, density=density, cache_mb=cache_mb,
                          chunk_size=chunk_size)
@@ -439,8 +441,8 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
         return self.client.read_tx(lambda tx: tx.run(self._query, ids=ids).values("id", "x", "y"))
 
     def _hot_ids(self, k: int) -> np.ndarray:
-        if self.use_procedures and hot_nodes.has_hot_nodes(self.client):
-            return hot_nodes.hot_nodes(self.client, self.schema, k, adj_prop=self.adj_prop,
+        if self.use_procedures and procedures.has_hot_nodes(self.client):
+            return procedures.hot_nodes(self.client, self.schema, k, adj_prop=self.adj_prop,
                                        projection_mb=self.projection_mb)[0]
         query = hot_nodes.cypher_query(self.schema)
         return np.asarray(self.client.read_tx(lambda tx: tx.run(query, k=k).value("id")), dtype=np.int64)

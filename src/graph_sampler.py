@@ -20,10 +20,10 @@ lookups are one per node of the batch and the client does no relabelling. When
 the dataset has the packed adjacency property (``GraphSchema.adj_prop``, written by the loader),
 the procedure reads a node's neighbours from it (one property read) instead of walking its
 relationship chain. Per-node states are then derived on the server from one client state per hop
-(:func:`src.procedures.hop_states`). Every path is reproducible under ``seed`` and checked against
+(:func:`src.neo4jdb.procedures.hop_states`). Every path is reproducible under ``seed`` and checked against
 the Cypher query or the in-memory graph in tests/test_procedures.py. With ``projection_mb > 0`` the
 procedures may sample from an in-heap projection of the topology (same samples, see
-:mod:`src.procedures`).
+:mod:`src.neo4jdb.procedures`).
 """
 from __future__ import annotations
 
@@ -32,14 +32,14 @@ import logging
 import numpy as np
 from torch_geometric.sampler import NodeSamplerInput, SamplerOutput
 
-from src import procedures
+from src.core.minstd import MINSTD_MODULUS
+from src.neo4jdb import procedures
 from src.client import Neo4jClient
-from src.csr_sampler import HopSampler, sampler_output
-from src.schema import GraphSchema
+from src.core.sampling import HopSampler, sampler_output
+from src.core.schema import GraphSchema
 
 log = logging.getLogger(__name__)
 
-MINSTD_MODULUS = procedures.MINSTD_MODULUS
 
 
 def hop_query(schema: GraphSchema) -> str:

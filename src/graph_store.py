@@ -14,8 +14,8 @@ import torch
 from torch_geometric.data import GraphStore
 from torch_geometric.data.graph_store import EdgeAttr, EdgeLayout
 
-from src.errors import UserError
-from src.schema import GraphSchema
+from src.core.errors import UserError
+from src.core.schema import GraphSchema
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ MAX_MATERIALISED_EDGES = 5_000_000
 class CypherGraphStore(GraphStore):
     """Edge-type metadata of one dataset; sizes come from the database's counts.
 
-    ``client`` is a :class:`~src.client.Neo4jClient` or a :class:`~src.ladybug_client.LadybugClient`:
+    ``client`` is a :class:`~src.client.Neo4jClient` or a :class:`~src.ladybugdb.client.LadybugClient`:
     only ``read``, ``count_nodes`` and ``count_relationships`` are used, with Cypher both speak.
     """
 

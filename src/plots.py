@@ -44,8 +44,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from src.errors import UsageError, UserError
-from src.run_log import EVENTS, redact
+from src.core.errors import UsageError, UserError
+from src.train.run_log import EVENTS, redact
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,11 @@ from scipy.stats import chisquare
 from torch_geometric.data.feature_store import TensorAttr
 from torch_geometric.sampler import NodeSamplerInput
 
-from src.csr_sampler import CSRGraph, CSRNeighborSampler, HopSampler
-from src.datasets import GraphDataset
-from src.schema import SPARSE
-from src.trainer import GraphSAGE
+from src.core.csr import CSRGraph, CSRNeighborSampler
+from src.core.sampling import HopSampler
+from src.data.datasets import GraphDataset
+from src.core.codecs import SPARSE
+from src.train.loop import GraphSAGE
 
 
 def sample(sampler: HopSampler, seeds: np.ndarray):

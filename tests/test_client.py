@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from src.client import Neo4jClient, Neo4jSettings, connect, quiet_params, validate_identifier
-from src.errors import Neo4jUnavailable, UsageError
-from src.neo4j_local import free_port
+from src.client import Neo4jClient, Neo4jSettings, connect, quiet_params
+from src.core.schema import validate_identifier
+from src.core.errors import Neo4jUnavailable, UsageError
+from src.neo4jdb.local import free_port
 
 
 def test_write_then_read_round_trip(client: Neo4jClient, unique_label: str) -> None:

@@ -14,14 +14,10 @@ from torch_geometric.data import Data, FeatureStore, GraphStore, TensorAttr
 from torch_geometric.loader import NodeLoader
 from torch_geometric.sampler import NodeSamplerInput
 
-from src import csr_sampler
-from src.csr_sampler import (
-    CSRGraph,
-    CSRNeighborSampler,
-    HopSampler,
-    sample_hop_csr,
-    sample_multi_hop,
-)
+from src.core import csr as csr_module
+from src.core import sampling
+from src.core.csr import CSRGraph, CSRNeighborSampler, sample_hop_csr
+from src.core.sampling import HopSampler, sample_multi_hop
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"  # next to the repo
 if not (DATASETS / "load_npz.py").exists():
@@ -163,7 +159,7 @@ def star(deg: int) -> CSRGraph:
 @pytest.mark.parametrize("deg,fanout", [(6, 3), (8, 2), (35, 33)])
 def test_every_k_subset_equally_likely(monkeypatch, path: str, deg: int, fanout: int) -> None:
     for attr, value in PATHS[path].items():
-        monkeypatch.setattr(csr_sampler, attr, value)
+        monkeypatch.setattr(csr_module, attr, value)
     csr = star(deg)
     assert subset_pvalue(sample_hop_csr, csr, 0, fanout) > 1e-3
     assert subset_pvalue(biased_hop, csr, 0, fanout) < 1e-6
@@ -173,7 +169,7 @@ def test_every_k_subset_equally_likely(monkeypatch, path: str, deg: int, fanout:
 @pytest.mark.parametrize("name,fanout", [("cora", 5), ("amazon_cs", 15), ("amazon_cs", 40)])
 def test_neighbours_equally_likely_on_real_hub(monkeypatch, path: str, name: str, fanout: int):
     for attr, value in PATHS[path].items():
-        monkeypatch.setattr(csr_sampler, attr, value)
+        monkeypatch.setattr(csr_module, attr, value)
     _, csr, _ = graph(name)
     deg = csr.degree(np.arange(csr.num_nodes))
     node = int(np.argmin(np.abs(deg - 4 * fanout)))  # degree well above the fanout
@@ -249,7 +245,7 @@ def test_multi_hop_matches_pyg_semantics(name: str, fanouts: list[int]) -> None:
 def test_unique_first_matches_numpy(high: int) -> None:
     ids = np.random.default_rng(0).integers(0, high, 5000)
     ids[::7] = ids[0]
-    for got, want in zip(csr_sampler._unique_first(ids),
+    for got, want in zip(sampling._unique_first(ids),
                          np.unique(ids, return_index=True, return_inverse=True)):
         assert np.array_equal(got, want)
 

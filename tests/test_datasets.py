@@ -1,4 +1,4 @@
-"""Tests of src/datasets.py and src/synthetic.py on the shipped real graphs (no Neo4j needed)."""
+"""Tests of src/data/datasets.py and src/data/synthetic.py on the shipped real graphs (no Neo4j needed)."""
 from __future__ import annotations
 
 import gzip
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from src import datasets, synthetic
-from src.datasets import GraphDataset, available_datasets, from_ogb, load_dataset, to_undirected
-from src.errors import UsageError, UserError
+from src.data import datasets, synthetic
+from src.data.datasets import GraphDataset, available_datasets, from_ogb, load_dataset, to_undirected
+from src.core.errors import UsageError, UserError
 
 SHARED = datasets.shared_datasets_dir()
 needs_shared = pytest.mark.skipif(not (SHARED / "cora.npz").is_file(), reason=f"no shipped datasets in {SHARED}")

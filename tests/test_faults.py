@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from src.client import Neo4jSettings
-from src.neo4j_local import LocalNeo4j
+from src.neo4jdb.local import LocalNeo4j
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CORA = REPO.parent / "shared" / "datasets" / "cora.npz"
@@ -79,7 +79,7 @@ class Launch:
             if any(e["event"] == "step" and e["epoch"] == epoch for e in self.events(rank)):
                 return
             assert self.proc.poll() is None, f"job ended before epoch {epoch}:\n{self.stderr[-3000:]}"
-            time.sleep(0.1)
+            time.sleep(0.02)  # a cora epoch can take 0.1 s: poll often, or the job ends before it is paused
         self.kill()
         raise AssertionError(f"no step of epoch {epoch} within {timeout} s:\n{self.stderr[-3000:]}")
 

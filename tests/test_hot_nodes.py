@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from src.backend_neo4j import Neo4jBackend
+from src.neo4jdb.backend import Neo4jBackend
 from src.client import Neo4jClient
-from src.datasets import GraphDataset
-from src.errors import UsageError
+from src.data.datasets import GraphDataset
+from src.core.errors import UsageError
 from src.feature_store import Neo4jFeatureStore
-from src.hot_nodes import cypher_query, has_hot_nodes, hot_nodes
-from src.loader import LoadConfig, delete_dataset, ensure_loaded, require_loaded
-from src.schema import GraphSchema
+from src.core.hot_nodes import cypher_query
+from src.neo4jdb.procedures import has_hot_nodes, hot_nodes
+from src.neo4jdb.loader import LoadConfig, delete_dataset, ensure_loaded, require_loaded
+from src.core.schema import GraphSchema
 from tests import backend_checks as checks
 
 pytestmark = pytest.mark.neo4j

@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.backend_ladybug import LadybugBackend, LadybugFeatureStore
-from src.csr_sampler import CSRGraph
-from src.datasets import GraphDataset, load_dataset
-from src.errors import UserError
-from src.graph_sampler import MINSTD_MODULUS
+from src.ladybugdb.backend import LadybugBackend, LadybugFeatureStore
+from src.core.csr import CSRGraph
+from src.data.datasets import GraphDataset, load_dataset
+from src.core.errors import UserError
+from src.core.minstd import MINSTD_MODULUS
 from src.graph_store import CypherGraphStore
-from src.ladybug_client import LadybugClient
-from src.ladybug_loader import create_tables, ensure_loaded, require_loaded, write_edges, write_nodes
-from src.ladybug_sampler import LadybugNeighborSampler
-from src.loader import LoadConfig
-from src.schema import GraphSchema
+from src.ladybugdb.client import LadybugClient
+from src.ladybugdb.loader import create_tables, ensure_loaded, require_loaded, write_edges, write_nodes
+from src.ladybugdb.sampler import LadybugNeighborSampler
+from src.neo4jdb.loader import LoadConfig
+from src.core.schema import GraphSchema
 from tests import backend_checks as checks
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""src/loader.py + loaders/load_into_neo4j.py against the real server with the shared datasets.
+"""src/neo4jdb/loader.py + loaders/load_into_neo4j.py against the real server with the shared datasets.
 
 Every test loads under its own ``T_<uuid>`` name/label and deletes exactly that afterwards, so
 the suite can share the database with other engineers' data.
@@ -18,17 +18,25 @@ import numpy as np
 import pytest
 
 from src.client import Neo4jClient, Neo4jSettings, connect
-from src.csr_sampler import CSRGraph
-from src.datasets import GraphDataset, load_dataset
-from src.errors import UsageError, UserError
-from src.loader import (
-    BATCH_LABEL, BulkImporter, LoadConfig, _run_importer, dataset_record, delete_dataset, ensure_loaded,
-    require_loaded, verify_loaded, write_import_arrays,
+from src.core.csr import CSRGraph
+from src.data.datasets import GraphDataset, load_dataset
+from src.core.errors import UsageError, UserError
+from src.neo4jdb.loader import (
+    BATCH_LABEL,
+    BulkImporter,
+    LoadConfig,
+    _run_importer,
+    dataset_record,
+    delete_dataset,
+    ensure_loaded,
+    require_loaded,
+    verify_loaded,
+    write_import_arrays,
 )
-from src.neo4j_local import LocalNeo4j, free_port
-from src.schema import (
-    DATASET_LABEL, DENSE, SPARSE, GraphSchema, encode_adjacency, encode_features, stable_argsort_ids,
-)
+from src.neo4jdb.local import LocalNeo4j, free_port
+from src.core.schema import DATASET_LABEL, GraphSchema
+from src.core.codecs import DENSE, SPARSE, encode_adjacency, encode_features
+from src.core.arrays import stable_argsort_ids
 
 pytestmark = pytest.mark.neo4j
 

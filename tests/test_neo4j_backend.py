@@ -12,16 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from src.backend_neo4j import Neo4jBackend
+from src.neo4jdb.backend import Neo4jBackend
 from src.client import Neo4jClient
-from src.csr_sampler import CSRGraph
-from src.datasets import GraphDataset
-from src.errors import UserError
+from src.core.csr import CSRGraph
+from src.data.datasets import GraphDataset
+from src.core.errors import UserError
 from src.feature_store import Neo4jFeatureStore
-from src.graph_sampler import MINSTD_MODULUS, Neo4jNeighborSampler
+from src.core.minstd import MINSTD_MODULUS
+from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
 from tests import backend_checks as checks
-from src.schema import DENSE, SPARSE
+from src.core.codecs import DENSE, SPARSE
 
 
 @pytest.fixture(scope="module")

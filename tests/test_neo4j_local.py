@@ -10,8 +10,9 @@ import psutil
 import pytest
 
 from src.client import Neo4jSettings, connect
-from src.errors import Neo4jUnavailable, UsageError
-from src.neo4j_local import REPO, LocalNeo4j
+from src.core.errors import Neo4jUnavailable, UsageError
+from src.core.paths import REPO_DIR as REPO
+from src.neo4jdb.local import LocalNeo4j
 
 
 def _our_java_pids(home: str) -> list[int]:
@@ -86,7 +87,7 @@ def test_bad_memory_flag_is_usage_error(tmp_path, shared_lib: str) -> None:
 
 
 def test_cli_env_never_prints_password() -> None:
-    out = subprocess.run([sys.executable, "-m", "src.neo4j_local", "env"], cwd=REPO, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "src.neo4jdb.local", "env"], cwd=REPO, capture_output=True, text=True,
                          env={k: v for k, v in os.environ.items() if k != "NEO4J_URI"})
     if LocalNeo4j().state() is None:
         pytest.skip("local server not running (tests run against NEO4J_URI)")
@@ -99,5 +100,5 @@ def test_cli_env_never_prints_password() -> None:
 
 def test_cli_respects_user_server(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {**os.environ, "NEO4J_URI": "bolt://example.invalid:7687"}
-    out = subprocess.run([sys.executable, "-m", "src.neo4j_local", "start"], cwd=REPO, capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "src.neo4jdb.local", "start"], cwd=REPO, capture_output=True, text=True, env=env)
     assert out.returncode == 0 and "using that server" in out.stdout

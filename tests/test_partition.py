@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from src.datasets import GraphDataset, load_dataset
-from src.errors import UsageError
-from src.partition import PartitionConfig, partition_dataset
-from src.ports import free_port_pair
+from src.data.datasets import GraphDataset, load_dataset
+from src.core.errors import UsageError
+from src.in_memory.partition import PartitionConfig, partition_dataset
+from src.core.ports import free_port_pair
 from tests.subprocs import communicate_all
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,10 +39,10 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.sampler import NodeSamplerInput
 
-from src import distributed
-from src.backend_partitioned import PartitionedSampler, open_partitioned_backend
-from src.errors import run_cli
-from src.trainer import TrainConfig
+from src.train import distributed
+from src.in_memory.partitioned import PartitionedSampler, open_partitioned_backend
+from src.core.errors import run_cli
+from src.train.loop import TrainConfig
 
 
 def sample(backend, seeds, fanouts):

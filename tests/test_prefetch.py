@@ -12,8 +12,8 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.loader import NodeLoader
 
-from src.csr_sampler import CSRGraph, CSRNeighborSampler
-from src.prefetch import THREAD_NAME_PREFIX, PrefetchLoader
+from src.core.csr import CSRGraph, CSRNeighborSampler
+from src.core.prefetch import THREAD_NAME_PREFIX, PrefetchLoader
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"  # next to the repo
 if not (DATASETS / "load_npz.py").exists():

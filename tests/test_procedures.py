@@ -20,13 +20,27 @@ import pytest
 from neo4j import exceptions as neo4j_exc
 
 from src.client import Neo4jClient
-from src.errors import UserError
-from src.graph_sampler import MINSTD_MODULUS, hop_query
-from src.neo4j_local import LocalNeo4j
-from src.csr_sampler import CSRGraph, sample_multi_hop, sampler_output
-from src.procedures import (CALL_BYTES, MAX_ROWS_PER_CALL, ROWS_PER_CALL, fetch_rows, has_procedures, hop_neighbours,
-                            hop_states, projections, rows_per_call, sample_hop, sample_hops)
-from src.schema import DENSE, SPARSE, GraphSchema, encode_adjacency, encode_features
+from src.core.errors import UserError
+from src.core.minstd import MINSTD_MODULUS
+from src.graph_sampler import hop_query
+from src.neo4jdb.local import LocalNeo4j
+from src.core.csr import CSRGraph
+from src.core.sampling import sample_multi_hop, sampler_output
+from src.neo4jdb.procedures import (
+    CALL_BYTES,
+    MAX_ROWS_PER_CALL,
+    ROWS_PER_CALL,
+    fetch_rows,
+    has_procedures,
+    hop_neighbours,
+    hop_states,
+    projections,
+    rows_per_call,
+    sample_hop,
+    sample_hops,
+)
+from src.core.codecs import DENSE, SPARSE, encode_adjacency, encode_features
+from src.core.schema import GraphSchema
 
 pytestmark = pytest.mark.neo4j
 
@@ -115,7 +129,7 @@ def procs(client: Neo4jClient, neo4j_settings) -> None:
 
 @pytest.fixture(scope="module")
 def cora(loaded_dataset, procs) -> tuple[GraphSchema, dict]:
-    """cora as src/loader.py stores it (the shared ``pytest_cora``, sparse rows), with its source arrays."""
+    """cora as src/neo4jdb/loader.py stores it (the shared ``pytest_cora``, sparse rows), with its source arrays."""
     ds, schema, rec = loaded_dataset("cora")
     return schema, {"x": ds.features(np.arange(ds.num_nodes)), "y": np.asarray(ds.y),
                     "edge_index": np.asarray(ds.edge_index), "encoding": rec["feature_encoding"]}

@@ -15,11 +15,11 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from src.backend_memory import FullGraphBackend
-from src.backend_neo4j import Neo4jBackend
-from src.datasets import load_dataset
-from src.sparse_features import csr_from_dense, holds_sparse
-from src.trainer import GraphSAGE
+from src.in_memory.full_graph import FullGraphBackend
+from src.neo4jdb.backend import Neo4jBackend
+from src.data.datasets import load_dataset
+from src.core.sparse_features import csr_from_dense, holds_sparse
+from src.train.loop import GraphSAGE
 from tests import backend_checks as checks
 
 

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import torch
 
-from src import distributed
-from src.backend_memory import FullGraphBackend
-from src.datasets import load_dataset
-from src.errors import UsageError, UserError
-from src.train_cli import add_training_args, parse_training_config
-from src.trainer import TrainConfig, epoch_shard, train
+from src.train import distributed
+from src.in_memory.full_graph import FullGraphBackend
+from src.data.datasets import load_dataset
+from src.core.errors import UsageError, UserError
+from src.train.cli import add_training_args, parse_training_config
+from src.train.loop import TrainConfig, epoch_shard, train
 from tests.subprocs import communicate_all
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,11 +53,11 @@ import argparse, os, signal
 import numpy as np
 import torch
 
-from src.backend_memory import FullGraphBackend
-from src.datasets import load_dataset
-from src.errors import run_cli
-from src.train_cli import add_training_args, configure_console_logging, parse_training_config
-from src.trainer import train
+from src.in_memory.full_graph import FullGraphBackend
+from src.data.datasets import load_dataset
+from src.core.errors import run_cli
+from src.train.cli import add_training_args, configure_console_logging, parse_training_config
+from src.train.loop import train
 
 
 class KnobBackend(FullGraphBackend):

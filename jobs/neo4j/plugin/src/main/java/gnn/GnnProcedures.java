@@ -19,7 +19,7 @@ import org.neo4j.values.storable.IntegralValue;
 import org.neo4j.values.storable.Value;
 
 /**
- * Read-only procedures behind src/procedures.py: neighbour sampling and feature rows, each call
+ * Read-only procedures behind src/neo4jdb/procedures.py: neighbour sampling and feature rows, each call
  * answered as a single row of packed little-endian bytes.
  *
  * <p>Why a procedure: Cypher's slotted runtime (Community) and per-record decoding in Python are the
@@ -216,7 +216,7 @@ public final class GnnProcedures {
 
     /**
      * The minstd state (1..2^31-2) of frontier position {@code i} in a hop whose client state is {@code base}:
-     * SplitMix64 of {@code base + (i + 1) * golden}, reduced. Mirrored by src/procedures.py (hop_states).
+     * SplitMix64 of {@code base + (i + 1) * golden}, reduced. Mirrored by src/neo4jdb/procedures.py (hop_states).
      */
     static long hopState(long base, int i) {
         long z = base + (i + 1L) * 0x9E3779B97F4A7C15L;

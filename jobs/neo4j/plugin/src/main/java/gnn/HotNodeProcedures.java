@@ -16,7 +16,7 @@ import org.neo4j.procedure.Procedure;
 
 /**
  * gnn.hotNodes: the nodes a neighbour sampler draws most often, for the trainer's feature cache
- * (src/hot_nodes.py; the degree policy of PaGraph / GNNLab).
+ * (src/core/hot_nodes.py; the degree policy of PaGraph / GNNLab).
  *
  * <p>A node is sampled as an in-neighbour of the nodes it points to, so its chance grows with its
  * out-degree in the sampling direction: the number of times its id occurs in the in-neighbour lists

@@ -1,6 +1,6 @@
-"""Load a :class:`~src.datasets.GraphDataset` into a Ladybug database file (embedded, no server).
+"""Load a :class:`~src.data.datasets.GraphDataset` into a Ladybug database file (embedded, no server).
 
-Storage model (the same names as in Neo4j, see :class:`~src.schema.GraphSchema`):
+Storage model (the same names as in Neo4j, see :class:`~src.core.schema.GraphSchema`):
 
 * node table ``<label>(id INT64 PRIMARY KEY, x BLOB, y INT64, split STRING)``: ``id`` is the
   row in the source, ``x`` the little-endian float32 row as bytes (decoded with one
@@ -29,12 +29,20 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from src.datasets import GraphDataset
-from src.errors import UserError
-from src.ladybug_client import LOAD_HINT, LadybugClient
-from src.loader import (_SPLIT_NAMES, EDGE_BATCH, LoadConfig, LoadReport, check_complete, dataset_flags,
-                        verify_loaded)
-from src.schema import DATASET_LABEL, GraphSchema, encode_features
+from src.data.datasets import GraphDataset
+from src.core.errors import UserError
+from src.ladybugdb.client import LOAD_HINT, LadybugClient
+from src.neo4jdb.loader import (
+    _SPLIT_NAMES,
+    EDGE_BATCH,
+    LoadConfig,
+    LoadReport,
+    check_complete,
+    dataset_flags,
+    verify_loaded,
+)
+from src.core.schema import DATASET_LABEL, GraphSchema
+from src.core.codecs import encode_features
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Sparse feature rows in RAM (bag-of-words: cora, coauthor_phy): when, how, and in what form the model gets them.
 
 One rule for every backend: a dataset's features are held sparse exactly when the loader would
-store them sparse in the database (:func:`src.schema.choose_feature_encoding` over
-:func:`src.schema.feature_density`), so the in-memory, partitioned and database backends hand
+store them sparse in the database (:func:`src.core.schema.choose_feature_encoding` over
+:func:`src.core.schema.feature_density`), so the in-memory, partitioned and database backends hand
 the first layer the same kind of ``x``: a torch sparse COO tensor (:func:`csr_to_torch`).
 Why: densifying coauthor_phy's 8415 columns costs 33 KB per node (~0.7 GB per batch of 20k
 nodes) only for the first layer to multiply mostly zeros; CSR holds ~0.4% of that.
@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from src.schema import SPARSE, choose_feature_encoding, feature_density
+from src.core.codecs import SPARSE, choose_feature_encoding, feature_density
 
 if TYPE_CHECKING:
     import torch
 
-    from src.datasets import GraphDataset
+    from src.data.datasets import GraphDataset
 
 CHUNK_BYTES = 64 << 20
 """Dense rows are converted in slabs of about this size, so a conversion never holds them all."""

@@ -5,12 +5,12 @@ Layout of ``<output_dir>/<dataset>/<k>-parts/``:
 * ``part_<i>/nodes.npy``   int64 [n_i]: global ids of the nodes partition ``i`` owns, sorted;
   a node's local id is its position here (``searchsorted`` maps global -> local).
 * ``part_<i>/indptr.npy``  int64 [n_i + 1] and ``indices.npy`` int64 [E_i]: CSC by destination
-  like :class:`~src.csr_sampler.CSRGraph`: ``indices[indptr[l]:indptr[l + 1]]`` are the GLOBAL
+  like :class:`~src.core.csr.CSRGraph`: ``indices[indptr[l]:indptr[l + 1]]`` are the GLOBAL
   ids of the in-neighbours (edge sources) of local node ``l``.  Every edge is stored exactly once,
   in the partition owning its destination, so sampling a node needs only its owner.
 * ``part_<i>/halo.npy``    int64: sorted global ids of non-owned in-neighbours (who to ask).
 * ``part_<i>/x.npy`` float32 [n_i, F], ``y.npy`` int64 [n_i]: owned rows, in local order.  Sparse
-  features (the loader's rule, src/sparse_features.py; ``meta.json`` ``features: "csr"``) are
+  features (the loader's rule, src/core/sparse_features.py; ``meta.json`` ``features: "csr"``) are
   ``x_indptr.npy`` int64 [n_i + 1], ``x_indices.npy`` int32 and ``x_data.npy`` float32 instead
   of ``x.npy``: scipy CSR of the same rows (coauthor_phy: 9 MB instead of 1.1 GB).
 * ``part_<i>/{train,val,test}_idx.npy`` int64: sorted global ids of owned nodes in each split.
@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from src.datasets import GraphDataset, load_dataset, to_undirected
-from src.errors import UsageError, UserError, check_writable_dir
-from src.run_log import max_rss_mb
-from src.sparse_features import dataset_rows_csr, holds_sparse
+from src.data.datasets import GraphDataset, load_dataset, to_undirected
+from src.core.errors import UsageError, UserError, check_writable_dir
+from src.train.run_log import max_rss_mb
+from src.core.sparse_features import dataset_rows_csr, holds_sparse
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
 
 
 def ensure_main() -> None:
-    """Child-process entry of training jobs: ``python -c "from src.partition import ensure_main;
+    """Child-process entry of training jobs: ``python -c "from src.in_memory.partition import ensure_main;
     ensure_main()" CONFIG_JSON`` partitions if needed (any existing method accepted) and prints
     one JSON line, ``{"dataset": folder name}`` or ``{"error": message, "exit_code": code}``.
     A separate process keeps the trainer's memory peak and imports clean; stderr carries only
@@ -255,7 +255,7 @@ def random_assignment(num_nodes: int, k: int, seed: int) -> np.ndarray:
 def _write_parts(ds: GraphDataset, edge_index: np.ndarray, node_map: np.ndarray, k: int,
                  out: Path, *, sparse: bool) -> list[dict[str, int]]:
     """Write every ``part_<i>`` folder; returns per-partition sizes for meta.json."""
-    # The CSC of src.csr_sampler.CSRGraph.from_edge_index, built here because importing that
+    # The CSC of src.core.csr.CSRGraph.from_edge_index, built here because importing that
     # module imports torch, which costs seconds and hundreds of MB for nothing.
     order = np.argsort(edge_index[1], kind="stable")
     global_indptr = np.zeros(ds.num_nodes + 1, dtype=np.int64)

@@ -4,7 +4,7 @@ Why it exists: it is the simplest possible implementation of the trainer's Backe
 (docs/ARCHITECTURE.md, "Training"), so accuracy and timing of the Neo4j and partitioned
 backends can be compared against it.  It uses the same sampler driver (``CSRNeighborSampler``)
 and the same prefetching (``PrefetchLoader`` around an unchanged ``NodeLoader``) as the others.
-Sparse features (the loader's rule, src/sparse_features.py) are held as CSR and reach the model
+Sparse features (the loader's rule, src/core/sparse_features.py) are held as CSR and reach the model
 as a sparse COO ``x``, exactly as the database backends deliver sparse-stored rows.
 """
 from __future__ import annotations
@@ -18,13 +18,13 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.loader import NodeLoader
 
-from src.csr_sampler import CSRGraph, CSRNeighborSampler
-from src.malloc_tuning import retain_freed_memory
-from src.prefetch import PrefetchLoader
-from src.sparse_features import csr_to_torch, dataset_rows_csr, feature_nbytes, holds_sparse
+from src.core.csr import CSRGraph, CSRNeighborSampler
+from src.core.malloc_tuning import retain_freed_memory
+from src.core.prefetch import PrefetchLoader
+from src.core.sparse_features import csr_to_torch, dataset_rows_csr, feature_nbytes, holds_sparse
 
 if TYPE_CHECKING:
-    from src.datasets import GraphDataset
+    from src.data.datasets import GraphDataset
 
 log = logging.getLogger(__name__)
 

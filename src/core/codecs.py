@@ -1,129 +1,37 @@
-"""How one dataset is laid out in Neo4j (see README "Storage model").
+"""Byte codecs of what the databases store per node: feature rows and packed adjacency.
 
-Shared by the loader and the Neo4j backend so both agree on every name. All names are
-validated identifiers, so the Cypher built from them here is safe to format.
+Formats (README "Storage model"): dense rows are F little-endian float32; sparse rows the
+non-zeros as (int32 column, float32 value) pairs; adjacency the in-neighbour ids as int64.
+Both loaders write these bytes and every reader decodes them here, bit for bit.
 """
 from __future__ import annotations
 
 import contextlib
-import re
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
 import scipy.sparse as sp
 
-from src.client import validate_identifier
-from src.errors import UsageError, UserError
-
-DATASET_LABEL = "GnnDataset"  # one metadata node per loaded dataset
-SPLITS = ("train", "val", "test")
-_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-
-
-def validate_dataset_name(name: str, flag: str = "dataset name") -> str:
-    """A dataset's name travels as a query value, but quotes, backticks and spaces in it are
-    mistakes (or injection attempts) better refused up front with a clear line."""
-    if not isinstance(name, str) or not _DATASET_NAME.match(name):
-        raise UsageError(f"invalid {flag} {name!r}: use 1-128 letters, digits, '_', '.' or '-', "
-                         "starting with a letter or digit")
-    return name
-
-
-def default_label(dataset: str) -> str:
-    """``ogbn-arxiv`` -> ``ogbn_arxiv``: the dataset name as a Neo4j label."""
-    label = re.sub(r"\W", "_", dataset)
-    return label if re.match(r"[A-Za-z_]", label) else f"g_{label}"
-
-
-@dataclass(frozen=True)
-class GraphSchema:
-    """Label, relationship type and property names of one dataset in Neo4j."""
-
-    dataset: str
-    label: str
-    rel_type: str
-    id_prop: str = "id"
-    x_prop: str = "x"
-    y_prop: str = "y"
-    split_prop: str = "split"
-    # In-neighbour ids of the node as one packed little-endian int64 ``bytes`` value, in source edge
-    # order (as CSRGraph): gnn.sampleHop(s) read it instead of walking the relationship chain.
-    adj_prop: str = "nbrs"
-
-    def __post_init__(self) -> None:
-        validate_dataset_name(self.dataset)
-        validate_identifier(self.label, "label")
-        validate_identifier(self.rel_type, "relationship type")
-        for prop in (self.id_prop, self.x_prop, self.y_prop, self.split_prop, self.adj_prop):
-            validate_identifier(prop, "property name")
-
-    @classmethod
-    def for_dataset(cls, dataset: str, label: str | None = None, rel_type: str | None = None) -> "GraphSchema":
-        label = label or default_label(dataset)
-        return cls(dataset=dataset, label=label, rel_type=rel_type or f"{label}_EDGE")
-
-    @classmethod
-    def from_record(cls, record: dict) -> "GraphSchema":
-        """The schema a loader's dataset record describes (name, label, relationship type)."""
-        return cls.for_dataset(record["name"], label=record["label"], rel_type=record["rel_type"])
-
-    @property
-    def constraint_name(self) -> str:
-        return f"{self.label}_{self.id_prop}_unique"
-
+from src.core.arrays import put_rows
+from src.core.errors import UserError
+from src.core.schema import GraphSchema
 
 # How feature rows ``x`` are stored (the dataset record's ``feature_encoding``).
 DENSE = "float32-le"  # F little-endian float32, 4*F bytes per node
+
 SPARSE = "sparse-int32-float32-le"  # (int32 column, float32 value) pairs of the non-zeros, 8 bytes each
+
 FEATURE_ENCODINGS = (DENSE, SPARSE)
+
 # auto stores rows sparse below this fraction of non-zeros: 8 bytes per non-zero instead of 4 per
 # column, so 10% is at least 5x smaller (coauthor_phy, 0.4%: ~120x).
 SPARSE_MAX_DENSITY = 0.1
+
 DENSITY_SAMPLE = 4096  # rows of a dense matrix inspected to estimate its density
-
-
-def in_adjacency(edge_index: np.ndarray, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(indptr, indices)`` by destination: ``indices[indptr[v]:indptr[v + 1]]`` are v's sources.
-
-    Sources keep their edge order (stable sort), which is what the ``nbrs`` property stores and
-    :class:`~src.csr_sampler.CSRGraph` samples from. Here, without torch, so the loader need not
-    import it (tens of seconds on a busy machine). O(E log E).
-    """
-    edge_index = np.asarray(edge_index)
-    if edge_index.ndim != 2 or edge_index.shape[0] != 2:
-        raise ValueError(f"edge_index must have shape [2, E], got {edge_index.shape}")
-    src = edge_index[0].astype(np.int64, copy=False)
-    dst = edge_index[1].astype(np.int64, copy=False)
-    if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= num_nodes):
-        raise ValueError(f"edge_index has node ids outside [0, {num_nodes})")
-    order = stable_argsort_ids(dst, num_nodes)
-    indptr = np.zeros(num_nodes + 1, dtype=np.int64)
-    np.cumsum(np.bincount(dst, minlength=num_nodes), out=indptr[1:])
-    return indptr, src[order]
-
-
-def stable_argsort_ids(ids: np.ndarray, bound: int) -> np.ndarray:
-    """``np.argsort(ids, kind="stable")`` for ids in ``[0, bound)``.
-
-    When ids and positions both fit in 32 bits, one in-place sort of ``id << 32 | position``
-    (numpy's SIMD quicksort; distinct keys, so stability comes from the position): half the
-    time of numpy's stable argsort (a timsort) on 25M edges, the loader's biggest sort.
-    """
-    ids = np.asarray(ids, dtype=np.int64)
-    if bound > 2**31 or ids.size > 2**32:
-        return np.argsort(ids, kind="stable")
-    keys = ids << 32
-    keys |= np.arange(ids.size, dtype=np.int64)
-    keys.sort()
-    keys &= 0xFFFFFFFF
-    return keys
-
 
 def encode_adjacency(indptr: np.ndarray, indices: np.ndarray) -> list[bytes]:
     """Each node's neighbour ids ``indices[indptr[v]:indptr[v + 1]]`` as packed little-endian int64 bytes."""
     return split_rows(np.ascontiguousarray(indices, dtype="<i8").tobytes(), 8 * np.diff(np.asarray(indptr, np.int64)))
-
 
 def feature_density(x: Any) -> float:
     """Fraction of non-zero feature values (exact for scipy sparse, from a row sample for dense)."""
@@ -136,7 +44,6 @@ def feature_density(x: Any) -> float:
     sample = np.ascontiguousarray(x[rows], dtype="<f4")
     return np.count_nonzero(sample.view(np.uint32)) / sample.size
 
-
 def choose_feature_encoding(density: float, requested: str = "auto") -> str:
     """``requested`` (auto, dense, sparse or an encoding name) -> DENSE or SPARSE; auto by ``density``."""
     aliases = {"dense": DENSE, "sparse": SPARSE}
@@ -147,13 +54,11 @@ def choose_feature_encoding(density: float, requested: str = "auto") -> str:
         raise ValueError(f"unknown feature encoding {requested!r}; use auto, dense or sparse")
     return encoding
 
-
 def row_bytes(encoding: str, num_features: int, density: float | None = None) -> int:
     """Expected stored bytes per node: sizes batches of writes and fetches (``density`` None: dense)."""
     if encoding == SPARSE:
         return 8 * max(1, int(np.ceil((1.0 if density is None else density) * num_features)))
     return 4 * num_features
-
 
 def encode_rows(x: Any, encoding: str = DENSE) -> tuple[bytes, np.ndarray]:
     """Rows of ``x`` (float32 ndarray or scipy CSR) as concatenated bytes + int64 byte length per row.
@@ -191,17 +96,14 @@ def encode_rows(x: Any, encoding: str = DENSE) -> tuple[bytes, np.ndarray]:
     pairs[:, 0], pairs[:, 1] = cols, bits
     return pairs.tobytes(), 8 * counts.astype(np.int64)
 
-
 def split_rows(raw: bytes, lengths: np.ndarray) -> list[bytes]:
     """Concatenated rows back to one ``bytes`` per node (the per-node property values)."""
     ends = np.cumsum(lengths).tolist()
     return [raw[a:b] for a, b in zip([0, *ends[:-1]], ends)]
 
-
 def encode_features(x: Any, encoding: str = DENSE) -> list[bytes]:
     """Rows of ``x`` as one ``bytes`` value per node in ``encoding`` (see :func:`encode_rows`)."""
     return split_rows(*encode_rows(x, encoding))
-
 
 @contextlib.contextmanager
 def stored_rows_errors(schema: GraphSchema, encoding: str, num_features: int) -> Iterator[None]:
@@ -212,30 +114,6 @@ def stored_rows_errors(schema: GraphSchema, encoding: str, num_features: int) ->
     except (ValueError, TypeError) as exc:
         raise UserError(f"feature property {schema.x_prop!r} of dataset {schema.dataset!r} does not hold "
                         f"{encoding} rows of {num_features} features ({exc}); reload the dataset") from None
-
-
-def _row_items(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous 2-D array as a 1-D array of whole rows (one opaque item per row, no copy)."""
-    return a.view(np.dtype((np.void, a.shape[1] * a.itemsize))).reshape(len(a))
-
-
-def put_rows(out: np.ndarray, at: np.ndarray, rows: np.ndarray) -> None:
-    """``out[at] = rows`` for 2-D arrays of one dtype (``out`` C-contiguous), as ONE ``np.put`` of whole rows.
-
-    Why: numpy's 2-D fancy assignment copies through its generic per-row iterator, about 2.5x the
-    time of this (measured on 94k of 180k rows of 64 float32, the cache hits of a 1M-graph batch).
-    """
-    if out.ndim != 2 or rows.shape != (len(at), out.shape[1]) or rows.dtype != out.dtype or not out.flags.c_contiguous:
-        out[at] = rows
-        return
-    if len(at):
-        np.put(_row_items(out), at, _row_items(np.ascontiguousarray(rows)))
-
-
-def take_rows(a: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """``a[at]`` for a C-contiguous 2-D array, as one ``np.take`` of whole rows (see :func:`put_rows`)."""
-    return np.take(_row_items(a), at).view(a.dtype).reshape(len(at), a.shape[1])
-
 
 def decode_rows(raw: bytes, lengths: np.ndarray, num_features: int, encoding: str = DENSE,
                 out: np.ndarray | None = None, at: np.ndarray | slice | None = None) -> np.ndarray:
@@ -279,7 +157,6 @@ def decode_rows(raw: bytes, lengths: np.ndarray, num_features: int, encoding: st
     out.view(np.uint32)[np.repeat(row_of, counts), cols] = bits  # bit for bit
     return out
 
-
 def decode_rows_csr(raw: bytes, lengths: np.ndarray, num_features: int) -> sp.csr_matrix:
     """Concatenated sparse rows with their byte lengths -> ``scipy.sparse`` CSR ``[len(lengths), F]``.
 
@@ -294,7 +171,6 @@ def decode_rows_csr(raw: bytes, lengths: np.ndarray, num_features: int) -> sp.cs
     np.cumsum(counts, out=indptr[1:])
     return sp.csr_matrix((bits.view(np.float32), cols, indptr), shape=(len(lengths), num_features))
 
-
 def _sparse_pairs(raw: bytes, lengths: np.ndarray, num_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Checked ``(pairs per row, int64 columns, uint32 value bits)`` of concatenated sparse rows."""
     if (lengths % 8).any() or int(lengths.sum()) != len(raw):
@@ -304,7 +180,6 @@ def _sparse_pairs(raw: bytes, lengths: np.ndarray, num_features: int) -> tuple[n
     if len(cols) and cols.max() >= num_features:
         raise ValueError(f"a sparse row has column {int(cols.max())}, beyond {num_features} features")
     return lengths // 8, cols, pairs[:, 1].copy()
-
 
 def decode_features(rows: list[bytes], num_features: int, encoding: str = DENSE) -> np.ndarray:
     """Stored rows (one ``bytes`` per node) back to a dense float32 ``[len(rows), F]`` array."""

@@ -7,7 +7,7 @@ Layout under ``data/neo4j`` (override with ``GNN_NEO4J_DIR``)::
     password         generated password, mode 0600
     server.json      pid, port, version of the running server (absent when stopped)
 
-Used through ``jobs/neo4j.sh start|stop|status|env|reset`` (``python -m src.neo4j_local``).
+Used through ``jobs/neo4j.sh start|stop|status|env|reset`` (``python -m src.neo4jdb.local``).
 When ``NEO4J_URI`` is set the user runs their own server and nothing here starts one.
 """
 from __future__ import annotations
@@ -27,17 +27,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.class_archive import ClassArchive
-from src.errors import ArgumentParser, UsageError, UserError, run_cli
-from src.ports import free_port
+from src.neo4jdb.class_archive import ClassArchive
+from src.core.errors import ArgumentParser, UsageError, UserError, run_cli
+from src.core.paths import DATA_DIR, REPO_DIR
+from src.core.ports import free_port
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
-POM = REPO / "jobs" / "neo4j" / "pom.xml"
-PLUGIN_DIR = REPO / "jobs" / "neo4j" / "plugin"  # gnn.* procedures (src/procedures.py)
+
+POM = REPO_DIR / "jobs" / "neo4j" / "pom.xml"
+PLUGIN_DIR = REPO_DIR / "jobs" / "neo4j" / "plugin"  # gnn.* procedures (src/neo4jdb/procedures.py)
 PLUGIN_JAR = "gnn-procedures.jar"
-IMPORTER_DIR = REPO / "jobs" / "neo4j" / "importer"  # offline bulk import from binary arrays (src/loader.py)
+IMPORTER_DIR = REPO_DIR / "jobs" / "neo4j" / "importer"  # offline bulk import from binary arrays (src/neo4jdb/loader.py)
 IMPORTER_JAR = "gnn-importer.jar"
 MAIN_CLASS = "org.neo4j.server.CommunityEntryPoint"
 ADMIN_CLASS = "org.neo4j.cli.AdminTool"
@@ -88,7 +89,7 @@ def _port_free(port: int) -> bool:
 class LocalNeo4j:
     """Paths and lifecycle of the project's local Neo4j server."""
 
-    root: Path = Path(os.environ.get("GNN_NEO4J_DIR", REPO / "data" / "neo4j"))
+    root: Path = Path(os.environ.get("GNN_NEO4J_DIR", DATA_DIR / "neo4j"))
     lib: Path | None = None  # jar cache; several servers (e.g. in tests) may share one
 
     def __post_init__(self) -> None:
@@ -154,7 +155,7 @@ class LocalNeo4j:
     def install_plugin(self) -> Path | None:
         """Build the gnn.* procedures jar when missing or older than its sources; copy it into plugins/.
 
-        The procedures only speed things up (src/procedures.py falls back to Cypher), so without
+        The procedures only speed things up (src/neo4jdb/procedures.py falls back to Cypher), so without
         a JDK the server starts without them; a failing build of present sources is an error.
         """
         installed = self.home / "plugins" / PLUGIN_JAR
@@ -215,7 +216,7 @@ class LocalNeo4j:
 
     def class_archive(self, name: str, classpath: list[str]) -> ClassArchive:
         """The class archive of our JVMs named ``name`` whose class path starts with ``classpath``,
-        shared by every server using this jar cache (src/class_archive.py)."""
+        shared by every server using this jar cache (src/neo4jdb/class_archive.py)."""
         return ClassArchive.for_classpath(self.lib.parent / "class-archives", name, classpath)
 
     def _write_conf(self, port: int, heap: str, pagecache: str) -> None:
@@ -224,7 +225,7 @@ class LocalNeo4j:
         (self.home / "logs").mkdir(exist_ok=True)
         (conf / "neo4j.conf").write_text(
             "\n".join([
-                "# written by src/neo4j_local.py at each start; edit the flags, not this file",
+                "# written by src/neo4jdb/local.py at each start; edit the flags, not this file",
                 "server.default_listen_address=127.0.0.1",
                 "server.default_advertised_address=127.0.0.1",
                 f"server.bolt.listen_address=127.0.0.1:{port}",

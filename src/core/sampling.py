@@ -1,23 +1,15 @@
-"""In-memory neighbour sampling on a CSC graph, and the multi-hop driver shared by all backends.
+"""The sampling contract every backend implements, and the one multi-hop driver they share.
 
-Why this exists: pyg-lib / torch-sparse cannot be installed here, so PyG's ``NeighborSampler``
-does not work.  Everything is vectorised numpy (no Python loop per node) so one batch of 1024
-seeds with fanouts [15, 10, 5] takes milliseconds.
-
-* :class:`CSRGraph`: CSC by destination, ``indices[indptr[v]:indptr[v + 1]]`` are the sources
-  ``u`` of the edges ``u -> v`` (PyG ``flow="source_to_target"``).
-* :func:`sample_hop_csr`: one hop, a uniform sample without replacement per frontier node.
-* :func:`sample_multi_hop`: the driver every backend (CSR, Neo4j, ...) plugs its ``hop_fn``
-  into, so relabelling and output layout are defined once.
 * :class:`HopSampler`: the :class:`torch_geometric.sampler.BaseSampler` (for
-  :class:`torch_geometric.loader.NodeLoader`) every backend subclasses with its own ``hop``;
-  :class:`CSRNeighborSampler` is the in-memory one.
+  :class:`torch_geometric.loader.NodeLoader`) every backend subclasses with its own ``hop``.
+* :func:`sample_multi_hop`: the driver every ``hop_fn`` plugs into, so relabelling and output
+  layout are defined once; :func:`sampler_output` assembles hops relabelled elsewhere (the
+  server's ``gnn.sampleHops``) the same way.
 """
 from __future__ import annotations
 
 import hashlib
 from abc import abstractmethod
-from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -30,120 +22,8 @@ from torch_geometric.sampler import (
     SamplerOutput,
 )
 
-from src.schema import in_adjacency
-
 HopFn = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
 """``hop_fn(frontier, fanout, hop) -> (counts [len(frontier)], neighbours [sum(counts)])``."""
-
-# Floyd's subset sampling costs O(fanout**2) time and O(fanout) memory per node; the random-key
-# sort O(degree log degree) time and O(degree) memory.  Floyd is used for small fanouts and for
-# nodes whose degree dwarfs the fanout (hubs), the sort for the rest, so memory per sampled node
-# stays below _FLOYD_MIN_DEGREE_RATIO * fanout whatever the degree.
-_FLOYD_MAX_FANOUT = 32
-_FLOYD_MIN_DEGREE_RATIO = 16
-
-
-@dataclass(frozen=True, eq=False)
-class CSRGraph:
-    """CSC by destination: ``indices[indptr[v]:indptr[v + 1]]`` are the sources of ``v``."""
-
-    indptr: np.ndarray  # int64 [N + 1]
-    indices: np.ndarray  # int64 [E]
-
-    @classmethod
-    def from_edge_index(cls, edge_index: np.ndarray, num_nodes: int) -> CSRGraph:
-        """Build from ``edge_index`` [2, E] (row 0 source, row 1 destination) in O(E log E).
-
-        Each node's sources keep their input order (src/schema.py in_adjacency, shared with the loader).
-        """
-        indptr, indices = in_adjacency(edge_index, num_nodes)
-        return cls(indptr=indptr, indices=indices)
-
-    @property
-    def num_nodes(self) -> int:
-        return len(self.indptr) - 1
-
-    @property
-    def num_edges(self) -> int:
-        return len(self.indices)
-
-    def degree(self, nodes: np.ndarray) -> np.ndarray:
-        """In-degree (number of sampleable neighbours) of ``nodes``."""
-        nodes = np.asarray(nodes, dtype=np.int64)
-        return self.indptr[nodes + 1] - self.indptr[nodes]
-
-
-def _segment_arange(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(s, s + n)`` for every (s, n), without a Python loop."""
-    total = int(lengths.sum())
-    seg_begin = np.cumsum(lengths) - lengths  # where each segment begins in the output
-    return np.repeat(starts - seg_begin, lengths) + np.arange(total, dtype=np.int64)
-
-
-def _floyd_offsets(deg: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """[M, k] offsets, row i a uniform k-subset of ``range(deg[i])`` (Floyd's algorithm).
-
-    Step j draws t uniform in [0, deg - k + j]; if t was already taken, take deg - k + j (never
-    taken before).  Every k-subset has probability 1 / C(deg, k); the loop is over k, not nodes.
-    Built as [k, M] so the membership test reduces over contiguous rows.
-    """
-    out = np.empty((k, len(deg)), dtype=np.int64)
-    for j in range(k):
-        top = deg - k + j
-        t = rng.integers(0, top + 1)
-        out[j] = np.where((out[:j] == t).any(axis=0), top, t)
-    return out.T
-
-
-def _sort_offsets(deg: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """[M, k] offsets, row i the first k of a uniform random order of ``range(deg[i])``.
-
-    Keys are a random permutation of all candidate edges, so they are distinct (no tie bias).
-    ``seg * total + key`` fits int64: total <= _FLOYD_MIN_DEGREE_RATIO * k * len(deg).
-    """
-    total = int(deg.sum())
-    seg = np.repeat(np.arange(len(deg), dtype=np.int64), deg)
-    order = np.argsort(seg * total + rng.permutation(total))
-    seg_begin = np.cumsum(deg) - deg
-    first_k = seg_begin[:, None] + np.arange(k, dtype=np.int64)
-    return order[first_k] - seg_begin[:, None]
-
-
-def _subset_offsets(deg: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """[M, k] uniform k-subsets of ``range(deg[i])`` for nodes with ``deg > k``."""
-    if k <= _FLOYD_MAX_FANOUT:
-        return _floyd_offsets(deg, k, rng)
-    hub = deg >= _FLOYD_MIN_DEGREE_RATIO * k
-    out = np.empty((len(deg), k), dtype=np.int64)
-    out[hub] = _floyd_offsets(deg[hub], k, rng)
-    out[~hub] = _sort_offsets(deg[~hub], k, rng)
-    return out
-
-
-def sample_hop_csr(
-    csr: CSRGraph, frontier: np.ndarray, fanout: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``min(fanout, degree)`` distinct neighbours of EVERY frontier node.
-
-    ``fanout == -1`` takes all neighbours.  Returns ``(counts, neighbours)`` with neighbours
-    grouped by frontier node in frontier order; each group is a uniform random subset.
-    """
-    if fanout < -1:
-        raise ValueError(f"fanout must be >= 0 or -1 (all), got {fanout}")
-    frontier = np.asarray(frontier, dtype=np.int64)
-    start = csr.indptr[frontier]
-    deg = csr.indptr[frontier + 1] - start
-    counts = deg if fanout == -1 else np.minimum(deg, fanout)
-    # Nodes with deg <= fanout keep their whole range; the others are overwritten below.
-    pos = _segment_arange(start, counts)
-    if fanout > 0:
-        over = np.flatnonzero(deg > fanout)
-        if len(over):
-            out_begin = (np.cumsum(counts) - counts)[over]
-            slots = out_begin[:, None] + np.arange(fanout, dtype=np.int64)
-            pos[slots] = start[over][:, None] + _subset_offsets(deg[over], fanout, rng)
-    return counts, csr.indices[pos]
-
 
 def _unique_first(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``np.unique(ids, return_index=True, return_inverse=True)`` for ids >= 0, ~3x faster.
@@ -165,7 +45,6 @@ def _unique_first(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     inverse[position] = np.cumsum(head) - 1
     return sorted_ids[head], position[head], inverse
 
-
 def _relabel(nodes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Local ids of ``ids`` in a batch whose node list is ``nodes``; unseen ids get new ones.
 
@@ -181,7 +60,6 @@ def _relabel(nodes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray
     new_ids = candidates[local[appearance]]
     local[appearance] = np.arange(known, known + len(appearance), dtype=np.int64)
     return local[inverse[known:]], new_ids
-
 
 def sample_multi_hop(hop_fn: HopFn, seeds: np.ndarray, fanouts: list[int]) -> SamplerOutput:
     """Multi-hop neighbour sampling with the semantics of PyG's ``NeighborSampler``.
@@ -214,7 +92,6 @@ def sample_multi_hop(hop_fn: HopFn, seeds: np.ndarray, fanouts: list[int]) -> Sa
         nodes = np.concatenate([nodes, new_nodes])
     return sampler_output(seeds, hops)
 
-
 class RelabelledHop(NamedTuple):
     """One hop of a batch in local indices: ``counts`` sampled per frontier node (the nodes new in
     the previous hop, in order), ``locals`` = position in the batch's node list of each sampled
@@ -223,7 +100,6 @@ class RelabelledHop(NamedTuple):
     counts: np.ndarray
     locals: np.ndarray
     new_nodes: np.ndarray
-
 
 def sampler_output(seeds: np.ndarray, hops: list[RelabelledHop]) -> SamplerOutput:
     """The ``SamplerOutput`` of relabelled hops (see :func:`sample_multi_hop` for the layout).
@@ -254,7 +130,6 @@ def sampler_output(seeds: np.ndarray, hops: list[RelabelledHop]) -> SamplerOutpu
         num_sampled_nodes=num_sampled_nodes,
         num_sampled_edges=num_sampled_edges,
     )
-
 
 class HopSampler(BaseSampler):
     """``BaseSampler`` on top of :func:`sample_multi_hop`; each backend implements :meth:`hop`.
@@ -313,16 +188,3 @@ class HopSampler(BaseSampler):
     def edge_permutation(self) -> None:
         """No edge ids are returned (``edge=None``), so there is no permutation to report."""
         return None
-
-
-class CSRNeighborSampler(HopSampler):
-    """Uniform neighbour sampler over an in-memory :class:`CSRGraph` (see :class:`HopSampler`)."""
-
-    def __init__(self, csr: CSRGraph, fanouts: list[int], seed: int | None = None):
-        super().__init__(fanouts, seed)
-        self.csr = csr
-
-    def hop(
-        self, frontier: np.ndarray, fanout: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return sample_hop_csr(self.csr, frontier, fanout, rng)

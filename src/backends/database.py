@@ -18,15 +18,15 @@ import torch
 from torch import Tensor
 from torch_geometric.loader import NodeLoader
 
-from src.csr_sampler import HopSampler
-from src.errors import UsageError, UserError
+from src.core.sampling import HopSampler
+from src.core.errors import UsageError, UserError
 from src.feature_store import DatabaseFeatureStore
 from src.graph_store import CypherGraphStore
-from src.prefetch import PrefetchLoader
-from src.hot_nodes import WARM_POLICIES
-from src.procedures import DEFAULT_PROJECTION_MB
-from src.schema import SPLITS, GraphSchema
-from src.trainer import TrainConfig, train
+from src.core.prefetch import PrefetchLoader
+from src.core.hot_nodes import WARM_POLICIES
+from src.neo4jdb.procedures import DEFAULT_PROJECTION_MB
+from src.core.schema import SPLITS, GraphSchema
+from src.train.loop import TrainConfig, train
 
 log = logging.getLogger(__name__)
 

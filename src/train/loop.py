@@ -32,9 +32,9 @@ from torch_geometric.data import Data
 from torch_geometric.nn import SAGEConv
 from tqdm import tqdm
 
-from src import distributed
-from src.errors import UserError
-from src.run_log import MemoryMonitor, RunLogger
+from src.train import distributed
+from src.core.errors import UserError
+from src.train.run_log import MemoryMonitor, RunLogger
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ _IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "
 
 @dataclass
 class TrainConfig:
-    """Validated training settings (built from flags by ``src.train_cli.parse_training_config``).
+    """Validated training settings (built from flags by ``src.train.cli.parse_training_config``).
 
     ``num_nodes``/``node_rank`` are the world size and this process's rank (one rank per
     machine).  ``flags`` keeps every raw flag, backend-specific ones included, for the log.

@@ -2,23 +2,23 @@
 
 Neighbourhoods are sampled by :class:`Neo4jNeighborSampler` inside the server and features come
 from :class:`Neo4jFeatureStore` (both use the gnn.* procedures when the server has them); the
-rest is the shared :class:`~src.backend_database.DatabaseBackend`.
+rest is the shared :class:`~src.backends.database.DatabaseBackend`.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any, Sequence
 
-from src import procedures
-from src.backend_database import DatabaseBackend
+from src.neo4jdb import procedures
+from src.backends.database import DatabaseBackend
 from src.client import Neo4jClient
-from src.errors import UserError
+from src.core.errors import UserError
 from src.feature_store import Neo4jFeatureStore
 from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
-from src.malloc_tuning import retain_freed_memory
-from src.neo4j_local import local_server_pid
-from src.schema import GraphSchema
+from src.core.malloc_tuning import retain_freed_memory
+from src.neo4jdb.local import local_server_pid
+from src.core.schema import GraphSchema
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ class Neo4jBackend(DatabaseBackend):
                  projection_mb: float = 0.0, cache_warm: str = "degree") -> None:
         """``use_adjacency`` None: read the packed adjacency property when the procedures are there and
         the dataset record says it was written (``adjacency``); False walks the relationships.
-        ``projection_mb``: server heap budget of the dataset's projections (see src/procedures.py).
-        ``cache_warm``: how the feature cache (``cache_mb > 0``) starts (src/hot_nodes.py)."""
+        ``projection_mb``: server heap budget of the dataset's projections (see src/neo4jdb/procedures.py).
+        ``cache_warm``: how the feature cache (``cache_mb > 0``) starts (src/core/hot_nodes.py)."""
         retain_freed_memory()  # per-batch feature buffers are tens of MB: reuse, do not re-fault
         super().__init__(schema, record, fanouts=fanouts, batch_size=batch_size,
                          num_loader_threads=num_loader_threads)

@@ -3,9 +3,9 @@
 A rank loads only ``part_<rank>`` of ``<partition_dir>/<dataset>/<world>-parts`` (made by
 ``partition_graph.py``; rank 0 makes it if it is missing, see :func:`open_partitioned_backend`).
 Sampling and features go through the same PyG pieces as every other backend: a
-:class:`PartitionedSampler` (a :class:`~src.csr_sampler.HopSampler`, so output semantics are
+:class:`PartitionedSampler` (a :class:`~src.core.sampling.HopSampler`, so output semantics are
 the shared driver's) and a :class:`PartitionedFeatureStore` / :class:`PartitionedGraphStore`
-pair behind an unchanged ``NodeLoader`` and the shared :class:`~src.prefetch.PrefetchLoader`.
+pair behind an unchanged ``NodeLoader`` and the shared :class:`~src.core.prefetch.PrefetchLoader`.
 
 Per hop, :class:`PartitionRouter` splits the frontier by owner (``node_map``): the local part is
 sampled here, every other owner gets one request, and results are put back in frontier order.
@@ -45,15 +45,16 @@ from torch_geometric.data.feature_store import TensorAttr
 from torch_geometric.data.graph_store import EdgeAttr, EdgeLayout
 from torch_geometric.loader import NodeLoader
 
-from src import distributed
-from src.csr_sampler import CSRGraph, HopSampler, sample_hop_csr
-from src.datasets import REPO_DIR
-from src.errors import UsageError, UserError
-from src.partition import SPLITS, PartitionConfig, part_dir, partition_dir, read_meta
-from src.prefetch import PrefetchLoader
-from src.rpc_service import SLAB_BYTES, PeerService, ServiceConfig
-from src.sparse_features import feature_nbytes, rows_to_torch
-from src.trainer import TrainConfig
+from src.train import distributed
+from src.core.csr import CSRGraph, sample_hop_csr
+from src.core.sampling import HopSampler
+from src.core.paths import REPO_DIR
+from src.core.errors import UsageError, UserError
+from src.in_memory.partition import SPLITS, PartitionConfig, part_dir, partition_dir, read_meta
+from src.core.prefetch import PrefetchLoader
+from src.in_memory.rpc_service import SLAB_BYTES, PeerService, ServiceConfig
+from src.core.sparse_features import feature_nbytes, rows_to_torch
+from src.train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class LocalPartition:
         return local
 
     def sample(self, frontier: np.ndarray, fanout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """One hop (:func:`~src.csr_sampler.sample_hop_csr`) for owned nodes, generator from ``seed``."""
+        """One hop (:func:`~src.core.csr.sample_hop_csr`) for owned nodes, generator from ``seed``."""
         return sample_hop_csr(self.csr, self.to_local(frontier), fanout, np.random.default_rng(seed))
 
     def identity(self) -> dict[str, Any]:
@@ -126,7 +127,7 @@ def load_partition(root: Path, index: int) -> LocalPartition:
 
 
 def _load_rows(folder: Path, num_rows: int, num_features: int, csr: bool) -> np.ndarray | sp.csr_matrix:
-    """The partition's feature rows: the dense ``x.npy`` or the CSR triple (see src/partition.py)."""
+    """The partition's feature rows: the dense ``x.npy`` or the CSR triple (see src/in_memory/partition.py)."""
     if not csr:
         return np.load(folder / "x.npy")
     data, indices, indptr = (np.load(folder / f"x_{name}.npy") for name in ("data", "indices", "indptr"))
@@ -470,12 +471,12 @@ def open_partitioned_backend(cfg: TrainConfig, partition_root: str) -> Partition
 def _partition_on_rank0(cfg: TrainConfig, partition_root: str) -> str | UserError:
     """Dataset folder name after making sure the partitioning exists, or the error to share.
 
-    Runs :func:`src.partition.ensure_main` in a child process: partitioning loads the whole
+    Runs :func:`src.in_memory.partition.ensure_main` in a child process: partitioning loads the whole
     graph, which must not count towards the trainer's memory peak (nor import torch twice).
     """
     pcfg = PartitionConfig(dataset=cfg.dataset, num_partitions=cfg.num_nodes, output_dir=partition_root,
                            dataset_root_dir=cfg.dataset_root_dir)
-    code = "from src.partition import ensure_main; ensure_main()"
+    code = "from src.in_memory.partition import ensure_main; ensure_main()"
     path = os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
     # stderr is inherited: the child's logs and progress bar show live

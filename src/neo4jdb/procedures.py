@@ -32,9 +32,11 @@ import scipy.sparse as sp
 from neo4j import exceptions as neo4j_exc
 
 from src.client import Neo4jClient
-from src.csr_sampler import RelabelledHop
-from src.errors import UserError
-from src.schema import DENSE, SPARSE, GraphSchema, decode_rows, decode_rows_csr, stored_rows_errors
+from src.core.minstd import MINSTD_MODULUS
+from src.core.sampling import RelabelledHop
+from src.core.errors import UserError
+from src.core.codecs import DENSE, SPARSE, decode_rows, decode_rows_csr, stored_rows_errors
+from src.core.schema import GraphSchema
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +57,12 @@ CALL_BYTES = 16 * 2**20  # feature bytes per call: wide rows (coauthor_phy dense
 
 def rows_per_call(row_bytes: int | None) -> int:
     """Rows per ``gnn.fetchRows`` call: about CALL_BYTES of stored rows, at most MAX_ROWS_PER_CALL;
-    ROWS_PER_CALL when ``row_bytes`` (expected stored bytes per node, :func:`src.schema.row_bytes`) is unknown.
+    ROWS_PER_CALL when ``row_bytes`` (expected stored bytes per node, :func:`src.core.schema.row_bytes`) is unknown.
     """
     if not row_bytes:
         return ROWS_PER_CALL
     return max(1, min(MAX_ROWS_PER_CALL, CALL_BYTES // row_bytes))
 
-MINSTD_MODULUS = 2_147_483_647
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -132,7 +133,7 @@ def sample_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, s
     """One hop for ``frontier`` with one minstd state (1..2^31-2) per node; ``fanout < 0`` takes all.
 
     Neighbours come from the packed adjacency property ``adj_prop`` when given (source order, as in
-    :class:`~src.csr_sampler.CSRGraph`), else from the incoming relationships (Cypher's order).
+    :class:`~src.core.csr.CSRGraph`), else from the incoming relationships (Cypher's order).
     Returns ``(counts int64 [len(frontier)], neighbours int64 [counts.sum()])``, neighbours grouped
     by frontier node in frontier order. Raises ``KeyError`` (as the Cypher sampler) for unknown ids.
     """
@@ -157,9 +158,9 @@ def sample_hops(client: Neo4jClient, schema: GraphSchema, seeds: np.ndarray, fan
                 ) -> list[RelabelledHop]:
     """All hops of one batch in ONE call (``gnn.sampleHops``), relabelled on the server.
 
-    The server walks the hops itself with the frontier rule of :func:`~src.csr_sampler.sample_multi_hop`
+    The server walks the hops itself with the frontier rule of :func:`~src.core.sampling.sample_multi_hop`
     (hop k samples the nodes new in hop k-1, in order of first appearance) and numbers the batch's
-    nodes as it goes, so :func:`~src.csr_sampler.sampler_output` assembles the ``SamplerOutput``
+    nodes as it goes, so :func:`~src.core.sampling.sampler_output` assembles the ``SamplerOutput``
     without the client's relabelling sorts. Frontier position i of hop k draws with the minstd
     state ``hop_states(hop_states[k], len(frontier))[i]``. Unknown seed ids raise ``KeyError``.
     """
@@ -280,3 +281,25 @@ def _fetch_records(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, ro
                         f"reload it with `python loaders/load_into_neo4j.py --dataset {schema.dataset}`")
     return recs, chunks
 
+
+HOT_NODES_PROCEDURE = "gnn.hotNodes"
+
+def has_hot_nodes(client: Neo4jClient) -> bool:
+    """Whether the server's plugin has ``gnn.hotNodes`` (an older plugin may not); asked once per client."""
+    return HOT_NODES_PROCEDURE in installed(client)
+
+def hot_nodes(client: Neo4jClient, schema: GraphSchema, k: int, *, adj_prop: str | None = None,
+              projection_mb: float = 0.0) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``gnn.hotNodes``: ``(ids int64 [min(k, N)], degrees int64, projected)``, degree descending, ties by id.
+
+    ``adj_prop``: count over the packed adjacency property (as the sampler reads it), else over the
+    incoming relationships; ``projected``: whether the server counted over its in-heap projection.
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0 (got {k})")
+    query = ("CALL gnn.hotNodes($label, $rel_type, $id_prop, $adj_prop, $k, $projection_mb) "
+             "YIELD ids, degrees, projected RETURN ids, degrees, projected")
+    params = {"label": schema.label, "rel_type": schema.rel_type, "id_prop": schema.id_prop,
+              "adj_prop": adj_prop or "", "k": int(k), "projection_mb": float(projection_mb)}
+    rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
+    return decode_int64(rec["ids"]), decode_int64(rec["degrees"]), bool(rec["projected"])

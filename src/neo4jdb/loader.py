@@ -1,4 +1,4 @@
-"""Load a :class:`~src.datasets.GraphDataset` into Neo4j (storage model: docs/ARCHITECTURE.md).
+"""Load a :class:`~src.data.datasets.GraphDataset` into Neo4j (storage model: docs/ARCHITECTURE.md).
 
 Two ways in, chosen by :attr:`LoadConfig.method`:
 
@@ -36,15 +36,23 @@ import scipy.sparse as sp
 from neo4j import exceptions as neo4j_exc
 from tqdm import tqdm
 
-from src.class_archive import ClassArchive
+from src.neo4jdb.class_archive import ClassArchive
 from src.client import Neo4jClient
-from src.datasets import GraphDataset, synthetic_params_from_name
-from src.errors import UsageError, UserError
-from src.neo4j_local import LocalNeo4j
-from src.schema import (
-    DATASET_LABEL, DENSE, SPLITS, GraphSchema, choose_feature_encoding, decode_features, encode_adjacency, encode_rows,
-    feature_density, in_adjacency, row_bytes, split_rows,
+from src.data.datasets import GraphDataset, synthetic_params_from_name
+from src.core.errors import UsageError, UserError
+from src.neo4jdb.local import LocalNeo4j
+from src.core.schema import DATASET_LABEL, SPLITS, GraphSchema
+from src.core.codecs import (
+    DENSE,
+    choose_feature_encoding,
+    decode_features,
+    encode_adjacency,
+    encode_rows,
+    feature_density,
+    row_bytes,
+    split_rows,
 )
+from src.core.csr import in_adjacency
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +99,7 @@ class LoadConfig:
     import_min_edges: int = IMPORT_MIN_EDGES
     import_memory: str = "2g"  # off-heap memory of the bulk importer
     dense_node_threshold: int = DENSE_NODE_THRESHOLD  # bulk importer: relationships from which a node is dense
-    feature_format: str = "auto"  # auto: sparse rows below SPARSE_MAX_DENSITY non-zeros (src/schema.py)
+    feature_format: str = "auto"  # auto: sparse rows below SPARSE_MAX_DENSITY non-zeros (src/core/schema.py)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -116,7 +124,7 @@ class LoadConfig:
 
 @dataclass(frozen=True)
 class FeatureLayout:
-    """How a load stores ``x``: the encoding (src/schema.py) and the density that chose it."""
+    """How a load stores ``x``: the encoding (src/core/schema.py) and the density that chose it."""
 
     encoding: str
     density: float
@@ -410,7 +418,7 @@ def verify_loaded(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, *,
     """Compare the database with the source: counts, label and split histograms, sampled feature rows.
 
     Only ``read``/``count_nodes``/``count_relationships`` and Cypher both databases speak are used,
-    so ``client`` may also be a :class:`~src.ladybug_client.LadybugClient` (``where="Ladybug"``).
+    so ``client`` may also be a :class:`~src.ladybugdb.client.LadybugClient` (``where="Ladybug"``).
     ``adjacency``: also check the ``nbrs`` property (:func:`_check_adjacency`); the nodes without
     it are counted by the same scan as the histograms (one pass over the nodes, not two).
     ``alongside``: work run in another thread during that scan (after an import: the id
@@ -487,8 +495,8 @@ def add_adjacency(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, co
     For datasets loaded before the property existed (a new load writes it before its
     verification: :func:`ensure_loaded`; the bulk importer stores it with the nodes). Idempotent
     (a re-run writes the same values), so an interrupted run is simply repeated. The order is
-    the source's edge order per destination (:func:`~src.schema.in_adjacency`, as in
-    :class:`~src.csr_sampler.CSRGraph`), so the procedures' samples can be replayed
+    the source's edge order per destination (:func:`~src.core.csr.in_adjacency`, as in
+    :class:`~src.core.csr.CSRGraph`), so the procedures' samples can be replayed
     against the in-memory graph. Checked bit for bit on a sample, then recorded on the dataset
     record (``adjacency``), which is what tells the backend it may use it.
     """
@@ -800,7 +808,7 @@ class BulkImporter:
 
     proc: subprocess.Popen
     log_path: Path
-    archive: ClassArchive  # its classes, mapped from the second import on (src/class_archive.py)
+    archive: ClassArchive  # its classes, mapped from the second import on (src/neo4jdb/class_archive.py)
 
     @classmethod
     def start(cls, server: LocalNeo4j, schema: GraphSchema, ds: GraphDataset, workdir: Path, config: LoadConfig,

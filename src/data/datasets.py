@@ -11,7 +11,7 @@ Sources:
   :func:`from_ogb` and cached as ``.npy`` files under ``<root>/ogb_converted/<ogbn_name>/`` so
   later runs memory-map them instead of holding the graph in RAM.
 * ``synthetic``: power-law, homophilous graphs of any size generated out of core by
-  :mod:`src.synthetic`, cached under ``<root>/synthetic/n{N}_d{D}_f{F}_c{C}_s{seed}/``.
+  :mod:`src.data.synthetic`, cached under ``<root>/synthetic/n{N}_d{D}_f{F}_c{C}_s{seed}/``.
   The generated graph's full name ``synthetic_n{N}_d{D}_f{F}_c{C}_s{seed}`` is accepted as a
   name too (that is how training scripts, which have no synthetic flags, pick a size).
 
@@ -38,13 +38,14 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from src import synthetic
-from src.errors import UsageError, UserError
+from src.data import synthetic
+from src.core.errors import UsageError, UserError
+from src.core.paths import DATA_DIR, REPO_DIR
 
 log = logging.getLogger(__name__)
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_ROOT = REPO_DIR / "data" / "datasets"
+
+DEFAULT_DATA_ROOT = DATA_DIR / "datasets"
 SHARED_ENV = "GNN_SHARED_DATASETS"
 SYNTHETIC = "synthetic"
 OGB_DATASETS = ("ogbn-arxiv", "ogbn-products", "ogbn-papers100M")

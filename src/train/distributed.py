@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 import torch.distributed as dist
 
-from src.errors import UserError
+from src.core.errors import UserError
 
 if TYPE_CHECKING:
-    from src.trainer import TrainConfig
+    from src.train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Same semantics and the same algorithm as :mod:`src.graph_sampler` (Neo4j): for e
 node a uniform sample without replacement of ``min(fanout, degree)`` in-neighbours
 ``(u)-[:T]->(v)``, drawn with Floyd's algorithm over a minstd state the client sends per node
 (``r <- 48271 r mod 2^31-1``, pick ``t = r mod (j+1)`` for ``j = d-k .. d-1``, or ``j`` if ``t``
-was taken). The multi-hop relabelling is the shared :func:`~src.csr_sampler.sample_multi_hop`.
+was taken). The multi-hop relabelling is the shared :func:`~src.core.sampling.sample_multi_hop`.
 
 Ladybug's Cypher differs from Neo4j's, hence a different query text (tests check the result,
 tests/test_ladybug_backend.py, including chi-square uniformity):
@@ -31,10 +31,10 @@ import logging
 
 import numpy as np
 
-from src.csr_sampler import HopSampler
-from src.graph_sampler import MINSTD_MODULUS
-from src.ladybug_client import LadybugClient
-from src.schema import GraphSchema
+from src.core.sampling import HopSampler
+from src.core.minstd import MINSTD_MODULUS
+from src.ladybugdb.client import LadybugClient
+from src.core.schema import GraphSchema
 
 log = logging.getLogger(__name__)
 

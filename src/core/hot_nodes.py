@@ -15,18 +15,9 @@ relationships). Order: degree descending, ties by id ascending (deterministic).
 """
 from __future__ import annotations
 
-import logging
-
-import numpy as np
-
-from src import procedures
-from src.client import Neo4jClient
-from src.schema import GraphSchema
-
-log = logging.getLogger(__name__)
+from src.core.schema import GraphSchema
 
 WARM_POLICIES = ("degree", "none")
-PROCEDURE = "gnn.hotNodes"
 
 def cypher_query(schema: GraphSchema, *, count_subquery: bool = True) -> str:
     """Ids (column ``id``) of the ``$k`` nodes with most outgoing ``rel_type`` edges, ties by id.
@@ -40,25 +31,3 @@ def cypher_query(schema: GraphSchema, *, count_subquery: bool = True) -> str:
                 "RETURN id ORDER BY d DESC, id ASC LIMIT $k")
     return (f"MATCH (n:`{s.label}`) OPTIONAL MATCH (n)-[:`{s.rel_type}`]->(m:`{s.label}`) "
             f"WITH n.`{s.id_prop}` AS id, count(m) AS d RETURN id ORDER BY d DESC, id ASC LIMIT $k")
-
-
-def has_hot_nodes(client: Neo4jClient) -> bool:
-    """Whether the server's plugin has ``gnn.hotNodes`` (an older plugin may not); asked once per client."""
-    return PROCEDURE in procedures.installed(client)
-
-
-def hot_nodes(client: Neo4jClient, schema: GraphSchema, k: int, *, adj_prop: str | None = None,
-              projection_mb: float = 0.0) -> tuple[np.ndarray, np.ndarray, bool]:
-    """``gnn.hotNodes``: ``(ids int64 [min(k, N)], degrees int64, projected)``, degree descending, ties by id.
-
-    ``adj_prop``: count over the packed adjacency property (as the sampler reads it), else over the
-    incoming relationships; ``projected``: whether the server counted over its in-heap projection.
-    """
-    if k < 0:
-        raise ValueError(f"k must be >= 0 (got {k})")
-    query = ("CALL gnn.hotNodes($label, $rel_type, $id_prop, $adj_prop, $k, $projection_mb) "
-             "YIELD ids, degrees, projected RETURN ids, degrees, projected")
-    params = {"label": schema.label, "rel_type": schema.rel_type, "id_prop": schema.id_prop,
-              "adj_prop": adj_prop or "", "k": int(k), "projection_mb": float(projection_mb)}
-    rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
-    return procedures.decode_int64(rec["ids"]), procedures.decode_int64(rec["degrees"]), bool(rec["projected"])

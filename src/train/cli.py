@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any, Mapping
 
-from src.errors import UsageError, check_writable_dir
-from src.trainer import TrainConfig
+from src.core.errors import UsageError, check_writable_dir
+from src.train.loop import TrainConfig
 
 _TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _D = TrainConfig()  # the defaults live in one place

@@ -2,9 +2,9 @@
 
 Ladybug is Kuzu's maintained fork: a graph database that speaks Cypher and runs inside the
 process, with no server. Each rank opens the database read-only (many processes may), samples
-with :class:`~src.ladybug_sampler.LadybugNeighborSampler` (one query per hop per batch) and
+with :class:`~src.ladybugdb.sampler.LadybugNeighborSampler` (one query per hop per batch) and
 fetches rows with :class:`LadybugFeatureStore`; the rest is the shared
-:class:`~src.backend_database.DatabaseBackend`, so batches are built exactly as with Neo4j.
+:class:`~src.backends.database.DatabaseBackend`, so batches are built exactly as with Neo4j.
 Ladybug's memory (its buffer pool, ``--ladybug_buffer_mb``) is part of the trainer's RSS.
 """
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from src import hot_nodes
-from src.backend_database import DatabaseBackend
+from src.core import hot_nodes
+from src.backends.database import DatabaseBackend
 from src.feature_store import DatabaseFeatureStore
 from src.graph_store import CypherGraphStore
-from src.ladybug_client import LOAD_HINT, LadybugClient
-from src.ladybug_sampler import LadybugNeighborSampler
-from src.schema import GraphSchema
+from src.ladybugdb.client import LOAD_HINT, LadybugClient
+from src.ladybugdb.sampler import LadybugNeighborSampler
+from src.core.schema import GraphSchema
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ import torch
 import torch.distributed.rpc as rpc
 from torch import Tensor
 
-from src.errors import UserError
-from src.sparse_features import csr_from_dense
+from src.core.errors import UserError
+from src.core.sparse_features import csr_from_dense
 
 log = logging.getLogger(__name__)
 

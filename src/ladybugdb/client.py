@@ -11,7 +11,7 @@ connection keeps buffer-pool memory), and close their results at once for the sa
 :class:`LadybugClient` offers the same small surface as :class:`~src.client.Neo4jClient`
 (``read``/``write`` returning rows as dicts, ``count_nodes``, ``count_relationships``), so code
 that only needs those (verification, the graph store) serves both databases. Values always go
-in as ``$parameters``; identifiers are validated by :class:`~src.schema.GraphSchema`.
+in as ``$parameters``; identifiers are validated by :class:`~src.core.schema.GraphSchema`.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from src.client import validate_identifier
-from src.errors import UsageError, UserError
+from src.core.schema import validate_identifier
+from src.core.errors import UsageError, UserError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,102 @@
+"""``Backend``: what the one training loop asks of every backend, and the parts they all share.
+
+A backend is where batches come from: the ids of each split, a sampler, and the feature and
+graph stores (or the in-memory ``Data``) a PyG ``NodeLoader`` reads. Everything else (the
+loader, prefetch threads, split bookkeeping, context management, the counters the log shows)
+is written once here, so backends cannot drift in how batches are built.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Data, FeatureStore, GraphStore
+from torch_geometric.loader import NodeLoader
+
+from src.core.prefetch import PrefetchLoader
+from src.core.sampling import HopSampler
+from src.core.schema import SPLITS
+
+
+class Backend(ABC):
+    """Splits, samplers and stores of one dataset; subclasses say where they live."""
+
+    name: str = "backend"
+
+    def __init__(self, *, num_nodes: int, num_features: int, num_classes: int, fanouts: Sequence[int],
+                 batch_size: int, num_loader_threads: int) -> None:
+        self.num_nodes = int(num_nodes)
+        self.num_features = int(num_features)
+        self.num_classes = int(num_classes)
+        self.fanouts = [int(k) for k in fanouts]
+        self.batch_size = batch_size
+        self.num_loader_threads = num_loader_threads
+        self._splits: dict[str, Tensor] = {}
+        self._samplers: list[HopSampler] = []
+
+    # -- what a backend provides -------------------------------------------------------------
+    @property
+    @abstractmethod
+    def num_edges(self) -> int:
+        """Edges (relationships) of the whole graph."""
+
+    @abstractmethod
+    def _split_ids(self, split: str) -> np.ndarray:
+        """Ids of ``split``'s nodes, read once per split (:meth:`split_nodes` sorts and keeps them)."""
+
+    @abstractmethod
+    def _make_sampler(self, seed: int) -> HopSampler:
+        """A fresh sampler of this backend, reproducible under ``seed``."""
+
+    @abstractmethod
+    def _loader_data(self) -> Data | tuple[FeatureStore, GraphStore]:
+        """What the ``NodeLoader`` gathers features from: in-memory ``Data`` or (feature, graph) stores."""
+
+    def _batch_transform(self) -> Callable[[Data], Data] | None:
+        """A step applied to each batch in its fetch thread (e.g. attaching sparse rows); none by default."""
+        return None
+
+    # -- shared ------------------------------------------------------------------------------
+    def split_nodes(self, split: str) -> Tensor:
+        """Sorted ids of the nodes of ``split`` (train/val/test) as a LongTensor, read once."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        if split not in self._splits:
+            ids = np.asarray(self._split_ids(split), dtype=np.int64)
+            self._splits[split] = torch.from_numpy(np.sort(ids))
+        return self._splits[split]
+
+    def make_loader(self, seeds: Tensor, *, shuffle: bool, seed: int) -> PrefetchLoader:
+        """Batches of ``seeds`` with sampled neighbourhoods; ``seed`` fixes order and samples; later
+        batches are sampled and fetched in ``num_loader_threads`` threads."""
+        sampler = self._make_sampler(seed)
+        self._samplers.append(sampler)
+        loader = NodeLoader(
+            self._loader_data(), node_sampler=sampler, input_nodes=seeds, batch_size=self.batch_size,
+            shuffle=shuffle, generator=torch.Generator().manual_seed(seed), transform=self._batch_transform(),
+        )
+        return PrefetchLoader(loader, self.num_loader_threads)
+
+    def sampling_queries(self) -> int:
+        """Queries the samplers of this backend sent so far (0 for samplers that send none)."""
+        return sum(getattr(s, "queries", 0) for s in self._samplers)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the epoch log; subclasses add their own."""
+        return {"num_nodes": self.num_nodes, "num_edges": self.num_edges}
+
+    def server_pid(self) -> int | None:
+        """Pid of a local graph server whose memory the log should show beside the trainer's; none here."""
+        return None
+
+    def close(self) -> None:
+        """Release clients and services; nothing to release by default."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

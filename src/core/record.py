@@ -1,0 +1,60 @@
+"""``DatasetRecord``: a loaded dataset's metadata node (``:GnnDataset``), typed, for every reader.
+
+Why a dataclass: the record is written by two loaders (Neo4j, Ladybug) and read by the
+backends, the feature stores and the benchmarks; as a raw dict each reader repeated its own
+``int(record["num_nodes"])`` and ``record.get("feature_encoding", DENSE)`` defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from src.core.codecs import DENSE
+from src.core.schema import GraphSchema
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """What a loader recorded about one dataset; ``properties`` keeps every stored property as is."""
+
+    name: str
+    label: str
+    rel_type: str
+    num_nodes: int
+    num_edges: int
+    num_features: int
+    num_classes: int
+    complete: bool = False
+    feature_encoding: str = DENSE  # records written before sparse rows existed have none: dense
+    feature_density: float | None = None
+    adjacency: str | None = None  # the adjacency property's name once written and verified
+    fingerprint: str | None = None
+    load_seconds: float | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_properties(cls, props: Mapping[str, Any]) -> DatasetRecord:
+        """The record of a ``GnnDataset`` node's properties (missing counts read as 0: an unfinished load)."""
+        def num(key: str) -> int:
+            return int(props.get(key) or 0)
+
+        density = props.get("feature_density")
+        seconds = props.get("load_seconds")
+        return cls(
+            name=str(props["name"]), label=str(props["label"]), rel_type=str(props["rel_type"]),
+            num_nodes=num("num_nodes"), num_edges=num("num_edges"), num_features=num("num_features"),
+            num_classes=num("num_classes"), complete=bool(props.get("complete")),
+            feature_encoding=props.get("feature_encoding") or DENSE,
+            feature_density=None if density is None else float(density),
+            adjacency=props.get("adjacency") or None, fingerprint=props.get("fingerprint"),
+            load_seconds=None if seconds is None else float(seconds), properties=dict(props),
+        )
+
+    @property
+    def schema(self) -> GraphSchema:
+        """The names this dataset is stored under (label, relationship type, properties)."""
+        return GraphSchema.for_dataset(self.name, label=self.label, rel_type=self.rel_type)
+
+    def has_adjacency(self, schema: GraphSchema) -> bool:
+        """Whether the packed adjacency property ``schema.adj_prop`` was written and verified."""
+        return self.adjacency == schema.adj_prop

@@ -1,0 +1,80 @@
+"""How one dataset is named in a graph database: label, relationship type, property names.
+
+Shared by every loader and every database backend so all agree on every name. All names are
+validated identifiers (:func:`validate_identifier`), so the Cypher built from them is safe to format.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from src.core.errors import UsageError
+
+DATASET_LABEL = "GnnDataset"  # one metadata node per loaded dataset
+
+SPLITS = ("train", "val", "test")
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+def validate_identifier(name: str, kind: str = "identifier") -> str:
+    """Return ``name`` if it is safe to put into Cypher text, else raise :class:`UsageError`.
+
+    Labels, relationship types and property names cannot be query parameters, so they are
+    restricted to ``[A-Za-z_][A-Za-z0-9_]*`` (max 64 chars) and still backtick-quoted by callers.
+    """
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise UsageError(
+            f"invalid {kind} {name!r}: use 1-64 letters, digits or underscores, not starting with a digit"
+        )
+    return name
+
+def validate_dataset_name(name: str, flag: str = "dataset name") -> str:
+    """A dataset's name travels as a query value, but quotes, backticks and spaces in it are
+    mistakes (or injection attempts) better refused up front with a clear line."""
+    if not isinstance(name, str) or not _DATASET_NAME.match(name):
+        raise UsageError(f"invalid {flag} {name!r}: use 1-128 letters, digits, '_', '.' or '-', "
+                         "starting with a letter or digit")
+    return name
+
+def default_label(dataset: str) -> str:
+    """``ogbn-arxiv`` -> ``ogbn_arxiv``: the dataset name as a Neo4j label."""
+    label = re.sub(r"\W", "_", dataset)
+    return label if re.match(r"[A-Za-z_]", label) else f"g_{label}"
+
+@dataclass(frozen=True)
+class GraphSchema:
+    """Label, relationship type and property names of one dataset in Neo4j."""
+
+    dataset: str
+    label: str
+    rel_type: str
+    id_prop: str = "id"
+    x_prop: str = "x"
+    y_prop: str = "y"
+    split_prop: str = "split"
+    # In-neighbour ids of the node as one packed little-endian int64 ``bytes`` value, in source edge
+    # order (as CSRGraph): gnn.sampleHop(s) read it instead of walking the relationship chain.
+    adj_prop: str = "nbrs"
+
+    def __post_init__(self) -> None:
+        validate_dataset_name(self.dataset)
+        validate_identifier(self.label, "label")
+        validate_identifier(self.rel_type, "relationship type")
+        for prop in (self.id_prop, self.x_prop, self.y_prop, self.split_prop, self.adj_prop):
+            validate_identifier(prop, "property name")
+
+    @classmethod
+    def for_dataset(cls, dataset: str, label: str | None = None, rel_type: str | None = None) -> "GraphSchema":
+        label = label or default_label(dataset)
+        return cls(dataset=dataset, label=label, rel_type=rel_type or f"{label}_EDGE")
+
+    @classmethod
+    def from_record(cls, record: dict) -> "GraphSchema":
+        """The schema a loader's dataset record describes (name, label, relationship type)."""
+        return cls.for_dataset(record["name"], label=record["label"], rel_type=record["rel_type"])
+
+    @property
+    def constraint_name(self) -> str:
+        return f"{self.label}_{self.id_prop}_unique"

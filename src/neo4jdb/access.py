@@ -1,0 +1,70 @@
+"""``Neo4jAccess``: how the trainer reads one dataset from Neo4j, decided once per backend.
+
+Why one object: the sampler, the feature store and the cache warm-up must agree on the path
+(the gnn.* procedures or plain Cypher, the packed adjacency property or the relationships, a
+server-side projection or the store); passed as three loose arguments to four classes, each
+resolved ``has_procedures`` itself and could disagree.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from src.client import Neo4jClient
+from src.core.errors import UserError
+from src.core.record import DatasetRecord
+from src.core.schema import GraphSchema
+from src.neo4jdb import procedures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Neo4jAccess:
+    """``use_procedures``: call gnn.* (else Cypher); ``adj_prop``: the packed adjacency property the
+    procedures read (None: they walk the incoming relationships); ``projection_mb``: server heap
+    budget of the dataset's in-heap projection (0: read the store every call)."""
+
+    use_procedures: bool
+    adj_prop: str | None = None
+    projection_mb: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.adj_prop is not None and not self.use_procedures:
+            raise ValueError("the adjacency property is read by the gnn.* procedures only")
+        if self.projection_mb < 0:
+            raise ValueError(f"projection_mb must be >= 0 (got {self.projection_mb})")
+        if not self.use_procedures and self.projection_mb:
+            object.__setattr__(self, "projection_mb", 0.0)  # projections live in the procedures
+
+    @property
+    def use_adjacency(self) -> bool:
+        return self.adj_prop is not None
+
+    @classmethod
+    def cypher(cls) -> Neo4jAccess:
+        """Plain Cypher: no plugin needed (``--cypher_only``), the reference path."""
+        return cls(use_procedures=False)
+
+    @classmethod
+    def resolve(cls, client: Neo4jClient, schema: GraphSchema, record: DatasetRecord | None = None, *,
+                use_procedures: bool | None = None, use_adjacency: bool | None = None,
+                projection_mb: float = 0.0) -> Neo4jAccess:
+        """The fastest path the server and the dataset allow, unless told otherwise.
+
+        ``use_procedures`` None: the procedures when the server has them. ``use_adjacency`` None:
+        the adjacency property when the procedures are used and ``record`` says it was written
+        and verified; True without it is a :class:`UserError` naming the fix.
+        """
+        procs = procedures.has_procedures(client) if use_procedures is None else bool(use_procedures)
+        has_adjacency = procs and record is not None and record.has_adjacency(schema)
+        if use_adjacency and not has_adjacency:
+            raise UserError(f"dataset {schema.dataset!r} has no adjacency property {schema.adj_prop!r} readable by the "
+                            "gnn.* procedures; add it by re-running `python loaders/load_into_neo4j.py "
+                            f"--dataset {schema.dataset}` on a server with the procedures")
+        adjacency = has_adjacency if use_adjacency is None else bool(use_adjacency)
+        if procs and not adjacency and record is not None and use_adjacency is None:
+            log.info("dataset %s: no adjacency property; the procedures walk the relationships "
+                     "(re-run the loader to add it)", schema.dataset)
+        return cls(use_procedures=procs, adj_prop=schema.adj_prop if adjacency else None,
+                   projection_mb=projection_mb if procs else 0.0)
