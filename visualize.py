@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from src.core.errors import ArgumentParser, check_writable_dir, run_cli
-from src.plots import visualize
+from src.plots.summary import visualize
 
 
 def main() -> int:

@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from src import plots  # noqa: E402
-from src.core.errors import UsageError, UserError, run_cli  # noqa: E402
+from src.plots.runs import RunMetrics, load_run, run_metrics
+from src.plots.summary import visualize
+from src.backends import registry
+from src.core.errors import UsageError, UserError, run_cli
 
 LAUNCH = REPO / "jobs" / "launch_training_single_node.sh"
 DEFAULT_BACKENDS = ("neo4j", "in_memory")
@@ -47,7 +48,7 @@ class BackendRun:
 
     backend: str
     run_name: str
-    metrics: plots.RunMetrics
+    metrics: RunMetrics
     final_test_acc: float | None
     load_before: float
     load_after: float
@@ -71,28 +72,8 @@ def recorded_load_seconds(backend: str, dataset: str, training: Sequence[str],
 
 def _recorded_load_seconds(backend: str, dataset: str, training: Sequence[str],
                            env: dict[str, str]) -> float | None:
-    if backend == "neo4j":
-        from src.client import Neo4jSettings, connect
-        from src.neo4jdb.loader import dataset_record
-        from src.neo4jdb.local import LocalNeo4j
-
-        settings = None
-        if env.get("GNN_NEO4J_DIR"):
-            info = LocalNeo4j(root=Path(env["GNN_NEO4J_DIR"])).connection_info() or {}
-            settings = Neo4jSettings(uri=info.get("uri", ""), password=info.get("password", ""), local=True)
-        with connect(settings) as client:
-            record = dataset_record(client, dataset)
-    elif backend == "ladybug":
-        from src.ladybugdb.client import LadybugClient, default_path
-        from src.ladybugdb.loader import dataset_record
-
-        flags = list(training)
-        path = flags[flags.index("--ladybug_path") + 1] if "--ladybug_path" in flags else default_path(dataset)
-        with LadybugClient(path, buffer_mb=64) as client:
-            record = dataset_record(client, dataset)
-    else:
-        return None
-    return None if record is None or record.get("load_seconds") is None else float(record["load_seconds"])
+    record = registry.spec(backend).load().loaded_record(dataset, training, env)
+    return None if record is None else record.load_seconds
 
 
 def load_average() -> float:
@@ -120,8 +101,8 @@ def run_backend(backend: str, run_name: str, *, dataset: str, ranks: int, log_di
         tail = "".join(err_path.read_text(errors="replace").splitlines(keepends=True)[-5:])
         raise UserError(f"{backend} job {run_name} failed (exit {proc.returncode}); "
                         f"last lines of {err_path}:\n{tail}")
-    run = plots.load_run(log_dir / run_name)
-    metrics = plots.run_metrics(run)
+    run = load_run(log_dir / run_name)
+    metrics = run_metrics(run)
     last = run.epochs[run.epochs["epoch"] == run.epochs["epoch"].max()]["test_acc"].dropna()
     print(f"  done in {wall:.0f} s: mean epoch {metrics.mean_epoch_time or float('nan'):.3f} s, "
           f"test acc {metrics.test_acc_at_best_val}", flush=True)
@@ -169,7 +150,7 @@ def draw(log_dir: Path, plot_dir: Path) -> None:
     """All figures and summary.md for the runs under ``log_dir`` (visualize.py's job)."""
     with_warnings = logging.getLogger("src.plots")
     with_warnings.setLevel(logging.WARNING)
-    for path in plots.visualize(log_dir, plot_dir):
+    for path in visualize(log_dir, plot_dir):
         print(f"wrote {path}")
 
 

@@ -16,23 +16,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from src.in_memory.full_graph import FullGraphBackend  # noqa: E402
-from src.neo4jdb.backend import Neo4jBackend  # noqa: E402
-from src.client import connect  # noqa: E402
-from src.data.datasets import load_dataset  # noqa: E402
-from src.core.errors import UsageError, UserError, run_cli  # noqa: E402
-from src.neo4jdb.loader import require_loaded  # noqa: E402
-from src.core.schema import GraphSchema  # noqa: E402
-from src.train.loop import GraphSAGE, evaluate  # noqa: E402
+from src.in_memory.full_graph import FullGraphBackend
+from src.neo4jdb.backend import Neo4jBackend
+from src.client import connect
+from src.data.sources import load_dataset
+from src.core.errors import UsageError, UserError, run_cli
+from src.neo4jdb.load.records import require_loaded
+from src.train.model import GraphSAGE
+from src.train.loop import evaluate
 
 
 def load_model(path: Path, num_features: int, num_classes: int) -> GraphSAGE:
@@ -68,8 +66,7 @@ def main() -> int:
     memory = FullGraphBackend(ds, **common)
     client = connect(max_pool_size=4)  # NEO4J_* environment, else the local server
     record = require_loaded(client, ds.name)
-    schema = GraphSchema.from_record(record)
-    neo4j = Neo4jBackend(client, schema, record, **common)
+    neo4j = Neo4jBackend(client, record, **common)
     if not torch.equal(memory.split_nodes(args.split), neo4j.split_nodes(args.split)):
         raise UserError(f"the {args.split} split in Neo4j differs from the dataset file: reload "
                         f"{ds.name} with loaders/load_into_neo4j.py --reset")

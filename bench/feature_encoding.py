@@ -16,24 +16,25 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch_geometric.data.feature_store import TensorAttr
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from src.client import connect, Neo4jSettings  # noqa: E402
-from src.data.datasets import GraphDataset, load_dataset  # noqa: E402
-from src.core.errors import run_cli  # noqa: E402
-from src.feature_store import Neo4jFeatureStore  # noqa: E402
-from src.neo4jdb.loader import LoadConfig, delete_dataset, ensure_loaded, require_loaded  # noqa: E402
-from src.neo4jdb.procedures import has_procedures  # noqa: E402
-from src.core.schema import GraphSchema  # noqa: E402
+from src.client import connect, Neo4jSettings
+from src.data.graph import GraphDataset
+from src.data.sources import load_dataset
+from src.core.errors import run_cli
+from src.feature_store import Neo4jFeatureStore
+from src.neo4jdb.access import Neo4jAccess
+from src.data.loading import LoadConfig
+from src.neo4jdb.load.ensure import ensure_loaded
+from src.neo4jdb.load.records import delete_dataset, require_loaded
+from src.neo4jdb.procedures import has_procedures
+from src.core.schema import GraphSchema
 
 
 def first_nodes(ds: GraphDataset, n: int) -> GraphDataset:
@@ -92,18 +93,18 @@ def main() -> int:
                     if use and not procs:
                         row[name] = float("nan")
                         continue
-                    store = Neo4jFeatureStore.from_record(client, schema, record, use_procedures=use)
+                    store = Neo4jFeatureStore.from_record(client, record, access=Neo4jAccess(use_procedures=use))
                     x, _ = store.fetch(ids)
                     assert np.array_equal(x.view(np.uint32), want.view(np.uint32)), f"{fmt}/{name} rows differ"
                     row[name] = 1000 * best_of(lambda: store.fetch(ids), args.repeats)
-                store = Neo4jFeatureStore.from_record(client, schema, record, use_procedures=procs)
+                store = Neo4jFeatureStore.from_record(client, record, access=Neo4jAccess(use_procedures=procs))
                 attrs = [TensorAttr(None, "x", torch.from_numpy(ids)), TensorAttr(None, "y", torch.from_numpy(ids))]
                 xt, _ = store.multi_get_tensor(attrs)
                 assert torch.equal(xt.to_dense() if xt.is_sparse else xt, torch.from_numpy(want))
                 row["PyG"] = 1000 * best_of(lambda: store.multi_get_tensor(attrs), args.repeats)
                 row["x_mb"] = tensor_mib(xt)
                 results[fmt] = row
-                print(f"{record['feature_encoding']:<26} {row['bytes']:>10,.0f} {row['load']:>7.1f} "
+                print(f"{record.feature_encoding:<26} {row['bytes']:>10,.0f} {row['load']:>7.1f} "
                       f"{row['procedure']:>13.1f} {row['Cypher']:>10.1f} {row['PyG']:>8.1f} {row['x_mb']:>7.1f}",
                       flush=True)
             finally:

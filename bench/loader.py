@@ -22,18 +22,17 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from src.client import Neo4jSettings, connect  # noqa: E402
-from src.data.datasets import load_dataset  # noqa: E402
-from src.core.errors import run_cli  # noqa: E402
-from src.neo4jdb.loader import EDGE_SHAPES, FeatureLayout, LoadConfig, LoadReport, ensure_loaded  # noqa: E402
-from src.neo4jdb.local import LocalNeo4j  # noqa: E402
-from src.core.schema import GraphSchema  # noqa: E402
+from src.client import Neo4jSettings, connect
+from src.data.sources import load_dataset
+from src.core.errors import run_cli
+from src.data.loading import FeatureLayout, LoadConfig, LoadReport
+from src.neo4jdb.load.ensure import ensure_loaded
+from src.neo4jdb.local import LocalNeo4j
+from src.core.schema import GraphSchema
 
 
 def parse_args() -> argparse.Namespace:
@@ -57,7 +56,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dense_node_threshold", type=int, default=LoadConfig.dense_node_threshold,
                    help="bulk importer: relationships from which a node is stored dense, i.e. grouped by type "
                         "and direction (default %(default)s, Neo4j's own)")
-    p.add_argument("--edge_shape", choices=EDGE_SHAPES, default="groups", help="UNWIND relationship query shape")
     p.add_argument("--work_dir", default=None, help="where the temporary servers live (default: a new temp dir)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p.parse_args()
@@ -70,7 +68,7 @@ def run_one(method: str, ds, args: argparse.Namespace, work: Path) -> LoadReport
         info = server.connection_info()
         with connect(Neo4jSettings(uri=info["uri"], password=info["password"])) as client:
             config = LoadConfig(method=method, batch_size=args.batch_size, workers=args.workers,
-                                edge_shape=args.edge_shape, import_min_edges=0, import_memory=args.import_memory,
+                                import_min_edges=0, import_memory=args.import_memory,
                                 dense_node_threshold=args.dense_node_threshold)
             return ensure_loaded(client, ds, GraphSchema.for_dataset(ds.name), config, server=server)
     finally:
@@ -120,7 +118,7 @@ def main() -> int:
         report = run_one(method, ds, args, work)
         cfg = LoadConfig(batch_size=args.batch_size)
         rows.append({
-            "method": method if method == "import" else f"unwind ({args.edge_shape})",
+            "method": method,
             "nodes": f"{report.nodes:,}", "rels": f"{report.relationships:,}",
             "nodes/s": f"{report.nodes_per_s:,.0f}", "rels/s": f"{report.rels_per_s:,.0f}",
             "total s": f"{report.seconds:.0f}", "end-to-end rels/s": f"{report.relationships / report.seconds:,.0f}",

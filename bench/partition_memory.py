@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from src.core.ports import free_port_pair  # noqa: E402
+from src.core.ports import free_port_pair
 
 DEFAULT_TRAINING = ["--epochs", "1", "--fanouts", "5,5", "--num_layers", "2", "--hidden_channels", "64",
                     "--batch_size", "64", "--num_loader_threads", "1"]

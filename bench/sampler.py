@@ -42,14 +42,13 @@ from typing import NamedTuple
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from src.core.hot_nodes import WARM_POLICIES  # noqa: E402
-from src.neo4jdb.procedures import DEFAULT_PROJECTION_MB  # noqa: E402
+from src.core.hot_nodes import WARM_POLICIES
+from src.neo4jdb.procedures import DEFAULT_PROJECTION_MB
 
 
 def _load_dataset(name: str):
-    from src.data.datasets import load_dataset
+    from src.data.sources import load_dataset
 
     m = re.fullmatch(r"synthetic_n(\d+)_d([\d.]+)_f(\d+)_c(\d+)_s(\d+)", name)
     if m:
@@ -81,18 +80,17 @@ def _backend(kind: str, dataset: str, fanouts: list[int], batch_size: int, row: 
 
         return FullGraphBackend(_load_dataset(dataset), fanouts=fanouts, batch_size=batch_size,
                                 num_loader_threads=row.threads)
-    from src.neo4jdb.backend import Neo4jBackend
     from src.client import connect
-    from src.neo4jdb.loader import require_loaded
-    from src.core.schema import GraphSchema
+    from src.neo4jdb.access import Neo4jAccess
+    from src.neo4jdb.backend import Neo4jBackend
+    from src.neo4jdb.load.records import require_loaded
 
     client = connect(max_pool_size=row.threads + 2)
     record = require_loaded(client, dataset)
-    schema = GraphSchema.for_dataset(dataset, label=record["label"], rel_type=record["rel_type"])
-    return Neo4jBackend(client, schema, record, fanouts=fanouts, batch_size=batch_size,
-                        num_loader_threads=row.threads, cache_mb=row.cache_mb, use_procedures=row.mode != "cypher",
-                        use_adjacency=row.mode == "adjacency", projection_mb=row.projection_mb,
-                        cache_warm=row.cache_warm)
+    access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=row.mode != "cypher",
+                                 use_adjacency=row.mode == "adjacency", projection_mb=row.projection_mb)
+    return Neo4jBackend(client, record, fanouts=fanouts, batch_size=batch_size, num_loader_threads=row.threads,
+                        cache_mb=row.cache_mb, cache_warm=row.cache_warm, access=access)
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -23,25 +23,26 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from src.client import Neo4jClient, connect  # noqa: E402
-from src.core.sampling import sample_multi_hop  # noqa: E402
-from src.feature_store import Neo4jFeatureStore  # noqa: E402
-from src.neo4jdb.local import local_server_pid  # noqa: E402
+from src.client import Neo4jClient, connect
+from src.core.sampling import sample_multi_hop
+from src.feature_store import Neo4jFeatureStore
+from src.neo4jdb.access import Neo4jAccess
+from src.neo4jdb.local import local_server_pid
 from src.core.minstd import MINSTD_MODULUS
-from src.graph_sampler import Neo4jNeighborSampler, hop_query  # noqa: E402
-from src.neo4jdb.procedures import fetch_rows, has_procedures, sample_hop  # noqa: E402
-from src.data.datasets import load_dataset  # noqa: E402
-from src.neo4jdb.loader import LoadConfig, delete_dataset, ensure_loaded, require_loaded  # noqa: E402
-from src.core.schema import GraphSchema  # noqa: E402
+from src.graph_sampler import Neo4jNeighborSampler, hop_query
+from src.neo4jdb.procedures import fetch_rows, has_procedures, sample_hop
+from src.data.sources import load_dataset
+from src.data.loading import LoadConfig
+from src.neo4jdb.load.ensure import ensure_loaded
+from src.neo4jdb.load.records import delete_dataset, require_loaded
+from src.core.schema import GraphSchema
 
 
 @dataclass
@@ -99,8 +100,8 @@ def bench_dataset(client: Neo4jClient, name: str, args: argparse.Namespace, serv
     try:
         rng = np.random.default_rng(0)
         hops = {"Cypher": cypher_hop_fn(client, schema), "procedure": proc_hop_fn(client, schema)}
-        store = Neo4jFeatureStore.from_record(client, schema, require_loaded(client, schema.dataset),
-                                              use_procedures=False)
+        store = Neo4jFeatureStore.from_record(client, require_loaded(client, schema.dataset),
+                                              access=Neo4jAccess.cypher())
         fetch = {"Cypher": store.fetch,
                  "procedure": lambda ids: fetch_rows(client, schema, ids, num_features=f, encoding=store.encoding,
                                                      row_bytes=store.row_bytes)}

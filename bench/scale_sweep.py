@@ -33,14 +33,12 @@ from pathlib import Path
 from typing import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 
-from compare_backends import BackendRun, draw, fmt, parse_backends, ratio, run_backend  # noqa: E402
+from compare_backends import BackendRun, draw, fmt, parse_backends, ratio, run_backend
 
-from src.data.datasets import synthetic_dir_name, synthetic_params  # noqa: E402
-from src.core.errors import UsageError, UserError, run_cli  # noqa: E402
-from src.neo4jdb.local import LocalNeo4j  # noqa: E402
+from src.data.synthetic import synthetic_dir_name, synthetic_params
+from src.core.errors import UsageError, UserError, run_cli
+from src.neo4jdb.local import LocalNeo4j
 
 DEFAULT_TRAINING = ["--epochs", "3", "--max_steps_per_epoch", "15", "--eval_every", "3", "--max_eval_seeds", "1024",
                     "--fanouts", "10,10", "--num_layers", "2", "--hidden_channels", "128",

@@ -30,16 +30,14 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from src.client import Neo4jClient, connect  # noqa: E402
-from src.core.sampling import sample_multi_hop  # noqa: E402
-from src.neo4jdb.loader import require_loaded  # noqa: E402
-from src.neo4jdb.local import local_server_pid  # noqa: E402
+from src.client import Neo4jClient, connect
+from src.core.sampling import sample_multi_hop
+from src.neo4jdb.load.records import require_loaded
+from src.core.codecs import row_bytes
+from src.neo4jdb.local import local_server_pid
 from src.core.minstd import MINSTD_MODULUS
-from src.neo4jdb.procedures import fetch_rows, projections, sample_hops  # noqa: E402
-from src.core.codecs import DENSE, row_bytes
-from src.core.schema import GraphSchema  # noqa: E402
+from src.neo4jdb.procedures import fetch_rows, projections, sample_hops
 
 
 def timed(fn, repeats: int, server: psutil.Process | None) -> tuple[float, float | None]:
@@ -57,15 +55,15 @@ def timed(fn, repeats: int, server: psutil.Process | None) -> tuple[float, float
 def bench(client: Neo4jClient, name: str, mb: float, args: argparse.Namespace, server: psutil.Process | None
           ) -> dict:
     record = require_loaded(client, name)
-    schema = GraphSchema.from_record(record)
-    n, f = int(record["num_nodes"]), int(record["num_features"])
-    encoding = record.get("feature_encoding", DENSE)
-    adj = schema.adj_prop if record.get("adjacency") == schema.adj_prop else None
+    schema = record.schema
+    n, f = record.num_nodes, record.num_features
+    encoding = record.feature_encoding
+    adj = schema.adj_prop if record.has_adjacency(schema) else None
     rng = np.random.default_rng(0)
     ids = rng.choice(n, size=min(args.rows, n), replace=False).astype(np.int64)
     seeds = rng.choice(n, size=min(args.batch, n), replace=False).astype(np.int64)
     states = rng.integers(1, MINSTD_MODULUS, size=len(args.fanouts), dtype=np.int64)
-    kw = {"num_features": f, "encoding": encoding, "row_bytes": row_bytes(encoding, f, record.get("feature_density")),
+    kw = {"num_features": f, "encoding": encoding, "row_bytes": row_bytes(encoding, f, record.feature_density),
           "projection_mb": mb}
 
     def rows(which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

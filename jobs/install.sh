@@ -33,6 +33,15 @@ then
   "$PYTHON" -m pip install -q -r requirements.txt
 fi
 
+# The repository's `src` package, importable from any folder (bench/, loaders/ scripts): an editable
+# install of this checkout, redone when `import src` resolves elsewhere (e.g. another clone).
+here=$PWD
+if ! (cd / && "$PYTHON" -c 'import pathlib, sys, src; sys.exit(pathlib.Path(src.__file__).parent != pathlib.Path(sys.argv[1]))' \
+      "$here/src") 2>/dev/null; then
+  echo "install: pip install -e . (the src package of $here)"
+  "$PYTHON" -m pip install -q --no-deps --no-build-isolation --root-user-action=ignore -e .
+fi
+
 "$PYTHON" - <<'PY'
 from src.neo4jdb.local import LocalNeo4j
 LocalNeo4j().install()

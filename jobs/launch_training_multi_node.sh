@@ -2,7 +2,7 @@
 # Run this machine's rank of a multi-machine job; run the same command on every machine.
 #
 #   node k of n:  bash jobs/launch_training_multi_node.sh --num_nodes n --node_rank k \
-#                      --master_addr <host of rank 0> [--master_port 29500] [--backend neo4j|in_memory] [flags]
+#                      --master_addr <host of rank 0> [--master_port 29500] [--backend neo4j|ladybug|in_memory] [flags]
 #
 # Network: gloo picks an interface by hostname; set GLOO_SOCKET_IFNAME=<iface> (e.g. eth0) when
 # machines have several. Neo4j: either one shared server (export NEO4J_URI/NEO4J_USER/NEO4J_PASSWORD
@@ -27,11 +27,7 @@ done
 for f in --num_nodes --node_rank --master_addr; do
   case "$have" in *" $f "*) ;; *) echo "error: $f is required for a multi-node job (see --help)" >&2; exit 2 ;; esac
 done
-case "$backend" in
-  neo4j) script=main-neo4j-backend.py ;;
-  in_memory) script=in-memory-alternative.py ;;
-  *) echo "error: --backend must be neo4j or in_memory (got '$backend')" >&2; exit 2 ;;
-esac
+script=$("$PYTHON" -m src.backends.registry script "$backend") || exit 2  # the backend's entry script
 if [ "$backend" = neo4j ] && [ -z "${NEO4J_URI:-}" ]; then
   bash jobs/neo4j.sh start
   load=("$PYTHON" loaders/load_into_neo4j.py --dataset "$dataset")

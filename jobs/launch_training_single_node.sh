@@ -29,12 +29,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$ranks" in (''|*[!0-9]*|0) echo "error: --ranks must be a positive integer (got '$ranks')" >&2; exit 2 ;; esac
-case "$backend" in
-  neo4j) script=main-neo4j-backend.py ;;
-  ladybug) script=main-ladybug-backend.py ;;
-  in_memory) script=in-memory-alternative.py ;;
-  *) echo "error: --backend must be neo4j, ladybug or in_memory (got '$backend')" >&2; exit 2 ;;
-esac
+script=$("$PYTHON" -m src.backends.registry script "$backend") || exit 2  # the backend's entry script
 run_name=${run_name:-$dataset-$backend-$(date +%Y%m%d-%H%M%S)}
 
 if [ "$backend" = neo4j ]; then
@@ -50,7 +45,7 @@ if [ "$backend" = ladybug ]; then
   "${load[@]}"
 fi
 
-port=$("$PYTHON" -c "from src.neo4jdb.local import free_port; print(free_port())")
+port=$("$PYTHON" -c "from src.core.ports import free_port; print(free_port())")
 pids=(); declare -A rank_of
 for ((k = 0; k < ranks; k++)); do
   "$PYTHON" "$script" "${pass[@]}" --num_nodes "$ranks" --node_rank "$k" \

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Load a graph dataset into Neo4j (or an embedded Ladybug database) for training (resumable, idempotent).
+"""Load a graph dataset for training into Neo4j (default) or, with --backend ladybug, into an
+embedded Ladybug database file; resumable and idempotent for both.
 
   python loaders/load_into_neo4j.py --dataset cora
   python loaders/load_into_neo4j.py --dataset synthetic --num_nodes 1000000 --avg_degree 25 --num_features 32
@@ -10,23 +11,23 @@ the label (default: the dataset name) and the integer property id; features are 
 in x (little-endian float32 rows, or (int32 column, float32 value) pairs of the non-zeros for
 sparse features), labels in y, the split in split. See docs/ARCHITECTURE.md.
 With --backend ladybug the same model goes into a Ladybug file (node and rel tables; no server):
-the loader is its only writer, so do not train from the file while it loads.
+the loader is its only writer, so do not train from the file while it loads. This script is
+the one loader for both databases; it only wires flags to src/neo4jdb/load/ensure.py (Neo4j)
+or src/ladybugdb/loader.py (Ladybug).
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: import src.*
 
 from src.client import add_connection_args, connect, settings_from_args
-from src.core.schema import validate_identifier  # noqa: E402
-from src.data.datasets import SYNTHETIC, SYNTHETIC_DEFAULTS, load_dataset  # noqa: E402
-from src.core.errors import ArgumentParser, UsageError, run_cli  # noqa: E402
-from src.ladybugdb.client import DEFAULT_DIR, LadybugClient, add_ladybug_args, path_from_args  # noqa: E402
-from src.neo4jdb.loader import (
+from src.data.sources import load_dataset
+from src.data.synthetic import SYNTHETIC, SYNTHETIC_DEFAULTS
+from src.core.errors import ArgumentParser, UsageError, run_cli
+from src.ladybugdb.client import DEFAULT_DIR, LadybugClient, add_ladybug_args, path_from_args
+from src.data.loading import (
     EDGE_BATCH,
     FEATURE_FORMATS,
     IMPORT_MIN_EDGES,
@@ -34,10 +35,10 @@ from src.neo4jdb.loader import (
     NODE_BATCH,
     LoadConfig,
     LoadReport,
-    ensure_loaded,
 )
+from src.neo4jdb.load.ensure import ensure_loaded
 from src.core.codecs import SPARSE_MAX_DENSITY
-from src.core.schema import GraphSchema, validate_dataset_name  # noqa: E402
+from src.core.schema import GraphSchema, validate_dataset_name, validate_identifier
 
 BACKENDS = ("neo4j", "ladybug")
 SYNTHETIC_FLAGS = ("num_nodes", "avg_degree", "num_features", "num_classes", "seed")

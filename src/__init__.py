@@ -1,10 +1,10 @@
-"""Distributed GNN training on a graph database (Neo4j) with PyG.
+"""Distributed GNN training on a graph database (Neo4j) with PyG: the library behind the entry scripts.
 
-Library code for the entry scripts at the repository root. Modules have one job each:
-``client`` (driver + transactions), ``neo4j_local`` (the project's own Neo4j server),
-``datasets`` (one record type for every source), ``graph_store``/``feature_store``/
-``graph_sampler`` (the Neo4j PyG backend), ``csr_sampler`` (in-memory reference sampler),
-``trainer`` (one loop for every backend).
+Rooms (docs/ARCHITECTURE.md has the map): ``core`` (the neutral contracts and kernels: sampling,
+codecs, the feature path, PyG adapters; no database driver), ``data`` (dataset sources),
+``train`` (the one training loop), ``backends`` (the Backend base and the registry), and a wing
+per engine: ``neo4jdb`` (+ the seed's ``client``, ``graph_sampler``, ``feature_store``,
+``graph_store`` at this level), ``ladybugdb``, ``in_memory``; ``plots`` reads logs into figures.
 """
 import warnings
 

@@ -23,7 +23,7 @@ import neo4j
 from neo4j import GraphDatabase
 from neo4j import exceptions as neo4j_exc
 
-from src.core.errors import Neo4jUnavailable, UsageError
+from src.core.errors import Neo4jUnavailable, UsageError, first_line
 from src.core.schema import validate_identifier
 
 log = logging.getLogger(__name__)
@@ -316,8 +316,7 @@ class _QuietTx:
 def _short(exc: BaseException) -> str:
     if isinstance(exc, neo4j_exc.Neo4jError) and exc.message:
         return exc.message.strip().splitlines()[0][:200]
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+    return first_line(exc, 200)
 
 
 def connect(settings: Neo4jSettings | None = None, **kwargs: Any) -> Neo4jClient:

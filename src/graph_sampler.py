@@ -21,7 +21,7 @@ the dataset has the packed adjacency property (``GraphSchema.adj_prop``, written
 the procedure reads a node's neighbours from it (one property read) instead of walking its
 relationship chain. Per-node states are then derived on the server from one client state per hop
 (:func:`src.neo4jdb.procedures.hop_states`). Every path is reproducible under ``seed`` and checked against
-the Cypher query or the in-memory graph in tests/test_procedures.py. With ``projection_mb > 0`` the
+the Cypher query or the in-memory graph in tests/test_procedures.py. With a projection budget the
 procedures may sample from an in-heap projection of the topology (same samples, see
 :mod:`src.neo4jdb.procedures`).
 """
@@ -32,14 +32,15 @@ import logging
 import numpy as np
 from torch_geometric.sampler import NodeSamplerInput, SamplerOutput
 
+from src.core.arrays import segment_arange
 from src.core.minstd import MINSTD_MODULUS
 from src.neo4jdb import procedures
+from src.neo4jdb.access import Neo4jAccess
 from src.client import Neo4jClient
 from src.core.sampling import HopSampler, sampler_output
 from src.core.schema import GraphSchema
 
 log = logging.getLogger(__name__)
-
 
 
 def hop_query(schema: GraphSchema) -> str:
@@ -69,21 +70,19 @@ class Neo4jNeighborSampler(HopSampler):
     """
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, fanouts: list[int], seed: int | None = None,
-                 *, use_procedures: bool | None = None, use_adjacency: bool = False, projection_mb: float = 0.0
-                 ) -> None:
-        """``use_adjacency``: read neighbours from ``schema.adj_prop`` (needs the procedures and a
-        dataset record with ``adjacency``); otherwise the procedures walk the relationships.
-        ``projection_mb``: server heap budget of a topology projection (0: read the store)."""
+                 *, access: Neo4jAccess | None = None) -> None:
+        """``access`` None: the procedures when the server has them, walking the relationships (no
+        adjacency property), no projection (see :class:`~src.neo4jdb.access.Neo4jAccess`)."""
         super().__init__(fanouts, seed)
         self.client = client
         self.schema = schema
         self._query = hop_query(schema)
-        self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
-        if use_adjacency and not self.use_procedures:
-            raise ValueError("the adjacency property is read by the gnn.* procedures only")
-        self.adj_prop = schema.adj_prop if use_adjacency else None
-        self.projection_mb = projection_mb
+        self.access = access if access is not None else Neo4jAccess.resolve(client, schema)
         self.queries = 0
+
+    @property
+    def use_procedures(self) -> bool:
+        return self.access.use_procedures
 
     def sample_from_nodes(self, inputs: NodeSamplerInput, **kwargs) -> SamplerOutput:
         """With the procedures: every hop of the batch in one ``gnn.sampleHops`` call; else one query per hop."""
@@ -95,8 +94,8 @@ class Neo4jNeighborSampler(HopSampler):
         rng = self.batch_rng(seeds)
         states = rng.integers(1, MINSTD_MODULUS, size=len(self.fanouts), dtype=np.int64)
         self.queries += 1
-        hops = procedures.sample_hops(self.client, self.schema, seeds, self.fanouts, states, adj_prop=self.adj_prop,
-                                      projection_mb=self.projection_mb)
+        hops = procedures.sample_hops(self.client, self.schema, seeds, self.fanouts, states, adj_prop=self.access.adj_prop,
+                                      projection_mb=self.access.projection_mb)
         out = sampler_output(seeds, hops)
         out.metadata = (inputs.input_id, inputs.time)
         return out
@@ -107,8 +106,8 @@ class Neo4jNeighborSampler(HopSampler):
         states = rng.integers(1, MINSTD_MODULUS, size=len(frontier), dtype=np.int64)
         self.queries += 1
         if self.use_procedures:
-            return procedures.sample_hop(self.client, self.schema, frontier, states, fanout, adj_prop=self.adj_prop,
-                                         projection_mb=self.projection_mb)
+            return procedures.sample_hop(self.client, self.schema, frontier, states, fanout, adj_prop=self.access.adj_prop,
+                                         projection_mb=self.access.projection_mb)
         params = {"ids": frontier.tolist(), "states": states.tolist(), "fanout": int(fanout)}
         rec = self.client.read_tx(lambda tx: tx.run(self._query, params).single(strict=True))
         pos = np.asarray(rec["pos"], dtype=np.int64)
@@ -123,5 +122,4 @@ class Neo4jNeighborSampler(HopSampler):
         order = np.argsort(pos, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts_by_pos)[:-1]])
         counts = counts_by_pos[order]
-        idx = np.repeat(starts[order] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
-        return counts, flat[idx]
+        return counts, flat[segment_arange(starts[order], counts)]

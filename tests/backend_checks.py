@@ -19,9 +19,9 @@ from torch_geometric.sampler import NodeSamplerInput
 
 from src.core.csr import CSRGraph, CSRNeighborSampler
 from src.core.sampling import HopSampler
-from src.data.datasets import GraphDataset
+from src.data.graph import GraphDataset
 from src.core.codecs import SPARSE
-from src.train.loop import GraphSAGE
+from src.train.model import GraphSAGE
 
 
 def sample(sampler: HopSampler, seeds: np.ndarray):

@@ -38,8 +38,10 @@ def loaded_dataset(client: Neo4jClient):
     The stable name makes re-runs against the same database a no-op load (verified by counts).
     ``feature_format`` other than auto (dense, sparse) loads under ``pytest_<name>_<format>``.
     """
-    from src.data.datasets import load_dataset
-    from src.neo4jdb.loader import LoadConfig, ensure_loaded, require_loaded
+    from src.data.sources import load_dataset
+    from src.data.loading import LoadConfig
+    from src.neo4jdb.load.ensure import ensure_loaded
+    from src.neo4jdb.load.records import require_loaded
     from src.core.schema import GraphSchema
 
     cache: dict[str, tuple] = {}

@@ -45,26 +45,26 @@ from torch_geometric.sampler import NodeSamplerInput
 from src.ladybugdb.backend import LadybugBackend, LadybugFeatureStore
 from src.in_memory.full_graph import FullGraphBackend
 from src.neo4jdb.backend import Neo4jBackend
-from src.in_memory.partitioned import (
-    LocalPartition,
-    PartitionedBackend,
-    PartitionedSampler,
-    PartitionRouter,
-    load_partition,
-)
+from src.in_memory.partition_format import LocalPartition, load_partition
+from src.in_memory.partitioned import PartitionedBackend
+from src.in_memory.router import PartitionedSampler, PartitionRouter
 from src.client import Neo4jClient, Neo4jSettings, connect
 from src.core.csr import CSRGraph, CSRNeighborSampler
 from src.core.sampling import HopSampler
-from src.data.datasets import GraphDataset, load_dataset
-from src.feature_store import DatabaseFeatureStore, Neo4jFeatureStore
+from src.data.graph import GraphDataset
+from src.data.sources import load_dataset
+from src.core.row_fetch import DatabaseFeatureStore
+from src.feature_store import Neo4jFeatureStore
+from src.neo4jdb.access import Neo4jAccess
+from src.core.record import DatasetRecord
 from src.graph_sampler import Neo4jNeighborSampler
 from src.ladybugdb.client import LadybugClient
 from src.ladybugdb.loader import ensure_loaded as ladybug_ensure_loaded
 from src.ladybugdb.loader import require_loaded as ladybug_require_loaded
 from src.ladybugdb.sampler import LadybugNeighborSampler
-from src.neo4jdb.loader import LoadConfig
-from src.neo4jdb.loader import ensure_loaded as neo4j_ensure_loaded
-from src.neo4jdb.loader import require_loaded as neo4j_require_loaded
+from src.data.loading import LoadConfig
+from src.neo4jdb.load.ensure import ensure_loaded as neo4j_ensure_loaded
+from src.neo4jdb.load.records import require_loaded as neo4j_require_loaded
 from src.in_memory.partition import PartitionConfig, partition_dataset
 from src.neo4jdb.procedures import DEFAULT_PROJECTION_MB
 from src.in_memory.rpc_service import RowBlock
@@ -256,7 +256,7 @@ def neo4j_name(name: str, feature_format: str = "auto") -> str:
     return f"pytest_{name}" + ("" if feature_format == "auto" else f"_{feature_format}")
 
 
-def neo4j_load(client: Neo4jClient, ds: GraphDataset, feature_format: str = "auto") -> tuple[GraphSchema, dict]:
+def neo4j_load(client: Neo4jClient, ds: GraphDataset, feature_format: str = "auto") -> tuple[GraphSchema, DatasetRecord]:
     """As conftest's ``loaded_dataset``: load once under :func:`neo4j_name` (a no-op when there), return (schema, record)."""
     schema = GraphSchema.for_dataset(neo4j_name(ds.name, feature_format))
     neo4j_ensure_loaded(client, ds, schema, LoadConfig(progress=False, feature_format=feature_format))
@@ -275,34 +275,41 @@ def relationship_order_digest(client: Neo4jClient, schema: GraphSchema) -> str:
     return h.hexdigest()
 
 
-def _neo4j_fs(client: Neo4jClient, schema: GraphSchema, record: dict, mode: dict[str, Any]) -> Neo4jFeatureStore:
-    kwargs = {k: v for k, v in mode.items() if k != "warm"}
+def _access(mode: dict[str, Any]) -> Neo4jAccess:
+    """The Neo4j read path a mode names (procedures or Cypher, adjacency property, projection budget)."""
+    return Neo4jAccess(use_procedures=mode["use_procedures"], adj_prop="nbrs" if mode.get("use_adjacency") else None,
+                       projection_mb=mode.get("projection_mb", 0.0))
+
+
+def _neo4j_fs(client: Neo4jClient, schema: GraphSchema, record: DatasetRecord, mode: dict[str, Any]) -> Neo4jFeatureStore:
+    kwargs = {k: v for k, v in mode.items() if k == "cache_mb"}
     if mode.get("warm"):
-        per_row = int(record["num_features"]) * 4 + 8 + 8 + 4  # FeatureCache's bytes per row
-        kwargs["cache_mb"] = (int(record["num_nodes"]) // 4) * per_row / 2**20
-    fs = Neo4jFeatureStore.from_record(client, schema, record, **kwargs)
+        per_row = record.num_features * 4 + 8 + 8 + 4  # FeatureCache's bytes per row
+        kwargs["cache_mb"] = (record.num_nodes // 4) * per_row / 2**20
+    fs = Neo4jFeatureStore.from_record(client, record, access=_access(mode), **kwargs)
     if mode.get("warm"):
         fs.warm_cache("degree")
     return fs
 
 
-def pin_neo4j_samplers(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, record: dict,
+def pin_neo4j_samplers(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, record: DatasetRecord,
                        modes: Iterable[str]) -> dict[str, Any]:
     """Each sampler mode's batches (features of ``out.node`` from the default feature store) and direct hop."""
-    fs = Neo4jFeatureStore.from_record(client, schema, record)
+    fs = Neo4jFeatureStore.from_record(client, record)
     out: dict[str, Any] = {}
     for mode in modes:
-        make = lambda: Neo4jNeighborSampler(client, schema, FANOUTS, seed=SAMPLER_SEED, **NEO4J_SAMPLER_MODES[mode])
+        make = lambda: Neo4jNeighborSampler(client, schema, FANOUTS, seed=SAMPLER_SEED,
+                                            access=_access(NEO4J_SAMPLER_MODES[mode]))
         out[f"sampler/{mode}"] = pin_sampler(make(), ds, fs.fetch)
         out[f"hop/{mode}"] = pin_hop(make(), ds)
     return out
 
 
-def pin_neo4j_features(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, record: dict) -> dict[str, Any]:
+def pin_neo4j_features(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, record: DatasetRecord) -> dict[str, Any]:
     """Every feature mode's ``fetch`` (cache state too), and ``fetch_sparse`` for sparse-stored rows
     (which get no cache: the cached modes run on dense-stored rows only)."""
     out: dict[str, Any] = {}
-    sparse = record.get("feature_encoding") == SPARSE
+    sparse = record.feature_encoding == SPARSE
     for mode, kwargs in NEO4J_FEATURE_MODES.items():
         if sparse and (kwargs.get("cache_mb") or kwargs.get("warm")):
             continue  # sparse-stored rows get no cache (a warning says so): same as the plain modes
@@ -317,17 +324,16 @@ def pin_neo4j_features(client: Neo4jClient, ds: GraphDataset, schema: GraphSchem
     return out
 
 
-def pin_neo4j_loader(client: Neo4jClient, schema: GraphSchema, record: dict) -> dict[str, Any]:
+def pin_neo4j_loader(client: Neo4jClient, schema: GraphSchema, record: DatasetRecord) -> dict[str, Any]:
     """Neo4jBackend with its defaults (procedures, adjacency when loaded, no projection, no cache).
 
     Not closed: ``close()`` would close ``client``, which the caller owns."""
-    backend = Neo4jBackend(client, schema, record, fanouts=FANOUTS, batch_size=BATCH_SIZE,
-                           num_loader_threads=LOADER_THREADS)
+    backend = Neo4jBackend(client, record, fanouts=FANOUTS, batch_size=BATCH_SIZE, num_loader_threads=LOADER_THREADS)
     return {"loader": pin_loader(backend, backend.split_nodes("train")),
-            "loader_paths": {"procedures": bool(backend.use_procedures), "adjacency": bool(backend.use_adjacency)}}
+            "loader_paths": {"procedures": backend.access.use_procedures, "adjacency": backend.access.use_adjacency}}
 
 
-def pin_neo4j(client: Neo4jClient, ds: GraphDataset, stores: dict[str, tuple[GraphSchema, dict]], *,
+def pin_neo4j(client: Neo4jClient, ds: GraphDataset, stores: dict[str, tuple[GraphSchema, DatasetRecord]], *,
               relationship_order: bool = True) -> dict[str, Any]:
     """All Neo4j entries of ``ds``; ``stores`` maps feature_format (auto, dense) to (schema, record).
 
@@ -355,23 +361,23 @@ def ladybug_build(ds: GraphDataset, folder: Path) -> Path:
     return path
 
 
-def ladybug_open(path: Path, name: str) -> tuple[LadybugClient, GraphSchema, dict]:
+def ladybug_open(path: Path, name: str) -> tuple[LadybugClient, GraphSchema, DatasetRecord]:
     """(read-only client, schema, record), as a training rank opens them; the caller closes the client."""
     client = LadybugClient(path)
     record = ladybug_require_loaded(client, name)
-    return client, GraphSchema.for_dataset(name, label=record["label"], rel_type=record["rel_type"]), record
+    return client, record.schema, record
 
 
-def pin_ladybug(client: LadybugClient, ds: GraphDataset, schema: GraphSchema, record: dict) -> dict[str, Any]:
+def pin_ladybug(client: LadybugClient, ds: GraphDataset, schema: GraphSchema, record: DatasetRecord) -> dict[str, Any]:
     """LadybugNeighborSampler (features from LadybugFeatureStore), the store with and without cache, the loader."""
-    n, f = int(record["num_nodes"]), int(ds.num_features)
+    n, f = record.num_nodes, int(ds.num_features)
     fs = LadybugFeatureStore(client, schema, n, f)
     make = lambda: LadybugNeighborSampler(client, schema, n, FANOUTS, seed=SAMPLER_SEED)
     cached = LadybugFeatureStore(client, schema, n, f, cache_mb=64.0)
     per_row = f * 4 + 8 + 8 + 4
     warm = LadybugFeatureStore(client, schema, n, f, cache_mb=(n // 4) * per_row / 2**20)
     warm.warm_cache("degree")
-    backend = LadybugBackend(client, schema, record, fanouts=FANOUTS, batch_size=BATCH_SIZE,
+    backend = LadybugBackend(client, record, fanouts=FANOUTS, batch_size=BATCH_SIZE,
                              num_loader_threads=LOADER_THREADS)  # not closed: it would close the client
     return {
         "sampler": pin_sampler(make(), ds, fs.fetch),

@@ -25,11 +25,13 @@ import pytest
 
 from src.in_memory.full_graph import FullGraphBackend
 from src.client import Neo4jClient, Neo4jSettings
-from src.data.datasets import load_dataset
-from src.neo4jdb.loader import LoadConfig, ensure_loaded
+from src.data.sources import load_dataset
+from src.data.loading import LoadConfig
+from src.neo4jdb.load.ensure import ensure_loaded
 from src.in_memory.partition import PartitionConfig, partition_dataset
 from src.core.schema import GraphSchema
-from src.train.loop import TrainConfig, train
+from src.train.config import TrainConfig
+from src.train.loop import train
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CORA = REPO.parent / "shared" / "datasets" / "cora.npz"
@@ -350,7 +352,7 @@ def test_values_reaching_neo4j_travel_as_parameters(client: Neo4jClient, neo4j_s
         code, stderr = run_in_process(NEO4J, ["--neo4j_uri", neo4j_settings.uri, "--neo4j_user", value],
                                       tmp_path, monkeypatch, capfd)
         assert code == 1 and "wrong password" in stderr and len(stderr.strip().splitlines()) == 1, (value, stderr)
-    from src.neo4jdb.loader import require_loaded
+    from src.neo4jdb.load.records import require_loaded
     from src.core.errors import UserError
 
     for value in INJECTIONS:  # what --dataset would send if it were not validated first

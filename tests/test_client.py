@@ -8,7 +8,7 @@ import pytest
 from src.client import Neo4jClient, Neo4jSettings, connect, quiet_params
 from src.core.schema import validate_identifier
 from src.core.errors import Neo4jUnavailable, UsageError
-from src.neo4jdb.local import free_port
+from src.core.ports import free_port
 
 
 def test_write_then_read_round_trip(client: Neo4jClient, unique_label: str) -> None:

@@ -1,4 +1,4 @@
-"""Tests of src/data/datasets.py and src/data/synthetic.py on the shipped real graphs (no Neo4j needed)."""
+"""Tests of src/data/ (graph, sources, ogb, cache, synthetic) on the shipped real graphs (no Neo4j needed)."""
 from __future__ import annotations
 
 import gzip
@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from src.data import datasets, synthetic
-from src.data.datasets import GraphDataset, available_datasets, from_ogb, load_dataset, to_undirected
+from src.data import ogb as ogb_graphs
+from src.data import sources, synthetic
+from src.data.graph import GraphDataset, to_undirected
+from src.data.ogb import from_ogb
+from src.data.sources import available_datasets, load_dataset
 from src.core.errors import UsageError, UserError
 
-SHARED = datasets.shared_datasets_dir()
+SHARED = sources.shared_datasets_dir()
 needs_shared = pytest.mark.skipif(not (SHARED / "cora.npz").is_file(), reason=f"no shipped datasets in {SHARED}")
 
 # README table: nodes, stored edges, features, classes, split sizes
@@ -125,17 +128,17 @@ def test_unknown_name_lists_available():
         assert name in msg
     if (SHARED / "cora.npz").is_file():
         assert "cora" in msg and "coauthor_phy" in msg
-    assert available_datasets()[-4:] == ["synthetic", *datasets.OGB_DATASETS]
+    assert available_datasets()[-4:] == ["synthetic", *ogb_graphs.OGB_DATASETS]
 
 
 def test_missing_shared_folder(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere"
-    monkeypatch.setenv(datasets.SHARED_ENV, str(missing))
+    monkeypatch.setenv(sources.SHARED_ENV, str(missing))
     with pytest.raises(UserError) as exc:
         load_dataset("cora")
     msg = _one_line(exc)
-    assert str(missing) in msg and datasets.SHARED_ENV in msg and "available: synthetic" in msg
-    assert available_datasets() == ["synthetic", *datasets.OGB_DATASETS]
+    assert str(missing) in msg and sources.SHARED_ENV in msg and "available: synthetic" in msg
+    assert available_datasets() == ["synthetic", *ogb_graphs.OGB_DATASETS]
 
 
 @needs_shared
@@ -146,7 +149,7 @@ def test_root_and_env_lookup(tmp_path, monkeypatch):
     assert load_dataset("cora", root=tmp_path).num_nodes == 3327
     assert load_dataset(str(tmp_path / "mini.npz")).name == "mini"
     assert "mini" in available_datasets(tmp_path)
-    monkeypatch.setenv(datasets.SHARED_ENV, str(tmp_path))
+    monkeypatch.setenv(sources.SHARED_ENV, str(tmp_path))
     assert load_dataset("mini").num_nodes == 2708
 
 
@@ -271,7 +274,7 @@ def test_ogb_arxiv_through_ogb_reader(tmp_path, monkeypatch):
     assert (tmp_path / "ogbn_arxiv" / "processed" / "data_processed").exists()
 
     # second call: served from the converted cache, ogb not involved
-    monkeypatch.setattr(datasets, "_read_with_ogb", lambda *a: pytest.fail("ogb read again"))
+    monkeypatch.setattr(ogb_graphs, "_read_with_ogb", lambda *a: pytest.fail("ogb read again"))
     again = load_dataset("ogbn_arxiv", root=tmp_path)
     assert again.fingerprint() == ds.fingerprint()
     monkeypatch.undo()
@@ -336,8 +339,8 @@ def test_synthetic_full_name_loads_the_same_cache(syn, syn_root):
     """Training scripts have no synthetic flags: the generated graph's name selects it."""
     again = load_dataset(syn.name, root=syn_root)
     assert again.name == syn.name and again.fingerprint() == syn.fingerprint()
-    assert datasets.synthetic_params_from_name(syn.name) == {**SYN, "seed": 0}
-    assert datasets.synthetic_params_from_name("synthetic_n20000_d10") is None
+    assert synthetic.synthetic_params_from_name(syn.name) == {**SYN, "seed": 0}
+    assert synthetic.synthetic_params_from_name("synthetic_n20000_d10") is None
 
 
 def _check_structure(ds: GraphDataset, max_duplicates: float) -> None:

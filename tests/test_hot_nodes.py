@@ -15,12 +15,15 @@ import torch
 
 from src.neo4jdb.backend import Neo4jBackend
 from src.client import Neo4jClient
-from src.data.datasets import GraphDataset
+from src.data.graph import GraphDataset
 from src.core.errors import UsageError
 from src.feature_store import Neo4jFeatureStore
+from src.neo4jdb.access import Neo4jAccess
 from src.core.hot_nodes import cypher_query
 from src.neo4jdb.procedures import has_hot_nodes, hot_nodes
-from src.neo4jdb.loader import LoadConfig, delete_dataset, ensure_loaded, require_loaded
+from src.data.loading import LoadConfig
+from src.neo4jdb.load.ensure import ensure_loaded
+from src.neo4jdb.load.records import delete_dataset, require_loaded
 from src.core.schema import GraphSchema
 from tests import backend_checks as checks
 
@@ -88,14 +91,15 @@ def test_hot_nodes_rejects_negative_k(client: Neo4jClient, cora) -> None:
 def test_warm_cache_holds_top_rows_within_budget(client: Neo4jClient, directed, use_procedures: bool) -> None:
     ds, schema, rec = directed
     checks.check_cache_warm(lambda mb: Neo4jFeatureStore.from_record(
-        client, schema, rec, cache_mb=mb, use_procedures=use_procedures, projection_mb=512, adj_prop=schema.adj_prop),
+        client, rec, cache_mb=mb,
+        access=Neo4jAccess(use_procedures, schema.adj_prop if use_procedures else None, 512.0)),
         ds)
 
 
 def test_warm_cache_unknown_policy(client: Neo4jClient, cora) -> None:
     _, schema, rec = cora
     with pytest.raises(UsageError, match="unknown cache warm-up policy"):
-        Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=1).warm_cache("lru")
+        Neo4jFeatureStore.from_record(client, rec, cache_mb=1).warm_cache("lru")
 
 
 def _batches(backend: Neo4jBackend, n: int = 3) -> list:
@@ -113,14 +117,15 @@ def test_warmed_cache_gives_the_same_batches(client: Neo4jClient, loaded_dataset
     _, schema, rec = loaded_dataset("cora", "dense")  # the cache holds dense rows: sparse-stored cora gets none
     runs = {}
     for name, cache_mb, warm in [("none", 0.0, "degree"), ("use", 2.0, "none"), ("degree", 2.0, "degree")]:
-        backend = Neo4jBackend(client, schema, rec, fanouts=[10, 5], batch_size=256, num_loader_threads=1,
-                               cache_mb=cache_mb, projection_mb=512, cache_warm=warm)
+        backend = Neo4jBackend(client, rec, fanouts=[10, 5], batch_size=256, num_loader_threads=1,
+                               cache_mb=cache_mb, cache_warm=warm,
+                               access=Neo4jAccess.resolve(client, schema, rec, projection_mb=512))
         runs[name] = _batches(backend)
         runs[name + "_stats"] = backend.stats()
     warm = runs["degree_stats"]["cache_warm"]
     assert runs["none_stats"]["cache_warm"] is None and runs["use_stats"]["cache_warm"] is None
     assert warm["policy"] == "degree" and warm["rows"] == Neo4jFeatureStore.from_record(
-        client, schema, rec, cache_mb=2.0).cache.capacity
+        client, rec, cache_mb=2.0).cache.capacity
     for other in ("use", "degree"):
         for a, b in zip(runs["none"], runs[other]):
             for ta, tb in zip(a, b):

@@ -17,14 +17,15 @@ import pytest
 
 from src.ladybugdb.backend import LadybugBackend, LadybugFeatureStore
 from src.core.csr import CSRGraph
-from src.data.datasets import GraphDataset, load_dataset
+from src.data.graph import GraphDataset
+from src.data.sources import load_dataset
 from src.core.errors import UserError
 from src.core.minstd import MINSTD_MODULUS
-from src.graph_store import CypherGraphStore
+from src.core.pyg_stores import CypherGraphStore
 from src.ladybugdb.client import LadybugClient
 from src.ladybugdb.loader import create_tables, ensure_loaded, require_loaded, write_edges, write_nodes
 from src.ladybugdb.sampler import LadybugNeighborSampler
-from src.neo4jdb.loader import LoadConfig
+from src.data.loading import LoadConfig
 from src.core.schema import GraphSchema
 from tests import backend_checks as checks
 
@@ -50,7 +51,7 @@ def lb(db_path: Path):
     """(read-only client, schema, record), as a training rank opens them."""
     client = LadybugClient(db_path)
     record = require_loaded(client, "cora")
-    yield client, GraphSchema.for_dataset("cora", label=record["label"], rel_type=record["rel_type"]), record
+    yield client, record.schema, record
     client.close()
 
 
@@ -61,7 +62,7 @@ def csr(ds: GraphDataset) -> CSRGraph:
 
 def _sampler(lb, fanouts: list[int], seed: int = 0) -> LadybugNeighborSampler:
     client, schema, record = lb
-    return LadybugNeighborSampler(client, schema, record["num_nodes"], fanouts, seed=seed)
+    return LadybugNeighborSampler(client, schema, record.num_nodes, fanouts, seed=seed)
 
 
 # ------------------------------------------------------------------ the shared backend checks
@@ -123,7 +124,7 @@ def test_uniformity_chi_square_and_power(lb, ds, csr, batched: bool) -> None:
     fair = checks.draw_counts_batched(sampler, node, 10_000) if batched else checks.draw_counts(sampler, node, 10_000, 4)
     checks.check_uniform(fair, degree)
     if not batched:
-        biased = _BiasedSampler(client, schema, record["num_nodes"], [4], seed=0)
+        biased = _BiasedSampler(client, schema, record.num_nodes, [4], seed=0)
         checks.check_rejected(checks.draw_counts(biased, node, 10_000, 4), degree)
 
 
@@ -133,7 +134,7 @@ def test_low_degree_nodes_return_all_neighbours(lb, ds, csr) -> None:
 
 def test_graphsage_trains_through_nodeloader(lb, ds) -> None:
     client, schema, record = lb
-    backend = LadybugBackend(client, schema, record, fanouts=[10, 10], batch_size=64, num_loader_threads=2)
+    backend = LadybugBackend(client, record, fanouts=[10, 10], batch_size=64, num_loader_threads=2)
     checks.check_graphsage_trains(backend, ds)
     assert backend.server_pid() is None
 

@@ -1,4 +1,4 @@
-"""src/neo4jdb/loader.py + loaders/load_into_neo4j.py against the real server with the shared datasets.
+"""src/neo4jdb/load/ (+ src/data/loading.py, src/data/verification.py) + loaders/load_into_neo4j.py against the real server with the shared datasets.
 
 Every test loads under its own ``T_<uuid>`` name/label and deletes exactly that afterwards, so
 the suite can share the database with other engineers' data.
@@ -19,21 +19,16 @@ import pytest
 
 from src.client import Neo4jClient, Neo4jSettings, connect
 from src.core.csr import CSRGraph
-from src.data.datasets import GraphDataset, load_dataset
+from src.data.graph import GraphDataset
+from src.data.sources import load_dataset
 from src.core.errors import UsageError, UserError
-from src.neo4jdb.loader import (
-    BATCH_LABEL,
-    BulkImporter,
-    LoadConfig,
-    _run_importer,
-    dataset_record,
-    delete_dataset,
-    ensure_loaded,
-    require_loaded,
-    verify_loaded,
-    write_import_arrays,
-)
-from src.neo4jdb.local import LocalNeo4j, free_port
+from src.data.loading import LoadConfig
+from src.data.verification import verify_loaded
+from src.neo4jdb.load.bulk_import import BulkImporter, write_import_arrays
+from src.neo4jdb.load.ensure import ensure_loaded
+from src.neo4jdb.load.records import BATCH_LABEL, dataset_record, delete_dataset, require_loaded
+from src.core.ports import free_port
+from src.neo4jdb.local import LocalNeo4j
 from src.core.schema import DATASET_LABEL, GraphSchema
 from src.core.codecs import DENSE, SPARSE, encode_adjacency, encode_features
 from src.core.arrays import stable_argsort_ids
@@ -137,17 +132,19 @@ def test_cora_loads_exactly(client: Neo4jClient, cora: GraphDataset, loaded_cora
     recs = client.read(f"UNWIND $ids AS i MATCH (n:`{schema.label}` {{id: i}}) RETURN n.id AS id, n.x AS x",
                        ids=ids.tolist())
     got = {r["id"]: bytes(r["x"]) for r in recs}
-    assert require_loaded(client, schema.dataset)["feature_encoding"] == SPARSE  # auto: 1.3% non-zero
+    assert require_loaded(client, schema.dataset).feature_encoding == SPARSE  # auto: 1.3% non-zero
     assert [got[i] for i in ids.tolist()] == encode_features(cora.features(ids), SPARSE)  # bit for bit
 
 
 def test_record_and_readers(client: Neo4jClient, cora: GraphDataset, loaded_cora) -> None:
     schema, _ = loaded_cora
     record = require_loaded(client, schema.dataset)
-    assert record == dataset_record(client, schema.label)
-    assert record["complete"] is True and record["fingerprint"] == cora.fingerprint()
-    assert (record["label"], record["rel_type"], record["source"]) == (schema.label, schema.rel_type, "cora")
-    assert (record["num_nodes"], record["num_edges"], record["num_features"], record["num_classes"]) == (
+    by_label = dataset_record(client, schema.label)
+    assert record == by_label and record.properties == by_label.properties  # every stored property, too
+    assert record.complete is True and record.properties["complete"] is True  # stored as a boolean
+    assert record.fingerprint == cora.fingerprint()
+    assert (record.label, record.rel_type, record.properties["source"]) == (schema.label, schema.rel_type, "cora")
+    assert (record.num_nodes, record.num_edges, record.num_features, record.num_classes) == (
         cora.num_nodes, cora.num_edges, cora.num_features, cora.num_classes)
     constraints = client.read("SHOW CONSTRAINTS YIELD type, labelsOrTypes, properties "
                               "WHERE labelsOrTypes = [$l] RETURN type, properties", l=schema.label)
@@ -182,7 +179,7 @@ def test_killed_load_resumes_to_exact_counts(client: Neo4jClient, cora: GraphDat
         proc.wait()
     rels = client.count_relationships(schema.rel_type)
     assert client.count_nodes(schema.label) == cora.num_nodes and 0 < rels < cora.num_edges
-    assert dataset_record(client, schema.dataset)["complete"] is False
+    assert dataset_record(client, schema.dataset).complete is False
     with pytest.raises(UserError, match="only partly loaded"):
         require_loaded(client, schema.dataset)
 
@@ -194,7 +191,7 @@ def test_killed_load_resumes_to_exact_counts(client: Neo4jClient, cora: GraphDat
                            "WITH DISTINCT a.id AS a, b.id AS b RETURN count(*) AS c")[0]["c"]
     assert distinct == client.count_relationships(schema.rel_type) == cora.num_edges
     assert markers(client, schema.dataset) == -(-cora.num_nodes // 200) + -(-cora.num_edges // 200)
-    assert require_loaded(client, schema.dataset)["complete"] is True
+    assert require_loaded(client, schema.dataset).complete is True
 
 
 def test_two_datasets_coexist(client: Neo4jClient, cora: GraphDataset, citeseer: GraphDataset, loaded_cora,
@@ -206,8 +203,8 @@ def test_two_datasets_coexist(client: Neo4jClient, cora: GraphDataset, citeseer:
     assert_exact(client, citeseer, schema)
     assert client.count_nodes(cora_schema.label) == cora.num_nodes
     assert client.count_relationships(cora_schema.rel_type) == cora.num_edges
-    assert dataset_record(client, schema.dataset)["source"] == "citeseer"
-    assert dataset_record(client, cora_schema.dataset)["source"] == "cora"
+    assert dataset_record(client, schema.dataset).properties["source"] == "citeseer"
+    assert dataset_record(client, cora_schema.dataset).properties["source"] == "cora"
 
 
 def test_different_graph_is_refused(client: Neo4jClient, cora: GraphDataset, citeseer: GraphDataset,
@@ -234,7 +231,7 @@ def test_reset_replaces_only_that_dataset(client: Neo4jClient, cora: GraphDatase
     assert report.status == "loaded"
     assert_exact(client, small_citeseer, schema)
     assert markers(client, schema.dataset) == 2  # the new load's batches only
-    assert dataset_record(client, schema.dataset)["fingerprint"] == small_citeseer.fingerprint()
+    assert dataset_record(client, schema.dataset).fingerprint == small_citeseer.fingerprint()
     assert client.count_nodes(loaded_cora[0].label) == cora.num_nodes  # other datasets untouched
 
 
@@ -277,19 +274,28 @@ def test_bulk_importer_names_a_bad_array(tmp_path: Path, cora: GraphDataset) -> 
     ds = subgraph(cora, 50)
     arrays = tmp_path / "arrays"
     arrays.mkdir()
-    write_import_arrays(ds, arrays, progress=False)
     server = LocalNeo4j(root=tmp_path / "neo4j", lib=LocalNeo4j().lib)  # never started: nothing to stop
-    src = np.fromfile(arrays / "src.i64", dtype="<i8")
-    src[-1] = ds.num_nodes
-    src.tofile(arrays / "src.i64")
-    with pytest.raises(UserError, match=r"bulk import failed \(exit 2\): error: src.i64 holds node id "
-                                        f"{ds.num_nodes}, outside \\[0, {ds.num_nodes}\\)"):
-        _run_importer(server, GraphSchema.for_dataset("t"), ds, arrays, QUIET, "neo4j")
-    with open(arrays / "dst.i64", "r+b") as fh:
-        fh.truncate(8)
-    with pytest.raises(UserError, match=r"bulk import failed \(exit 2\): error: .*dst.i64 has 8 bytes, expected "
-                                        f"{8 * ds.num_edges}"):
-        _run_importer(server, GraphSchema.for_dataset("t"), ds, arrays, QUIET, "neo4j")
+
+    def bad_src() -> None:
+        src = np.fromfile(arrays / "src.i64", dtype="<i8")
+        src[-1] = ds.num_nodes
+        src.tofile(arrays / "src.i64")
+
+    def short_dst() -> None:
+        bad_src()
+        with open(arrays / "dst.i64", "r+b") as fh:
+            fh.truncate(8)
+
+    for damage, message in (
+        (bad_src, f"error: src.i64 holds node id {ds.num_nodes}, outside \\[0, {ds.num_nodes}\\)"),
+        (short_dst, f"error: .*dst.i64 has 8 bytes, expected {8 * ds.num_edges}"),
+    ):
+        # as the offline load runs it: started first, then the arrays, then run
+        with BulkImporter.start(server, GraphSchema.for_dataset("t"), ds, arrays, QUIET, "neo4j") as importer:
+            write_import_arrays(ds, arrays, progress=False)
+            damage()
+            with pytest.raises(UserError, match=r"bulk import failed \(exit 2\): " + message):
+                importer.run()
     assert not (server.home / "data" / "databases" / "neo4j" / "neostore").exists()
 
 
@@ -383,7 +389,7 @@ def test_offline_import_into_own_server(tmp_path: Path, cora: GraphDataset) -> N
             assert (report.status, report.method) == ("loaded", "import")
             assert_exact(own, cora, schema)
             x = {r["id"]: bytes(r["x"]) for r in own.read("MATCH (n:cora) RETURN n.id AS id, n.x AS x")}
-            assert require_loaded(own, "cora")["feature_encoding"] == SPARSE
+            assert require_loaded(own, "cora").feature_encoding == SPARSE
             assert [x[i] for i in range(cora.num_nodes)] == encode_features(cora.x, SPARSE)
             nbrs = {r["id"]: bytes(r["nbrs"]) for r in own.read("MATCH (n:cora) RETURN n.id AS id, n.nbrs AS nbrs")}
             csr = CSRGraph.from_edge_index(cora.edge_index, cora.num_nodes)
@@ -402,7 +408,7 @@ def test_offline_import_into_own_server(tmp_path: Path, cora: GraphDataset) -> N
                             "count(*) AS n")[0]["n"] == cora.num_edges  # a scan of the relationships, not the counts store
             # the importer's JVM dumped its classes at exit; later imports map them
             assert list((server.lib.parent / "class-archives").glob("importer-*.jsa"))
-            assert require_loaded(own, "cora")["method"] == "import"
+            assert require_loaded(own, "cora").properties["method"] == "import"
             again = ensure_loaded(own, cora, schema, LoadConfig(progress=False), server=server)
             assert again.status == "already loaded"
             # killed after the import but before the verification: the re-run only verifies

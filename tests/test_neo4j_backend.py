@@ -15,9 +15,10 @@ import torch
 from src.neo4jdb.backend import Neo4jBackend
 from src.client import Neo4jClient
 from src.core.csr import CSRGraph
-from src.data.datasets import GraphDataset
+from src.data.graph import GraphDataset
 from src.core.errors import UserError
 from src.feature_store import Neo4jFeatureStore
+from src.neo4jdb.access import Neo4jAccess
 from src.core.minstd import MINSTD_MODULUS
 from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
@@ -45,12 +46,12 @@ def csr(cora) -> CSRGraph:
 # The sampling paths: Cypher (one query per hop), the procedures walking relationships
 # (gnn.sampleHops, one call per batch), the procedures reading the packed adjacency property, and
 # the same from the server's in-heap projection of it.
-MODES = {"cypher": {"use_procedures": False}, "procedure": {"use_procedures": True},
-         "adjacency": {"use_procedures": True, "use_adjacency": True},
-         "projection": {"use_procedures": True, "use_adjacency": True, "projection_mb": 64.0}}
+MODES = {"cypher": {"access": Neo4jAccess.cypher()}, "procedure": {"access": Neo4jAccess(use_procedures=True)},
+         "adjacency": {"access": Neo4jAccess(use_procedures=True, adj_prop="nbrs")},
+         "projection": {"access": Neo4jAccess(use_procedures=True, adj_prop="nbrs", projection_mb=64.0)}}
 # The feature paths: Cypher, gnn.fetchRows from the store, gnn.fetchRows from a projection.
-FEATURE_MODES = {"cypher": {"use_procedures": False}, "procedure": {"use_procedures": True},
-                 "projection": {"use_procedures": True, "projection_mb": 64.0}}
+FEATURE_MODES = {"cypher": {"access": Neo4jAccess.cypher()}, "procedure": {"access": Neo4jAccess(use_procedures=True)},
+                 "projection": {"access": Neo4jAccess(use_procedures=True, projection_mb=64.0)}}
 
 
 @pytest.mark.parametrize("mode", FEATURE_MODES)
@@ -62,33 +63,33 @@ FEATURE_MODES = {"cypher": {"use_procedures": False}, "procedure": {"use_procedu
 def test_features_bit_exact_in_order_with_repeats(client: Neo4jClient, loaded_dataset, mode: str,
                                                   name: str, feature_format: str, encoding: str) -> None:
     ds, schema, rec = loaded_dataset(name, feature_format)
-    assert rec["feature_encoding"] == encoding
-    checks.check_features_bit_exact(Neo4jFeatureStore.from_record(client, schema, rec, **FEATURE_MODES[mode]), ds)
+    assert rec.feature_encoding == encoding
+    checks.check_features_bit_exact(Neo4jFeatureStore.from_record(client, rec, **FEATURE_MODES[mode]), ds)
 
 
 def test_unknown_ids_clear_error(client: Neo4jClient, cora) -> None:
     ds, schema, rec = cora
-    fs = Neo4jFeatureStore.from_record(client, schema, rec)
+    fs = Neo4jFeatureStore.from_record(client, rec)
     with pytest.raises(UserError, match="unknown node ids"):
         fs.fetch(np.array([0, ds.num_nodes + 5]))
 
 
 def test_hot_node_cache_hits_and_stays_exact(client: Neo4jClient, cora_dense) -> None:
     ds, schema, rec = cora_dense
-    checks.check_hot_node_cache(Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=64), ds)
+    checks.check_hot_node_cache(Neo4jFeatureStore.from_record(client, rec, cache_mb=64), ds)
 
 
 def test_cache_full_keeps_first_rows_and_stays_exact(client: Neo4jClient, cora_dense) -> None:
     ds, schema, rec = cora_dense
-    checks.check_cache_full(lambda mb: Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=mb), ds)
+    checks.check_cache_full(lambda mb: Neo4jFeatureStore.from_record(client, rec, cache_mb=mb), ds)
 
 
 def test_sparse_stored_rows_get_no_cache(client: Neo4jClient, cora, caplog) -> None:
     """The cache holds dense rows, so a sparse-stored dataset runs without it (warned), rows kept sparse."""
     ds, schema, rec = cora
-    assert rec["feature_encoding"] == SPARSE
+    assert rec.feature_encoding == SPARSE
     with caplog.at_level(logging.WARNING, logger="src.feature_store"):
-        fs = Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=64)
+        fs = Neo4jFeatureStore.from_record(client, rec, cache_mb=64)
     assert fs.cache is None and fs.sparse_rows and fs.warm_cache("degree") is None
     assert "the cache (--cache_mb 64) is off" in caplog.text
     ids = np.random.default_rng(4).permutation(ds.num_nodes)[:300]
@@ -100,7 +101,7 @@ def test_sparse_stored_rows_get_no_cache(client: Neo4jClient, cora, caplog) -> N
 @pytest.mark.parametrize("cache_mb", [64, 1], ids=["fits", "fills"])
 def test_cache_concurrent_fetches_exact(client: Neo4jClient, cora_dense, cache_mb: float) -> None:
     ds, schema, rec = cora_dense
-    checks.check_cache_concurrent(Neo4jFeatureStore.from_record(client, schema, rec, cache_mb=cache_mb), ds)
+    checks.check_cache_concurrent(Neo4jFeatureStore.from_record(client, rec, cache_mb=cache_mb), ds)
 
 
 def test_graph_store_sizes_and_guard(client: Neo4jClient, cora) -> None:
@@ -169,7 +170,7 @@ def test_minstd_states_in_range() -> None:
 
 def test_graphsage_trains_through_nodeloader(client: Neo4jClient, cora) -> None:
     ds, schema, rec = cora
-    backend = Neo4jBackend(client, schema, rec, fanouts=[10, 10], batch_size=64, num_loader_threads=2)
+    backend = Neo4jBackend(client, rec, fanouts=[10, 10], batch_size=64, num_loader_threads=2)
     batches = checks.check_graphsage_trains(backend, ds)
     stats = backend.stats()
     assert stats["procedures"] is True  # the local server installs the gnn.* plugin

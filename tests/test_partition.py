@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from src.data.datasets import GraphDataset, load_dataset
+from src.data.graph import GraphDataset
+from src.data.sources import load_dataset
 from src.core.errors import UsageError
 from src.in_memory.partition import PartitionConfig, partition_dataset
 from src.core.ports import free_port_pair
@@ -40,9 +41,10 @@ import torch
 from torch_geometric.sampler import NodeSamplerInput
 
 from src.train import distributed
-from src.in_memory.partitioned import PartitionedSampler, open_partitioned_backend
+from src.in_memory.partitioned import open_partitioned_backend
+from src.in_memory.router import PartitionedSampler
 from src.core.errors import run_cli
-from src.train.loop import TrainConfig
+from src.train.config import TrainConfig
 
 
 def sample(backend, seeds, fanouts):

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from src.data.datasets import GraphDataset, load_dataset
+from src.data.graph import GraphDataset
+from src.data.sources import load_dataset
 from tests.pinned_batches import (DATASETS, NEO4J_FORMATS, PINNED_JSON, RELATIONSHIP_ORDER_MODES, ladybug_build,
                                   ladybug_open, params, partition_build, pin_ladybug, pin_memory, pin_neo4j,
                                   pin_neo4j_samplers, pin_partitioned, relationship_order_digest,

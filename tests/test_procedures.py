@@ -129,10 +129,10 @@ def procs(client: Neo4jClient, neo4j_settings) -> None:
 
 @pytest.fixture(scope="module")
 def cora(loaded_dataset, procs) -> tuple[GraphSchema, dict]:
-    """cora as src/neo4jdb/loader.py stores it (the shared ``pytest_cora``, sparse rows), with its source arrays."""
+    """cora as src/neo4jdb/load/ stores it (the shared ``pytest_cora``, sparse rows), with its source arrays."""
     ds, schema, rec = loaded_dataset("cora")
     return schema, {"x": ds.features(np.arange(ds.num_nodes)), "y": np.asarray(ds.y),
-                    "edge_index": np.asarray(ds.edge_index), "encoding": rec["feature_encoding"]}
+                    "edge_index": np.asarray(ds.edge_index), "encoding": rec.feature_encoding}
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from src.in_memory.full_graph import FullGraphBackend
 from src.neo4jdb.backend import Neo4jBackend
-from src.data.datasets import load_dataset
+from src.data.sources import load_dataset
 from src.core.sparse_features import csr_from_dense, holds_sparse
-from src.train.loop import GraphSAGE
+from src.train.model import GraphSAGE
 from tests import backend_checks as checks
 
 
@@ -83,7 +83,7 @@ def test_first_batch_loss_equals_the_neo4j_backend(client, loaded_dataset) -> No
     ds, schema, rec = loaded_dataset("cora")
     kw = {"fanouts": [200], "batch_size": 64, "num_loader_threads": 0}
     a = first_batch(FullGraphBackend(ds, **kw))
-    neo4j = Neo4jBackend(client, schema, rec, **kw)
+    neo4j = Neo4jBackend(client, rec, **kw)
     try:
         b = first_batch(neo4j)
     finally:

@@ -23,10 +23,11 @@ import torch
 
 from src.train import distributed
 from src.in_memory.full_graph import FullGraphBackend
-from src.data.datasets import load_dataset
+from src.data.sources import load_dataset
 from src.core.errors import UsageError, UserError
 from src.train.cli import add_training_args, parse_training_config
-from src.train.loop import TrainConfig, epoch_shard, train
+from src.train.config import TrainConfig
+from src.train.loop import epoch_shard, train
 from tests.subprocs import communicate_all
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +55,7 @@ import numpy as np
 import torch
 
 from src.in_memory.full_graph import FullGraphBackend
-from src.data.datasets import load_dataset
+from src.data.sources import load_dataset
 from src.core.errors import run_cli
 from src.train.cli import add_training_args, configure_console_logging, parse_training_config
 from src.train.loop import train
@@ -416,3 +417,27 @@ def test_entry_script_reports_incompatible_checkpoint_in_one_line(cora_checkpoin
     assert "Traceback" not in proc.stderr
     assert last_line(proc.stderr).startswith("error: checkpoint ")
     assert "hidden_channels=16 but this run has hidden_channels=32" in last_line(proc.stderr)
+
+
+# ------------------------------------------------------------------ (f) a checkpoint from before the restructure
+def test_checkpoint_written_before_the_restructure_resumes_to_the_same_epoch(tmp_path: Path) -> None:
+    """tests/fixtures/pre_restructure_checkpoint.pt was written by the code before src/ moved into rooms
+    (commit 8d5f6e0: `in-memory-alternative.py --full_graph --dataset cora --epochs 1 --hidden_channels 4
+    --num_layers 2 --fanouts 5,5 --batch_size 64 --run_name pre-restructure`); that code, resumed to
+    epoch 2, logged the epoch-2 numbers below. Today's code must continue it to the very same epoch."""
+    ckpt = tmp_path / "ckpt" / "pre-restructure"
+    ckpt.mkdir(parents=True)
+    (ckpt / "checkpoint.pt").write_bytes((REPO / "tests" / "fixtures" / "pre_restructure_checkpoint.pt").read_bytes())
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "in-memory-alternative.py"), "--full_graph", "--dataset", "cora", "--epochs", "2",
+         "--hidden_channels", "4", "--num_layers", "2", "--fanouts", "5,5", "--batch_size", "64",
+         "--run_name", "pre-restructure", "--resume", "--master_port", str(free_port()),
+         "--checkpoint_dir", str(tmp_path / "ckpt"), "--log_dir", str(tmp_path / "logs")],
+        cwd=REPO, capture_output=True, text=True, timeout=PROCESS_TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = [json.loads(line) for line in (tmp_path / "logs" / "pre-restructure" / "rank0.jsonl").open()]
+    assert [e["resumed_from_epoch"] for e in events if e["event"] == "run_start"] == [1]
+    (epoch2,) = [e for e in events if e["event"] == "epoch"]
+    assert (epoch2["epoch"], epoch2["loss"], epoch2["train_acc"], epoch2["val_acc"], epoch2["test_acc"]) == (
+        2, 1.89178470770518, 0.22142857142857142, 0.186, 0.179)

@@ -4,7 +4,7 @@ The Neo4j backend's entry script needs a loaded database, so the second backend'
 comparison figure) are a copy of the real run with ``backend`` rewritten to "neo4j" and a Neo4j
 server RSS filled in; the synthetic-size runs (for the scale figure) and the two-rank run are
 likewise rewritten copies of the real run.  Expected summary values are computed from the JSONL
-here, independently of src/plots.py, and cross-checked against the trainer's summary event.
+here, independently of src/plots/, and cross-checked against the trainer's summary event.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from src import plots
+from src.plots.figures import backend_colour
+from src.plots.summary import COMPARISON_FIGURE, RUN_FIGURES, SCALE_FIGURE, SUMMARY_FILE, visualize
 
 pytestmark = pytest.mark.slow  # one real training run per module (~15 s)
 
@@ -169,7 +170,7 @@ def _assert_row(row: dict[str, str], expected: dict[str, Any]) -> None:
 
 def test_per_run_figures_are_valid_pngs(workspace: dict[str, Any]) -> None:
     for run in ("r1", "r1-neo4j", "syn-10k", "syn-100k"):
-        for name in plots.RUN_FIGURES:
+        for name in RUN_FIGURES:
             _assert_png(workspace["out"] / run / name)
     wrote = workspace["proc"].stdout
     assert f"wrote {workspace['out'] / 'r1' / 'memory.png'}" in wrote
@@ -177,8 +178,8 @@ def test_per_run_figures_are_valid_pngs(workspace: dict[str, Any]) -> None:
 
 
 def test_cross_run_figures_exist_for_two_backends_and_sizes(workspace: dict[str, Any]) -> None:
-    _assert_png(workspace["out"] / plots.COMPARISON_FIGURE)
-    _assert_png(workspace["out"] / plots.SCALE_FIGURE)
+    _assert_png(workspace["out"] / COMPARISON_FIGURE)
+    _assert_png(workspace["out"] / SCALE_FIGURE)
 
 
 def test_summary_has_one_row_per_run_with_the_logged_values(workspace: dict[str, Any]) -> None:
@@ -232,11 +233,11 @@ def test_multi_rank_run_folder_as_log_dir(real_run: Path, tmp_path: Path) -> Non
         return e
 
     _derive(real_run, run, as_rank1, name="rank1.jsonl")
-    written = plots.visualize(run, tmp_path / "out")
-    assert written[-1] == tmp_path / "out" / plots.SUMMARY_FILE
-    for name in plots.RUN_FIGURES:
+    written = visualize(run, tmp_path / "out")
+    assert written[-1] == tmp_path / "out" / SUMMARY_FILE
+    for name in RUN_FIGURES:
         _assert_png(tmp_path / "out" / "two-ranks" / name)
-    row = _parse_summary(tmp_path / "out" / plots.SUMMARY_FILE)["two-ranks"]
+    row = _parse_summary(tmp_path / "out" / SUMMARY_FILE)["two-ranks"]
     assert row["ranks"] == "2" and row["status"] == "complete"
     _assert_row(row, _expected(run))
 
@@ -246,10 +247,10 @@ def test_out_named_after_the_run_is_not_nested_again(real_run: Path, tmp_path: P
     run = tmp_path / "logs" / "my-run"
     _derive(real_run, run, lambda e: e)
     out = tmp_path / "plots" / "my-run"
-    written = plots.visualize(run, out)
-    for name in plots.RUN_FIGURES:
+    written = visualize(run, out)
+    for name in RUN_FIGURES:
         _assert_png(out / name)
-    assert not (out / "my-run").exists() and written[-1] == out / plots.SUMMARY_FILE
+    assert not (out / "my-run").exists() and written[-1] == out / SUMMARY_FILE
 
 
 @pytest.mark.parametrize("case, code", [("missing", 2), ("empty", 1), ("file", 2)])
@@ -269,11 +270,11 @@ def test_bad_log_dir_gives_one_line_error(tmp_path: Path, case: str, code: int) 
 def test_help_documents_the_file_names() -> None:
     proc = _run(["visualize.py", "--help"])
     assert proc.returncode == 0
-    for name in (*plots.RUN_FIGURES, plots.COMPARISON_FIGURE, plots.SCALE_FIGURE, plots.SUMMARY_FILE):
+    for name in (*RUN_FIGURES, COMPARISON_FIGURE, SCALE_FIGURE, SUMMARY_FILE):
         assert name in proc.stdout
 
 
 def test_backend_colours_are_fixed() -> None:
-    named = [plots.backend_colour(b) for b in ("in_memory", "neo4j", "partitioned", "ladybug")]
+    named = [backend_colour(b) for b in ("in_memory", "neo4j", "partitioned", "ladybug")]
     assert len(set(named)) == len(named)
-    assert plots.backend_colour("some_future_backend") == plots.backend_colour("some_future_backend")
+    assert backend_colour("some_future_backend") == backend_colour("some_future_backend")

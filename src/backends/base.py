@@ -45,7 +45,7 @@ class Backend(ABC):
 
     @abstractmethod
     def _split_ids(self, split: str) -> np.ndarray:
-        """Ids of ``split``'s nodes, read once per split (:meth:`split_nodes` sorts and keeps them)."""
+        """Ids of ``split``'s nodes in the order training shards them (read once; :meth:`split_nodes` keeps them)."""
 
     @abstractmethod
     def _make_sampler(self, seed: int) -> HopSampler:
@@ -61,12 +61,11 @@ class Backend(ABC):
 
     # -- shared ------------------------------------------------------------------------------
     def split_nodes(self, split: str) -> Tensor:
-        """Sorted ids of the nodes of ``split`` (train/val/test) as a LongTensor, read once."""
+        """Ids of the nodes of ``split`` (train/val/test) as a LongTensor, read once."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         if split not in self._splits:
-            ids = np.asarray(self._split_ids(split), dtype=np.int64)
-            self._splits[split] = torch.from_numpy(np.sort(ids))
+            self._splits[split] = torch.from_numpy(np.asarray(self._split_ids(split), dtype=np.int64))
         return self._splits[split]
 
     def make_loader(self, seeds: Tensor, *, shuffle: bool, seed: int) -> PrefetchLoader:

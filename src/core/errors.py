@@ -1,8 +1,9 @@
 """User-facing errors: one actionable line, a fixed exit code, never a traceback.
 
-Library code raises :class:`UserError` (bad input, exit 2 via :class:`UsageError`) or
-:class:`GraphDBError`-style subclasses (environment problems, exit 1).  Entry scripts wrap
-their ``main`` in :func:`run_cli`, which prints ``error: <message>`` and exits.
+Library code raises :class:`UserError` (a problem with the environment or the data, exit 1),
+:class:`UsageError` (bad flags, exit 2) or :class:`Neo4jUnavailable` (the server stopped
+answering, exit 1). Entry scripts wrap their ``main`` in :func:`run_cli`, which prints
+``error: <message>`` and exits.
 """
 from __future__ import annotations
 
@@ -30,6 +31,21 @@ class UsageError(UserError):
 
 class Neo4jUnavailable(UserError):
     """The Neo4j server cannot be reached, rejects our credentials or lacks the database."""
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of ``str(exc)`` (stripped; at most ``limit`` characters), or the exception's
+    type name when it has no text: the gist of a long driver/C++ message inside a one-line error."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if limit is None else line[:limit]
+
+
+def one_line(exc: BaseException) -> str:
+    """``"<type>: <whole message>"`` with all whitespace runs (newlines too) collapsed to one space;
+    just the type name when the message is empty (for errors whose type says what went wrong)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

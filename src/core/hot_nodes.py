@@ -3,7 +3,7 @@
 Why: the cache (src/feature_store.py ``FeatureCache``) never evicts, so what it holds is what it
 was filled with. Filled by first use it holds whatever the first batches touched; pre-filled with
 the nodes of highest degree in the sampling direction it holds the rows later batches need most
-(the degree policy of PaGraph and GNNLab; hit rates in docs/ARCHITECTURE.md). A node is sampled
+(the degree policy of PaGraph and GNNLab; hit rates in bench/RESULTS.md). A node is sampled
 as an in-neighbour of the nodes it points to, so the degree that counts is its **out-degree**: how
 often its id occurs in the in-neighbour lists the sampler reads (``nbrs``, or the incoming
 relationships). Order: degree descending, ties by id ascending (deterministic).

@@ -70,11 +70,6 @@ class GraphSchema:
         label = label or default_label(dataset)
         return cls(dataset=dataset, label=label, rel_type=rel_type or f"{label}_EDGE")
 
-    @classmethod
-    def from_record(cls, record: dict) -> "GraphSchema":
-        """The schema a loader's dataset record describes (name, label, relationship type)."""
-        return cls.for_dataset(record["name"], label=record["label"], rel_type=record["rel_type"])
-
     @property
     def constraint_name(self) -> str:
         return f"{self.label}_{self.id_prop}_unique"

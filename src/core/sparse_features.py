@@ -22,7 +22,7 @@ from src.core.codecs import SPARSE, choose_feature_encoding, feature_density
 if TYPE_CHECKING:
     import torch
 
-    from src.data.datasets import GraphDataset
+    from src.data.graph import GraphDataset
 
 CHUNK_BYTES = 64 << 20
 """Dense rows are converted in slabs of about this size, so a conversion never holds them all."""

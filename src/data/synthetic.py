@@ -1,4 +1,5 @@
-"""Out-of-core generator of synthetic node-classification graphs for scale experiments.
+"""Synthetic node-classification graphs for scale experiments: their parameters, their names and
+their out-of-core generator.
 
 Why: scale runs need graphs of ~10M nodes / 250M edges whose labels a GNN can actually learn,
 and such graphs can neither be downloaded here nor held in RAM as a whole.  Everything below is
@@ -34,13 +35,16 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Mapping
 
 import numpy as np
 from tqdm import tqdm
+
+from src.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,16 @@ SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 PROGRESS_MIN_EDGES = 2_000_000  # show progress bars from this many target edges on
 
 ARRAY_NAMES = ("edge_index", "x", "y", "train_idx", "val_idx", "test_idx")
+
+SYNTHETIC = "synthetic"  # the dataset name; a generated graph is f"synthetic_{synthetic_dir_name(params)}"
+SYNTHETIC_DEFAULTS: dict[str, Any] = {
+    "num_nodes": 100_000,
+    "avg_degree": 20,
+    "num_features": 64,
+    "num_classes": 10,
+    "seed": 0,
+}
+_SYNTHETIC_EXTRA_OPTIONS = ("progress",)
 
 # streams of the per-block random generators
 _S_MEANS, _S_NODES, _S_FEATURES, _S_EDGES = 0, 1, 2, 3
@@ -70,6 +84,66 @@ def generator_constants() -> dict[str, Any]:
         "feature_signal": FEATURE_SIGNAL,
         "split_fractions": list(SPLIT_FRACTIONS),
     }
+
+
+def _fmt_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def synthetic_params(**options: Any) -> dict[str, Any]:
+    """Validated synthetic parameters (defaults filled in; ``None`` means default)."""
+    unknown = set(options) - set(SYNTHETIC_DEFAULTS) - set(_SYNTHETIC_EXTRA_OPTIONS)
+    if unknown:
+        allowed = ", ".join([*SYNTHETIC_DEFAULTS, *_SYNTHETIC_EXTRA_OPTIONS])
+        raise UsageError(f"unknown synthetic option(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
+    params = dict(SYNTHETIC_DEFAULTS)
+    params.update({k: v for k, v in options.items() if k in SYNTHETIC_DEFAULTS and v is not None})
+    for k in ("num_nodes", "num_features", "num_classes", "seed"):
+        v = params[k]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise UsageError(f"synthetic option {k} must be an integer, got {v!r}")
+        params[k] = int(v)
+    d = params["avg_degree"]
+    if isinstance(d, bool) or not isinstance(d, (int, float, np.integer, np.floating)) or not np.isfinite(d):
+        raise UsageError(f"synthetic option avg_degree must be a number, got {d!r}")
+    params["avg_degree"] = int(d) if float(d).is_integer() else float(d)
+    n = params["num_nodes"]
+    if n < 2:
+        raise UsageError(f"synthetic num_nodes must be at least 2, got {n}")
+    if not 0 < params["avg_degree"] <= n - 1:
+        raise UsageError(f"synthetic avg_degree must be in (0, num_nodes-1], got {params['avg_degree']}")
+    if params["num_features"] < 1:
+        raise UsageError(f"synthetic num_features must be at least 1, got {params['num_features']}")
+    if not 2 <= params["num_classes"] <= min(n, 2**31 - 1):
+        raise UsageError(f"synthetic num_classes must be in [2, num_nodes], got {params['num_classes']}")
+    if params["seed"] < 0:
+        raise UsageError(f"synthetic seed must be non-negative, got {params['seed']}")
+    return params
+
+
+_SYNTHETIC_NAME = re.compile(r"synthetic_n(\d+)_d(\d+(?:\.\d+)?)_f(\d+)_c(\d+)_s(\d+)")
+
+
+def synthetic_params_from_name(name: str) -> dict[str, Any] | None:
+    """Parameters encoded in a generated graph's name ``synthetic_n{N}_d{D}_f{F}_c{C}_s{seed}``.
+
+    None if ``name`` is not such a name.  Inverse of ``f"synthetic_{synthetic_dir_name(p)}"``.
+    """
+    m = _SYNTHETIC_NAME.fullmatch(name.strip())
+    if m is None:
+        return None
+    n, d, f, c, s = m.groups()
+    degree = float(d)
+    return {"num_nodes": int(n), "avg_degree": int(degree) if degree.is_integer() else degree,
+            "num_features": int(f), "num_classes": int(c), "seed": int(s)}
+
+
+def synthetic_dir_name(params: Mapping[str, Any]) -> str:
+    """``n{N}_d{D}_f{F}_c{C}_s{seed}``: the cache folder, also used in the dataset name."""
+    return (
+        f"n{params['num_nodes']}_d{_fmt_number(params['avg_degree'])}_f{params['num_features']}"
+        f"_c{params['num_classes']}_s{params['seed']}"
+    )
 
 
 class _NpyWriter:

@@ -1,23 +1,4 @@
-"""Split a graph into ``k`` partitions on disk, one folder per partition, for the partitioned backend.
-
-Layout of ``<output_dir>/<dataset>/<k>-parts/``:
-
-* ``part_<i>/nodes.npy``   int64 [n_i]: global ids of the nodes partition ``i`` owns, sorted;
-  a node's local id is its position here (``searchsorted`` maps global -> local).
-* ``part_<i>/indptr.npy``  int64 [n_i + 1] and ``indices.npy`` int64 [E_i]: CSC by destination
-  like :class:`~src.core.csr.CSRGraph`: ``indices[indptr[l]:indptr[l + 1]]`` are the GLOBAL
-  ids of the in-neighbours (edge sources) of local node ``l``.  Every edge is stored exactly once,
-  in the partition owning its destination, so sampling a node needs only its owner.
-* ``part_<i>/halo.npy``    int64: sorted global ids of non-owned in-neighbours (who to ask).
-* ``part_<i>/x.npy`` float32 [n_i, F], ``y.npy`` int64 [n_i]: owned rows, in local order.  Sparse
-  features (the loader's rule, src/core/sparse_features.py; ``meta.json`` ``features: "csr"``) are
-  ``x_indptr.npy`` int64 [n_i + 1], ``x_indices.npy`` int32 and ``x_data.npy`` float32 instead
-  of ``x.npy``: scipy CSR of the same rows (coauthor_phy: 9 MB instead of 1.1 GB).
-* ``part_<i>/{train,val,test}_idx.npy`` int64: sorted global ids of owned nodes in each split.
-* ``node_map.npy``: partition of every node (smallest unsigned dtype that holds ``k - 1``).
-* ``meta.json``: identity (dataset, fingerprint, k, method, seed), sizes, edge cut, balance,
-  timing.  Written last, and the folder is built under a temporary name and renamed into
-  place, so a folder without ``meta.json`` is always an interrupted or foreign copy.
+"""Split a graph into ``k`` partitions on disk (layout: src/in_memory/partition_format.py).
 
 METIS (``pymetis.part_graph`` on the symmetrised adjacency without self loops) balances node
 counts, i.e. per-rank memory.  pymetis 2025.2.2 cannot balance train nodes as a second
@@ -41,18 +22,24 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from src.data.datasets import GraphDataset, load_dataset, to_undirected
+from src.data.graph import GraphDataset, to_undirected
+from src.data.sources import load_dataset
 from src.core.errors import UsageError, UserError, check_writable_dir
+from src.core.schema import SPLITS
+from src.in_memory.partition_format import (
+    FORMAT_VERSION,
+    META_FILE,
+    NODE_MAP_FILE,
+    part_dir,
+    partition_dir,
+    read_meta,
+)
 from src.train.run_log import max_rss_mb
 from src.core.sparse_features import dataset_rows_csr, holds_sparse
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: sparse features as CSR; older folders are partitioned again
 METHODS = ("metis", "random")
-SPLITS = ("train", "val", "test")
-META_FILE = "meta.json"
-NODE_MAP_FILE = "node_map.npy"
 DEFAULT_OUTPUT_DIR = "data/partitions"
 _FEATURE_CHUNK_BYTES = 64 << 20  # feature rows are densified and written in ~64 MB slabs
 _IDENTITY = ("fingerprint", "num_partitions", "method", "seed")
@@ -78,26 +65,6 @@ class PartitionResult:
     root: Path
     meta: dict[str, Any]
     created: bool
-
-
-def partition_dir(output_dir: str | os.PathLike, dataset: str, num_partitions: int) -> Path:
-    """``<output_dir>/<dataset>/<k>-parts``."""
-    return Path(output_dir) / dataset / f"{num_partitions}-parts"
-
-
-def part_dir(root: Path, index: int) -> Path:
-    return root / f"part_{index}"
-
-
-def read_meta(root: Path) -> dict[str, Any] | None:
-    """``meta.json`` of a complete partition folder, None if there is none (missing or partial)."""
-    path = root / META_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is unreadable ({exc}): delete {root} and partition again") from None
 
 
 def check_config(cfg: PartitionConfig) -> None:

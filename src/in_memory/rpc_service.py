@@ -29,7 +29,7 @@ import torch
 import torch.distributed.rpc as rpc
 from torch import Tensor
 
-from src.core.errors import UserError
+from src.core.errors import UserError, first_line
 from src.core.sparse_features import csr_from_dense
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class PeerService:
             raise UserError(f"rank {cfg.rank}: not all {cfg.world_size} ranks joined the RPC service at "
                             f"{where} within {cfg.timeout_s:.0f} s; another rank probably crashed: check its log")
         if errors:
-            detail = _first_line(errors[0])
+            detail = first_line(errors[0])
             if "address already in use" in detail.lower() or "EADDRINUSE" in detail:
                 raise UserError(f"rank 0 cannot listen on {where} for the RPC service: the port is in use; "
                                 "pick another --master_port (RPC uses master_port + 1)")
@@ -265,7 +265,7 @@ class PeerService:
             self.failed = True
             raise PeerError(
                 f"rank {self.cfg.rank}: {pending.kind} request to rank {pending.owner} failed "
-                f"({_first_line(exc)[:200]}); rank {pending.owner} probably crashed or hangs "
+                f"({first_line(exc, 200)}); rank {pending.owner} probably crashed or hangs "
                 f"(timeout {self.cfg.timeout_s:.0f} s): check its log") from None
         with self._lock:
             self.stats.wait_s += time.perf_counter() - t0
@@ -285,13 +285,8 @@ class PeerService:
             rpc.shutdown(graceful=graceful)
         except Exception as exc:  # noqa: BLE001 - a peer that died at the very end
             log.warning("rank %d: RPC shutdown%s failed: %s", self.cfg.rank,
-                        " (graceful)" if graceful else "", _first_line(exc))
+                        " (graceful)" if graceful else "", first_line(exc))
             if graceful:
                 rpc.shutdown(graceful=False)
         finally:
             _HANDLER = None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

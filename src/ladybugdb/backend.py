@@ -1,4 +1,4 @@
-"""``LadybugBackend``: the graph, features and labels stay in an embedded Ladybug database file.
+"""``LadybugBackend``: the graph, features and labels stay in an embedded Ladybug database file; its flags.
 
 Ladybug is Kuzu's maintained fork: a graph database that speaks Cypher and runs inside the
 process, with no server. Each rank opens the database read-only (many processes may), samples
@@ -9,18 +9,24 @@ Ladybug's memory (its buffer pool, ``--ladybug_buffer_mb``) is part of the train
 """
 from __future__ import annotations
 
+import argparse
 import logging
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from src.core import hot_nodes
-from src.backends.database import DatabaseBackend
-from src.feature_store import DatabaseFeatureStore
-from src.graph_store import CypherGraphStore
-from src.ladybugdb.client import LOAD_HINT, LadybugClient
+from src.backends.database import DatabaseBackend, add_cache_args, check_cache_args, opened_over
+from src.core.errors import UsageError
+from src.core.hot_nodes import cypher_query
+from src.core.pyg_stores import CypherGraphStore
+from src.core.record import DatasetRecord
+from src.core.row_fetch import DatabaseFeatureStore
+from src.core.schema import GraphSchema, validate_dataset_name
+from src.ladybugdb.client import LOAD_HINT, LadybugClient, add_ladybug_args, default_path, path_from_args
+from src.ladybugdb.loader import dataset_record, require_loaded
 from src.ladybugdb.sampler import LadybugNeighborSampler
-from src.core.schema import GraphSchema
+from src.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,35 +46,68 @@ class LadybugFeatureStore(DatabaseFeatureStore):
         return [tuple(row) for row in self.client.execute(self._query, ids=ids)]
 
     def _hot_ids(self, k: int) -> np.ndarray:
-        rows = self.client.execute(hot_nodes.cypher_query(self.schema, count_subquery=False), k=k)
+        rows = self.client.execute(cypher_query(self.schema, count_subquery=False), k=k)
         return np.asarray([row[0] for row in rows], dtype=np.int64)
 
 
 class LadybugBackend(DatabaseBackend):
-    """Backend contract (docs/ARCHITECTURE.md) over one dataset in a Ladybug database file."""
+    """Backend contract (src/backends/base.py) over one dataset in a Ladybug database file."""
 
     name = "ladybug"
 
-    def __init__(self, client: LadybugClient, schema: GraphSchema, record: dict[str, Any], *,
-                 fanouts: Sequence[int], batch_size: int, num_loader_threads: int, cache_mb: float = 0.0,
-                 cache_warm: str = "degree") -> None:
-        super().__init__(schema, record, fanouts=fanouts, batch_size=batch_size,
-                         num_loader_threads=num_loader_threads)
+    def __init__(self, client: LadybugClient, record: DatasetRecord, *, fanouts: Sequence[int], batch_size: int,
+                 num_loader_threads: int, cache_mb: float = 0.0, cache_warm: str = "degree") -> None:
+        super().__init__(record, fanouts=fanouts, batch_size=batch_size, num_loader_threads=num_loader_threads)
         self.client = client
-        self.feature_store = LadybugFeatureStore(client, schema, self.num_nodes, self.num_features,
+        self.feature_store = LadybugFeatureStore(client, self.schema, self.num_nodes, self.num_features,
                                                  cache_mb=cache_mb)
         self.feature_store.warm_cache(cache_warm)
-        self.graph_store = CypherGraphStore(client, schema, self.num_nodes)
+        self.graph_store = CypherGraphStore(client, self.schema, self.num_nodes)
 
-    def _split_ids(self, query: str, split: str) -> list[int]:
+    def _query_ids(self, query: str, split: str) -> list[int]:
         return [row[0] for row in self.client.execute(query, split=split)]
 
     def _make_sampler(self, seed: int) -> LadybugNeighborSampler:
         return LadybugNeighborSampler(self.client, self.schema, self.num_nodes, self.fanouts, seed=seed)
 
-    def server_pid(self) -> None:
-        """Embedded: no server process; the database's memory is in this process's RSS."""
-        return None
-
     def close(self) -> None:
         self.client.close()
+
+
+# -- registry entry (src/backends/registry.py) ------------------------------------------------
+def add_args(parser: argparse.ArgumentParser) -> None:
+    add_ladybug_args(parser)
+    g = add_cache_args(parser, "Ladybug backend")
+    g.add_argument("--ladybug_threads", type=int, default=1,
+                   help="threads Ladybug may use per query (default: %(default)s; the prefetch threads "
+                        "already run queries in parallel)")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    check_cache_args(args)
+    if args.ladybug_threads < 1:
+        raise UsageError(f"--ladybug_threads must be >= 1 (got {args.ladybug_threads})")
+
+
+@contextmanager
+def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[LadybugBackend]:
+    """Open the dataset's file read-only and the backend over it; the client is closed on every exit."""
+    validate_dataset_name(cfg.dataset, "--dataset")
+    client = LadybugClient(path_from_args(args, cfg.dataset), read_only=True, buffer_mb=args.ladybug_buffer_mb,
+                           max_threads=args.ladybug_threads)
+
+    def build() -> LadybugBackend:
+        return LadybugBackend(client, require_loaded(client, cfg.dataset), fanouts=cfg.fanouts,
+                              batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
+                              cache_mb=args.cache_mb, cache_warm=args.cache_warm)
+
+    with opened_over(client, build) as backend:
+        yield backend
+
+
+def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> DatasetRecord | None:
+    """The record of ``dataset`` in the file a job with ``flags`` used (benchmarks read its load time)."""
+    flags = list(flags)
+    path = flags[flags.index("--ladybug_path") + 1] if "--ladybug_path" in flags else default_path(dataset)
+    with LadybugClient(path, buffer_mb=64) as client:
+        return dataset_record(client, dataset)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from src.core.schema import validate_identifier
-from src.core.errors import UsageError, UserError
+from src.core.errors import UsageError, UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class LadybugClient:
             self._db = ladybug.Database(str(self.path), read_only=read_only, buffer_pool_size=buffer_mb << 20,
                                         max_num_threads=max_threads)
         except RuntimeError as exc:
-            raise UserError(f"cannot open the Ladybug database {self.path}: {_short(exc)}") from None
+            raise UserError(f"cannot open the Ladybug database {self.path}: {first_line(exc)}") from None
         self._ladybug = ladybug
         self._connections: list[Any] = []  # every connection made
         self._idle: list[Any] = []  # those not running a query now
@@ -99,7 +99,7 @@ class LadybugClient:
             except RuntimeError as exc:
                 if self.read_only and "read only" in str(exc).lower():
                     raise UserError(f"the Ladybug database {self.path} is opened read-only here: "
-                                    f"{_short(exc)}") from None
+                                    f"{first_line(exc)}") from None
                 raise
             try:
                 return result.get_column_names(), result.get_all()
@@ -145,8 +145,3 @@ class LadybugClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-

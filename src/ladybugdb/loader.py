@@ -1,4 +1,4 @@
-"""Load a :class:`~src.data.datasets.GraphDataset` into a Ladybug database file (embedded, no server).
+"""Load a :class:`~src.data.graph.GraphDataset` into a Ladybug database file (embedded, no server).
 
 Storage model (the same names as in Neo4j, see :class:`~src.core.schema.GraphSchema`):
 
@@ -23,24 +23,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from src.data.datasets import GraphDataset
+from src.data.graph import GraphDataset
 from src.core.errors import UserError
 from src.ladybugdb.client import LOAD_HINT, LadybugClient
-from src.neo4jdb.loader import (
-    _SPLIT_NAMES,
-    EDGE_BATCH,
-    LoadConfig,
-    LoadReport,
-    check_complete,
-    dataset_flags,
-    verify_loaded,
-)
+from src.data.loading import SPLIT_NAMES, EDGE_BATCH, LoadConfig, LoadReport, check_complete, check_counts, dataset_flags
+from src.data.verification import verify_loaded
+from src.core.record import DatasetRecord
 from src.core.schema import DATASET_LABEL, GraphSchema
 from src.core.codecs import encode_features
 
@@ -53,17 +46,17 @@ NODE_BATCH_BYTES = 32 << 20  # feature bytes per node statement
 NEIGHBOUR_CHECKS = 16  # nodes whose in-neighbour lists are compared with the source after a load
 
 
-def dataset_record(client: LadybugClient, name: str) -> dict[str, Any] | None:
-    """The ``GnnDataset`` record of ``name`` as a dict, or None (also when the table is missing)."""
+def dataset_record(client: LadybugClient, name: str) -> DatasetRecord | None:
+    """The ``GnnDataset`` record of ``name``, or None (also when the table is missing)."""
     if DATASET_LABEL not in client.tables():
         return None
     rows = client.execute(f"MATCH (d:`{DATASET_LABEL}`) WHERE d.name = $name RETURN d", name=name)
     if not rows:
         return None
-    return {k: v for k, v in rows[0][0].items() if not k.startswith("_")}
+    return DatasetRecord.from_properties({k: v for k, v in rows[0][0].items() if not k.startswith("_")})
 
 
-def require_loaded(client: LadybugClient, name: str) -> dict[str, Any]:
+def require_loaded(client: LadybugClient, name: str) -> DatasetRecord:
     """The complete record of ``name``, or a :class:`UserError` that says how to load it."""
     return check_complete(dataset_record(client, name), name, f"the Ladybug database {client.path}",
                           f"{LOAD_HINT} {dataset_flags(name)} --ladybug_path {client.path}")
@@ -83,8 +76,8 @@ def ensure_loaded(client: LadybugClient, dataset: GraphDataset, schema: GraphSch
         record = None
     elif record is not None:
         _check_same_graph(record, dataset, schema, fingerprint)
-        if record.get("complete"):
-            _check_counts(client, dataset, schema)
+        if record.complete:
+            check_counts(client, dataset, schema, "Ladybug")
             return LoadReport(schema.dataset, schema.label, schema.rel_type, "already loaded", "none",
                               dataset.num_nodes, dataset.num_edges, seconds=time.perf_counter() - t0)
     elif config.reset:
@@ -148,7 +141,7 @@ def write_nodes(client: LadybugClient, ds: GraphDataset, schema: GraphSchema, lo
             xs = encode_features(ds.features(np.arange(start, end)))
             rows = [{"id": i, "x": x, "y": y, "split": sp} for i, x, y, sp in
                     zip(range(start, end), xs, np.asarray(ds.y[start:end]).tolist(),
-                        _SPLIT_NAMES[codes[start:end]].tolist())]
+                        SPLIT_NAMES[codes[start:end]].tolist())]
             client.execute(query, rows=rows)
             bar.update(end - start)
     return hi - lo
@@ -178,18 +171,10 @@ def _committed_prefix(client: LadybugClient, ds: GraphDataset, s: GraphSchema) -
     return int(n)
 
 
-def _check_same_graph(record: dict[str, Any], ds: GraphDataset, s: GraphSchema, fingerprint: str) -> None:
-    if record.get("fingerprint") != fingerprint or record.get("label") != s.label or \
-            record.get("rel_type") != s.rel_type:
+def _check_same_graph(record: DatasetRecord, ds: GraphDataset, s: GraphSchema, fingerprint: str) -> None:
+    if (record.fingerprint, record.label, record.rel_type) != (fingerprint, s.label, s.rel_type):
         raise UserError(f"the Ladybug database already holds a different graph named {s.dataset!r} "
-                        f"(label {record.get('label')!r}); use --reset to replace it or --name for another name")
-
-
-def _check_counts(client: LadybugClient, ds: GraphDataset, s: GraphSchema) -> None:
-    nodes, rels = client.count_nodes(s.label), client.count_relationships(s.rel_type)
-    if (nodes, rels) != (ds.num_nodes, ds.num_edges):
-        raise UserError(f"dataset {s.dataset!r} is marked complete but Ladybug has {nodes} nodes / {rels} "
-                        f"relationships instead of {ds.num_nodes} / {ds.num_edges}; reload it with --reset")
+                        f"(label {record.label!r}); use --reset to replace it or --name for another name")
 
 
 def _check_neighbour_sample(client: LadybugClient, ds: GraphDataset, s: GraphSchema) -> None:

@@ -1,79 +1,128 @@
-"""``Neo4jBackend``: the trainer's backend whose graph, features and labels stay in Neo4j.
+"""``Neo4jBackend``: the trainer's backend whose graph, features and labels stay in Neo4j, and its flags.
 
-Neighbourhoods are sampled by :class:`Neo4jNeighborSampler` inside the server and features come
-from :class:`Neo4jFeatureStore` (both use the gnn.* procedures when the server has them); the
-rest is the shared :class:`~src.backends.database.DatabaseBackend`.
+Neighbourhoods are sampled by :class:`~src.graph_sampler.Neo4jNeighborSampler` inside the server,
+rows come from :class:`~src.feature_store.Neo4jFeatureStore`; both follow one
+:class:`~src.neo4jdb.access.Neo4jAccess`, decided here once. The rest is the shared
+:class:`~src.backends.database.DatabaseBackend`. ``add_args``/``check_args``/``open_backend``
+are this backend's entry in src/backends/registry.py.
 """
 from __future__ import annotations
 
+import argparse
 import logging
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
-from src.neo4jdb import procedures
-from src.backends.database import DatabaseBackend
-from src.client import Neo4jClient
-from src.core.errors import UserError
+from src.backends.database import DatabaseBackend, add_cache_args, check_cache_args, opened_over
+from src.client import Neo4jClient, add_connection_args, connect, settings_from_args
+from src.core.errors import UsageError
+from src.core.malloc_tuning import retain_freed_memory
+from src.core.record import DatasetRecord
+from src.core.schema import validate_dataset_name
 from src.feature_store import Neo4jFeatureStore
 from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
-from src.core.malloc_tuning import retain_freed_memory
+from src.neo4jdb.access import Neo4jAccess
+from src.neo4jdb.load.records import require_loaded
 from src.neo4jdb.local import local_server_pid
-from src.core.schema import GraphSchema
+from src.neo4jdb.procedures import DEFAULT_PROJECTION_MB
+from src.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
 class Neo4jBackend(DatabaseBackend):
-    """Backend contract (docs/ARCHITECTURE.md) over one dataset loaded into Neo4j."""
+    """Backend contract (src/backends/base.py) over one dataset loaded into Neo4j."""
 
     name = "neo4j"
 
-    def __init__(self, client: Neo4jClient, schema: GraphSchema, record: dict[str, Any], *,
-                 fanouts: Sequence[int], batch_size: int, num_loader_threads: int, cache_mb: float = 0.0,
-                 use_procedures: bool | None = None, use_adjacency: bool | None = None,
-                 projection_mb: float = 0.0, cache_warm: str = "degree") -> None:
-        """``use_adjacency`` None: read the packed adjacency property when the procedures are there and
-        the dataset record says it was written (``adjacency``); False walks the relationships.
-        ``projection_mb``: server heap budget of the dataset's projections (see src/neo4jdb/procedures.py).
-        ``cache_warm``: how the feature cache (``cache_mb > 0``) starts (src/core/hot_nodes.py)."""
+    def __init__(self, client: Neo4jClient, record: DatasetRecord, *, fanouts: Sequence[int], batch_size: int,
+                 num_loader_threads: int, cache_mb: float = 0.0, cache_warm: str = "degree",
+                 access: Neo4jAccess | None = None) -> None:
+        """``access`` None: the fastest path the server and the record allow, no projection
+        (:meth:`Neo4jAccess.resolve`). ``cache_warm``: how the feature cache (``cache_mb > 0``) starts."""
         retain_freed_memory()  # per-batch feature buffers are tens of MB: reuse, do not re-fault
-        super().__init__(schema, record, fanouts=fanouts, batch_size=batch_size,
-                         num_loader_threads=num_loader_threads)
+        super().__init__(record, fanouts=fanouts, batch_size=batch_size, num_loader_threads=num_loader_threads)
         self.client = client
-        self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
-        has_adjacency = self.use_procedures and record.get("adjacency") == schema.adj_prop
-        if use_adjacency and not has_adjacency:
-            raise UserError(f"dataset {schema.dataset!r} has no adjacency property {schema.adj_prop!r} readable by the "
-                            "gnn.* procedures; add it by re-running `python loaders/load_into_neo4j.py "
-                            f"--dataset {schema.dataset}` on a server with the procedures")
-        self.use_adjacency = has_adjacency if use_adjacency is None else bool(use_adjacency)
-        if not self.use_adjacency and self.use_procedures:
-            log.info("dataset %s: no adjacency property; the procedures walk the relationships "
-                     "(re-run the loader to add it)", schema.dataset)
-        self.projection_mb = projection_mb if self.use_procedures else 0.0
-        self.feature_store = Neo4jFeatureStore.from_record(client, schema, record, cache_mb=cache_mb,
-                                                           use_procedures=self.use_procedures,
-                                                           projection_mb=self.projection_mb,
-                                                           adj_prop=schema.adj_prop if self.use_adjacency else None)
+        self.access = access if access is not None else Neo4jAccess.resolve(client, self.schema, record)
+        self.feature_store = Neo4jFeatureStore.from_record(client, record, cache_mb=cache_mb, access=self.access)
         self.feature_store.warm_cache(cache_warm)
-        self.graph_store = Neo4jGraphStore(client, schema, self.num_nodes)
+        self.graph_store = Neo4jGraphStore(client, self.schema, self.num_nodes)
         self._server_pid = local_server_pid(client.settings.uri)
 
-    def _split_ids(self, query: str, split: str) -> list[int]:
+    def _query_ids(self, query: str, split: str) -> list[int]:
         return self.client.read_tx(lambda tx: tx.run(query, split=split).value("id"))
 
     def _make_sampler(self, seed: int) -> Neo4jNeighborSampler:
-        return Neo4jNeighborSampler(self.client, self.schema, self.fanouts, seed=seed,
-                                    use_procedures=self.use_procedures, use_adjacency=self.use_adjacency,
-                                    projection_mb=self.projection_mb)
+        return Neo4jNeighborSampler(self.client, self.schema, self.fanouts, seed=seed, access=self.access)
 
     def server_pid(self) -> int | None:
         """Pid of the local Neo4j server (to log its RSS), None for a remote server."""
         return self._server_pid
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "procedures": self.use_procedures, "adjacency": self.use_adjacency,
-                "projection_mb": self.projection_mb}
+        return {**super().stats(), "procedures": self.access.use_procedures, "adjacency": self.access.use_adjacency,
+                "projection_mb": self.access.projection_mb}
 
     def close(self) -> None:
         self.client.close()
+
+
+# -- registry entry (src/backends/registry.py) ------------------------------------------------
+def add_args(parser: argparse.ArgumentParser) -> None:
+    add_connection_args(parser)
+    g = add_cache_args(parser, "Neo4j backend")
+    g.add_argument("--projection_mb", type=float, default=DEFAULT_PROJECTION_MB,
+                   help="server heap (MiB) the gnn.* procedures may spend on an in-memory projection of the "
+                        "dataset (neighbour lists, feature rows, labels), built on first use and shared by "
+                        "all ranks; it is dropped on any write to the database, and a dataset that does not "
+                        "fit is read from the store as with 0 (default: %(default)s; keep it well below the "
+                        "server's heap, NEO4J_HEAP)")
+    g.add_argument("--cypher_only", action="store_true",
+                   help="sample and fetch with plain Cypher even if the server has the gnn.* procedures "
+                        "(jobs/neo4j/plugin; same samples, slower)")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    check_cache_args(args)
+    if args.projection_mb < 0:
+        raise UsageError(f"--projection_mb must be >= 0 (got {args.projection_mb}); 0 disables the projection")
+
+
+@contextmanager
+def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBackend]:
+    """Connect, find the dataset's record and open the backend; the client is closed on every exit."""
+    validate_dataset_name(cfg.dataset, "--dataset")  # before anything talks to Neo4j
+    logging.getLogger("neo4j").setLevel(logging.CRITICAL)  # src.client reports outages in one line
+    client = connect(settings_from_args(args), max_pool_size=cfg.concurrency + cfg.num_loader_threads,
+                     max_retry_time=args.neo4j_retry_s)
+
+    def build() -> Neo4jBackend:
+        record = require_loaded(client, cfg.dataset)
+        access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
+                                     projection_mb=args.projection_mb)
+        return Neo4jBackend(client, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
+                            num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb,
+                            cache_warm=args.cache_warm, access=access)
+
+    with opened_over(client, build) as backend:
+        yield backend
+
+
+def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> DatasetRecord | None:
+    """The record of ``dataset`` in the server a job with ``flags``/``env`` used (benchmarks read its load time).
+
+    A ``GNN_NEO4J_DIR`` in ``env`` (the scale sweep's server per size) names the local server to ask.
+    """
+    from pathlib import Path
+
+    from src.client import Neo4jSettings
+    from src.neo4jdb.load.records import dataset_record
+    from src.neo4jdb.local import LocalNeo4j
+
+    settings = None
+    if env.get("GNN_NEO4J_DIR"):
+        info = LocalNeo4j(root=Path(env["GNN_NEO4J_DIR"])).connection_info() or {}
+        settings = Neo4jSettings(uri=info.get("uri", ""), password=info.get("password", ""), local=True)
+    with connect(settings) as client:
+        return dataset_record(client, dataset)

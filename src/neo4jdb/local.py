@@ -2,7 +2,8 @@
 
 Layout under ``data/neo4j`` (override with ``GNN_NEO4J_DIR``)::
 
-    lib-<version>/   jars resolved by Maven from jobs/neo4j/pom.xml (``.complete`` marks a full copy)
+    lib-<version>/   Neo4j's jars, resolved by Maven from jobs/neo4j/pom.xml (``.complete`` marks a
+                     full copy); our plugin and importer jars are built beside it (src/neo4jdb/builds.py)
     home/            NEO4J_HOME: conf/neo4j.conf (rewritten at each start), data/, logs/
     password         generated password, mode 0600
     server.json      pid, port, version of the running server (absent when stopped)
@@ -27,30 +28,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.neo4jdb.class_archive import ClassArchive
 from src.core.errors import ArgumentParser, UsageError, UserError, run_cli
-from src.core.paths import DATA_DIR, REPO_DIR
+from src.core.paths import DATA_DIR
 from src.core.ports import free_port
+from src.neo4jdb.builds import PLUGIN_JAR, JarCache, neo4j_version
+from src.neo4jdb.class_archive import ClassArchive
 
-log = logging.getLogger(__name__)
-
-
-POM = REPO_DIR / "jobs" / "neo4j" / "pom.xml"
-PLUGIN_DIR = REPO_DIR / "jobs" / "neo4j" / "plugin"  # gnn.* procedures (src/neo4jdb/procedures.py)
-PLUGIN_JAR = "gnn-procedures.jar"
-IMPORTER_DIR = REPO_DIR / "jobs" / "neo4j" / "importer"  # offline bulk import from binary arrays (src/neo4jdb/loader.py)
-IMPORTER_JAR = "gnn-importer.jar"
 MAIN_CLASS = "org.neo4j.server.CommunityEntryPoint"
 ADMIN_CLASS = "org.neo4j.cli.AdminTool"
 READY_POLL_S = 0.1  # between readiness probes: a failed probe is a refused connection, cheap
 _SIZE = re.compile(r"^\d+[kKmMgG]$")
-
-
-def neo4j_version() -> str:
-    """The Neo4j version pinned in the pom (single source of truth)."""
-    m = re.search(r"<neo4j.version>([^<]+)</neo4j.version>", POM.read_text())
-    assert m, f"no <neo4j.version> in {POM}"
-    return m.group(1)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -100,6 +87,11 @@ class LocalNeo4j:
         self.password_file = self.root / "password"
         self.state_file = self.root / "server.json"
 
+    @property
+    def jars(self) -> JarCache:
+        """Neo4j's jars and our built jars for this server (src/neo4jdb/builds.py)."""
+        return JarCache(self.lib, self.version)
+
     # -- state ---------------------------------------------------------------------------
     def state(self) -> dict | None:
         """The running server's state, or None (stale state files are removed)."""
@@ -131,26 +123,7 @@ class LocalNeo4j:
     # -- install -------------------------------------------------------------------------
     def install(self) -> None:
         """Resolve the Neo4j jars from Maven Central once (idempotent, fast when cached)."""
-        if (self.lib / ".complete").exists():
-            return
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise UserError("Maven (mvn) is not installed; install it (e.g. `apt-get install -y maven`) to fetch Neo4j")
-        _check_java()
-        tmp = self.lib.with_name(self.lib.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.info("resolving Neo4j %s from Maven Central into %s", self.version, self.lib)
-        print(f"fetching Neo4j Community {self.version} from Maven Central (once) ...", file=sys.stderr, flush=True)
-        proc = subprocess.run(
-            [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"],
-            capture_output=True, text=True,
-        )
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise UserError(f"Maven could not resolve Neo4j {self.version} (exit {proc.returncode}):\n{tail}")
-        (tmp / ".complete").write_text(self.version)
-        shutil.rmtree(self.lib, ignore_errors=True)
-        tmp.rename(self.lib)
+        self.jars.resolve()
 
     def install_plugin(self) -> Path | None:
         """Build the gnn.* procedures jar when missing or older than its sources; copy it into plugins/.
@@ -159,7 +132,7 @@ class LocalNeo4j:
         a JDK the server starts without them; a failing build of present sources is an error.
         """
         installed = self.home / "plugins" / PLUGIN_JAR
-        jar = self._build_jar(PLUGIN_DIR, PLUGIN_JAR, "the gnn.* procedures plugin")
+        jar = self.jars.plugin()
         if jar is None:
             print("warning: gnn.* procedures not built (needs Maven and a JDK: `apt-get install -y maven "
                   "openjdk-17-jdk-headless`); sampling and feature fetch will use Cypher", file=sys.stderr)
@@ -176,43 +149,7 @@ class LocalNeo4j:
 
     def importer_jar(self) -> Path | None:
         """The binary bulk importer (jobs/neo4j/importer), built once per change; None without Maven/JDK."""
-        self.install()
-        return self._build_jar(IMPORTER_DIR, IMPORTER_JAR, "the binary bulk importer")
-
-    def _build_jar(self, module: Path, jar_name: str, what: str) -> Path | None:
-        """``module``'s jar, rebuilt by Maven when missing or older than its sources (None without Maven/JDK).
-
-        The build output lives next to the jar cache (``<module>-<version>/`` beside ``lib-<version>``),
-        outside the repository and shared by every server using that cache, so a test server in a
-        temp dir does not rebuild. Maven writes into a per-process directory and the jar is moved
-        into place atomically, so concurrent builds cannot see a half-written jar.
-        """
-        build = self._build_dir(module)
-        jar = build / jar_name
-        sources = [module / "pom.xml", *(module / "src").rglob("*")]
-        if jar.exists() and jar.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
-            return jar
-        mvn, javac = shutil.which("mvn"), shutil.which("javac")
-        if mvn is None or javac is None:
-            return None
-        tmp = build.with_name(f"{build.name}.partial-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        print(f"building {what} (once per change) ...", file=sys.stderr, flush=True)
-        proc = subprocess.run(
-            [mvn, "-q", "-B", "-f", str(module / "pom.xml"), "package", f"-Dgnn.buildDir={tmp}"],
-            capture_output=True, text=True,
-        )
-        if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise UserError(f"Maven could not build {module / 'pom.xml'} (exit {proc.returncode}):\n{tail}")
-        build.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp / jar_name, jar)
-        shutil.rmtree(tmp, ignore_errors=True)
-        return jar
-
-    def _build_dir(self, module: Path) -> Path:
-        return self.lib.with_name(f"{module.name}-{self.version}")
+        return self.jars.importer()
 
     def class_archive(self, name: str, classpath: list[str]) -> ClassArchive:
         """The class archive of our JVMs named ``name`` whose class path starts with ``classpath``,
@@ -281,7 +218,7 @@ class LocalNeo4j:
         # (which keeps its projections fresh) is found on the classpath, procedures in the plugins
         # folder. Its build jar rather than this home's copy, so that every server of this jar cache
         # has the same class path up to the plugins folder and maps the same class archive.
-        classpath = [str(self._build_dir(PLUGIN_DIR) / PLUGIN_JAR)] if plugin else []
+        classpath = [str(self.jars.plugin_jar())] if plugin else []
         classpath += [f"{self.lib}/*", f"{self.home / 'plugins'}/*"]
         archive = self.class_archive("server", classpath[:-1])  # this home's plugins: not a key (see above)
         cmd = [
@@ -374,33 +311,11 @@ class LocalNeo4j:
         return "\n".join(out) or "(no Neo4j log written)"
 
 
-def _check_java() -> None:
-    java = shutil.which("java")
-    if java is None:
-        raise UserError("Java is not installed; Neo4j 5.26 needs Java 17 or 21 (e.g. `apt-get install -y openjdk-17-jre-headless`)")
-    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
-    m = re.search(r'version "(\d+)', out)
-    if m and int(m.group(1)) not in (17, 21):
-        raise UserError(f"Neo4j 5.26 needs Java 17 or 21, found Java {m.group(1)}; set JAVA_HOME/PATH to a Java 17 or 21")
-
-
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-
-
-def rss_of_pid(pid: int | None) -> float | None:
-    """Resident memory of a process in MiB, or None when it is gone or unknown."""
-    if not pid:
-        return None
-    try:
-        import psutil
-
-        return psutil.Process(pid).memory_info().rss / 2**20
-    except Exception:
-        return None
 
 
 def local_server_pid(uri: str) -> int | None:

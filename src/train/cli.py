@@ -7,13 +7,14 @@ swapping the script name.  Entry scripts add their own backend flags next to the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from typing import Any, Mapping
 
 from src.core.errors import UsageError, check_writable_dir
-from src.train.loop import TrainConfig
+from src.train.config import TrainConfig
 
 _TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _D = TrainConfig()  # the defaults live in one place
@@ -125,35 +126,8 @@ def parse_training_config(
                f"--run_name must be a plain name without '/' (got {flags['run_name']!r})")
     check_writable_dir(flags["log_dir"], "--log_dir")
     check_writable_dir(flags["checkpoint_dir"], "--checkpoint_dir")
-    return TrainConfig(
-        dataset=flags["dataset"],
-        dataset_root_dir=flags["dataset_root_dir"],
-        master_addr=flags["master_addr"],
-        master_port=flags["master_port"],
-        num_nodes=flags["num_nodes"],
-        node_rank=flags["node_rank"],
-        num_loader_threads=flags["num_loader_threads"],
-        batch_size=flags["batch_size"],
-        num_workers=flags["num_workers"],
-        concurrency=flags["concurrency"],
-        epochs=flags["epochs"],
-        fanouts=fanouts,
-        hidden_channels=flags["hidden_channels"],
-        num_layers=flags["num_layers"],
-        lr=flags["lr"],
-        weight_decay=flags["weight_decay"],
-        dropout=flags["dropout"],
-        eval_every=flags["eval_every"],
-        max_steps_per_epoch=flags["max_steps_per_epoch"],
-        max_eval_seeds=flags["max_eval_seeds"],
-        log_dir=flags["log_dir"],
-        run_name=flags["run_name"],
-        checkpoint_dir=flags["checkpoint_dir"],
-        resume=flags["resume"],
-        seed=flags["seed"],
-        collective_timeout_s=flags["collective_timeout_s"],
-        flags=flags,
-    )
+    settings = {f.name: flags[f.name] for f in dataclasses.fields(TrainConfig) if f.name not in ("fanouts", "flags")}
+    return TrainConfig(**settings, fanouts=fanouts, flags=flags)
 
 
 def configure_console_logging(level: int = logging.INFO) -> None:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 import torch.distributed as dist
 
-from src.core.errors import UserError
+from src.core.errors import UserError, first_line
 
 if TYPE_CHECKING:
-    from src.train.loop import TrainConfig
+    from src.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def destroy() -> None:
     try:
         dist.destroy_process_group()
     except RuntimeError as exc:
-        log.warning("leaving the gloo group failed (%s)", str(exc).strip().splitlines()[0][:200])
+        log.warning("leaving the gloo group failed (%s)", first_line(exc, 200))
 
 
 def rank() -> int:
@@ -129,8 +129,7 @@ def _reason(exc: BaseException) -> str:
     for marker in _PEER_FAILURE_MARKERS[:-1]:
         if marker in text:
             return marker.lower()
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return first[:160]
+    return first_line(exc, 160)
 
 
 def _peers() -> str:

@@ -2,7 +2,7 @@
 
 Why one loop: the point of the project is to compare backends (in-memory, Neo4j, partitioned),
 so everything except "where do batches come from" must be identical.  A backend only provides
-the Backend protocol below (see docs/ARCHITECTURE.md, "Training").
+the :class:`~src.backends.base.Backend` contract.
 
 Distributed semantics: every rank permutes the train seeds with ``(seed, epoch)`` identically,
 pads the permutation by wrapping to a multiple of the world size and takes one contiguous
@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import random
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,133 +26,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch_geometric.data import Data
-from torch_geometric.nn import SAGEConv
 from tqdm import tqdm
 
-from src.train import distributed
+from src.backends.base import Backend
 from src.core.errors import UserError
+from src.train import distributed
+from src.train.checkpoint import CHECKPOINT_FILE, Progress, load_checkpoint, mix_seeds, restore_rank_state, save_checkpoint, seed_all
+from src.train.config import TrainConfig
+from src.train.model import GraphSAGE
 from src.train.run_log import MemoryMonitor, RunLogger
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "checkpoint.pt"
-_IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "num_layers")
-
-
-@dataclass
-class TrainConfig:
-    """Validated training settings (built from flags by ``src.train.cli.parse_training_config``).
-
-    ``num_nodes``/``node_rank`` are the world size and this process's rank (one rank per
-    machine).  ``flags`` keeps every raw flag, backend-specific ones included, for the log.
-    """
-
-    dataset: str = "cora"
-    dataset_root_dir: str | None = None
-    master_addr: str = "localhost"
-    master_port: int = 29500
-    num_nodes: int = 1
-    node_rank: int = 0
-    num_loader_threads: int = 2
-    batch_size: int = 1024
-    num_workers: int = 1
-    concurrency: int = 4
-    epochs: int = 10
-    fanouts: tuple[int, ...] = (15, 10, 5)
-    hidden_channels: int = 256
-    num_layers: int = 3
-    lr: float = 0.003
-    weight_decay: float = 0.0
-    dropout: float = 0.5
-    eval_every: int = 1
-    max_steps_per_epoch: int = 0
-    max_eval_seeds: int = 0
-    log_dir: str = "logs"
-    run_name: str | None = None
-    checkpoint_dir: str = "data/checkpoints"
-    resume: bool = False
-    seed: int = 0
-    collective_timeout_s: float = distributed.TIMEOUT.total_seconds()
-    flags: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-class Backend(Protocol):
-    """Where batches come from; the trainer knows nothing else about a backend."""
-
-    name: str
-    num_features: int
-    num_classes: int
-
-    def split_nodes(self, split: str) -> Tensor: ...
-
-    def make_loader(self, seeds: Tensor, *, shuffle: bool, seed: int) -> Iterable[Data]: ...
-
-    def server_pid(self) -> int | None: ...
-
-    def stats(self) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
-
-
-# Below this fraction of non-zero inputs the first layer multiplies a sparse copy of x: on
-# bag-of-words features (coauthor_phy: 8415 columns, 0.4% non-zero) that is ~100x fewer FLOPs.
-SPARSE_INPUT_DENSITY = 0.05
-
-
-class GraphSAGE(nn.Module):
-    """``num_layers`` SAGEConv layers with ReLU + dropout between them; returns logits."""
-
-    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int,
-                 num_layers: int, dropout: float):
-        super().__init__()
-        dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
-        self.convs = nn.ModuleList(SAGEConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.dropout = dropout
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        for i, conv in enumerate(self.convs):
-            x = sparse_input_conv(conv, x, edge_index) if i == 0 else conv(x, edge_index)
-            if i < len(self.convs) - 1:
-                x = F.dropout(F.relu(x), p=self.dropout, training=self.training)
-        return x
-
-
-def sparse_input_conv(conv: SAGEConv, x: Tensor, edge_index: Tensor) -> Tensor:
-    """``conv(x, edge_index)``, computed as project-then-aggregate when ``x`` is mostly zeros (or sparse COO).
-
-    ``lin_l(mean_j x_j) = mean_j (x_j W_l) + b_l`` (also for nodes without neighbours, whose
-    mean is 0), so both weight matrices are applied first with one sparse x dense product and
-    the mean runs over ``out_channels`` columns instead of ``in_channels``. Same parameters and
-    the same function as SAGEConv; only the float rounding order differs.
-    """
-    if not x.is_sparse:
-        if x.dim() != 2 or x.numel() == 0 or x.size(1) <= conv.out_channels:
-            return conv(x, edge_index)
-        if int(torch.count_nonzero(x)) >= SPARSE_INPUT_DENSITY * x.numel():
-            return conv(x, edge_index)
-        x = x.to_sparse()
-    weight = torch.cat([conv.lin_l.weight, conv.lin_r.weight]).t().contiguous()  # [in, 2 * out]; strided: 40x slower
-    h = torch.sparse.mm(x, weight)
-    h_l, h_r = h.split(conv.out_channels, dim=1)
-    out = conv.propagate(edge_index, x=(h_l, h_l), size=None)
-    return out + conv.lin_l.bias + h_r
-
-
-@dataclass
-class Progress:
-    """Run-level bookkeeping that must survive a resume for the summary to be right."""
-
-    best_val_acc: float | None = None
-    test_acc_at_best_val: float | None = None
-    best_epoch: int | None = None
-    epoch_times: list[float] = field(default_factory=list)
-    peak_rss_mb: float = 0.0
-    peak_neo4j_rss_mb: float | None = None
-
-    def record_eval(self, epoch: int, val_acc: float | None, test_acc: float | None) -> None:
-        if val_acc is not None and (self.best_val_acc is None or val_acc > self.best_val_acc):
-            self.best_val_acc, self.test_acc_at_best_val, self.best_epoch = val_acc, test_acc, epoch
-
 
 class AllreduceTimer:
     """State of :func:`timed_allreduce_hook`: the span of one step's gradient sync.
@@ -191,7 +72,6 @@ class AllreduceTimer:
         with self._lock:
             self._last = now if self._last is None else max(self._last, now)
 
-
 # No annotations on bucket/return: DDP compares them with the real classes, and
 # ``from __future__ import annotations`` would turn them into strings that fail the check.
 def timed_allreduce_hook(timer: AllreduceTimer, bucket):  # noqa: ANN001, ANN201
@@ -206,7 +86,6 @@ def timed_allreduce_hook(timer: AllreduceTimer, bucket):  # noqa: ANN001, ANN201
 
     return future.then(done)
 
-
 def epoch_shard(seeds: Tensor, *, seed: int, epoch: int, rank: int, world_size: int) -> Tensor:
     """This rank's train seeds for ``epoch``: same-size shards of one (seed, epoch) permutation.
 
@@ -218,7 +97,6 @@ def epoch_shard(seeds: Tensor, *, seed: int, epoch: int, rank: int, world_size: 
     per_rank = -(-n // world_size)
     padded = order[torch.arange(per_rank * world_size) % n]
     return seeds[padded[rank * per_rank:(rank + 1) * per_rank]]
-
 
 def train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
     """Train GraphSAGE on ``backend`` as rank ``cfg.node_rank`` of ``cfg.num_nodes``.
@@ -234,14 +112,12 @@ def train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
     finally:
         distributed.destroy()
 
-
 def _resolve_run_name(cfg: TrainConfig) -> TrainConfig:
     """Default run name ``<dataset>-<timestamp>``, taken from rank 0 so all ranks agree."""
     if cfg.run_name:
         return cfg
     name = f"{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     return dataclasses.replace(cfg, run_name=distributed.broadcast_object(name))
-
 
 def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
     rank, world = distributed.rank(), distributed.world_size()
@@ -250,19 +126,19 @@ def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
         "num_classes": int(backend.num_classes), "hidden_channels": cfg.hidden_channels,
         "num_layers": cfg.num_layers,
     }
-    _seed_all(cfg.seed)  # identical initial weights on every rank
+    seed_all(cfg.seed)  # identical initial weights on every rank
     model = GraphSAGE(identity["num_features"], cfg.hidden_channels, identity["num_classes"],
                       cfg.num_layers, cfg.dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    _seed_all(_mix(cfg.seed, rank, 1))  # but rank-specific dropout masks
+    seed_all(mix_seeds(cfg.seed, rank, 1))  # but rank-specific dropout masks
     ckpt_path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
-    state = _load_checkpoint(ckpt_path, identity) if cfg.resume else None
+    state = load_checkpoint(ckpt_path, identity) if cfg.resume else None
     progress, start_epoch = Progress(), 1
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"]) + 1
-        progress = _restore_rank_state(state, rank, world)
+        progress = restore_rank_state(state, rank, world)
     timer = AllreduceTimer()
     ddp_model: nn.Module = model
     if world > 1:
@@ -289,7 +165,7 @@ def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
                                   timer, monitor, logger)
             _finish_epoch(record, model, backend, cfg, progress, monitor)
             logger.log("epoch", **record)
-            _save_checkpoint(ckpt_path, model, optimizer, epoch, identity, progress)
+            save_checkpoint(ckpt_path, model, optimizer, epoch, identity, progress)
         summary = _summary(progress, cfg)
         logger.log("summary", **summary)
     finally:
@@ -297,7 +173,6 @@ def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
     if rank == 0:
         log.info("summary of %s: %s", cfg.run_name, _format_summary(summary))
     return {**summary, "run_name": cfg.run_name}
-
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Backend,
                  cfg: TrainConfig, train_seeds: Tensor, epoch: int, timer: AllreduceTimer,
@@ -314,7 +189,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
     loss_sum, correct, total = 0.0, 0, 0
     model.train()
     start = time.perf_counter()
-    batches = iter(backend.make_loader(shard, shuffle=False, seed=_mix(cfg.seed, epoch, rank)))
+    batches = iter(backend.make_loader(shard, shuffle=False, seed=mix_seeds(cfg.seed, epoch, rank)))
     bar = tqdm(total=num_steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=rank != 0,
                leave=False, dynamic_ncols=True)
     for step in range(1, num_steps + 1):
@@ -368,7 +243,6 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
         "rss_mb": rss, "neo4j_rss_mb": server_rss,
     }
 
-
 def _finish_epoch(record: dict[str, Any], model: nn.Module, backend: Backend, cfg: TrainConfig,
                   progress: Progress, monitor: MemoryMonitor) -> None:
     """Evaluate if due, update the run bookkeeping, complete ``record`` for the epoch event."""
@@ -376,8 +250,8 @@ def _finish_epoch(record: dict[str, Any], model: nn.Module, backend: Backend, cf
     t0 = time.perf_counter()
     if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
         subset = {"max_seeds": cfg.max_eval_seeds, "subset_seed": cfg.seed}
-        record["val_acc"] = evaluate(model, backend, "val", seed=_mix(cfg.seed, epoch, 2), **subset)
-        record["test_acc"] = evaluate(model, backend, "test", seed=_mix(cfg.seed, epoch, 3), **subset)
+        record["val_acc"] = evaluate(model, backend, "val", seed=mix_seeds(cfg.seed, epoch, 2), **subset)
+        record["test_acc"] = evaluate(model, backend, "test", seed=mix_seeds(cfg.seed, epoch, 3), **subset)
         progress.record_eval(epoch, record["val_acc"], record["test_acc"])
     record["t_eval"] = time.perf_counter() - t0
     progress.epoch_times.append(record["epoch_time"])
@@ -386,7 +260,6 @@ def _finish_epoch(record: dict[str, Any], model: nn.Module, backend: Backend, cf
         progress.peak_neo4j_rss_mb = max(progress.peak_neo4j_rss_mb or 0.0, monitor.peak_server_mb)
     record["peak_rss_mb"] = progress.peak_rss_mb
     record["stats"] = backend.stats()
-
 
 @torch.no_grad()
 def evaluate(model: nn.Module, backend: Backend, split: str, *, seed: int,
@@ -407,7 +280,7 @@ def evaluate(model: nn.Module, backend: Backend, split: str, *, seed: int,
     correct = total = 0
     model.eval()
     if len(shard):
-        for batch in backend.make_loader(shard, shuffle=False, seed=_mix(seed, rank)):
+        for batch in backend.make_loader(shard, shuffle=False, seed=mix_seeds(seed, rank)):
             bs = int(batch.batch_size)
             pred = model(batch.x, batch.edge_index)[:bs].argmax(dim=-1)
             correct += int((pred == batch.y[:bs]).sum())
@@ -415,128 +288,23 @@ def evaluate(model: nn.Module, backend: Backend, split: str, *, seed: int,
     counts = distributed.all_reduce_sum(torch.tensor([correct, total], dtype=torch.float64))
     return float(counts[0] / counts[1]) if counts[1] > 0 else None
 
-
 def _expect_exhausted(batches: Any, num_steps: int) -> None:
     """The loader must yield exactly ceil(shard / batch_size) batches, or ranks desynchronise."""
     if next(batches, None) is not None:
         raise _loader_mismatch(num_steps)
 
-
 def _loader_mismatch(num_steps: int) -> RuntimeError:
     return RuntimeError(f"backend loader did not yield exactly {num_steps} batches: "
                         "its batch size must equal --batch_size")
-
 
 def _opt_float(batch: Data, key: str) -> float | None:
     value = getattr(batch, key, None)
     return None if value is None else float(value)
 
-
-def _mix(*words: int) -> int:
-    """A well-spread 32-bit seed derived from integers (e.g. base seed, epoch, rank)."""
-    return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1)[0])
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    """This process's RNG states in a form ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": random.getstate(),
-    }
-
-
-def _restore_rank_state(state: dict[str, Any], rank: int, world: int) -> Progress:
-    """Each rank continues its own RNG streams and bookkeeping (epoch times, peaks).
-
-    With a different world size the ranks do not map: RNGs are reseeded per (epoch, rank) and
-    rank 0's bookkeeping is taken (best-val fields are the same on every rank anyway).
-    """
-    ranks = state["ranks"]
-    if len(ranks) != world:
-        log.warning("checkpoint was written by %d ranks, this job has %d: RNG streams are reseeded",
-                    len(ranks), world)
-        _seed_all(_mix(int(state["epoch"]), rank, 4))
-        return Progress(**ranks[0]["progress"])
-    mine = ranks[rank]
-    _set_rng_state(mine["rng"])
-    return Progress(**mine["progress"])
-
-
-def _set_rng_state(mine: dict[str, Any]) -> None:
-    torch.set_rng_state(mine["torch"])
-    np_state = mine["numpy"]
-    np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32),
-                         np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
-    version, internal, gauss = mine["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                     identity: dict[str, Any], progress: Progress) -> None:
-    """Rank 0 writes everything needed to continue after ``epoch``, atomically (tmp + replace)."""
-    ranks = distributed.gather_objects({"rng": _rng_state(), "progress": dataclasses.asdict(progress)})
-    if distributed.rank() != 0:
-        return
-    state = {
-        "epoch": epoch, "identity": identity, "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(), "ranks": ranks,
-    }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UserError(f"cannot write checkpoint {path} ({exc.strerror or exc}): "
-                        "fix --checkpoint_dir") from None
-
-
-def _load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
-    """Rank 0 reads and checks the checkpoint, every rank gets it (or the same one-line error)."""
-    payload: dict[str, Any] | str | None = None
-    if distributed.rank() == 0:
-        payload = _read_checkpoint(path, identity)
-    payload = distributed.broadcast_object(payload)
-    if isinstance(payload, str):
-        raise UserError(payload)
-    return payload
-
-
-def _read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | str | None:
-    if not path.exists():
-        log.warning("--resume: no checkpoint at %s, starting from epoch 1", path)
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling/format problem means the same thing to the user
-        return f"checkpoint {path} is unreadable ({type(exc).__name__}): delete it or use a new --run_name"
-    theirs = state.get("identity", {})
-    diff = [k for k in _IDENTITY_KEYS if theirs.get(k) != identity[k]]
-    if diff:
-        was = ", ".join(f"{k}={theirs.get(k)}" for k in diff)
-        now = ", ".join(f"{k}={identity[k]}" for k in diff)
-        return (f"checkpoint {path} was written for {was} but this run has {now}: "
-                "use the original settings, another --run_name, or drop --resume")
-    return state
-
-
 def _config_for_log(cfg: TrainConfig) -> dict[str, Any]:
     """Raw flags (backend ones included) overlaid with the resolved config values."""
     resolved = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "flags"}
     return {**cfg.flags, **resolved, "fanouts": list(cfg.fanouts)}
-
 
 def _summary(progress: Progress, cfg: TrainConfig) -> dict[str, Any]:
     times = progress.epoch_times
@@ -549,7 +317,6 @@ def _summary(progress: Progress, cfg: TrainConfig) -> dict[str, Any]:
         "peak_rss_mb": progress.peak_rss_mb,
         "peak_neo4j_rss_mb": progress.peak_neo4j_rss_mb,
     }
-
 
 def _format_summary(summary: dict[str, Any]) -> str:
     def fmt(value: Any, spec: str) -> str:

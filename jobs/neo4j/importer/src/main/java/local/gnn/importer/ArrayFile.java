@@ -8,7 +8,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 
 /**
- * One flat little-endian array file written by src/neo4jdb/loader.py. Positional reads only, so the
+ * One flat little-endian array file written by src/neo4jdb/load/bulk_import.py. Positional reads only, so the
  * importer's worker threads share one channel without locking, and files larger than 2 GiB
  * (a 250M-edge graph) need no memory mapping tricks.
  */

@@ -14,7 +14,7 @@ import org.neo4j.internal.batchimport.input.Groups;
 
 /**
  * The graph as the batch importer's {@link Input}, read straight from the arrays of one import
- * directory (layout in src/neo4jdb/loader.py, write_import_arrays):
+ * directory (layout in src/neo4jdb/load/bulk_import.py, write_import_arrays):
  * <pre>
  *   x.bin x.ptr        feature row bytes back to back; int64 byte offsets, N+1
  *   y.i64 split.i8     label per node; split code per node (-1 none, 0 train, 1 val, 2 test)

@@ -1,0 +1,49 @@
+"""The in-memory backends' entry in src/backends/registry.py: one partition per rank, or the whole graph.
+
+``--full_graph`` gives every rank the whole graph (:class:`~src.in_memory.full_graph.FullGraphBackend`);
+otherwise each rank holds one METIS partition and asks its peers for the rest
+(:func:`~src.in_memory.partitioned.open_partitioned_backend`).
+"""
+from __future__ import annotations
+
+import argparse
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+from src.backends.base import Backend
+from src.core.record import DatasetRecord
+from src.data.sources import load_dataset
+from src.in_memory.full_graph import FullGraphBackend
+from src.in_memory.partition import DEFAULT_OUTPUT_DIR
+from src.in_memory.partitioned import open_partitioned_backend
+from src.train.config import TrainConfig
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("in-memory backend")
+    g.add_argument("--partition_dir", default=DEFAULT_OUTPUT_DIR,
+                   help="partitions are read from <partition_dir>/<dataset>/<world size>-parts "
+                        "(default: %(default)s)")
+    g.add_argument("--full_graph", action="store_true",
+                   help="every rank holds the whole graph instead of one partition")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Nothing to check before the training flags: the partition folder is checked when opened."""
+
+
+@contextmanager
+def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Backend]:
+    if args.full_graph:
+        backend: Backend = FullGraphBackend(load_dataset(cfg.dataset, root=cfg.dataset_root_dir),
+                                            fanouts=cfg.fanouts, batch_size=cfg.batch_size,
+                                            num_loader_threads=cfg.num_loader_threads)
+    else:
+        backend = open_partitioned_backend(cfg, args.partition_dir)
+    with backend:
+        yield backend
+
+
+def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> DatasetRecord | None:
+    """No database, so no load to report."""
+    return None

@@ -1,0 +1,114 @@
+"""Load a :class:`~src.data.graph.GraphDataset` into Neo4j: the entry point and the choice of way in.
+
+Why it exists: one call (:func:`ensure_loaded`) that makes a dataset present and complete,
+whatever state a previous run left. Two ways in, chosen by :attr:`~src.data.loading.LoadConfig.method`:
+
+* ``unwind`` (any server, online, resumable by batch markers): src/neo4jdb/load/unwind.py;
+* ``import`` (only the project's local server, only into an empty database, the server
+  stopped and restarted): src/neo4jdb/load/bulk_import.py.
+
+Every load ends with a verification against the source (src/data/verification.py) before
+``complete = true`` is set on the dataset's ``(:GnnDataset)`` record (src/neo4jdb/load/records.py);
+a complete record with the same fingerprint makes a re-run a fast no-op, a record of a different
+graph makes the loader refuse (unless ``reset``). Storage model: docs/ARCHITECTURE.md.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from src.client import Neo4jClient
+from src.core.errors import UsageError
+from src.core.schema import DATASET_LABEL, GraphSchema
+from src.data.graph import GraphDataset
+from src.data.loading import FeatureLayout, LoadConfig, LoadReport, check_counts
+from src.data.verification import verify_loaded
+from src.neo4jdb.load.bulk_import import import_blockers, load_offline
+from src.neo4jdb.load.records import (
+    BATCH_LABEL,
+    claim,
+    create_bookkeeping_constraints,
+    create_id_constraint,
+    create_record,
+    mark_complete,
+)
+from src.neo4jdb.load.unwind import add_adjacency, load_unwind, write_adjacency
+from src.neo4jdb.local import LocalNeo4j
+
+log = logging.getLogger(__name__)
+
+
+def ensure_loaded(
+    client: Neo4jClient,
+    dataset: GraphDataset,
+    schema: GraphSchema | None = None,
+    config: LoadConfig | None = None,
+    *,
+    server: LocalNeo4j | None = None,
+) -> LoadReport:
+    """Make ``dataset`` present and complete in Neo4j under ``schema`` (default names from it).
+
+    A no-op when it is already there; resumes an interrupted load; refuses (``UserError``) when
+    the name, label or relationship type already holds a different graph, unless
+    ``config.reset``. ``server`` is the local server the offline import may stop and restart
+    (default: the project's ``LocalNeo4j()``, used only if ``client`` points at it).
+    """
+    t0 = time.perf_counter()
+    config = config or LoadConfig()
+    schema = schema or GraphSchema.for_dataset(dataset.name)
+    if schema.label in (DATASET_LABEL, BATCH_LABEL):
+        raise UsageError(f"label {schema.label!r} is reserved for the loader's bookkeeping; pick another --node_label")
+    create_bookkeeping_constraints(client)
+    fingerprint = dataset.fingerprint()
+    record = claim(client, dataset, schema, fingerprint, config.reset)
+    if record is not None and record.get("complete"):
+        check_counts(client, dataset, schema, "Neo4j")
+        report = LoadReport(schema.dataset, schema.label, schema.rel_type, "already loaded", "none",
+                            dataset.num_nodes, dataset.num_edges)
+        if record.get("adjacency") != schema.adj_prop:  # loaded before the adjacency property existed
+            t = time.perf_counter()
+            add_adjacency(client, dataset, schema, config)
+            report.status, report.phases["adjacency"] = "adjacency added", time.perf_counter() - t
+        report.seconds = time.perf_counter() - t0
+        return report
+    if record is not None and record.get("method") == "import":
+        # the bulk importer wrote the whole graph at once; only the index build or verification was interrupted
+        report = LoadReport(schema.dataset, schema.label, schema.rel_type, "resumed", "import",
+                            dataset.num_nodes, dataset.num_edges)
+    elif _choose_method(client, dataset, config, server) == "import":  # a resumed load is not empty: unwind
+        layout = FeatureLayout.choose(dataset, config.feature_format)
+        report = load_offline(client, dataset, schema, fingerprint, config, layout, server or LocalNeo4j())
+    else:
+        if record is None:
+            record = create_record(client, dataset, schema, fingerprint, config,
+                                   FeatureLayout.choose(dataset, config.feature_format), "unwind")
+        report = load_unwind(client, dataset, schema, record, config)
+    if report.method != "import":  # the bulk importer wrote the adjacency with the nodes
+        t = time.perf_counter()
+        write_adjacency(client, dataset, schema, config)
+        report.phases["adjacency"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if report.method == "import":  # the id index is built while the verification scans the nodes
+        verify_loaded(client, dataset, schema, adjacency=True, alongside=lambda: create_id_constraint(client, schema))
+        report.phases["index + verify"] = time.perf_counter() - t
+    else:
+        verify_loaded(client, dataset, schema, adjacency=True)  # one node scan checks the adjacency too
+        report.phases["verify"] = time.perf_counter() - t
+    report.seconds = time.perf_counter() - t0
+    mark_complete(client, schema, report)
+    return report
+
+
+def _choose_method(client: Neo4jClient, ds: GraphDataset, config: LoadConfig, server: LocalNeo4j | None) -> str:
+    if config.method == "unwind":
+        return "unwind"
+    blockers = import_blockers(client, ds, server or LocalNeo4j())
+    if config.method == "import":
+        if blockers:
+            raise UsageError(f"--method import is not possible here: {'; '.join(blockers)}. The offline import "
+                             "writes a new database with the server stopped; use --method unwind (online)")
+        return "import"
+    if not blockers and ds.num_edges >= config.import_min_edges:
+        log.info("auto: offline import (empty local database, %d relationships)", ds.num_edges)
+        return "import"
+    return "unwind"

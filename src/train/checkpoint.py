@@ -1,0 +1,134 @@
+"""Checkpoints and random streams: what lets a stopped run continue exactly where it was.
+
+Rank 0 writes one file per run after every epoch (model, optimizer, every rank's RNG states and
+bookkeeping); ``--resume`` reads it back, checks it was written for the same model, and each
+rank continues its own streams. Files load with ``torch.load(weights_only=True)``: no pickles.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from src.core.errors import UserError
+from src.train import distributed
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+_IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "num_layers")
+
+@dataclass
+class Progress:
+    """Run-level bookkeeping that must survive a resume for the summary to be right."""
+
+    best_val_acc: float | None = None
+    test_acc_at_best_val: float | None = None
+    best_epoch: int | None = None
+    epoch_times: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    peak_neo4j_rss_mb: float | None = None
+
+    def record_eval(self, epoch: int, val_acc: float | None, test_acc: float | None) -> None:
+        if val_acc is not None and (self.best_val_acc is None or val_acc > self.best_val_acc):
+            self.best_val_acc, self.test_acc_at_best_val, self.best_epoch = val_acc, test_acc, epoch
+
+def mix_seeds(*words: int) -> int:
+    """A well-spread 32-bit seed derived from integers (e.g. base seed, epoch, rank)."""
+    return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1)[0])
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+def _rng_state() -> dict[str, Any]:
+    """This process's RNG states in a form ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+
+def restore_rank_state(state: dict[str, Any], rank: int, world: int) -> Progress:
+    """Each rank continues its own RNG streams and bookkeeping (epoch times, peaks).
+
+    With a different world size the ranks do not map: RNGs are reseeded per (epoch, rank) and
+    rank 0's bookkeeping is taken (best-val fields are the same on every rank anyway).
+    """
+    ranks = state["ranks"]
+    if len(ranks) != world:
+        log.warning("checkpoint was written by %d ranks, this job has %d: RNG streams are reseeded",
+                    len(ranks), world)
+        seed_all(mix_seeds(int(state["epoch"]), rank, 4))
+        return Progress(**ranks[0]["progress"])
+    mine = ranks[rank]
+    _set_rng_state(mine["rng"])
+    return Progress(**mine["progress"])
+
+def _set_rng_state(mine: dict[str, Any]) -> None:
+    torch.set_rng_state(mine["torch"])
+    np_state = mine["numpy"]
+    np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32),
+                         np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
+    version, internal, gauss = mine["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                     identity: dict[str, Any], progress: Progress) -> None:
+    """Rank 0 writes everything needed to continue after ``epoch``, atomically (tmp + replace)."""
+    ranks = distributed.gather_objects({"rng": _rng_state(), "progress": dataclasses.asdict(progress)})
+    if distributed.rank() != 0:
+        return
+    state = {
+        "epoch": epoch, "identity": identity, "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "ranks": ranks,
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"cannot write checkpoint {path} ({exc.strerror or exc}): "
+                        "fix --checkpoint_dir") from None
+
+def load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """Rank 0 reads and checks the checkpoint, every rank gets it (or the same one-line error)."""
+    payload: dict[str, Any] | str | None = None
+    if distributed.rank() == 0:
+        payload = _read_checkpoint(path, identity)
+    payload = distributed.broadcast_object(payload)
+    if isinstance(payload, str):
+        raise UserError(payload)
+    return payload
+
+def _read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | str | None:
+    if not path.exists():
+        log.warning("--resume: no checkpoint at %s, starting from epoch 1", path)
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling/format problem means the same thing to the user
+        return f"checkpoint {path} is unreadable ({type(exc).__name__}): delete it or use a new --run_name"
+    theirs = state.get("identity", {})
+    diff = [k for k in _IDENTITY_KEYS if theirs.get(k) != identity[k]]
+    if diff:
+        was = ", ".join(f"{k}={theirs.get(k)}" for k in diff)
+        now = ", ".join(f"{k}={identity[k]}" for k in diff)
+        return (f"checkpoint {path} was written for {was} but this run has {now}: "
+                "use the original settings, another --run_name, or drop --resume")
+    return state

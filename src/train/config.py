@@ -1,0 +1,43 @@
+"""``TrainConfig``: the validated training settings every backend's run shares (built by src/train/cli.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from src.train import distributed
+
+@dataclass
+class TrainConfig:
+    """Validated training settings (built from flags by ``src.train.cli.parse_training_config``).
+
+    ``num_nodes``/``node_rank`` are the world size and this process's rank (one rank per
+    machine).  ``flags`` keeps every raw flag, backend-specific ones included, for the log.
+    """
+
+    dataset: str = "cora"
+    dataset_root_dir: str | None = None
+    master_addr: str = "localhost"
+    master_port: int = 29500
+    num_nodes: int = 1
+    node_rank: int = 0
+    num_loader_threads: int = 2
+    batch_size: int = 1024
+    num_workers: int = 1
+    concurrency: int = 4
+    epochs: int = 10
+    fanouts: tuple[int, ...] = (15, 10, 5)
+    hidden_channels: int = 256
+    num_layers: int = 3
+    lr: float = 0.003
+    weight_decay: float = 0.0
+    dropout: float = 0.5
+    eval_every: int = 1
+    max_steps_per_epoch: int = 0
+    max_eval_seeds: int = 0
+    log_dir: str = "logs"
+    run_name: str | None = None
+    checkpoint_dir: str = "data/checkpoints"
+    resume: bool = False
+    seed: int = 0
+    collective_timeout_s: float = distributed.TIMEOUT.total_seconds()
+    flags: dict[str, Any] = field(default_factory=dict, repr=False)
