@@ -15,8 +15,8 @@ took (``load_seconds`` of its dataset record, written by loaders/load_into_neo4j
 loads a dataset that is not there yet, so a fresh database measures it in this run).  The 1-minute load average is recorded before and
 after each job: the machine is shared, so timings are only comparable at similar load.
 
-A new backend plugs in by adding its ``--backend`` case to the launch script (which maps a
-backend name to its entry script and does any loading it needs); nothing here changes.
+A new backend plugs in through src/backends/registry.py (name -> its entry script and dataset
+record); nothing here changes.
 """
 from __future__ import annotations
 

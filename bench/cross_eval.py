@@ -33,12 +33,13 @@ from src.train.model import GraphSAGE
 from src.train.loop import evaluate
 
 
-def load_model(path: Path, num_features: int, num_classes: int) -> GraphSAGE:
+def load_model(path: Path, num_features: int, num_classes: int) -> tuple[GraphSAGE, str]:
+    """The trained model and the feature normalisation it was trained with (none for older checkpoints)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     ident = state["identity"]
     model = GraphSAGE(num_features, ident["hidden_channels"], num_classes, ident["num_layers"], dropout=0.0)
     model.load_state_dict(state["model"])
-    return model.eval()
+    return model.eval(), ident.get("normalize_features", "none")
 
 
 def main() -> int:
@@ -72,8 +73,9 @@ def main() -> int:
                         f"{ds.name} with loaders/load_into_neo4j.py --reset")
     rows = []
     for path in paths:
-        model = load_model(path, memory.num_features, memory.num_classes)
+        model, normalization = load_model(path, memory.num_features, memory.num_classes)
         for backend in (memory, neo4j):
+            backend.normalize_features(normalization)
             accs = []
             start = time.perf_counter()
             for r in range(args.repeats):

@@ -103,6 +103,8 @@ CASES = [
     Case("resume-corrupt-checkpoint", TRAIN, ["--full_graph", *SMALL, "--run_name", "old", "--resume",
                                               "--checkpoint_dir", "ckpt"],
          1, "is unreadable", setup="corrupt_checkpoint"),
+    Case("normalize-unknown-in-memory", TRAIN, ["--full_graph", *SMALL, "--normalize_features", "l1"], 2,
+         "--normalize_features: invalid choice"),
     Case("partition-folder-incomplete", TRAIN, [*SMALL, "--dataset", "cora", "--partition_dir", "parts"],
          1, "is incomplete or corrupt", setup="broken_partition", quiet=False),
     Case("partition-folder-of-other-graph", TRAIN, [*SMALL, "--dataset", "cora", "--partition_dir", "parts"],
@@ -123,6 +125,7 @@ CASES = [
     Case("cache-negative", NEO4J, ["--cache_mb", "-1"], 2, "--cache_mb must be >= 0"),
     Case("cache-warm-unknown", NEO4J, ["--cache_mb", "8", "--cache_warm", "lru"], 2, "--cache_warm: invalid choice"),
     Case("retry-negative", NEO4J, ["--neo4j_retry_s", "-1"], 2, "--neo4j_retry_s must be >= 0"),
+    Case("normalize-unknown", NEO4J, ["--normalize_features", "zscore"], 2, "--normalize_features: invalid choice"),
     Case("feature-dimension-mismatch", NEO4J, [*SMALL, "--dataset", "{bad_features}"], 1,
          "float32", may_leave={"logs"}, quiet=False),
     # -- loader -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from torch import Tensor
 from torch_geometric.data import Data, FeatureStore, GraphStore
 from torch_geometric.loader import NodeLoader
 
+from src.core.normalize import FeatureNormalizer, FeatureStats, resolve
 from src.core.prefetch import PrefetchLoader
 from src.core.sampling import HopSampler
 from src.core.schema import SPLITS
@@ -25,9 +26,11 @@ class Backend(ABC):
     """Splits, samplers and stores of one dataset; subclasses say where they live."""
 
     name: str = "backend"
+    stats_fix = "reload the dataset"  # how a user gets missing feature statistics (one-line errors say it)
 
-    def __init__(self, *, num_nodes: int, num_features: int, num_classes: int, fanouts: Sequence[int],
+    def __init__(self, *, dataset: str, num_nodes: int, num_features: int, num_classes: int, fanouts: Sequence[int],
                  batch_size: int, num_loader_threads: int) -> None:
+        self.dataset = dataset
         self.num_nodes = int(num_nodes)
         self.num_features = int(num_features)
         self.num_classes = int(num_classes)
@@ -36,6 +39,7 @@ class Backend(ABC):
         self.num_loader_threads = num_loader_threads
         self._splits: dict[str, Tensor] = {}
         self._samplers: list[HopSampler] = []
+        self._normalizer: FeatureNormalizer | None = None
 
     # -- what a backend provides -------------------------------------------------------------
     @property
@@ -59,7 +63,30 @@ class Backend(ABC):
         """A step applied to each batch in its fetch thread (e.g. attaching sparse rows); none by default."""
         return None
 
+    def feature_stats(self) -> FeatureStats | None:
+        """The dataset's column statistics (src/core/normalize.py), None where none were stored."""
+        return None
+
     # -- shared ------------------------------------------------------------------------------
+    def normalize_features(self, requested: str) -> str:
+        """Apply ``--normalize_features requested`` to every batch's ``x`` from now on; returns the mode
+        (``auto`` resolved). A mode that needs statistics the dataset lacks is a one-line UserError."""
+        stats = self.feature_stats() if requested in ("auto", "row_l1", "standard") else None
+        self._normalizer = resolve(requested, stats, self.dataset, self.stats_fix)
+        return self._normalizer.mode
+
+    def _loader_transform(self) -> Callable[[Data], Data] | None:
+        own, normalizer = self._batch_transform(), self._normalizer
+        if normalizer is None or normalizer.mode == "none":
+            return own
+
+        def transform(batch: Data) -> Data:
+            batch = own(batch) if own is not None else batch
+            batch.x = normalizer(batch.x)
+            return batch
+
+        return transform
+
     def split_nodes(self, split: str) -> Tensor:
         """Ids of the nodes of ``split`` (train/val/test) as a LongTensor, read once."""
         if split not in SPLITS:
@@ -75,7 +102,7 @@ class Backend(ABC):
         self._samplers.append(sampler)
         loader = NodeLoader(
             self._loader_data(), node_sampler=sampler, input_nodes=seeds, batch_size=self.batch_size,
-            shuffle=shuffle, generator=torch.Generator().manual_seed(seed), transform=self._batch_transform(),
+            shuffle=shuffle, generator=torch.Generator().manual_seed(seed), transform=self._loader_transform(),
         )
         return PrefetchLoader(loader, self.num_loader_threads)
 

@@ -19,6 +19,7 @@ from torch_geometric.data import FeatureStore, GraphStore
 from src.backends.base import Backend
 from src.core.errors import UsageError, UserError
 from src.core.hot_nodes import WARM_POLICIES
+from src.core.normalize import FeatureStats
 from src.core.pyg_stores import CypherGraphStore
 from src.core.record import DatasetRecord
 from src.core.row_fetch import DatabaseFeatureStore
@@ -34,7 +35,7 @@ class DatabaseBackend(Backend):
 
     def __init__(self, record: DatasetRecord, *, fanouts: Sequence[int], batch_size: int,
                  num_loader_threads: int) -> None:
-        super().__init__(num_nodes=record.num_nodes, num_features=record.num_features,
+        super().__init__(dataset=record.name, num_nodes=record.num_nodes, num_features=record.num_features,
                          num_classes=record.num_classes, fanouts=fanouts, batch_size=batch_size,
                          num_loader_threads=num_loader_threads)
         self.record = record
@@ -43,6 +44,13 @@ class DatabaseBackend(Backend):
     @property
     def num_edges(self) -> int:
         return self.graph_store.num_edges
+
+    @property
+    def stats_fix(self) -> str:  # type: ignore[override]
+        return f"add them by running `{self.feature_store.reload_hint} --dataset {self.schema.dataset}` again"
+
+    def feature_stats(self) -> FeatureStats | None:
+        return None if self.record.feature_stats is None else FeatureStats.from_bytes(self.record.feature_stats)
 
     @abstractmethod
     def _query_ids(self, query: str, split: str) -> list[int]:

@@ -30,6 +30,7 @@ class DatasetRecord:
     adjacency: str | None = None  # the adjacency property's name once written and verified
     fingerprint: str | None = None
     load_seconds: float | None = None
+    feature_stats: bytes | None = None  # FeatureStats.to_bytes(), for --normalize_features
     properties: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -47,7 +48,8 @@ class DatasetRecord:
             feature_encoding=props.get("feature_encoding") or DENSE,
             feature_density=None if density is None else float(density),
             adjacency=props.get("adjacency") or None, fingerprint=props.get("fingerprint"),
-            load_seconds=None if seconds is None else float(seconds), properties=dict(props),
+            load_seconds=None if seconds is None else float(seconds),
+            feature_stats=bytes(props["feature_stats"]) if props.get("feature_stats") else None, properties=dict(props),
         )
 
     @property

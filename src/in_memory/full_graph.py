@@ -19,6 +19,7 @@ from torch_geometric.data import Data
 from src.backends.base import Backend
 from src.core.csr import CSRGraph, CSRNeighborSampler
 from src.core.malloc_tuning import retain_freed_memory
+from src.core.normalize import FeatureStats
 from src.core.schema import SPLITS
 from src.core.sparse_features import csr_to_torch, dataset_rows_csr, feature_nbytes, holds_sparse
 
@@ -38,10 +39,9 @@ class FullGraphBackend(Backend):
     def __init__(self, dataset: GraphDataset, *, fanouts: Sequence[int], batch_size: int,
                  num_loader_threads: int, feature_format: str = "auto"):
         retain_freed_memory()  # per-batch feature buffers are tens of MB: reuse, do not re-fault
-        super().__init__(num_nodes=dataset.num_nodes, num_features=dataset.num_features,
+        super().__init__(dataset=dataset.name, num_nodes=dataset.num_nodes, num_features=dataset.num_features,
                          num_classes=dataset.num_classes, fanouts=fanouts, batch_size=batch_size,
                          num_loader_threads=num_loader_threads)
-        self.dataset_name = dataset.name
         n = int(dataset.num_nodes)
         edge_index = np.ascontiguousarray(dataset.edge_index, dtype=np.int64)
         y = torch.as_tensor(np.asarray(dataset.y), dtype=torch.long)
@@ -64,6 +64,10 @@ class FullGraphBackend(Backend):
     @property
     def num_edges(self) -> int:
         return self.csr.num_edges
+
+    def feature_stats(self) -> FeatureStats:
+        """Computed from the rows held here, as the loaders compute the statistics they store."""
+        return FeatureStats.compute(self.data.x.numpy() if self.x_csr is None else self.x_csr)
 
     def _split_ids(self, split: str) -> np.ndarray:
         return self._split_arrays[split]

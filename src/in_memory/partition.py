@@ -25,6 +25,7 @@ from tqdm import tqdm
 from src.data.graph import GraphDataset, to_undirected
 from src.data.sources import load_dataset
 from src.core.errors import UsageError, UserError, check_writable_dir
+from src.core.normalize import FeatureStats
 from src.core.schema import SPLITS
 from src.in_memory.partition_format import (
     FORMAT_VERSION,
@@ -160,6 +161,7 @@ def _partition(ds: GraphDataset, cfg: PartitionConfig, root: Path, fingerprint: 
             "num_features": ds.num_features,
             "num_classes": ds.num_classes,
             "features": "csr" if sparse else "dense",
+            "feature_stats": _stats_json(FeatureStats.compute(ds.x)),
             "num_partitions": k,
             "method": cfg.method,
             "seed": cfg.seed,
@@ -195,6 +197,12 @@ def _swap_in(tmp: Path, root: Path) -> None:
         os.replace(root, old)
     os.replace(tmp, root)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _stats_json(stats: FeatureStats) -> dict[str, Any]:
+    """The dataset's column statistics in meta.json (float64 round-trips through JSON exactly)."""
+    return {"minimum": stats.minimum, "mean": stats.mean.tolist(), "std": stats.std.tolist(),
+            "integer_counts": stats.integer_counts}
 
 
 def metis_assignment(edge_index: np.ndarray, num_nodes: int, k: int, seed: int) -> np.ndarray:

@@ -17,7 +17,7 @@ Layout of ``<output_dir>/<dataset>/<k>-parts/``:
   of ``x.npy``: scipy CSR of the same rows (coauthor_phy: 9 MB instead of 1.1 GB).
 * ``part_<i>/{train,val,test}_idx.npy`` int64: sorted global ids of owned nodes in each split.
 * ``node_map.npy``: partition of every node (smallest unsigned dtype that holds ``k - 1``).
-* ``meta.json``: identity (dataset, fingerprint, k, method, seed), sizes, edge cut, balance,
+* ``meta.json``: identity (dataset, fingerprint, k, method, seed), sizes, feature statistics, edge cut, balance,
   timing.  Written last, and the folder is built under a temporary name and renamed into
   place, so a folder without ``meta.json`` is always an interrupted or foreign copy.
 """
@@ -37,7 +37,7 @@ from src.core.csr import CSRGraph, sample_hop_csr
 from src.core.errors import UserError
 from src.core.schema import SPLITS
 
-FORMAT_VERSION = 2  # 2: sparse features as CSR; older folders are partitioned again
+FORMAT_VERSION = 3  # 2: sparse features as CSR; 3: feature statistics in meta.json; older folders are partitioned again
 
 META_FILE = "meta.json"
 

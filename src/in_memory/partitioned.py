@@ -33,6 +33,7 @@ from torch import Tensor
 
 from src.backends.base import Backend
 from src.core.errors import UsageError, UserError
+from src.core.normalize import FeatureStats
 from src.core.paths import REPO_DIR
 from src.core.pyg_stores import EdgeMetadataStore
 from src.core.schema import SPLITS
@@ -66,7 +67,7 @@ class PartitionedBackend(Backend):
     def __init__(self, part: LocalPartition, service: PeerService | None, splits: dict[str, Tensor], *,
                  world_size: int, fanouts: Sequence[int], batch_size: int, num_loader_threads: int) -> None:
         meta = part.meta
-        super().__init__(num_nodes=meta["num_nodes"], num_features=meta["num_features"],
+        super().__init__(dataset=meta["dataset"], num_nodes=meta["num_nodes"], num_features=meta["num_features"],
                          num_classes=meta["num_classes"], fanouts=fanouts, batch_size=batch_size,
                          num_loader_threads=num_loader_threads)
         self.part = part
@@ -83,6 +84,12 @@ class PartitionedBackend(Backend):
     @property
     def num_edges(self) -> int:
         return self._num_edges
+
+    def feature_stats(self) -> FeatureStats:
+        """Written with the partitioning (meta.json), from the whole source graph."""
+        s = self.part.meta["feature_stats"]
+        return FeatureStats(minimum=s["minimum"], mean=np.asarray(s["mean"]), std=np.asarray(s["std"]),
+                            integer_counts=s["integer_counts"])
 
     def _split_ids(self, split: str) -> np.ndarray:
         raise AssertionError("the partitioned backend's splits are gathered from every rank at start")

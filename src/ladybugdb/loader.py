@@ -33,6 +33,7 @@ from src.core.errors import UserError
 from src.ladybugdb.client import LOAD_HINT, LadybugClient
 from src.data.loading import SPLIT_NAMES, EDGE_BATCH, LoadConfig, LoadReport, check_complete, check_counts, dataset_flags
 from src.data.verification import verify_loaded
+from src.core.normalize import FeatureStats
 from src.core.record import DatasetRecord
 from src.core.schema import DATASET_LABEL, GraphSchema
 from src.core.codecs import encode_features
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 RECORD_COLUMNS = ("name STRING PRIMARY KEY, label STRING, rel_type STRING, num_nodes INT64, num_edges INT64, "
                   "num_features INT64, num_classes INT64, fingerprint STRING, complete BOOLEAN, method STRING, "
-                  "loaded_at DOUBLE, load_seconds DOUBLE")
+                  "loaded_at DOUBLE, load_seconds DOUBLE, feature_stats BLOB")
 NODE_BATCH_BYTES = 32 << 20  # feature bytes per node statement
 NEIGHBOUR_CHECKS = 16  # nodes whose in-neighbour lists are compared with the source after a load
 
@@ -78,7 +79,11 @@ def ensure_loaded(client: LadybugClient, dataset: GraphDataset, schema: GraphSch
         _check_same_graph(record, dataset, schema, fingerprint)
         if record.complete:
             check_counts(client, dataset, schema, "Ladybug")
-            return LoadReport(schema.dataset, schema.label, schema.rel_type, "already loaded", "none",
+            status = "already loaded"
+            if record.feature_stats is None:  # written before --normalize_features existed
+                _write_feature_stats(client, schema, dataset)
+                status = "feature statistics added"
+            return LoadReport(schema.dataset, schema.label, schema.rel_type, status, "none",
                               dataset.num_nodes, dataset.num_edges, seconds=time.perf_counter() - t0)
     elif config.reset:
         _drop(client, schema)
@@ -112,10 +117,20 @@ def ensure_loaded(client: LadybugClient, dataset: GraphDataset, schema: GraphSch
     verify_loaded(client, dataset, schema, where="Ladybug")
     _check_neighbour_sample(client, dataset, schema)
     report.phases["verify"] = time.perf_counter() - t
+    _write_feature_stats(client, schema, dataset)
     report.seconds = time.perf_counter() - t0
     client.execute(f"MATCH (d:`{DATASET_LABEL}`) WHERE d.name = $name SET d.complete = true, d.loaded_at = $now, "
                    "d.load_seconds = $seconds", name=s.dataset, now=time.time(), seconds=report.seconds)
     return report
+
+
+def _write_feature_stats(client: LadybugClient, schema: GraphSchema, ds: GraphDataset) -> None:
+    """Column statistics for ``--normalize_features``, with the record (a column added to files made before it)."""
+    columns = [row[1] for row in client.execute(f"CALL table_info('{DATASET_LABEL}') RETURN *")]
+    if "feature_stats" not in columns:
+        client.execute(f"ALTER TABLE `{DATASET_LABEL}` ADD feature_stats BLOB")
+    client.execute(f"MATCH (d:`{DATASET_LABEL}`) WHERE d.name = $name SET d.feature_stats = $stats",
+                   name=schema.dataset, stats=FeatureStats.compute(ds.x).to_bytes())
 
 
 def create_tables(client: LadybugClient, schema: GraphSchema) -> None:

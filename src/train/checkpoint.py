@@ -24,7 +24,8 @@ from src.train import distributed
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
-_IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "num_layers")
+_IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "num_layers", "normalize_features")
+_IDENTITY_DEFAULTS = {"normalize_features": "none"}  # what checkpoints written before a key existed meant
 
 @dataclass
 class Progress:
@@ -125,6 +126,7 @@ def _read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | s
     except Exception as exc:  # any unpickling/format problem means the same thing to the user
         return f"checkpoint {path} is unreadable ({type(exc).__name__}): delete it or use a new --run_name"
     theirs = state.get("identity", {})
+    theirs = {**_IDENTITY_DEFAULTS, **theirs}
     diff = [k for k in _IDENTITY_KEYS if theirs.get(k) != identity[k]]
     if diff:
         was = ", ".join(f"{k}={theirs.get(k)}" for k in diff)

@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any, Mapping
 
+from src.core import normalize
 from src.core.errors import UsageError, check_writable_dir
 from src.train.config import TrainConfig
 
@@ -65,6 +66,10 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     arg("--resume", "continue run --run_name after its last checkpointed epoch (fresh if none)",
         action="store_true")
     arg("--seed", "random seed (model init, shuffling, sampling)", type=int, default=_D.seed)
+    arg("--normalize_features", "feature preprocessing applied to every batch on every backend: row_l1 = PyG's "
+        "NormalizeFeatures (rows sum to 1), row_l2 (unit rows), standard (zero mean, unit variance per column, "
+        "from statistics stored with the dataset), auto = the dataset's recommendation (row_l1 for integer "
+        "counts such as bag-of-words, else none)", choices=normalize.CHOICES, default=_D.normalize_features)
     arg("--collective_timeout_s", "how long a rank waits for its peers in a collective or request before "
         "it stops, naming the peer as crashed or hung (a crashed peer is noticed at once)",
         type=float, default=_D.collective_timeout_s)

@@ -40,4 +40,5 @@ class TrainConfig:
     resume: bool = False
     seed: int = 0
     collective_timeout_s: float = distributed.TIMEOUT.total_seconds()
+    normalize_features: str = "none"  # src/core/normalize.py; "auto" is resolved by the backend at start
     flags: dict[str, Any] = field(default_factory=dict, repr=False)

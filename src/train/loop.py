@@ -119,12 +119,15 @@ def _resolve_run_name(cfg: TrainConfig) -> TrainConfig:
     name = f"{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     return dataclasses.replace(cfg, run_name=distributed.broadcast_object(name))
 
+
 def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
     rank, world = distributed.rank(), distributed.world_size()
+    # auto resolved once: the log, the checkpoint and every batch carry the mode actually used
+    cfg = dataclasses.replace(cfg, normalize_features=backend.normalize_features(cfg.normalize_features))
     identity = {
         "dataset": cfg.dataset, "num_features": int(backend.num_features),
         "num_classes": int(backend.num_classes), "hidden_channels": cfg.hidden_channels,
-        "num_layers": cfg.num_layers,
+        "num_layers": cfg.num_layers, "normalize_features": cfg.normalize_features,
     }
     seed_all(cfg.seed)  # identical initial weights on every rank
     model = GraphSAGE(identity["num_features"], cfg.hidden_channels, identity["num_classes"],

@@ -31,6 +31,7 @@ from src.neo4jdb.load.records import (
     create_id_constraint,
     create_record,
     mark_complete,
+    write_feature_stats,
 )
 from src.neo4jdb.load.unwind import add_adjacency, load_unwind, write_adjacency
 from src.neo4jdb.local import LocalNeo4j
@@ -69,6 +70,12 @@ def ensure_loaded(
             t = time.perf_counter()
             add_adjacency(client, dataset, schema, config)
             report.status, report.phases["adjacency"] = "adjacency added", time.perf_counter() - t
+        if not record.get("feature_stats"):  # loaded before --normalize_features existed
+            t = time.perf_counter()
+            write_feature_stats(client, schema, dataset)
+            report.phases["feature statistics"] = time.perf_counter() - t
+            if report.status == "already loaded":
+                report.status = "feature statistics added"
         report.seconds = time.perf_counter() - t0
         return report
     if record is not None and record.get("method") == "import":
@@ -94,6 +101,9 @@ def ensure_loaded(
     else:
         verify_loaded(client, dataset, schema, adjacency=True)  # one node scan checks the adjacency too
         report.phases["verify"] = time.perf_counter() - t
+    t = time.perf_counter()
+    write_feature_stats(client, schema, dataset)
+    report.phases["feature statistics"] = time.perf_counter() - t
     report.seconds = time.perf_counter() - t0
     mark_complete(client, schema, report)
     return report

@@ -15,6 +15,7 @@ from neo4j import exceptions as neo4j_exc
 
 from src.client import Neo4jClient
 from src.core.errors import UserError
+from src.core.normalize import FeatureStats
 from src.core.record import DatasetRecord
 from src.core.schema import DATASET_LABEL, GraphSchema
 from src.data.graph import GraphDataset
@@ -159,6 +160,12 @@ def mark_complete(client: Neo4jClient, schema: GraphSchema, report: LoadReport) 
         "d.method = $method, d.load_seconds = $seconds, d.loaded_at = $now",
         name=schema.dataset, adj=schema.adj_prop, method=report.method, seconds=report.seconds, now=time.time(),
     )
+
+
+def write_feature_stats(client: Neo4jClient, schema: GraphSchema, ds: GraphDataset) -> None:
+    """Store the column statistics ``--normalize_features`` needs with the record (computed from the source)."""
+    client.write(f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) SET d.feature_stats = $stats",
+                 name=schema.dataset, stats=FeatureStats.compute(ds.x).to_bytes())
 
 
 def mark_adjacency(client: Neo4jClient, schema: GraphSchema) -> None:
