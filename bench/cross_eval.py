@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
 
 from src.in_memory.full_graph import FullGraphBackend
 from src.neo4jdb.backend import Neo4jBackend

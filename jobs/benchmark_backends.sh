@@ -11,5 +11,6 @@
 # <out>/plots/ (visualize.py) and <out>/comparison.md. See bench/compare_backends.py --help.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's src for loaders/ and bench/ scripts
 case "${1:-}" in -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exec "${PYTHON:-python3}" bench/compare_backends.py --help ;; esac
 exec "${PYTHON:-python3}" bench/compare_backends.py "$@"

@@ -11,6 +11,7 @@
 # The job's run name must be identical on all machines: pass --run_name (default <dataset>-<backend>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's src for loaders/ and bench/ scripts
 PYTHON=${PYTHON:-python3}
 
 backend=neo4j; dataset=cora; root=""; run_name=""; have=" "; pass=()

@@ -11,6 +11,7 @@
 # Fails (non-zero) if any rank fails, naming it; prints where the logs are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's src for loaders/ and bench/ scripts
 PYTHON=${PYTHON:-python3}
 
 ranks=2; backend=neo4j; dataset=cora; root=""; run_name=""; log_dir=logs; lb_path=""; pass=()

@@ -17,7 +17,8 @@ from scipy.stats import chisquare
 from torch_geometric.data.feature_store import TensorAttr
 from torch_geometric.sampler import NodeSamplerInput
 
-from src.core.csr import CSRGraph, CSRNeighborSampler
+from src.core.csr import CSRGraph
+from src.core.sampling import CSRNeighborSampler
 from src.core.sampling import HopSampler
 from src.data.graph import GraphDataset
 from src.core.codecs import SPARSE

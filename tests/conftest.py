@@ -1,6 +1,7 @@
 """Shared fixtures: a real Neo4j (the local one started by .ci/run / jobs/neo4j.sh, or NEO4J_URI)."""
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from src.client import Neo4jClient, Neo4jSettings, connect
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+# Scripts the tests start (loaders/, bench/) import this checkout's src whichever checkout the
+# editable install (jobs/install.sh) points at.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")

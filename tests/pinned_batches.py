@@ -49,7 +49,8 @@ from src.in_memory.partition_format import LocalPartition, load_partition
 from src.in_memory.partitioned import PartitionedBackend
 from src.in_memory.router import PartitionedSampler, PartitionRouter
 from src.client import Neo4jClient, Neo4jSettings, connect
-from src.core.csr import CSRGraph, CSRNeighborSampler
+from src.core.csr import CSRGraph
+from src.core.sampling import CSRNeighborSampler
 from src.core.sampling import HopSampler
 from src.data.graph import GraphDataset
 from src.data.sources import load_dataset

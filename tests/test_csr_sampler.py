@@ -16,7 +16,8 @@ from torch_geometric.sampler import NodeSamplerInput
 
 from src.core import csr as csr_module
 from src.core import sampling
-from src.core.csr import CSRGraph, CSRNeighborSampler, sample_hop_csr
+from src.core.csr import CSRGraph, sample_hop_csr
+from src.core.sampling import CSRNeighborSampler
 from src.core.sampling import HopSampler, sample_multi_hop
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"  # next to the repo

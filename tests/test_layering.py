@@ -32,11 +32,12 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in sorted(SRC.rglob("*.py"))}
 
 
-def imports_of(name: str) -> set[str]:
-    """Modules ``name`` imports: ``src.*`` resolved to a module of the tree, others by top-level package."""
+def imports_of(name: str, top_level_only: bool = False) -> set[str]:
+    """Modules ``name`` imports (``top_level_only``: at import time, not inside functions): ``src.*``
+    resolved to a module of the tree, others by top-level package."""
     tree = ast.parse(MODULES[name].read_text())
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in (tree.body if top_level_only else ast.walk(tree)):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -54,7 +55,7 @@ def imports_of(name: str) -> set[str]:
     return found
 
 
-def chain_to(start: str, banned: tuple[str, ...]) -> list[str] | None:
+def chain_to(start: str, banned: tuple[str, ...], top_level_only: bool = False) -> list[str] | None:
     """The shortest import chain from ``start`` to a module in (or under) ``banned``, or None."""
     def is_banned(m: str) -> bool:
         return any(m == b or m.startswith(b + ".") for b in banned)
@@ -63,7 +64,7 @@ def chain_to(start: str, banned: tuple[str, ...]) -> list[str] | None:
     queue = [start]
     while queue:
         current = queue.pop(0)
-        for nxt in sorted(imports_of(current)) if current in MODULES else []:
+        for nxt in sorted(imports_of(current, top_level_only)) if current in MODULES else []:
             if nxt in paths:
                 continue
             paths[nxt] = paths[current] + [nxt]
@@ -97,6 +98,21 @@ def test_neutral_modules_load_without_the_driver_in_a_fresh_interpreter() -> Non
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]", out.stdout
+
+
+# Jobs that never run a model: importing torch would cost them seconds and ~750 MB of RSS (which
+# partition_graph.py reports as the partitioning's peak).
+TORCH_FREE = ("src.neo4jdb.load.ensure", "src.ladybugdb.loader", "src.in_memory.partition", "src.data.sources",
+              "src.core.feature_stats", "src.core.csr")
+
+
+def test_loaders_and_partitioner_do_not_import_torch() -> None:
+    chains = {name: chain_to(name, ("torch", "torch_geometric"), top_level_only=True) for name in TORCH_FREE}
+    assert all(c is None for c in chains.values()), {n: " -> ".join(c) for n, c in chains.items() if c}
+    code = (f"import importlib, sys\nfor name in {TORCH_FREE!r}:\n    importlib.import_module(name)\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stdout + out.stderr[-2000:]
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

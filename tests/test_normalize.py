@@ -19,7 +19,8 @@ from torch_geometric.data import Data
 
 from src.client import Neo4jClient
 from src.core.errors import UsageError, UserError
-from src.core.normalize import MODES, FeatureNormalizer, FeatureStats
+from src.core.normalize import MODES, FeatureNormalizer
+from src.core.feature_stats import FeatureStats
 from src.core.record import DatasetRecord
 from src.data.loading import LoadConfig
 from src.in_memory.full_graph import FullGraphBackend
@@ -108,7 +109,7 @@ def test_stored_statistics_equal_those_of_the_rows_held_in_memory(loaded_dataset
         ds, _, record = loaded_dataset(name)
         stored = FeatureStats.from_bytes(record.feature_stats)
         held = FullGraphBackend(ds, **KW).feature_stats()
-        assert stored.minimum == held.minimum and stored.integer_counts == held.integer_counts
+        assert stored.minimum == held.minimum and stored.raw_counts == held.raw_counts
         assert np.array_equal(stored.mean, held.mean) and np.array_equal(stored.std, held.std)
 
 
@@ -128,10 +129,11 @@ def test_partitioned_and_ladybug_rows_equal_the_references(tmp_path: Path, loade
 
 
 def test_auto_picks_the_recommendation_and_says_so(loaded_dataset, caplog) -> None:
-    cora = FullGraphBackend(loaded_dataset("cora")[0], **KW)
+    coauthor = FullGraphBackend(loaded_dataset("coauthor_phy")[0], **KW)
     with caplog.at_level("INFO"):
-        assert cora.normalize_features("auto") == "row_l1"  # bag-of-words counts
-    assert sum("--normalize_features auto: row_l1 for cora" in r.getMessage() for r in caplog.records) == 1
+        assert coauthor.normalize_features("auto") == "row_l1"  # raw counts 1..105
+    assert sum("--normalize_features auto: row_l1 for coauthor_phy" in r.getMessage() for r in caplog.records) == 1
+    assert FullGraphBackend(loaded_dataset("cora")[0], **KW).normalize_features("auto") == "none"  # 0/1 words
     tolokers = FullGraphBackend(loaded_dataset("tolokers")[0], **KW)
     assert tolokers.normalize_features("auto") == "none"  # continuous profile features
     assert tolokers.normalize_features("none") == "none"
@@ -157,7 +159,7 @@ def test_dataset_without_stored_statistics_one_line_error_then_reload_adds_them(
     assert backend.normalize_features("row_l2") == "row_l2"
     report = ensure_loaded(client, ds, schema, LoadConfig(progress=False))
     assert report.status == "feature statistics added"
-    assert FeatureStats.from_bytes(require_loaded(client, schema.dataset).feature_stats).integer_counts
+    assert not FeatureStats.from_bytes(require_loaded(client, schema.dataset).feature_stats).raw_counts  # 0/1
 
 
 def test_unknown_mode_is_a_usage_error() -> None:
@@ -168,7 +170,7 @@ def test_unknown_mode_is_a_usage_error() -> None:
 def test_statistics_round_trip_and_refuse_garbage() -> None:
     stats = FeatureStats.compute(np.array([[1.0, 2.0], [3.0, 2.0]], dtype=np.float32))
     again = FeatureStats.from_bytes(stats.to_bytes())
-    assert (again.minimum, again.integer_counts) == (1.0, True)
+    assert (again.minimum, again.raw_counts) == (1.0, True)
     assert np.array_equal(again.mean, [2.0, 2.0]) and np.array_equal(again.std, [1.0, 0.0])
     with pytest.raises(UserError, match="unreadable"):
         FeatureStats.from_bytes(b"GFS1" + bytes(40))

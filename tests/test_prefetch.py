@@ -12,7 +12,8 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.loader import NodeLoader
 
-from src.core.csr import CSRGraph, CSRNeighborSampler
+from src.core.csr import CSRGraph
+from src.core.sampling import CSRNeighborSampler
 from src.core.prefetch import THREAD_NAME_PREFIX, PrefetchLoader
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"  # next to the repo

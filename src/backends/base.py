@@ -16,7 +16,8 @@ from torch import Tensor
 from torch_geometric.data import Data, FeatureStore, GraphStore
 from torch_geometric.loader import NodeLoader
 
-from src.core.normalize import FeatureNormalizer, FeatureStats, resolve
+from src.core.normalize import FeatureNormalizer, resolve
+from src.core.feature_stats import FeatureStats
 from src.core.prefetch import PrefetchLoader
 from src.core.sampling import HopSampler
 from src.core.schema import SPLITS

@@ -19,7 +19,7 @@ from torch_geometric.data import FeatureStore, GraphStore
 from src.backends.base import Backend
 from src.core.errors import UsageError, UserError
 from src.core.hot_nodes import WARM_POLICIES
-from src.core.normalize import FeatureStats
+from src.core.feature_stats import FeatureStats
 from src.core.pyg_stores import CypherGraphStore
 from src.core.record import DatasetRecord
 from src.core.row_fetch import DatabaseFeatureStore
@@ -30,6 +30,7 @@ B = TypeVar("B", bound=Backend)
 class DatabaseBackend(Backend):
     """Backend over one dataset in a graph database, described by its loader's ``record``."""
 
+    client: Any  # a Neo4j or Ladybug client: closed with the backend
     feature_store: DatabaseFeatureStore
     graph_store: CypherGraphStore
 
@@ -65,6 +66,10 @@ class DatabaseBackend(Backend):
                             f"(property {s.split_prop!r}); reload it with "
                             f"`{self.feature_store.reload_hint} --dataset {s.dataset} --reset`")
         return np.sort(np.asarray(ids, dtype=np.int64))
+
+    def close(self) -> None:
+        """Release the database client (its ``close``)."""
+        self.client.close()
 
     def _loader_data(self) -> tuple[FeatureStore, GraphStore]:
         return self.feature_store, self.graph_store

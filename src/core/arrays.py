@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def segment_arange(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(s, s + n)`` for every (s, n), without a Python loop."""
     total = int(lengths.sum())

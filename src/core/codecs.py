@@ -29,6 +29,7 @@ SPARSE_MAX_DENSITY = 0.1
 
 DENSITY_SAMPLE = 4096  # rows of a dense matrix inspected to estimate its density
 
+
 def encode_adjacency(indptr: np.ndarray, indices: np.ndarray) -> list[bytes]:
     """Each node's neighbour ids ``indices[indptr[v]:indptr[v + 1]]`` as packed little-endian int64 bytes."""
     return split_rows(np.ascontiguousarray(indices, dtype="<i8").tobytes(), 8 * np.diff(np.asarray(indptr, np.int64)))

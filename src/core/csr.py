@@ -3,7 +3,8 @@
 * :class:`CSRGraph`: CSC by destination, ``indices[indptr[v]:indptr[v + 1]]`` are the sources
   ``u`` of the edges ``u -> v`` (PyG ``flow="source_to_target"``).
 * :func:`sample_hop_csr`: one hop, a uniform sample without replacement per frontier node.
-* :class:`CSRNeighborSampler`: the :class:`~src.core.sampling.HopSampler` over a ``CSRGraph``.
+(:class:`~src.core.sampling.CSRNeighborSampler` is the sampler over it.) Numpy only: the loaders
+and the partitioner build adjacency with it without importing torch.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from src.core.arrays import segment_arange, stable_argsort_ids
-from src.core.sampling import HopSampler
 
 # Floyd's subset sampling costs O(fanout**2) time and O(fanout) memory per node; the random-key
 # sort O(degree log degree) time and O(degree) memory.  Floyd is used for small fanouts and for
@@ -20,6 +20,7 @@ from src.core.sampling import HopSampler
 # stays below _FLOYD_MIN_DEGREE_RATIO * fanout whatever the degree.
 _FLOYD_MAX_FANOUT = 32
 _FLOYD_MIN_DEGREE_RATIO = 16
+
 
 def in_adjacency(edge_index: np.ndarray, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """``(indptr, indices)`` by destination: ``indices[indptr[v]:indptr[v + 1]]`` are v's sources.
@@ -51,7 +52,7 @@ class CSRGraph:
     def from_edge_index(cls, edge_index: np.ndarray, num_nodes: int) -> CSRGraph:
         """Build from ``edge_index`` [2, E] (row 0 source, row 1 destination) in O(E log E).
 
-        Each node's sources keep their input order (src/core/schema.py in_adjacency, shared with the loader).
+        Each node's sources keep their input order (:func:`in_adjacency`, shared with the loader).
         """
         indptr, indices = in_adjacency(edge_index, num_nodes)
         return cls(indptr=indptr, indices=indices)
@@ -129,15 +130,3 @@ def sample_hop_csr(
             slots = out_begin[:, None] + np.arange(fanout, dtype=np.int64)
             pos[slots] = start[over][:, None] + _subset_offsets(deg[over], fanout, rng)
     return counts, csr.indices[pos]
-
-class CSRNeighborSampler(HopSampler):
-    """Uniform neighbour sampler over an in-memory :class:`CSRGraph` (see :class:`HopSampler`)."""
-
-    def __init__(self, csr: CSRGraph, fanouts: list[int], seed: int | None = None):
-        super().__init__(fanouts, seed)
-        self.csr = csr
-
-    def hop(
-        self, frontier: np.ndarray, fanout: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return sample_hop_csr(self.csr, frontier, fanout, rng)

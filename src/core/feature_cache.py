@@ -10,6 +10,7 @@ import threading
 
 import numpy as np
 
+
 class FeatureCache:
     """Fill-until-full cache of feature rows and labels with vectorised, lock-free lookups.
 

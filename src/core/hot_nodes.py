@@ -1,6 +1,6 @@
 """Hot nodes for the trainer's feature cache: the nodes a neighbour sampler draws most often.
 
-Why: the cache (src/feature_store.py ``FeatureCache``) never evicts, so what it holds is what it
+Why: the cache (src/core/feature_cache.py ``FeatureCache``) never evicts, so what it holds is what it
 was filled with. Filled by first use it holds whatever the first batches touched; pre-filled with
 the nodes of highest degree in the sampling direction it holds the rows later batches need most
 (the degree policy of PaGraph and GNNLab; hit rates in bench/RESULTS.md). A node is sampled
@@ -18,6 +18,7 @@ from __future__ import annotations
 from src.core.schema import GraphSchema
 
 WARM_POLICIES = ("degree", "none")
+
 
 def cypher_query(schema: GraphSchema, *, count_subquery: bool = True) -> str:
     """Ids (column ``id``) of the ``$k`` nodes with most outgoing ``rel_type`` edges, ties by id.

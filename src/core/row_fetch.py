@@ -37,6 +37,7 @@ from src.core.sparse_features import rows_to_torch
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class FetchStats:
     rows_fetched: int = 0
@@ -57,6 +58,7 @@ class WarmStats:
         return self.rank_s + self.fetch_s
 
 WARM_CHUNK_ROWS = 65_536  # rows per warm-up read (one progress step; the fetch path chunks its calls itself)
+
 
 class DatabaseFeatureStore(NodeRowStore):
     """Read-only feature store over one dataset in a graph database (attributes ``x`` and ``y``).

@@ -5,6 +5,7 @@
 * :func:`sample_multi_hop`: the driver every ``hop_fn`` plugs into, so relabelling and output
   layout are defined once; :func:`sampler_output` assembles hops relabelled elsewhere (the
   server's ``gnn.sampleHops``) the same way.
+* :class:`CSRNeighborSampler`: the in-memory one, over :class:`~src.core.csr.CSRGraph`.
 """
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ from torch_geometric.sampler import (
     SamplerOutput,
 )
 
+from src.core.csr import CSRGraph, sample_hop_csr
+
 HopFn = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
 """``hop_fn(frontier, fanout, hop) -> (counts [len(frontier)], neighbours [sum(counts)])``."""
+
 
 def _unique_first(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``np.unique(ids, return_index=True, return_inverse=True)`` for ids >= 0, ~3x faster.
@@ -188,3 +192,16 @@ class HopSampler(BaseSampler):
     def edge_permutation(self) -> None:
         """No edge ids are returned (``edge=None``), so there is no permutation to report."""
         return None
+
+
+class CSRNeighborSampler(HopSampler):
+    """Uniform neighbour sampler over an in-memory :class:`CSRGraph` (see :class:`HopSampler`)."""
+
+    def __init__(self, csr: CSRGraph, fanouts: list[int], seed: int | None = None):
+        super().__init__(fanouts, seed)
+        self.csr = csr
+
+    def hop(
+        self, frontier: np.ndarray, fanout: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return sample_hop_csr(self.csr, frontier, fanout, rng)

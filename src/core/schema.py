@@ -18,6 +18,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
+
 def validate_identifier(name: str, kind: str = "identifier") -> str:
     """Return ``name`` if it is safe to put into Cypher text, else raise :class:`UsageError`.
 

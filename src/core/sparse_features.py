@@ -1,8 +1,8 @@
 """Sparse feature rows in RAM (bag-of-words: cora, coauthor_phy): when, how, and in what form the model gets them.
 
 One rule for every backend: a dataset's features are held sparse exactly when the loader would
-store them sparse in the database (:func:`src.core.schema.choose_feature_encoding` over
-:func:`src.core.schema.feature_density`), so the in-memory, partitioned and database backends hand
+store them sparse in the database (:func:`src.core.codecs.choose_feature_encoding` over
+:func:`src.core.codecs.feature_density`), so the in-memory, partitioned and database backends hand
 the first layer the same kind of ``x``: a torch sparse COO tensor (:func:`csr_to_torch`).
 Why: densifying coauthor_phy's 8415 columns costs 33 KB per node (~0.7 GB per batch of 20k
 nodes) only for the first layer to multiply mostly zeros; CSR holds ~0.4% of that.

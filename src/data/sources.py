@@ -94,7 +94,6 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **synthetic_o
     return _load_npz(path, path.stem)
 
 
-
 # --------------------------------------------------------------------------------------------
 # shipped .npz graphs
 # --------------------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ import torch
 from torch_geometric.data import Data
 
 from src.backends.base import Backend
-from src.core.csr import CSRGraph, CSRNeighborSampler
+from src.core.csr import CSRGraph
+from src.core.sampling import CSRNeighborSampler
 from src.core.malloc_tuning import retain_freed_memory
-from src.core.normalize import FeatureStats
+from src.core.feature_stats import FeatureStats
 from src.core.schema import SPLITS
 from src.core.sparse_features import csr_to_torch, dataset_rows_csr, feature_nbytes, holds_sparse
 

@@ -24,8 +24,10 @@ from tqdm import tqdm
 
 from src.data.graph import GraphDataset, to_undirected
 from src.data.sources import load_dataset
+from src.core.arrays import segment_arange
+from src.core.csr import in_adjacency
 from src.core.errors import UsageError, UserError, check_writable_dir
-from src.core.normalize import FeatureStats
+from src.core.feature_stats import FeatureStats
 from src.core.schema import SPLITS
 from src.in_memory.partition_format import (
     FORMAT_VERSION,
@@ -202,7 +204,7 @@ def _swap_in(tmp: Path, root: Path) -> None:
 def _stats_json(stats: FeatureStats) -> dict[str, Any]:
     """The dataset's column statistics in meta.json (float64 round-trips through JSON exactly)."""
     return {"minimum": stats.minimum, "mean": stats.mean.tolist(), "std": stats.std.tolist(),
-            "integer_counts": stats.integer_counts}
+            "raw_counts": stats.raw_counts}
 
 
 def metis_assignment(edge_index: np.ndarray, num_nodes: int, k: int, seed: int) -> np.ndarray:
@@ -230,13 +232,7 @@ def random_assignment(num_nodes: int, k: int, seed: int) -> np.ndarray:
 def _write_parts(ds: GraphDataset, edge_index: np.ndarray, node_map: np.ndarray, k: int,
                  out: Path, *, sparse: bool) -> list[dict[str, int]]:
     """Write every ``part_<i>`` folder; returns per-partition sizes for meta.json."""
-    # The CSC of src.core.csr.CSRGraph.from_edge_index, built here because importing that
-    # module imports torch, which costs seconds and hundreds of MB for nothing.
-    order = np.argsort(edge_index[1], kind="stable")
-    global_indptr = np.zeros(ds.num_nodes + 1, dtype=np.int64)
-    np.cumsum(np.bincount(edge_index[1], minlength=ds.num_nodes), out=global_indptr[1:])
-    global_indices = edge_index[0][order]
-    del order
+    global_indptr, global_indices = in_adjacency(edge_index, ds.num_nodes)  # CSRGraph's CSC, numpy only
     codes = ds.split_codes()
     y = np.asarray(ds.y, dtype=np.int64)
     rows_per_chunk = max(1, _FEATURE_CHUNK_BYTES // max(4 * ds.num_features, 1))
@@ -250,7 +246,7 @@ def _write_parts(ds: GraphDataset, edge_index: np.ndarray, node_map: np.ndarray,
             degree = global_indptr[owned + 1] - starts
             indptr = np.zeros(len(owned) + 1, dtype=np.int64)
             np.cumsum(degree, out=indptr[1:])
-            indices = global_indices[np.repeat(starts - indptr[:-1], degree) + np.arange(indptr[-1])]
+            indices = global_indices[segment_arange(starts, degree)]
             halo = np.unique(indices[node_map[indices] != p])
             for name, arr in (("nodes", owned), ("indptr", indptr), ("indices", indices),
                               ("halo", halo), ("y", y[owned])):

@@ -43,6 +43,7 @@ META_FILE = "meta.json"
 
 NODE_MAP_FILE = "node_map.npy"
 
+
 def partition_dir(output_dir: str | os.PathLike, dataset: str, num_partitions: int) -> Path:
     """``<output_dir>/<dataset>/<k>-parts``."""
     return Path(output_dir) / dataset / f"{num_partitions}-parts"

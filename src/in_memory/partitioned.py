@@ -4,7 +4,7 @@ A rank loads only ``part_<rank>`` of ``<partition_dir>/<dataset>/<world>-parts``
 ``partition_graph.py``; rank 0 makes it if it is missing, see :func:`open_partitioned_backend`).
 Sampling and features go through the same PyG pieces as every other backend: a
 :class:`PartitionedSampler` (a :class:`~src.core.sampling.HopSampler`, so output semantics are
-the shared driver's) and a :class:`PartitionedFeatureStore` / :class:`PartitionedGraphStore`
+the shared driver's) and a :class:`PartitionedFeatureStore` / :class:`~src.core.pyg_stores.EdgeMetadataStore`
 pair behind an unchanged ``NodeLoader`` and the shared :class:`~src.core.prefetch.PrefetchLoader`.
 
 How requests reach the owners: src/in_memory/router.py.
@@ -33,7 +33,7 @@ from torch import Tensor
 
 from src.backends.base import Backend
 from src.core.errors import UsageError, UserError
-from src.core.normalize import FeatureStats
+from src.core.feature_stats import FeatureStats
 from src.core.paths import REPO_DIR
 from src.core.pyg_stores import EdgeMetadataStore
 from src.core.schema import SPLITS
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 PARTITION_TIMEOUT = timedelta(hours=2)
 """How long other ranks wait for rank 0 to partition a missing graph (a dead rank 0 is seen at once)."""
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,7 +88,7 @@ class PartitionedBackend(Backend):
         """Written with the partitioning (meta.json), from the whole source graph."""
         s = self.part.meta["feature_stats"]
         return FeatureStats(minimum=s["minimum"], mean=np.asarray(s["mean"]), std=np.asarray(s["std"]),
-                            integer_counts=s["integer_counts"])
+                            raw_counts=s["raw_counts"])
 
     def _split_ids(self, split: str) -> np.ndarray:
         raise AssertionError("the partitioned backend's splits are gathered from every rank at start")

@@ -70,9 +70,6 @@ class LadybugBackend(DatabaseBackend):
     def _make_sampler(self, seed: int) -> LadybugNeighborSampler:
         return LadybugNeighborSampler(self.client, self.schema, self.num_nodes, self.fanouts, seed=seed)
 
-    def close(self) -> None:
-        self.client.close()
-
 
 # -- registry entry (src/backends/registry.py) ------------------------------------------------
 def add_args(parser: argparse.ArgumentParser) -> None:

@@ -33,7 +33,7 @@ from src.core.errors import UserError
 from src.ladybugdb.client import LOAD_HINT, LadybugClient
 from src.data.loading import SPLIT_NAMES, EDGE_BATCH, LoadConfig, LoadReport, check_complete, check_counts, dataset_flags
 from src.data.verification import verify_loaded
-from src.core.normalize import FeatureStats
+from src.core.feature_stats import FeatureStats
 from src.core.record import DatasetRecord
 from src.core.schema import DATASET_LABEL, GraphSchema
 from src.core.codecs import encode_features

@@ -64,9 +64,6 @@ class Neo4jBackend(DatabaseBackend):
         return {**super().stats(), "procedures": self.access.use_procedures, "adjacency": self.access.use_adjacency,
                 "projection_mb": self.access.projection_mb}
 
-    def close(self) -> None:
-        self.client.close()
-
 
 # -- registry entry (src/backends/registry.py) ------------------------------------------------
 def add_args(parser: argparse.ArgumentParser) -> None:

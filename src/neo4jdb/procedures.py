@@ -57,7 +57,7 @@ CALL_BYTES = 16 * 2**20  # feature bytes per call: wide rows (coauthor_phy dense
 
 def rows_per_call(row_bytes: int | None) -> int:
     """Rows per ``gnn.fetchRows`` call: about CALL_BYTES of stored rows, at most MAX_ROWS_PER_CALL;
-    ROWS_PER_CALL when ``row_bytes`` (expected stored bytes per node, :func:`src.core.schema.row_bytes`) is unknown.
+    ROWS_PER_CALL when ``row_bytes`` (expected stored bytes per node, :func:`src.core.codecs.row_bytes`) is unknown.
     """
     if not row_bytes:
         return ROWS_PER_CALL
@@ -283,6 +283,7 @@ def _fetch_records(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, ro
 
 
 HOT_NODES_PROCEDURE = "gnn.hotNodes"
+
 
 def has_hot_nodes(client: Neo4jClient) -> bool:
     """Whether the server's plugin has ``gnn.hotNodes`` (an older plugin may not); asked once per client."""

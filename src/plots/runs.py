@@ -234,8 +234,6 @@ def _finite(value: Any) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
 
 
-
-
 def ranks_text(ranks: int | None) -> str:
     """``"1 rank"``, ``"4 ranks"``, ``"? ranks"`` (titles and labels)."""
     return "? ranks" if ranks is None else f"{ranks} rank{'' if ranks == 1 else 's'}"

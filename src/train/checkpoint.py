@@ -27,6 +27,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 _IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "num_layers", "normalize_features")
 _IDENTITY_DEFAULTS = {"normalize_features": "none"}  # what checkpoints written before a key existed meant
 
+
 @dataclass
 class Progress:
     """Run-level bookkeeping that must survive a resume for the summary to be right."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from src.train import distributed
 
+
 @dataclass
 class TrainConfig:
     """Validated training settings (built from flags by ``src.train.cli.parse_training_config``).

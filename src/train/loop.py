@@ -38,6 +38,7 @@ from src.train.run_log import MemoryMonitor, RunLogger
 
 log = logging.getLogger(__name__)
 
+
 class AllreduceTimer:
     """State of :func:`timed_allreduce_hook`: the span of one step's gradient sync.
 

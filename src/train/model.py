@@ -10,6 +10,7 @@ from torch_geometric.nn import SAGEConv
 # bag-of-words features (coauthor_phy: 8415 columns, 0.4% non-zero) that is ~100x fewer FLOPs.
 SPARSE_INPUT_DENSITY = 0.05
 
+
 class GraphSAGE(nn.Module):
     """``num_layers`` SAGEConv layers with ReLU + dropout between them; returns logits."""
 

@@ -15,7 +15,7 @@ from neo4j import exceptions as neo4j_exc
 
 from src.client import Neo4jClient
 from src.core.errors import UserError
-from src.core.normalize import FeatureStats
+from src.core.feature_stats import FeatureStats
 from src.core.record import DatasetRecord
 from src.core.schema import DATASET_LABEL, GraphSchema
 from src.data.graph import GraphDataset
