@@ -2,9 +2,10 @@
 
 References are computed on the whole source matrix, as a user would: PyG's own
 ``T.NormalizeFeatures()`` for row_l1, ``torch.nn.functional.normalize`` for row_l2, and a numpy
-standardisation (population std, 1 where 0) for standard. Backends: in-memory full graph,
-partitioned (two partitions, in-process), Neo4j (procedures and Cypher), Ladybug; graphs: cora and
-coauthor_phy (stored sparse) and amazon_cs (dense).
+standardisation (population std, 1 where 0) for standard. Graphs: cora and coauthor_phy (stored
+sparse) and amazon_cs (dense). Backends: in-memory full graph, partitioned (two partitions,
+in-process, both ranks), Neo4j (procedures and Cypher), Ladybug (cora and amazon_cs: it stores
+rows dense, and coauthor_phy's would be 1.1 GB).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from tests.pinned_batches import LoopbackService
 pytestmark = pytest.mark.neo4j
 KW = {"fanouts": [3, 2], "batch_size": 256, "num_loader_threads": 1}
 SEEDS = 512  # first train/any nodes whose batches are compared
+LADYBUG_GRAPHS = ("cora", "amazon_cs")
 
 
 def reference(x: np.ndarray, mode: str) -> np.ndarray:
@@ -113,19 +115,32 @@ def test_stored_statistics_equal_those_of_the_rows_held_in_memory(loaded_dataset
         assert np.array_equal(stored.mean, held.mean) and np.array_equal(stored.std, held.std)
 
 
+@pytest.fixture(scope="module")
+def ladybug_files(tmp_path_factory, loaded_dataset) -> dict[str, Path]:
+    """cora and amazon_cs, each in its own Ladybug file (Ladybug stores rows dense: coauthor_phy's would be
+    1.1 GB, beyond the buffer pool a test should take)."""
+    out = {}
+    for name in LADYBUG_GRAPHS:
+        out[name] = tmp_path_factory.mktemp("ladybug") / f"{name}.lbdb"
+        with LadybugClient(out[name], read_only=False) as writer:
+            ladybug_ensure_loaded(writer, loaded_dataset(name)[0], None, LoadConfig(progress=False))
+    return out
+
+
+@pytest.mark.parametrize("name", ["cora", "coauthor_phy", "amazon_cs"])
 @pytest.mark.parametrize("mode", ["row_l1", "standard"])
-def test_partitioned_and_ladybug_rows_equal_the_references(tmp_path: Path, loaded_dataset, references, mode: str) -> None:
-    ds = loaded_dataset("cora")[0]
-    root = partition_dataset(PartitionConfig(dataset="cora", num_partitions=2, output_dir=str(tmp_path))).root
+def test_partitioned_and_ladybug_rows_equal_the_references(tmp_path: Path, ladybug_files, references,
+                                                           name: str, mode: str) -> None:
+    root = partition_dataset(PartitionConfig(dataset=name, num_partitions=2, output_dir=str(tmp_path))).root
     parts = [load_partition(root, r) for r in range(2)]
     splits = {s: torch.from_numpy(np.sort(np.concatenate([p.splits[s] for p in parts]))) for s in ("train", "val", "test")}
-    check_backend(PartitionedBackend(parts[0], LoopbackService(parts), splits, world_size=2, **KW),
-                  references["cora"], mode)
-    path = tmp_path / "cora.lbdb"
-    with LadybugClient(path, read_only=False) as writer:
-        ladybug_ensure_loaded(writer, ds, None, LoadConfig(progress=False))
-    with LadybugClient(path) as reader:
-        check_backend(LadybugBackend(reader, ladybug_require_loaded(reader, "cora"), **KW), references["cora"], mode)
+    for rank in range(2):  # rows owned here and rows from the peer
+        check_backend(PartitionedBackend(parts[rank], LoopbackService(parts), splits, world_size=2, **KW),
+                      references[name], mode)
+    if name not in LADYBUG_GRAPHS:
+        return
+    with LadybugClient(ladybug_files[name]) as reader:
+        check_backend(LadybugBackend(reader, ladybug_require_loaded(reader, name), **KW), references[name], mode)
 
 
 def test_auto_picks_the_recommendation_and_says_so(loaded_dataset, caplog) -> None:
