@@ -63,13 +63,9 @@ def run_training(name: str, description: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description="the backends' entry scripts (for the launch scripts)")
-    parser.add_argument("what", choices=("script", "names"))
-    parser.add_argument("name", nargs="?")
-    args = parser.parse_args(argv)
-    if args.what == "names":
-        print(" ".join(BACKENDS))
-    else:
-        print(spec(args.name or "").script)
+    parser.add_argument("what", choices=("script",))
+    parser.add_argument("name", help="backend name: " + ", ".join(BACKENDS))
+    print(spec(parser.parse_args(argv).name).script)
     return 0
 
 
