@@ -28,15 +28,15 @@ from src.client import connect
 from src.data.sources import load_dataset
 from src.core.errors import UsageError, UserError, run_cli
 from src.neo4jdb.load.records import require_loaded
-from src.train.model import GraphSAGE
-from src.train.loop import evaluate
+from src.train.evaluate import evaluate
+from src.train.model import model_from_identity
 
 
-def load_model(path: Path, num_features: int, num_classes: int) -> tuple[GraphSAGE, str]:
+def load_model(path: Path, num_features: int, num_classes: int) -> tuple[torch.nn.Module, str]:
     """The trained model and the feature normalisation it was trained with (none for older checkpoints)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     ident = state["identity"]
-    model = GraphSAGE(num_features, ident["hidden_channels"], num_classes, ident["num_layers"], dropout=0.0)
+    model = model_from_identity({**ident, "num_features": num_features, "num_classes": num_classes})
     model.load_state_dict(state["model"])
     return model.eval(), ident.get("normalize_features", "none")
 
@@ -78,7 +78,7 @@ def main() -> int:
             accs = []
             start = time.perf_counter()
             for r in range(args.repeats):
-                accs.append(evaluate(model, backend, args.split, seed=1000 + r))
+                accs.append(evaluate(model, backend, args.split, seed=1000 + r)["acc"])
             spread = statistics.pstdev(accs) if len(accs) > 1 else 0.0
             rows.append(f"| {path.parent.name} | {backend.name} | {' '.join(f'{a:.4f}' for a in accs)} | "
                         f"{statistics.mean(accs):.4f} | {spread:.4f} | {time.perf_counter() - start:.0f} |")

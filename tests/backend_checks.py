@@ -22,7 +22,7 @@ from src.core.sampling import CSRNeighborSampler
 from src.core.sampling import HopSampler
 from src.data.graph import GraphDataset
 from src.core.codecs import SPARSE
-from src.train.model import GraphSAGE
+from src.train.model import batch_logits, build_model
 
 
 def sample(sampler: HopSampler, seeds: np.ndarray):
@@ -252,14 +252,14 @@ def check_low_degree_nodes_return_all(sampler: HopSampler, ds: GraphDataset, csr
     assert np.array_equal(got, expect)
 
 
-def check_graphsage_trains(backend, ds: GraphDataset, *, database: bool = True) -> int:
-    """The backend's train split is the source's, batches carry the source's rows, and GraphSAGE's
-    loss falls through NodeLoader (6 epochs); a ``database`` backend counted its queries.
-    Returns the number of batches."""
+def check_graphsage_trains(backend, ds: GraphDataset, *, database: bool = True, model: str = "sage") -> int:
+    """The backend's train split is the source's, batches carry the source's rows, and the model's
+    (GraphSAGE unless told) trimmed loss falls through NodeLoader (6 epochs); a ``database`` backend
+    counted its queries. Returns the number of batches."""
     train = backend.split_nodes("train")
     assert np.array_equal(np.sort(train.numpy()), np.sort(np.asarray(ds.train_idx)))
     torch.manual_seed(0)
-    model = GraphSAGE(ds.num_features, 64, ds.num_classes, num_layers=2, dropout=0.0)
+    model = build_model(model, ds.num_features, 64, ds.num_classes, num_layers=2, dropout=0.0, heads=2)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     losses = []
     for epoch in range(6):
@@ -268,7 +268,7 @@ def check_graphsage_trains(backend, ds: GraphDataset, *, database: bool = True) 
             x = batch.x.to_dense() if batch.x.is_sparse else batch.x  # sparse-stored rows stay sparse
             assert torch.equal(x.view(torch.int32), torch.from_numpy(ds.features(batch.n_id.numpy())).view(torch.int32))
             opt.zero_grad()
-            out = model(batch.x, batch.edge_index)[: batch.batch_size]
+            out = batch_logits(model, batch)
             loss = F.cross_entropy(out, batch.y[: batch.batch_size])
             loss.backward()
             opt.step()

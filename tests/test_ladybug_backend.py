@@ -27,6 +27,7 @@ from src.ladybugdb.loader import create_tables, ensure_loaded, require_loaded, w
 from src.ladybugdb.sampler import LadybugNeighborSampler
 from src.data.loading import LoadConfig
 from src.core.schema import GraphSchema
+from src.train.model import MODELS
 from tests import backend_checks as checks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,10 +133,11 @@ def test_low_degree_nodes_return_all_neighbours(lb, ds, csr) -> None:
     checks.check_low_degree_nodes_return_all(_sampler(lb, [5]), ds, csr)
 
 
-def test_graphsage_trains_through_nodeloader(lb, ds) -> None:
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_trains_through_nodeloader(lb, ds, model: str) -> None:
     client, schema, record = lb
     backend = LadybugBackend(client, record, fanouts=[10, 10], batch_size=64, num_loader_threads=2)
-    checks.check_graphsage_trains(backend, ds)
+    checks.check_graphsage_trains(backend, ds, model=model)
     assert backend.server_pid() is None
 
 

@@ -22,6 +22,7 @@ from src.neo4jdb.access import Neo4jAccess
 from src.core.minstd import MINSTD_MODULUS
 from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
+from src.train.model import MODELS
 from tests import backend_checks as checks
 from src.core.codecs import DENSE, SPARSE
 
@@ -168,10 +169,11 @@ def test_minstd_states_in_range() -> None:
     assert MINSTD_MODULUS == 2**31 - 1
 
 
-def test_graphsage_trains_through_nodeloader(client: Neo4jClient, cora) -> None:
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_trains_through_nodeloader(client: Neo4jClient, cora, model: str) -> None:
     ds, schema, rec = cora
     backend = Neo4jBackend(client, rec, fanouts=[10, 10], batch_size=64, num_loader_threads=2)
-    batches = checks.check_graphsage_trains(backend, ds)
+    batches = checks.check_graphsage_trains(backend, ds, model=model)
     stats = backend.stats()
     assert stats["procedures"] is True  # the local server installs the gnn.* plugin
     assert stats["adjacency"] is True  # the loader writes the adjacency property

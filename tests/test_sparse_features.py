@@ -19,7 +19,7 @@ from src.in_memory.full_graph import FullGraphBackend
 from src.neo4jdb.backend import Neo4jBackend
 from src.data.sources import load_dataset
 from src.core.sparse_features import csr_from_dense, holds_sparse
-from src.train.model import GraphSAGE
+from src.train.model import batch_logits, build_model
 from tests import backend_checks as checks
 
 
@@ -34,8 +34,8 @@ def first_batch(backend: FullGraphBackend | Neo4jBackend, split: str = "train"):
 
 def first_loss(batch, num_features: int, num_classes: int) -> torch.Tensor:
     torch.manual_seed(0)
-    model = GraphSAGE(num_features, 32, num_classes, num_layers=2, dropout=0.0)
-    return F.cross_entropy(model(batch.x, batch.edge_index)[:batch.batch_size], batch.y[:batch.batch_size])
+    model = build_model("sage", num_features, 32, num_classes, num_layers=2, dropout=0.0)
+    return F.cross_entropy(batch_logits(model, batch), batch.y[:batch.batch_size])
 
 
 def test_loader_rule_decides(phy) -> None:

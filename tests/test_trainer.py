@@ -27,7 +27,8 @@ from src.data.sources import load_dataset
 from src.core.errors import UsageError, UserError
 from src.train.cli import add_training_args, parse_training_config
 from src.train.config import TrainConfig
-from src.train.loop import epoch_shard, train
+from src.train.agreement import epoch_shard
+from src.train.loop import train
 from tests.subprocs import communicate_all
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,13 +36,15 @@ PROCESS_TIMEOUT = 240  # seconds; generous because the 2-core test machine may b
 
 COMMON = {"time", "rank", "world_size", "backend", "dataset"}
 SCHEMA = {  # docs/ARCHITECTURE.md, "Logs"
-    "run_start": {"config", "num_nodes", "num_edges", "resumed_from_epoch"},
+    "run_start": {"config", "num_nodes", "num_edges", "resumed_from_epoch", "batch_sizes"},
     "step": {"epoch", "step", "loss", "num_seeds", "t_wait", "t_sample", "t_fetch",
              "t_forward_backward", "t_allreduce", "t_step", "rss_mb", "neo4j_rss_mb"},
-    "epoch": {"epoch", "loss", "train_acc", "val_acc", "test_acc", "epoch_time", "t_wait",
+    "epoch": {"epoch", "loss", "train_acc", "val_acc", "test_acc", "val_f1", "test_f1", "val_auc", "test_auc",
+              "metric", "val_metric", "test_metric", "epoch_time", "t_wait",
               "t_sample", "t_fetch", "t_forward_backward", "t_allreduce", "t_eval", "seeds_per_s",
               "rss_mb", "peak_rss_mb", "neo4j_rss_mb", "stats"},
-    "summary": {"epochs", "best_val_acc", "test_acc_at_best_val", "best_epoch", "mean_epoch_time",
+    "summary": {"epochs", "metric", "best_val_metric", "test_metric_at_best_val", "best_val_acc",
+                "test_acc_at_best_val", "best_epoch", "epochs_run", "stopped_early", "mean_epoch_time",
                 "peak_rss_mb", "peak_neo4j_rss_mb"},
 }
 SMALL = ["--dataset", "cora", "--fanouts", "5,5", "--num_layers", "2", "--hidden_channels", "64",

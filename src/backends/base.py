@@ -68,6 +68,10 @@ class Backend(ABC):
         """The dataset's column statistics (src/core/normalize.py), None where none were stored."""
         return None
 
+    def recorded_metric(self) -> str | None:
+        """The metric the dataset's record names as its default (``--metric auto``); None: decided by class count."""
+        return None
+
     # -- shared ------------------------------------------------------------------------------
     def normalize_features(self, requested: str) -> str:
         """Apply ``--normalize_features requested`` to every batch's ``x`` from now on; returns the mode

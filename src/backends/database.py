@@ -50,6 +50,10 @@ class DatabaseBackend(Backend):
     def stats_fix(self) -> str:  # type: ignore[override]
         return f"add them by running `{self.feature_store.reload_hint} --dataset {self.schema.dataset}` again"
 
+    def recorded_metric(self) -> str | None:
+        metric = self.record.properties.get("metric")
+        return None if metric is None else str(metric)
+
     def feature_stats(self) -> FeatureStats | None:
         return None if self.record.feature_stats is None else FeatureStats.from_bytes(self.record.feature_stats)
 

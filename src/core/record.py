@@ -12,6 +12,15 @@ from typing import Any, Mapping
 from src.core.codecs import DENSE
 from src.core.schema import GraphSchema
 
+METRICS = ("accuracy", "f1", "roc_auc")  # src/train/metrics.py computes them
+
+
+def default_metric(num_classes: int, recorded: str | None = None) -> str:
+    """The metric a dataset is usually reported with: its record's, else ROC-AUC for binary targets, else accuracy."""
+    if recorded in METRICS:
+        return str(recorded)
+    return "roc_auc" if num_classes == 2 else "accuracy"
+
 
 @dataclass(frozen=True)
 class DatasetRecord:

@@ -24,13 +24,20 @@ from src.train import distributed
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
-_IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "num_layers", "normalize_features")
-_IDENTITY_DEFAULTS = {"normalize_features": "none"}  # what checkpoints written before a key existed meant
+BEST_FILE = "best.pt"  # the weights of the epoch with the best validation metric, beside the last epoch's
+_IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "num_layers", "normalize_features",
+                  "model", "heads")
+# what checkpoints written before a key existed meant
+_IDENTITY_DEFAULTS = {"normalize_features": "none", "model": "sage", "heads": 1}
 
 
 @dataclass
 class Progress:
-    """Run-level bookkeeping that must survive a resume for the summary to be right."""
+    """Run-level bookkeeping that must survive a resume for the summary (and early stopping) to be right.
+
+    The best epoch is the one with the highest validation ``--metric``; the ``*_acc`` fields are the
+    accuracies of that epoch (checkpoints from before ``--metric`` existed selected by accuracy).
+    """
 
     best_val_acc: float | None = None
     test_acc_at_best_val: float | None = None
@@ -38,10 +45,25 @@ class Progress:
     epoch_times: list[float] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     peak_neo4j_rss_mb: float | None = None
+    best_val_metric: float | None = None
+    test_metric_at_best_val: float | None = None
+    evals_since_best: int = 0
+    stopped_early: bool = False
 
-    def record_eval(self, epoch: int, val_acc: float | None, test_acc: float | None) -> None:
-        if val_acc is not None and (self.best_val_acc is None or val_acc > self.best_val_acc):
-            self.best_val_acc, self.test_acc_at_best_val, self.best_epoch = val_acc, test_acc, epoch
+    def record_eval(self, epoch: int, record: dict[str, Any], patience: int = 0) -> bool:
+        """Take an evaluated epoch's ``val_metric``/``test_metric``; True if it is the best so far."""
+        val = record.get("val_metric")
+        if self.best_val_metric is None and self.best_val_acc is not None and record.get("metric") == "accuracy":
+            self.best_val_metric, self.test_metric_at_best_val = self.best_val_acc, self.test_acc_at_best_val
+        improved = val is not None and (self.best_val_metric is None or val > self.best_val_metric)
+        if improved:
+            self.best_val_metric, self.test_metric_at_best_val = val, record.get("test_metric")
+            self.best_val_acc, self.test_acc_at_best_val = record.get("val_acc"), record.get("test_acc")
+            self.best_epoch, self.evals_since_best = epoch, 0
+        else:
+            self.evals_since_best += 1
+        self.stopped_early = bool(patience) and self.evals_since_best >= patience
+        return improved
 
 def mix_seeds(*words: int) -> int:
     """A well-spread 32-bit seed derived from integers (e.g. base seed, epoch, rank)."""
@@ -92,10 +114,20 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     ranks = distributed.gather_objects({"rng": _rng_state(), "progress": dataclasses.asdict(progress)})
     if distributed.rank() != 0:
         return
-    state = {
+    _write_atomically(path, {
         "epoch": epoch, "identity": identity, "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "ranks": ranks,
-    }
+    })
+
+def save_best(path: Path, model: nn.Module, epoch: int, identity: dict[str, Any], record: dict[str, Any]) -> None:
+    """Rank 0 keeps the best epoch's weights (for predict.py and cross-backend evaluation), atomically."""
+    if distributed.rank() != 0:
+        return
+    metrics = {k: v for k, v in record.items() if k.startswith(("val_", "test_")) or k == "metric"}
+    _write_atomically(path, {"epoch": epoch, "identity": identity, "model": model.state_dict(), "metrics": metrics})
+
+
+def _write_atomically(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +139,7 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     except OSError as exc:
         raise UserError(f"cannot write checkpoint {path} ({exc.strerror or exc}): "
                         "fix --checkpoint_dir") from None
+
 
 def load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     """Rank 0 reads and checks the checkpoint, every rank gets it (or the same one-line error)."""

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 from src.core import normalize
 from src.core.errors import UsageError, check_writable_dir
 from src.train.config import TrainConfig
+from src.train.metrics import CHOICES
+from src.train.model import MODELS
 
 _TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _D = TrainConfig()  # the defaults live in one place
@@ -39,21 +41,33 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     arg("--num_loader_threads", "prefetch threads per rank preparing the next batches in the background",
         type=int, default=_D.num_loader_threads)
     arg("--batch_size", "seed nodes per mini-batch", type=int, default=_D.batch_size)
-    arg("--num_workers", "torch intra-op threads per rank for the model",
+    arg("--num_workers", "torch intra-op threads per rank for the model; 0 = torch's default",
         type=int, default=_D.num_workers)
     arg("--concurrency", "max concurrent requests per rank to the graph backend",
         type=int, default=_D.concurrency)
     arg("--epochs", "number of training epochs", type=int, default=_D.epochs)
     arg("--fanouts", "neighbours sampled per hop, comma list with one entry per layer",
         default=",".join(map(str, _D.fanouts)))
-    arg("--hidden_channels", "GraphSAGE hidden width", type=int, default=_D.hidden_channels)
-    arg("--num_layers", "GraphSAGE layers (= number of fanouts)", type=int, default=_D.num_layers)
+    arg("--model", "the GNN (PyG's models, trimmed per layer): sage = GraphSAGE (mean), gcn = GCN, gat = GAT, "
+        "gin = GIN", choices=MODELS, default=_D.model)
+    arg("--heads", "attention heads of --model gat (concatenated in hidden layers: --hidden_channels must be "
+        "a multiple)", type=int, default=_D.heads)
+    arg("--hidden_channels", "hidden width of the model", type=int, default=_D.hidden_channels)
+    arg("--num_layers", "model layers (= number of fanouts)", type=int, default=_D.num_layers)
+    arg("--no_trim", "compute every layer on every sampled node instead of trimming each layer to the hops "
+        "it needs (same results, slower; for comparisons)", dest="trim", action="store_false")
     arg("--lr", "Adam learning rate", type=float, default=_D.lr)
     arg("--weight_decay", "Adam L2 penalty on all weights; helps with few labels and wide features "
         "(e.g. 5e-4 on coauthor_phy)", type=float, default=_D.weight_decay)
     arg("--dropout", "dropout probability in [0, 1)", type=float, default=_D.dropout)
     arg("--eval_every", "evaluate on val and test every N epochs (and after the last epoch)",
         type=int, default=_D.eval_every)
+    arg("--metric", "validation metric that picks the best epoch and drives --patience (accuracy, macro-F1 "
+        "and, for binary targets, ROC-AUC are all logged); auto = the dataset's default (roc_auc for two "
+        "classes, else accuracy)", choices=CHOICES, default=_D.metric)
+    arg("--patience", "stop after this many evaluations without a better validation metric (the best "
+        "epoch's weights are kept in <checkpoint_dir>/<run_name>/best.pt); 0 = run every epoch",
+        type=int, default=_D.patience)
     arg("--max_steps_per_epoch", "stop each epoch after this many steps (bounded runs on huge graphs); "
         "0 = the whole train split", type=int, default=_D.max_steps_per_epoch)
     arg("--max_eval_seeds", "evaluate val/test on a fixed random subset of this many nodes each; "
@@ -117,7 +131,12 @@ def parse_training_config(
         f"--node_rank must be in 0..{flags['num_nodes'] - 1} for --num_nodes {flags['num_nodes']} "
         f"(got {flags['node_rank']})",
     )
-    _check(flags["num_workers"] >= 1, f"--num_workers must be >= 1 (got {flags['num_workers']})")
+    _check(flags["num_workers"] >= 0, f"--num_workers must be >= 0 (0 = torch's default) (got {flags['num_workers']})")
+    _check(flags["heads"] >= 1, f"--heads must be >= 1 (got {flags['heads']})")
+    _check(flags["model"] != "gat" or flags["hidden_channels"] % flags["heads"] == 0,
+           f"--hidden_channels {flags['hidden_channels']} is not a multiple of --heads {flags['heads']}: "
+           "GAT concatenates the heads of hidden layers")
+    _check(flags["patience"] >= 0, f"--patience must be >= 0 (got {flags['patience']})")
     _check(flags["num_loader_threads"] >= 0,
            f"--num_loader_threads must be >= 0 (got {flags['num_loader_threads']})")
     _check(flags["concurrency"] >= 1, f"--concurrency must be >= 1 (got {flags['concurrency']})")

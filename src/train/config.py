@@ -42,4 +42,9 @@ class TrainConfig:
     seed: int = 0
     collective_timeout_s: float = distributed.TIMEOUT.total_seconds()
     normalize_features: str = "none"  # src/core/normalize.py; "auto" is resolved by the backend at start
+    model: str = "sage"  # src/train/model.py MODELS
+    heads: int = 1  # attention heads (gat)
+    trim: bool = True  # trim_to_layer; False computes every layer on every sampled node (for comparison)
+    metric: str = "auto"  # src/train/metrics.py; "auto" is the dataset's default, resolved at start
+    patience: int = 0  # stop after this many evaluations without a better validation metric; 0 = never
     flags: dict[str, Any] = field(default_factory=dict, repr=False)

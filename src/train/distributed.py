@@ -109,6 +109,15 @@ def gather_objects(obj: Any, dst: int = 0) -> list[Any] | None:
     return out
 
 
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order, on every rank; ``[obj]`` with one rank."""
+    if not dist.is_initialized():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 @contextlib.contextmanager
 def peer_failures_as_user_errors() -> Iterator[None]:
     """Turn a collective failing because another rank died or hangs into a one-line UserError."""

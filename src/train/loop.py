@@ -1,14 +1,14 @@
-"""One training loop for every backend: GraphSAGE, mini-batches, DDP over gloo, logs, checkpoints.
+"""One training loop for every backend: the model zoo, mini-batches, DDP over gloo, logs, checkpoints.
 
 Why one loop: the point of the project is to compare backends (in-memory, Neo4j, partitioned),
 so everything except "where do batches come from" must be identical.  A backend only provides
 the :class:`~src.backends.base.Backend` contract.
 
-Distributed semantics: every rank permutes the train seeds with ``(seed, epoch)`` identically,
-pads the permutation by wrapping to a multiple of the world size and takes one contiguous
-shard, so all ranks run the same number of steps (DDP would otherwise hang on the last one).
-Evaluation shards val/test without padding and all-reduces correct/total, so every rank reports
-the same accuracy.
+Distributed semantics: the ranks first agree on the flags that must match (src/train/agreement.py);
+every rank permutes the train seeds with ``(seed, epoch)`` identically and takes a shard sized by
+its batch size, so all ranks run the same number of steps (DDP would otherwise hang on the last
+one). Evaluation shards val/test without padding and reduces the metrics over ranks, so every rank
+reports (and early-stops on) the same numbers.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -31,12 +30,20 @@ from tqdm import tqdm
 from src.backends.base import Backend
 from src.core.errors import UserError
 from src.train import distributed
-from src.train.checkpoint import CHECKPOINT_FILE, Progress, load_checkpoint, mix_seeds, restore_rank_state, save_checkpoint, seed_all
+from src.train.agreement import agree, epoch_shard, steps_per_epoch
+from src.train.checkpoint import (BEST_FILE, CHECKPOINT_FILE, Progress, load_checkpoint, mix_seeds,
+                                  restore_rank_state, save_best, save_checkpoint, seed_all)
 from src.train.config import TrainConfig
-from src.train.model import GraphSAGE
+from src.train.evaluate import evaluate
+from src.train.metrics import SHORT, resolve_metric
+from src.train.model import batch_logits, build_model
 from src.train.run_log import MemoryMonitor, RunLogger
 
 log = logging.getLogger(__name__)
+
+# What an epoch event says about evaluation (None in epochs without one, auc None unless binary).
+EVAL_FIELDS = {f"{split}_{key}": None for split in ("val", "test") for key in ("acc", "f1", "auc")} | {
+    "metric": None, "val_metric": None, "test_metric": None}
 
 
 class AllreduceTimer:
@@ -87,29 +94,19 @@ def timed_allreduce_hook(timer: AllreduceTimer, bucket):  # noqa: ANN001, ANN201
 
     return future.then(done)
 
-def epoch_shard(seeds: Tensor, *, seed: int, epoch: int, rank: int, world_size: int) -> Tensor:
-    """This rank's train seeds for ``epoch``: same-size shards of one (seed, epoch) permutation.
-
-    The permutation is padded by wrapping around to ``ceil(n / world) * world`` entries, so
-    every rank gets exactly ``ceil(n / world)`` seeds (a few seeds train twice per epoch).
-    """
-    n = len(seeds)
-    order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n))
-    per_rank = -(-n // world_size)
-    padded = order[torch.arange(per_rank * world_size) % n]
-    return seeds[padded[rank * per_rank:(rank + 1) * per_rank]]
-
 def train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
-    """Train GraphSAGE on ``backend`` as rank ``cfg.node_rank`` of ``cfg.num_nodes``.
+    """Train ``cfg.model`` on ``backend`` as rank ``cfg.node_rank`` of ``cfg.num_nodes``.
 
     Returns the summary (also logged and, on rank 0, reported via logging).  The caller owns
     and closes ``backend``; the process group is created and destroyed here.
     """
-    torch.set_num_threads(cfg.num_workers)
+    if cfg.num_workers > 0:  # 0, as the seed's commands write it: torch's default thread count
+        torch.set_num_threads(cfg.num_workers)
     distributed.init(cfg)
     try:
         with distributed.peer_failures_as_user_errors():
-            return _train(backend, _resolve_run_name(cfg))
+            batch_sizes = agree(cfg)
+            return _train(backend, _resolve_run_name(cfg), batch_sizes)
     finally:
         distributed.destroy()
 
@@ -121,21 +118,24 @@ def _resolve_run_name(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(cfg, run_name=distributed.broadcast_object(name))
 
 
-def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
+def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[str, Any]:
     rank, world = distributed.rank(), distributed.world_size()
     # auto resolved once: the log, the checkpoint and every batch carry the mode actually used
-    cfg = dataclasses.replace(cfg, normalize_features=backend.normalize_features(cfg.normalize_features))
+    cfg = dataclasses.replace(cfg, normalize_features=backend.normalize_features(cfg.normalize_features),
+                              metric=resolve_metric(cfg.metric, backend.num_classes, backend.recorded_metric()))
     identity = {
         "dataset": cfg.dataset, "num_features": int(backend.num_features),
         "num_classes": int(backend.num_classes), "hidden_channels": cfg.hidden_channels,
         "num_layers": cfg.num_layers, "normalize_features": cfg.normalize_features,
+        "model": cfg.model, "heads": cfg.heads,
     }
     seed_all(cfg.seed)  # identical initial weights on every rank
-    model = GraphSAGE(identity["num_features"], cfg.hidden_channels, identity["num_classes"],
-                      cfg.num_layers, cfg.dropout)
+    model = build_model(cfg.model, identity["num_features"], cfg.hidden_channels, identity["num_classes"],
+                        cfg.num_layers, cfg.dropout, cfg.heads)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     seed_all(mix_seeds(cfg.seed, rank, 1))  # but rank-specific dropout masks
     ckpt_path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
+    best_path = ckpt_path.with_name(BEST_FILE)
     state = load_checkpoint(ckpt_path, identity) if cfg.resume else None
     progress, start_epoch = Progress(), 1
     if state is not None:
@@ -159,17 +159,24 @@ def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
         stats = backend.stats()
         logger.log("run_start", config=_config_for_log(cfg),
                    num_nodes=stats.get("num_nodes"), num_edges=stats.get("num_edges"),
-                   resumed_from_epoch=start_epoch - 1 if state is not None else None)
+                   resumed_from_epoch=start_epoch - 1 if state is not None else None, batch_sizes=batch_sizes)
         monitor = MemoryMonitor(backend.server_pid())
         train_seeds = backend.split_nodes("train")
         if len(train_seeds) == 0:
             raise UserError(f"dataset {cfg.dataset!r} has no train nodes: check its split")
         for epoch in range(start_epoch, cfg.epochs + 1):
-            record = _train_epoch(ddp_model, optimizer, backend, cfg, train_seeds, epoch,
+            if progress.stopped_early:
+                break
+            record = _train_epoch(ddp_model, optimizer, backend, cfg, train_seeds, batch_sizes, epoch,
                                   timer, monitor, logger)
-            _finish_epoch(record, model, backend, cfg, progress, monitor)
+            improved = _finish_epoch(record, model, backend, cfg, progress, monitor)
             logger.log("epoch", **record)
+            if improved:
+                save_best(best_path, model, epoch, identity, record)
             save_checkpoint(ckpt_path, model, optimizer, epoch, identity, progress)
+            if progress.stopped_early:
+                logger.note(f"early stop after epoch {epoch}: validation {cfg.metric} did not improve in "
+                            f"{cfg.patience} evaluations; best epoch {progress.best_epoch} is in {best_path}")
         summary = _summary(progress, cfg)
         logger.log("summary", **summary)
     finally:
@@ -179,14 +186,14 @@ def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
     return {**summary, "run_name": cfg.run_name}
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Backend,
-                 cfg: TrainConfig, train_seeds: Tensor, epoch: int, timer: AllreduceTimer,
-                 monitor: MemoryMonitor, logger: RunLogger) -> dict[str, Any]:
+                 cfg: TrainConfig, train_seeds: Tensor, batch_sizes: list[int], epoch: int,
+                 timer: AllreduceTimer, monitor: MemoryMonitor, logger: RunLogger) -> dict[str, Any]:
     """One epoch over this rank's shard; logs each step, returns the epoch record so far."""
     rank, world = distributed.rank(), distributed.world_size()
-    shard = epoch_shard(train_seeds, seed=cfg.seed, epoch=epoch, rank=rank, world_size=world)
-    if cfg.max_steps_per_epoch:  # a bounded "epoch" (scale sweeps): same count on every rank
-        shard = shard[:cfg.max_steps_per_epoch * cfg.batch_size]
-    num_steps = -(-len(shard) // cfg.batch_size)
+    shard = epoch_shard(train_seeds, seed=cfg.seed, epoch=epoch, rank=rank, world_size=world,
+                        batch_sizes=batch_sizes)
+    num_steps = steps_per_epoch(len(train_seeds), batch_sizes, cfg.max_steps_per_epoch)
+    shard = shard[:num_steps * cfg.batch_size]  # bounded "epochs" (scale sweeps): same count on every rank
     # Sums over the epoch; a field stays None if no step had it (e.g. t_allreduce, one rank).
     sums: dict[str, float | None] = dict.fromkeys(
         ("t_wait", "t_sample", "t_fetch", "t_forward_backward", "t_allreduce"))
@@ -205,7 +212,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
         timer.reset()
         t1 = time.perf_counter()
         bs = int(batch.batch_size)
-        out = model(batch.x, batch.edge_index)[:bs]
+        out = batch_logits(model, batch, cfg.trim)
         target = batch.y[:bs]
         loss = F.cross_entropy(out, target)
         optimizer.zero_grad(set_to_none=True)
@@ -240,7 +247,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
         "epoch": epoch,
         "loss": float(totals[0] / totals[1]),
         "train_acc": float(totals[2] / totals[3]),
-        "val_acc": None, "test_acc": None,
+        **EVAL_FIELDS,
         "epoch_time": epoch_time,
         **sums,
         "seeds_per_s": len(shard) / epoch_time,
@@ -248,15 +255,22 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
     }
 
 def _finish_epoch(record: dict[str, Any], model: nn.Module, backend: Backend, cfg: TrainConfig,
-                  progress: Progress, monitor: MemoryMonitor) -> None:
-    """Evaluate if due, update the run bookkeeping, complete ``record`` for the epoch event."""
+                  progress: Progress, monitor: MemoryMonitor) -> bool:
+    """Evaluate if due, update the run bookkeeping, complete ``record`` for the epoch event.
+
+    Returns whether the validation metric improved (the caller keeps that epoch's weights)."""
     epoch = record["epoch"]
     t0 = time.perf_counter()
+    improved = False
     if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-        subset = {"max_seeds": cfg.max_eval_seeds, "subset_seed": cfg.seed}
-        record["val_acc"] = evaluate(model, backend, "val", seed=mix_seeds(cfg.seed, epoch, 2), **subset)
-        record["test_acc"] = evaluate(model, backend, "test", seed=mix_seeds(cfg.seed, epoch, 3), **subset)
-        progress.record_eval(epoch, record["val_acc"], record["test_acc"])
+        subset = {"max_seeds": cfg.max_eval_seeds, "subset_seed": cfg.seed, "trim": cfg.trim}
+        val = evaluate(model, backend, "val", seed=mix_seeds(cfg.seed, epoch, 2), **subset)
+        test = evaluate(model, backend, "test", seed=mix_seeds(cfg.seed, epoch, 3), **subset)
+        for split, values in (("val", val), ("test", test)):
+            record.update({f"{split}_{key}": value for key, value in values.items()})
+        key = SHORT[cfg.metric]
+        record.update(metric=cfg.metric, val_metric=val.get(key), test_metric=test.get(key))
+        improved = progress.record_eval(epoch, record, cfg.patience)
     record["t_eval"] = time.perf_counter() - t0
     progress.epoch_times.append(record["epoch_time"])
     progress.peak_rss_mb = max(progress.peak_rss_mb, monitor.peak_rss_mb)
@@ -264,33 +278,7 @@ def _finish_epoch(record: dict[str, Any], model: nn.Module, backend: Backend, cf
         progress.peak_neo4j_rss_mb = max(progress.peak_neo4j_rss_mb or 0.0, monitor.peak_server_mb)
     record["peak_rss_mb"] = progress.peak_rss_mb
     record["stats"] = backend.stats()
-
-@torch.no_grad()
-def evaluate(model: nn.Module, backend: Backend, split: str, *, seed: int,
-             max_seeds: int = 0, subset_seed: int = 0) -> float | None:
-    """Accuracy on ``split``: each rank predicts its shard, correct/total summed over ranks.
-
-    Uses the plain module (not the DDP wrapper): no gradient sync is needed and ranks may
-    have different numbers of eval batches.  ``max_seeds`` > 0 evaluates a fixed random
-    subset of that many nodes (the same on every rank, epoch and backend for one
-    ``subset_seed``), so evaluation on huge graphs stays bounded.
-    """
-    rank, world = distributed.rank(), distributed.world_size()
-    nodes = backend.split_nodes(split)
-    if 0 < max_seeds < len(nodes):
-        pick = np.random.default_rng([subset_seed, len(nodes)]).choice(len(nodes), max_seeds, replace=False)
-        nodes = nodes[torch.from_numpy(np.sort(pick))]
-    shard = nodes[rank::world]
-    correct = total = 0
-    model.eval()
-    if len(shard):
-        for batch in backend.make_loader(shard, shuffle=False, seed=mix_seeds(seed, rank)):
-            bs = int(batch.batch_size)
-            pred = model(batch.x, batch.edge_index)[:bs].argmax(dim=-1)
-            correct += int((pred == batch.y[:bs]).sum())
-            total += bs
-    counts = distributed.all_reduce_sum(torch.tensor([correct, total], dtype=torch.float64))
-    return float(counts[0] / counts[1]) if counts[1] > 0 else None
+    return improved
 
 def _expect_exhausted(batches: Any, num_steps: int) -> None:
     """The loader must yield exactly ceil(shard / batch_size) batches, or ranks desynchronise."""
@@ -314,9 +302,14 @@ def _summary(progress: Progress, cfg: TrainConfig) -> dict[str, Any]:
     times = progress.epoch_times
     return {
         "epochs": cfg.epochs,
+        "metric": cfg.metric,
+        "best_val_metric": progress.best_val_metric,
+        "test_metric_at_best_val": progress.test_metric_at_best_val,
         "best_val_acc": progress.best_val_acc,
         "test_acc_at_best_val": progress.test_acc_at_best_val,
         "best_epoch": progress.best_epoch,
+        "epochs_run": len(times),
+        "stopped_early": progress.stopped_early,
         "mean_epoch_time": sum(times) / len(times) if times else None,
         "peak_rss_mb": progress.peak_rss_mb,
         "peak_neo4j_rss_mb": progress.peak_neo4j_rss_mb,
@@ -326,8 +319,10 @@ def _format_summary(summary: dict[str, Any]) -> str:
     def fmt(value: Any, spec: str) -> str:
         return "n/a" if value is None else format(value, spec)
 
-    return (f"best val acc {fmt(summary['best_val_acc'], '.4f')} (epoch {summary['best_epoch']}), "
-            f"test acc at best val {fmt(summary['test_acc_at_best_val'], '.4f')}, "
+    name = summary["metric"]
+    return (f"best val {name} {fmt(summary['best_val_metric'], '.4f')} (epoch {summary['best_epoch']}"
+            f"{', stopped early' if summary['stopped_early'] else ''}), "
+            f"test {name} at best val {fmt(summary['test_metric_at_best_val'], '.4f')}, "
             f"mean epoch time {fmt(summary['mean_epoch_time'], '.3f')} s, "
             f"peak RSS {fmt(summary['peak_rss_mb'], '.0f')} MiB"
             + ("" if summary["peak_neo4j_rss_mb"] is None

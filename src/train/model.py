@@ -1,49 +1,136 @@
-"""The model every backend trains: GraphSAGE, with a sparse-input first layer for bag-of-words features."""
+"""The models every backend trains: PyG's GraphSAGE, GCN, GAT and GIN, trimmed per layer.
+
+Why trim: a sampled batch holds the seeds, then hop 1's new nodes, hop 2's, ...; layer k of an
+L-layer model only needs outputs for the nodes within L - k hops of the seeds. PyG's
+``trim_to_layer`` drops the last hop's nodes and edges before each layer (the batch's
+``num_sampled_nodes``/``num_sampled_edges``, which every sampler here fills), as DGL's message-flow
+graphs do. With fanouts 15,10,5 that is most of the work and most of the activation memory.
+
+The classes are PyG's ``BasicGNN`` models (same parameters and state-dict keys) with one
+``forward`` that trims, takes sparse COO ``x`` in the first layer (src/train/sparse_input.py) and,
+for GCN, normalises by the degrees of the whole sampled subgraph once, so the trimmed model
+computes exactly what the untrimmed one does (tests/test_models.py checks both against PyG's own
+forward).
+"""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import SAGEConv
+from torch_geometric.data import Data
+from torch_geometric.nn import GCNConv, GINConv
+from torch_geometric.nn import models as pyg_models
+from torch_geometric.utils import trim_to_layer
 
-# Below this fraction of non-zero inputs the first layer multiplies a sparse copy of x: on
-# bag-of-words features (coauthor_phy: 8415 columns, 0.4% non-zero) that is ~100x fewer FLOPs.
-SPARSE_INPUT_DENSITY = 0.05
+from src.train.sparse_input import gin_first_layer, sage_first_layer
+
+MODELS = ("sage", "gcn", "gat", "gin")
 
 
-class GraphSAGE(nn.Module):
-    """``num_layers`` SAGEConv layers with ReLU + dropout between them; returns logits."""
+class TrimmedForward:
+    """``forward`` shared by the model zoo (a mixin placed before a PyG ``BasicGNN`` class)."""
 
-    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int,
-                 num_layers: int, dropout: float):
-        super().__init__()
-        dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
-        self.convs = nn.ModuleList(SAGEConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.dropout = dropout
+    convs: nn.ModuleList
+    norms: nn.ModuleList
+    num_layers: int
+    act: Any
+    dropout: nn.Module
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        for i, conv in enumerate(self.convs):
-            x = sparse_input_conv(conv, x, edge_index) if i == 0 else conv(x, edge_index)
-            if i < len(self.convs) - 1:
-                x = F.dropout(F.relu(x), p=self.dropout, training=self.training)
+    def forward(self, x: Tensor, edge_index: Tensor, num_sampled_nodes_per_hop: list[int] | None = None,
+                num_sampled_edges_per_hop: list[int] | None = None) -> Tensor:
+        """Logits for every node of the batch, or, trimmed, for the first ``num_sampled_nodes_per_hop[0]`` rows
+        upward (the seeds first: the rows callers read)."""
+        trim = num_sampled_nodes_per_hop is not None and num_sampled_edges_per_hop is not None
+        context = self._batch_context(x, edge_index)
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            if trim and i > 0:
+                x, edge_index, context = trim_to_layer(i, num_sampled_nodes_per_hop, num_sampled_edges_per_hop,
+                                                       x, edge_index, context)
+            x = self._layer(i, conv, x, edge_index, context)
+            if i < self.num_layers - 1:
+                x = self.dropout(self.act(norm(x)))
         return x
 
-def sparse_input_conv(conv: SAGEConv, x: Tensor, edge_index: Tensor) -> Tensor:
-    """``conv(x, edge_index)``, computed as project-then-aggregate when ``x`` is mostly zeros (or sparse COO).
+    def _batch_context(self, x: Tensor, edge_index: Tensor) -> Tensor | None:
+        """Per-edge values computed once on the whole sampled subgraph and trimmed with the edges."""
+        return None
 
-    ``lin_l(mean_j x_j) = mean_j (x_j W_l) + b_l`` (also for nodes without neighbours, whose
-    mean is 0), so both weight matrices are applied first with one sparse x dense product and
-    the mean runs over ``out_channels`` columns instead of ``in_channels``. Same parameters and
-    the same function as SAGEConv; only the float rounding order differs.
+    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None) -> Tensor:
+        return conv(x, edge_index)
+
+
+class SAGE(TrimmedForward, pyg_models.GraphSAGE):
+    """PyG's ``GraphSAGE`` (mean aggregation); the first layer projects before aggregating sparse x."""
+
+    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None) -> Tensor:
+        return sage_first_layer(conv, x, edge_index) if i == 0 else conv(x, edge_index)
+
+
+class GIN(TrimmedForward, pyg_models.GIN):
+    """PyG's ``GIN`` with a ``Linear, ReLU, Linear`` MLP per layer (PyG's default MLP without norm)."""
+
+    def init_conv(self, in_channels: int, out_channels: int, **kwargs: Any) -> GINConv:
+        mlp = nn.Sequential(nn.Linear(in_channels, out_channels), nn.ReLU(), nn.Linear(out_channels, out_channels))
+        return GINConv(mlp, **kwargs)
+
+    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None) -> Tensor:
+        return gin_first_layer(conv, x, edge_index) if i == 0 else conv(x, edge_index)
+
+
+class GAT(TrimmedForward, pyg_models.GAT):
+    """PyG's ``GAT`` (``--heads`` heads, concatenated in hidden layers, averaged in the last)."""
+
+
+class GCN(TrimmedForward, pyg_models.GCN):
+    """PyG's ``GCN``: ``D^-1/2 (A + I) D^-1/2 X W``, with D the in-degree (+1) in the whole sampled subgraph.
+
+    ``GCNConv`` would recompute degrees on each trimmed layer's edges, so a node of the hop being
+    dropped next would lose the edges into it and change its weight; the degrees are taken once
+    per batch instead (the edge weights are trimmed along with the edges).
     """
-    if not x.is_sparse:
-        if x.dim() != 2 or x.numel() == 0 or x.size(1) <= conv.out_channels:
-            return conv(x, edge_index)
-        if int(torch.count_nonzero(x)) >= SPARSE_INPUT_DENSITY * x.numel():
-            return conv(x, edge_index)
-        x = x.to_sparse()
-    weight = torch.cat([conv.lin_l.weight, conv.lin_r.weight]).t().contiguous()  # [in, 2 * out]; strided: 40x slower
-    h = torch.sparse.mm(x, weight)
-    h_l, h_r = h.split(conv.out_channels, dim=1)
-    out = conv.propagate(edge_index, x=(h_l, h_l), size=None)
-    return out + conv.lin_l.bias + h_r
+
+    def _batch_context(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        src, dst = edge_index
+        deg = torch.bincount(dst, minlength=x.size(0)).to(torch.float32) + 1.0
+        self._deg_inv_sqrt = deg.rsqrt()
+        return self._deg_inv_sqrt[src] * self._deg_inv_sqrt[dst]
+
+    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None) -> Tensor:
+        assert isinstance(conv, GCNConv) and context is not None
+        h = conv.lin(x)
+        loop = self._deg_inv_sqrt[:h.size(0)].square().unsqueeze(1)
+        out = conv.propagate(edge_index, x=h, edge_weight=context, size=None) + loop * h
+        return out if conv.bias is None else out + conv.bias
+
+
+def build_model(name: str, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int,
+                dropout: float, heads: int = 1) -> nn.Module:
+    """One of :data:`MODELS` with ReLU and dropout between layers; returns logits."""
+    common = dict(in_channels=in_channels, hidden_channels=hidden_channels, num_layers=num_layers,
+                  out_channels=out_channels, dropout=dropout)
+    if name == "sage":
+        return SAGE(**common)
+    if name == "gcn":
+        return GCN(**common, normalize=False, add_self_loops=False)
+    if name == "gat":
+        return GAT(**common, heads=heads)
+    if name == "gin":
+        return GIN(**common)
+    raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
+
+
+def batch_logits(model: nn.Module, batch: Data, trim: bool = True) -> Tensor:
+    """The model's logits for the batch's seeds (its first ``batch_size`` nodes)."""
+    bs = int(batch.batch_size)
+    hops = getattr(batch, "num_sampled_nodes", None) if trim else None
+    if hops is None:
+        return model(batch.x, batch.edge_index)[:bs]
+    return model(batch.x, batch.edge_index, list(hops), list(batch.num_sampled_edges))[:bs]
+
+
+def model_from_identity(identity: dict[str, Any], dropout: float = 0.0) -> nn.Module:
+    """The model a checkpoint's identity describes (checkpoints from before the model zoo are GraphSAGE)."""
+    return build_model(str(identity.get("model", "sage")), int(identity["num_features"]),
+                       int(identity["hidden_channels"]), int(identity["num_classes"]),
+                       int(identity["num_layers"]), dropout, int(identity.get("heads", 1)))

@@ -16,6 +16,7 @@ from neo4j import exceptions as neo4j_exc
 from src.client import Neo4jClient
 from src.core.errors import UserError
 from src.core.feature_stats import FeatureStats
+from src.core.record import default_metric
 from src.core.record import DatasetRecord
 from src.core.schema import DATASET_LABEL, GraphSchema
 from src.data.graph import GraphDataset
@@ -140,7 +141,7 @@ def create_record(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fi
     props = {
         "label": schema.label, "rel_type": schema.rel_type, "source": ds.name,
         "num_nodes": ds.num_nodes, "num_edges": ds.num_edges, "num_features": ds.num_features,
-        "num_classes": ds.num_classes, "fingerprint": fingerprint,
+        "num_classes": ds.num_classes, "metric": default_metric(ds.num_classes), "fingerprint": fingerprint,
         "feature_encoding": layout.encoding, "feature_density": layout.density,
         "complete": False, "method": method, "node_batch": config.node_batch(layout.row_bytes(ds.num_features)),
         "edge_batch": config.edge_batch(),
