@@ -166,7 +166,7 @@ def plot_throughput(run: Run) -> Figure | None:
 
 
 def plot_accuracy(run: Run) -> Figure | None:
-    """Training loss (left) and train/val/test accuracy (right) per epoch; best val starred."""
+    """Training loss (left) and the run's metric on val/test (and train accuracy) per epoch; best val starred."""
     if run.epochs.empty:
         return None
     rows = run.epochs.groupby("epoch").first().reset_index()  # identical on every rank
@@ -175,16 +175,21 @@ def plot_accuracy(run: Run) -> Figure | None:
     loss_ax.plot(rows["epoch"], rows["loss"], marker="o", color="tab:red", label="train loss")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="training loss")
     loss_ax.set_ylim(bottom=0)
+    metric = run.metric
+    column = "metric" if rows["val_metric"].notna().any() else "acc"  # older logs: accuracy only
     for split, colour in _SPLIT_COLOURS.items():
-        series = rows.dropna(subset=[f"{split}_acc"])
-        acc_ax.plot(series["epoch"], series[f"{split}_acc"], marker="o", color=colour, label=split)
-    evals = rows.dropna(subset=["val_acc"])
+        key = "train_acc" if split == "train" else f"{split}_{column}"
+        if split == "train" and metric != "accuracy":
+            continue  # train accuracy is not the metric shown
+        series = rows.dropna(subset=[key])
+        acc_ax.plot(series["epoch"], series[key], marker="o", color=colour, label=split)
+    evals = rows.dropna(subset=[f"val_{column}"])
     if not evals.empty:
-        best = evals.loc[evals["val_acc"].idxmax()]
-        acc_ax.plot([best["epoch"]], [best["val_acc"]], marker="*", markersize=16, linestyle="none",
+        best = evals.loc[evals[f"val_{column}"].idxmax()]
+        acc_ax.plot([best["epoch"]], [best[f"val_{column}"]], marker="*", markersize=16, linestyle="none",
                     color=_SPLIT_COLOURS["val"], markeredgecolor="black",
-                    label=f"best val {best['val_acc']:.4f} (epoch {int(best['epoch'])})")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+                    label=f"best val {best[f'val_{column}']:.4f} (epoch {int(best['epoch'])})")
+    acc_ax.set(xlabel="epoch", ylabel=metric, title=metric, ylim=(0, 1.02))
     acc_ax.legend(loc="lower right")
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -27,7 +27,8 @@ from src.train.run_log import EVENTS, redact
 
 log = logging.getLogger(__name__)
 
-_EPOCH_FIELDS = ("epoch", "time", "loss", "train_acc", "val_acc", "test_acc", "epoch_time",
+_EPOCH_FIELDS = ("epoch", "time", "loss", "train_acc", "val_acc", "test_acc", "val_f1", "test_f1", "val_auc",
+                 "test_auc", "val_metric", "test_metric", "epoch_time",
                  "t_wait", "t_sample", "t_fetch", "t_forward_backward", "t_allreduce", "t_eval",
                  "seeds_per_s", "rss_mb", "peak_rss_mb", "neo4j_rss_mb")
 _MEMORY_FIELDS = ("time", "rss_mb", "neo4j_rss_mb")
@@ -48,6 +49,7 @@ class Run:
     epochs: pd.DataFrame  # columns rank, seconds + _EPOCH_FIELDS, one row per (rank, epoch)
     memory: pd.DataFrame  # columns rank, seconds (since start), rss_mb, neo4j_rss_mb
     summaries: dict[int, dict[str, Any]]  # last summary event per rank
+    metric: str = "accuracy"  # the run's --metric (what val_metric/test_metric hold); older logs: accuracy
 
     @property
     def title(self) -> str:
@@ -74,6 +76,9 @@ class RunMetrics:
     peak_rss_mb: float | None
     peak_neo4j_rss_mb: float | None
     start_time: float | None
+    metric: str = "accuracy"  # --metric of the run (older logs: accuracy)
+    best_val_metric: float | None = None
+    test_metric_at_best_val: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +168,7 @@ def load_run(folder: Path) -> Run:
         epochs=epochs.reset_index(drop=True),
         memory=memory.reset_index(drop=True),
         summaries={r: s for r, events in by_rank.items() for s in events if s["event"] == "summary"},
+        metric=next((str(e["metric"]) for e in epoch_rows if _text(e.get("metric"))), "accuracy"),
     )
 
 
@@ -195,11 +201,15 @@ def run_metrics(run: Run) -> RunMetrics:
     """The summary row of ``run`` (definitions in the module docstring)."""
     ep = run.epochs
     per_epoch = ep.groupby("epoch")
-    evals = per_epoch[["val_acc", "test_acc"]].first().dropna(subset=["val_acc"])
-    best_val = test_at_best = None
+    metric = run.metric
+    key = "val_metric" if ep["val_metric"].notna().any() else "val_acc"  # older logs: accuracy only
+    evals = per_epoch[["val_acc", "test_acc", "val_metric", "test_metric"]].first().dropna(subset=[key])
+    best_val = test_at_best = best_metric = test_metric = None
     if not evals.empty:
-        best = evals["val_acc"].idxmax()  # first epoch reaching the maximum, like the trainer
+        best = evals[key].idxmax()  # first epoch reaching the maximum, like the trainer
         best_val, test_at_best = evals.at[best, "val_acc"], evals.at[best, "test_acc"]
+        best_metric, test_metric = (evals.at[best, "val_metric"], evals.at[best, "test_metric"]) \
+            if key == "val_metric" else (best_val, test_at_best)
     summaries = list(run.summaries.values())
     peak_rss = _peak([ep["peak_rss_mb"], ep["rss_mb"], run.memory["rss_mb"]],
                      [s.get("peak_rss_mb") for s in summaries])
@@ -213,7 +223,8 @@ def run_metrics(run: Run) -> RunMetrics:
         seeds_per_s=_finite(per_epoch["seeds_per_s"].sum(min_count=1).mean()),
         best_val_acc=_finite(best_val), test_acc_at_best_val=_finite(test_at_best),
         peak_rss_mb=peak_rss, peak_neo4j_rss_mb=peak_neo4j,
-        start_time=run.start_time,
+        start_time=run.start_time, metric=str(metric), best_val_metric=_finite(best_metric),
+        test_metric_at_best_val=_finite(test_metric),
     )
 
 

@@ -37,7 +37,8 @@ SUMMARY_COLUMNS = (
     ("epochs", "epochs", "{}"), ("mean_epoch_time", "mean epoch time (s)", "{:.3f}"),
     ("median_epoch_time", "median epoch time (s)", "{:.3f}"),
     ("seeds_per_s", "seeds/s", "{:.1f}"), ("best_val_acc", "best val acc", "{:.4f}"),
-    ("test_acc_at_best_val", "test acc at best val", "{:.4f}"),
+    ("test_acc_at_best_val", "test acc at best val", "{:.4f}"), ("metric", "metric", "{}"),
+    ("best_val_metric", "best val metric", "{:.4f}"), ("test_metric_at_best_val", "test metric at best val", "{:.4f}"),
     ("peak_rss_mb", "peak trainer RSS (MiB)", "{:.0f}"),
     ("peak_neo4j_rss_mb", "peak Neo4j RSS (MiB)", "{:.0f}"),
 )
@@ -53,8 +54,8 @@ def summary_markdown(metrics: Sequence[RunMetrics], log_dir: Path) -> str:
         "# Run summary", "",
         f"From the logs in `{log_dir}`, written by `visualize.py`. Mean epoch time: mean over epochs "
         "(median: median over epochs) of the slowest rank's epoch time (training only, without evaluation). seeds/s: mean over "
-        "epochs of the summed per-rank throughput. Accuracies: the epoch with the best validation "
-        "accuracy. Peak RSS: maximum over ranks. `incomplete`: the run has no summary event "
+        "epochs of the summed per-rank throughput. Accuracies and metrics: the epoch with the best "
+        "validation metric (the run's --metric: accuracy, f1 = macro-F1, roc_auc). Peak RSS: maximum over ranks. `incomplete`: the run has no summary event "
         "(still running, killed, or no epoch finished).", "",
         header, rule,
     ]
