@@ -115,6 +115,11 @@ def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def pct(value: float | None) -> str:
+    """A fraction as a percentage with one decimal ('-' for none)."""
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
 def ratio(value: float | None, ref: float | None) -> str:
     return "-" if value is None or not ref else f"{value / ref:.2f}x"
 

@@ -16,7 +16,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from compare_backends import REPO, run_backend
+from compare_backends import REPO, pct, run_backend
 
 from src.core.errors import UsageError, run_cli
 
@@ -61,8 +61,8 @@ def main() -> int:
                     loads += [run.load_before, run.load_after]
                 mean = statistics.mean(s for s in scores if s is not None) if any(s is not None for s in scores) else None
                 pub = PUBLISHED.get(dataset) if model == "sage" else None
-                rows.append(f"| {dataset} | {model} | {backend} | {metric} | {_pct(mean)} | "
-                            f"{'-' if pub is None else _pct(pub)} | {len(scores)} | {min(loads):.1f}-{max(loads):.1f} |")
+                rows.append(f"| {dataset} | {model} | {backend} | {metric} | {pct(mean)} | "
+                            f"{'-' if pub is None else pct(pub)} | {len(scores)} | {min(loads):.1f}-{max(loads):.1f} |")
                 print(rows[-1], flush=True)
     print("\ncommon flags: " + " ".join(COMMON))
     for dataset in args.datasets:
@@ -71,10 +71,6 @@ def main() -> int:
     print("|---|---|---|---|---:|---:|---:|---|")
     print("\n".join(rows))
     return 0
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
 
 
 if __name__ == "__main__":

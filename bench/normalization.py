@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from compare_backends import REPO, run_backend
+from compare_backends import REPO, pct, run_backend
 
 from src.core.errors import run_cli
 
@@ -43,8 +43,8 @@ def main() -> int:
                 run = run_backend(backend, f"{dataset}-{backend}-{mode}", dataset=dataset, ranks=1, log_dir=out / "logs",
                                   training=[*training, *extra, "--normalize_features", mode])
                 m = run.metrics
-                rows.append(f"| {dataset} | {backend} | {mode} | {_pct(m.test_acc_at_best_val)} | "
-                            f"{_pct(m.best_val_acc)} | {m.mean_epoch_time or float('nan'):.2f} | "
+                rows.append(f"| {dataset} | {backend} | {mode} | {pct(m.test_acc_at_best_val)} | "
+                            f"{pct(m.best_val_acc)} | {m.mean_epoch_time or float('nan'):.2f} | "
                             f"{run.load_before:.1f}-{run.load_after:.1f} |")
                 print(rows[-1], flush=True)
     print(f"\ntraining flags: {' '.join(training)}\n")
@@ -52,10 +52,6 @@ def main() -> int:
     print("|---|---|---|---:|---:|---:|---|")
     print("\n".join(rows))
     return 0
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
 
 
 if __name__ == "__main__":
