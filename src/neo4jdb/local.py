@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.client import READ_TIMEOUT_S
 from src.core.errors import ArgumentParser, UsageError, UserError, run_cli
 from src.core.paths import DATA_DIR
 from src.core.ports import free_port
@@ -170,6 +171,12 @@ class LocalNeo4j:
                 "server.https.enabled=false",
                 "dbms.security.auth_enabled=true",
                 "dbms.usage_report.enabled=false",
+                # the driver's read timeout (src/client.py READ_TIMEOUT_S): a stopped server is noticed
+                # within it, a busy one sends NOOP chunks meanwhile
+                f"server.bolt.connection_keep_alive={READ_TIMEOUT_S // 2}s",
+                "server.bolt.connection_keep_alive_probes=2",
+                "server.bolt.connection_keep_alive_for_requests=ALL",
+                "server.bolt.connection_keep_alive_streaming_scheduling_interval=1s",
                 f"server.memory.heap.initial_size={heap}",
                 f"server.memory.heap.max_size={heap}",
                 f"server.memory.pagecache.size={pagecache}",
