@@ -33,6 +33,7 @@ from src.core.errors import UserError
 from src.train import distributed
 from src.train.checkpoint import CHECKPOINT_FILE, Progress, load_checkpoint, mix_seeds, restore_rank_state, save_checkpoint, seed_all
 from src.train.config import TrainConfig
+from src.train.finite import require_finite_loss, require_finite_weights
 from src.train.model import GraphSAGE
 from src.train.run_log import MemoryMonitor, RunLogger
 
@@ -140,6 +141,7 @@ def _train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
     progress, start_epoch = Progress(), 1
     if state is not None:
         model.load_state_dict(state["model"])
+        require_finite_weights(model, ckpt_path)
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"]) + 1
         progress = restore_rank_state(state, rank, world)
@@ -208,13 +210,14 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
         out = model(batch.x, batch.edge_index)[:bs]
         target = batch.y[:bs]
         loss = F.cross_entropy(out, target)
+        loss_value = require_finite_loss(loss, epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         t_compute = time.perf_counter() - t1
         t_allreduce = timer.seconds if world > 1 else None
         step_rec = {
-            "epoch": epoch, "step": step, "loss": loss.item(), "num_seeds": bs,
+            "epoch": epoch, "step": step, "loss": loss_value, "num_seeds": bs,
             "t_wait": t_wait, "t_sample": _opt_float(batch, "t_sample"),
             "t_fetch": _opt_float(batch, "t_fetch"),
             "t_forward_backward": t_compute - (t_allreduce or 0.0), "t_allreduce": t_allreduce,
