@@ -196,7 +196,8 @@ class LocalNeo4j:
 
     def _start(self, heap: str, pagecache: str, port: int | None, timeout: float, auth: bool = True) -> dict:
         st = self.state()
-        if st is not None:
+        # Left by a process killed mid-start or mid-stop, it may still be coming up or shutting down.
+        if st is not None and self._wait_ready(st["pid"], int(st["port"]), timeout, auth):
             return {**st, "already_running": True}
         self.install()
         plugin = self.install_plugin()
@@ -239,13 +240,18 @@ class LocalNeo4j:
             raise
         return {**st, "already_running": False}
 
-    def _wait_ready(self, proc: subprocess.Popen, port: int, timeout: float, auth: bool = True) -> None:
+    def _wait_ready(self, proc: subprocess.Popen | int, port: int, timeout: float, auth: bool = True) -> bool:
+        """Wait until Bolt answers; False if the server ``proc`` (a pid: not our child) exits meanwhile."""
         from neo4j import GraphDatabase
         from neo4j.exceptions import ServiceUnavailable
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if isinstance(proc, int):
+                if not pid_alive(proc):
+                    self.state_file.unlink(missing_ok=True)
+                    return False
+            elif proc.poll() is not None:
                 raise UserError(f"Neo4j exited with code {proc.returncode} during start-up:\n{self.log_tail()}")
             try:
                 with GraphDatabase.driver(f"bolt://127.0.0.1:{port}", auth=("neo4j", self.password() if auth else ""),
@@ -253,7 +259,7 @@ class LocalNeo4j:
                     drv.verify_connectivity()
                     with drv.session(database="neo4j") as session:  # auto-commit: no retry noise
                         session.run("RETURN 1").consume()
-                return
+                return True
             except (ServiceUnavailable, OSError):
                 time.sleep(READY_POLL_S)
             except Exception as exc:  # e.g. database still starting
