@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from pathlib import Path
 
 
@@ -70,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="unwind: batched Cypher transactions, any server, resumable. import: offline bulk import "
                         "(Neo4j's batch importer fed binary arrays, jobs/neo4j/importer; needs Maven and a JDK), "
                         "only into an EMPTY database of the project's local server, which is stopped and "
-                        f"restarted. auto (default): import if that is possible and the graph has >= "
+                        "restarted; a re-run after a killed import finishes it or starts it afresh (after SIGKILL "
+                        "with the server down: `bash jobs/neo4j.sh start` first). auto (default): import if that is possible and the graph has >= "
                         f"{IMPORT_MIN_EDGES:,} relationships, else unwind. Neo4j only (Ladybug: batched statements "
                         "for nodes, COPY for relationships)")
     p.add_argument("--batch_size", type=int, default=None,
@@ -95,7 +97,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: the bulk importer is stopped and the local server restarted."""
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("neo4j").setLevel(logging.CRITICAL)  # src.client reports retries and outages

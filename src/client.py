@@ -14,10 +14,9 @@ import logging
 import os
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 import neo4j
 from neo4j import GraphDatabase
@@ -35,6 +34,16 @@ RETRY_S = 50.0
 """Default time budget for retrying a query while Neo4j is unavailable (e.g. restarting); below
 the 60 s collective timeout, so a rank blocked on the database gives the database's message."""
 _MAX_BACKOFF_S = 2.0  # the pause between retries doubles up to this, so a returning server is seen quickly
+READ_TIMEOUT_S = 8
+"""How long a request may go without a byte from the server before the driver drops the connection:
+the project's server sends this as its ``connection.recv_timeout_seconds`` hint (keep-alive 4 s x 2
+probes, src/neo4jdb/local.py) and a NOOP chunk at least that often while a query runs, so only a
+stopped or unreachable server trips it. Another server's hint is its own (Neo4j's default: 120 s)."""
+ATTEMPT_MARGIN_S = READ_TIMEOUT_S + _MAX_BACKOFF_S
+"""A query still failing after the retry budget fails within the budget plus this: no attempt starts
+past the budget, and the last one ends within a read timeout or a connection's acquisition timeout
+(both READ_TIMEOUT_S, on the project's server) plus a pause."""
+_OUTAGES = (neo4j_exc.DriverError, neo4j_exc.TransientError, neo4j_exc.DatabaseError)  # the server, not the query
 _SCHEMES = ("bolt", "neo4j", "bolt+s", "bolt+ssc", "neo4j+s", "neo4j+ssc")
 START_HINT = "start the local server with `bash jobs/neo4j.sh start` or set NEO4J_URI to a running server"
 
@@ -152,7 +161,8 @@ class Neo4jClient:
             settings.uri,
             auth=(settings.user, settings.password),
             connection_timeout=connect_timeout,
-            connection_acquisition_timeout=max(connect_timeout, 30.0),
+            # bounds a new connection's handshake with a server that accepts but never answers (SIGSTOP)
+            connection_acquisition_timeout=max(connect_timeout, READ_TIMEOUT_S),
             max_transaction_retry_time=0.0,  # one attempt per call: _retrying() owns the backoff
             max_connection_pool_size=max_pool_size,
             # Driver-level liveness check keeps pooled connections usable across server restarts.
@@ -197,52 +207,65 @@ class Neo4jClient:
 
     def read_tx(self, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
         """Run ``work(tx)`` in a managed read transaction; it may be retried, so keep it pure."""
-        return self._retrying(lambda session: session.execute_read(lambda tx: work(_QuietTx(tx))))
+        return self._retrying(lambda session: session.execute_read(lambda tx: work(_QuietTx(tx))), read=True)
 
     def write_tx(self, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
         """Run ``work(tx)`` in a managed write transaction; it may be retried, so keep it idempotent."""
-        return self._retrying(lambda session: session.execute_write(lambda tx: work(_QuietTx(tx))))
+        return self._retrying(lambda session: session.execute_write(lambda tx: work(_QuietTx(tx))), read=False)
 
-    def _retrying(self, call: Callable[[neo4j.Session], T]) -> T:
-        """``call(session)`` in a fresh session, retried on retryable errors within the budget."""
-        deadline = time.monotonic() + self.max_retry_time
-        pause, warned = 0.25, False
-        with self._unavailable_as_user_error():
-            while True:
-                try:
-                    with self._driver.session(database=self.database) as session:
-                        return call(session)
-                except (neo4j_exc.DriverError, neo4j_exc.Neo4jError) as exc:
-                    if not exc.is_retryable() or time.monotonic() + pause > deadline:
-                        raise
-                    if not warned:  # deadlocks of parallel writers are routine, an outage is news
-                        deadlock = "Deadlock" in (getattr(exc, "code", None) or "")
-                        log.log(logging.DEBUG if deadlock else logging.WARNING,
-                                "Neo4j at %s: %s; retrying for up to %.0f s", self.settings.uri,
-                                _short(exc), self.max_retry_time)
-                        warned = True
-                time.sleep(pause)
-                pause = min(2 * pause, _MAX_BACKOFF_S)
+    def _retrying(self, call: Callable[[neo4j.Session], T], *, read: bool) -> T:
+        """``call(session)`` in a fresh session, retried on retryable errors within the budget.
 
-    @contextmanager
-    def _unavailable_as_user_error(self) -> Iterator[None]:
-        """Once the driver's retries are spent, a dead or stuck server is one clear line, not a traceback."""
-        try:
-            yield
-        except (neo4j_exc.DriverError, neo4j_exc.TransientError, neo4j_exc.DatabaseError) as exc:
-            raise Neo4jUnavailable(
-                f"Neo4j at {self.settings.uri} stopped answering ({_short(exc)}) after retrying for up to "
-                f"{self.max_retry_time:.0f} s; check it with `bash jobs/neo4j.sh status`, then rerun "
-                "(training: add --resume to continue from the last checkpoint)"
-            ) from None
+        A connection lost on a read's COMMIT (the driver's ``IncompleteCommit``, not retryable for
+        it because a write's outcome is then unknown) is retried too: a read changed nothing. No
+        attempt starts past the budget and each one is bounded by the connection and read
+        timeouts, so a failure lands within the budget plus :data:`ATTEMPT_MARGIN_S`.
+        """
+        began = time.monotonic()
+        deadline = began + self.max_retry_time
+        pause, failed_at = 0.25, None
+        while True:
+            try:
+                with self._driver.session(database=self.database) as session:
+                    return call(session)
+            except (neo4j_exc.DriverError, neo4j_exc.Neo4jError) as exc:
+                now = time.monotonic()
+                retryable = exc.is_retryable() or (read and isinstance(exc, neo4j_exc.IncompleteCommit))
+                if not retryable or now + pause > deadline:
+                    if isinstance(exc, _OUTAGES):
+                        raise self._gave_up(exc, None if failed_at is None else now - began) from None
+                    raise
+                if failed_at is None:  # deadlocks of parallel writers are routine, an outage is news
+                    failed_at = now
+                    deadlock = "Deadlock" in (getattr(exc, "code", None) or "")
+                    log.log(logging.DEBUG if deadlock else logging.WARNING,
+                            "Neo4j at %s: %s (%s); retrying for up to %.0f s", self.settings.uri,
+                            _short(exc), type(exc).__name__, self.max_retry_time)
+            time.sleep(pause)
+            pause = min(2 * pause, _MAX_BACKOFF_S)
+
+    def _gave_up(self, exc: BaseException, retried_s: float | None) -> Neo4jUnavailable:
+        """The one line for a server that stopped answering, saying how long was really retried."""
+        if retried_s is None:
+            tried = "not retried: " + ("the commit's outcome is unknown" if isinstance(exc, neo4j_exc.IncompleteCommit)
+                                       else "this call is not retryable")
+        else:
+            tried = f"after retrying for {retried_s:.0f} s (--neo4j_retry_s {self.max_retry_time:g})"
+        return Neo4jUnavailable(
+            f"Neo4j at {self.settings.uri} stopped answering ({_short(exc)}), {tried}; check it with "
+            "`bash jobs/neo4j.sh status`, then rerun (training: add --resume to continue from the last checkpoint)"
+        )
 
     def run_autocommit(self, query: str, **params: Any) -> None:
         """Run ``query`` in an implicit (auto-commit) transaction, as ``CALL {} IN TRANSACTIONS`` needs.
 
         Not retried: callers pass idempotent queries and a re-run repeats them.
         """
-        with self._unavailable_as_user_error(), self._driver.session(database=self.database) as session:
-            session.run(query, quiet_params(params)).consume()
+        try:
+            with self._driver.session(database=self.database) as session:
+                session.run(query, quiet_params(params)).consume()
+        except _OUTAGES as exc:
+            raise self._gave_up(exc, None) from None
 
     def count_nodes(self, label: str) -> int:
         """Nodes with ``label`` (answered from Neo4j's count store, O(1))."""

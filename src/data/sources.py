@@ -34,6 +34,7 @@ from src.core.paths import REPO_DIR
 from src.data import synthetic
 from src.data.cache import build_cache, data_root
 from src.data.graph import GraphDataset
+from src.data.integrity import check_npz_arrays
 from src.data.ogb import OGB_DATASETS, load_ogb
 from src.data.synthetic import SYNTHETIC, synthetic_dir_name, synthetic_params, synthetic_params_from_name
 
@@ -129,6 +130,7 @@ def _load_npz(path: Path, name: str) -> GraphDataset:
 
 
 def _npz_to_dataset(arrays: dict[str, np.ndarray], meta: dict[str, Any], name: str, path: Path) -> GraphDataset:
+    check_npz_arrays(arrays, path)  # float ids, overlapping splits, NaN/inf features
     y = arrays["y"].astype(np.int64, copy=False)
     n = int(y.shape[0])
     if "x" in arrays:

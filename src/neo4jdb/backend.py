@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 
 from src.backends.database import DatabaseBackend, add_cache_args, check_cache_args, opened_over
 from src.client import Neo4jClient, add_connection_args, connect, settings_from_args
-from src.core.errors import UsageError
+from src.core.errors import Neo4jUnavailable, UsageError, UserError
 from src.core.malloc_tuning import retain_freed_memory
 from src.core.record import DatasetRecord
 from src.core.schema import validate_dataset_name
@@ -23,7 +23,7 @@ from src.feature_store import Neo4jFeatureStore
 from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
 from src.neo4jdb.access import Neo4jAccess
-from src.neo4jdb.load.records import require_loaded
+from src.neo4jdb.load.records import changed_since, require_loaded
 from src.neo4jdb.local import local_server_pid
 from src.neo4jdb.procedures import DEFAULT_PROJECTION_MB
 from src.train.config import TrainConfig
@@ -103,7 +103,26 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
                             cache_warm=args.cache_warm, access=access)
 
     with opened_over(client, build) as backend:
-        yield backend
+        try:
+            yield backend
+        except Exception as exc:
+            _raise_if_dataset_changed(client, backend, exc)
+            raise
+
+
+def _raise_if_dataset_changed(client: Neo4jClient, backend: Neo4jBackend, exc: Exception) -> None:
+    """Whatever a read of a dataset that changed under the run raised (a procedure's "node ...
+    vanished", missing rows, unknown ids), the user gets one line saying so, not its traceback."""
+    if isinstance(exc, Neo4jUnavailable):
+        return  # the server is away: its own message says so
+    try:
+        how = changed_since(client, backend.record)
+    except Exception:  # the check is best effort: the original error stands
+        return
+    if how:
+        raise UserError(f"dataset {backend.record.name!r} changed under the run: {how}; rerun with --resume once "
+                        f"`python loaders/load_into_neo4j.py` has loaded it (the checkpoint keeps the finished "
+                        f"epochs)") from None
 
 
 def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> DatasetRecord | None:

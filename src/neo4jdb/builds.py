@@ -19,6 +19,7 @@ from pathlib import Path
 
 from src.core.errors import UserError
 from src.core.paths import REPO_DIR
+from src.neo4jdb.processes import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class JarCache:
         print(f"fetching Neo4j Community {self.version} from Maven Central (once) ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
             [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"],
-            capture_output=True, text=True,
+            capture_output=True, text=True, preexec_fn=die_with_parent,  # Maven dies with a killed caller
         )
         if proc.returncode != 0:
             raise UserError(f"Maven could not resolve Neo4j {self.version} (exit {proc.returncode}):\n{_tail(proc)}")
@@ -100,7 +101,7 @@ class JarCache:
         print(f"building {what} (once per change) ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
             [mvn, "-q", "-B", "-f", str(module / "pom.xml"), "package", f"-Dgnn.buildDir={tmp}"],
-            capture_output=True, text=True,
+            capture_output=True, text=True, preexec_fn=die_with_parent,  # Maven dies with a killed caller
         )
         if proc.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -5,10 +5,12 @@ Layout under ``data/neo4j`` (override with ``GNN_NEO4J_DIR``)::
     lib-<version>/   Neo4j's jars, resolved by Maven from jobs/neo4j/pom.xml (``.complete`` marks a
                      full copy); our plugin and importer jars are built beside it (src/neo4jdb/builds.py)
     home/            NEO4J_HOME: conf/neo4j.conf (rewritten at each start), data/, logs/
-    password         generated password, mode 0600
-    server.json      pid, port, version of the running server (absent when stopped)
+    password         generated password, mode 0600 (src/neo4jdb/password.py: never regenerated for a store)
+    server.json      pid, port, version of the running server (absent when stopped; a serving JVM of
+                     this home that it does not name is found by its command line and recorded)
+    lifecycle.lock   held by every start, stop, reset, offline import (src/neo4jdb/processes.py)
 
-Used through ``jobs/neo4j.sh start|stop|status|env|reset`` (``python -m src.neo4jdb.local``).
+Used through ``jobs/neo4j.sh start|stop|status|env|reset|set-password`` (``python -m src.neo4jdb.local``).
 When ``NEO4J_URI`` is set the user runs their own server and nothing here starts one.
 """
 from __future__ import annotations
@@ -18,58 +20,27 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.client import READ_TIMEOUT_S
 from src.core.errors import ArgumentParser, UsageError, UserError, run_cli
 from src.core.paths import DATA_DIR
 from src.core.ports import free_port
 from src.neo4jdb.builds import PLUGIN_JAR, JarCache, neo4j_version
 from src.neo4jdb.class_archive import ClassArchive
+from src.neo4jdb.password import has_store_password, new_password, read_password, set_password
+from src.neo4jdb.processes import (MAIN_CLASS, cmdline, listening_ports, pid_alive, port_free, server_lock,
+                                   serving_jvms, terminate)
 
-MAIN_CLASS = "org.neo4j.server.CommunityEntryPoint"
 ADMIN_CLASS = "org.neo4j.cli.AdminTool"
 READY_POLL_S = 0.1  # between readiness probes: a failed probe is a refused connection, cheap
 _SIZE = re.compile(r"^\d+[kKmMgG]$")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited child not yet reaped) is not a running server.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,15 +65,28 @@ class LocalNeo4j:
 
     # -- state ---------------------------------------------------------------------------
     def state(self) -> dict | None:
-        """The running server's state, or None (stale state files are removed)."""
-        try:
-            st = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return None
-        if _pid_alive(st["pid"]) and str(self.home) in _cmdline(st["pid"]):
+        """The running server's state, or None. A JVM serving this home that ``server.json`` does
+        not name (written by a start that raced another, or deleted) is found by its process and
+        recorded; stale state files are removed."""
+        st = _read_json(self.state_file)
+        if st.get("pid") and pid_alive(st["pid"]) and f"--home-dir={self.home}" in cmdline(st["pid"]):
             return st
         self.state_file.unlink(missing_ok=True)
-        return None
+        jvms = serving_jvms(self.home)
+        if not jvms:
+            return None
+        pid = jvms[0]
+        conf_port = _conf_port(self.home / "conf" / "neo4j.conf")
+        ports = listening_ports(pid)
+        port = conf_port if conf_port in ports else (min(ports) if ports else conf_port)
+        if port is None:
+            return None
+        heap = next((a[4:] for a in cmdline(pid).split() if a.startswith("-Xmx")), "?")
+        st = {"pid": pid, "port": port, "version": self.version, "heap": heap, "pagecache": "?",
+              "started_at": None, "home": str(self.home), "adopted": True}
+        log.warning("Neo4j pid %d serves %s on port %s without a state file; recorded it", pid, self.home, port)
+        self.state_file.write_text(json.dumps(st))
+        return st
 
     def connection_info(self) -> dict | None:
         st = self.state()
@@ -111,14 +95,8 @@ class LocalNeo4j:
         return {"uri": f"bolt://127.0.0.1:{st['port']}", "user": "neo4j", "password": self.password(), "database": "neo4j"}
 
     def password(self) -> str:
-        """The generated password, created on first use with owner-only permissions."""
-        if not self.password_file.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(24))
-        os.chmod(self.password_file, 0o600)
-        return self.password_file.read_text().strip()
+        """The password of this server (owner-only file); never regenerated for a store that has one."""
+        return read_password(self.password_file, self.home)
 
     # -- install -------------------------------------------------------------------------
     def install(self) -> None:
@@ -156,7 +134,7 @@ class LocalNeo4j:
         shared by every server using this jar cache (src/neo4jdb/class_archive.py)."""
         return ClassArchive.for_classpath(self.lib.parent / "class-archives", name, classpath)
 
-    def _write_conf(self, port: int, heap: str, pagecache: str) -> None:
+    def _write_conf(self, port: int, heap: str, pagecache: str, auth: bool = True) -> None:
         conf = self.home / "conf"
         conf.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
@@ -168,8 +146,14 @@ class LocalNeo4j:
                 f"server.bolt.listen_address=127.0.0.1:{port}",
                 "server.http.enabled=false",
                 "server.https.enabled=false",
-                "dbms.security.auth_enabled=true",
+                f"dbms.security.auth_enabled={str(auth).lower()}",  # false only for `set-password`
                 "dbms.usage_report.enabled=false",
+                # the driver's read timeout (src/client.py READ_TIMEOUT_S): a stopped server is noticed
+                # within it, a busy one sends NOOP chunks meanwhile
+                f"server.bolt.connection_keep_alive={READ_TIMEOUT_S // 2}s",
+                "server.bolt.connection_keep_alive_probes=2",
+                "server.bolt.connection_keep_alive_for_requests=ALL",
+                "server.bolt.connection_keep_alive_streaming_scheduling_interval=1s",
                 f"server.memory.heap.initial_size={heap}",
                 f"server.memory.heap.max_size={heap}",
                 f"server.memory.pagecache.size={pagecache}",
@@ -198,20 +182,32 @@ class LocalNeo4j:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, heap: str = "2g", pagecache: str = "2g", port: int | None = None, timeout: float = 120.0) -> dict:
-        """Start the server (or report the running one) and wait until Bolt answers."""
+        """Start the server (or report the running one) and wait until Bolt answers.
+
+        Serialised with every other start, stop or import of this home (:func:`server_lock`), so
+        two at once give one server, the second reporting it as already running.
+        """
         for name, value in (("heap", heap), ("pagecache", pagecache)):
             if not _SIZE.match(value):
                 raise UsageError(f"invalid --{name} {value!r}: use a size like 512m or 4g")
+        self.root.mkdir(parents=True, exist_ok=True)
+        with server_lock(self.root):
+            return self._start(heap, pagecache, port, timeout)
+
+    def _start(self, heap: str, pagecache: str, port: int | None, timeout: float, auth: bool = True) -> dict:
         st = self.state()
-        if st is not None:
+        # Left by a process killed mid-start or mid-stop, it may still be coming up or shutting down.
+        if st is not None and self._wait_ready(st["pid"], int(st["port"]), timeout, auth):
             return {**st, "already_running": True}
         self.install()
         plugin = self.install_plugin()
         prev = _read_json(self.root / "last_port.json").get("port")
-        port = port or (prev if prev and _port_free(prev) else free_port())
-        if not _port_free(port):
+        port = port or (prev if prev and port_free(prev) else free_port())
+        if not port_free(port):
             raise UsageError(f"port {port} on 127.0.0.1 is in use; pick another with --port or omit it")
-        self._write_conf(port, heap, pagecache)
+        self._write_conf(port, heap, pagecache, auth)
+        if not has_store_password(self.home):
+            new_password(self.password_file)  # kept if present: a reset keeps the password
         self._set_initial_password()
         console = open(self.home / "logs" / "console.log", "ab")
         # The gnn plugin first, as the stock launcher puts the plugins first: its database extension
@@ -234,28 +230,36 @@ class LocalNeo4j:
         self.state_file.write_text(json.dumps(st))
         (self.root / "last_port.json").write_text(json.dumps({"port": port}))
         try:
-            self._wait_ready(proc, port, timeout)
+            self._wait_ready(proc, port, timeout, auth)
+            if port not in listening_ports(proc.pid):  # a JVM this state does not name answered
+                raise UserError(f"another process answers on port {port}, not the Neo4j started (pid {proc.pid}); "
+                                f"stop it or start with another --port")
         except BaseException:
-            archive.commit(self._terminate(proc.pid))
+            archive.commit(terminate(proc.pid))
             self.state_file.unlink(missing_ok=True)
             raise
         return {**st, "already_running": False}
 
-    def _wait_ready(self, proc: subprocess.Popen, port: int, timeout: float) -> None:
+    def _wait_ready(self, proc: subprocess.Popen | int, port: int, timeout: float, auth: bool = True) -> bool:
+        """Wait until Bolt answers; False if the server ``proc`` (a pid: not our child) exits meanwhile."""
         from neo4j import GraphDatabase
         from neo4j.exceptions import ServiceUnavailable
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if isinstance(proc, int):
+                if not pid_alive(proc):
+                    self.state_file.unlink(missing_ok=True)
+                    return False
+            elif proc.poll() is not None:
                 raise UserError(f"Neo4j exited with code {proc.returncode} during start-up:\n{self.log_tail()}")
             try:
-                with GraphDatabase.driver(f"bolt://127.0.0.1:{port}", auth=("neo4j", self.password()),
+                with GraphDatabase.driver(f"bolt://127.0.0.1:{port}", auth=("neo4j", self.password() if auth else ""),
                                           connection_timeout=2.0) as drv:
                     drv.verify_connectivity()
                     with drv.session(database="neo4j") as session:  # auto-commit: no retry noise
                         session.run("RETURN 1").consume()
-                return
+                return True
             except (ServiceUnavailable, OSError):
                 time.sleep(READY_POLL_S)
             except Exception as exc:  # e.g. database still starting
@@ -265,41 +269,25 @@ class LocalNeo4j:
         raise UserError(f"Neo4j did not become ready within {timeout:.0f} s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 60.0) -> bool:
-        """Stop the server this project started (only that process). Returns False if none ran."""
-        st = self.state()
-        if st is None:
-            return False
-        clean = self._terminate(st["pid"], timeout)
-        if "class_archive" in st:
-            ClassArchive(*map(Path, st["class_archive"])).commit(clean)
-        self.state_file.unlink(missing_ok=True)
-        return True
-
-    @staticmethod
-    def _terminate(pid: int, timeout: float = 60.0) -> bool:
-        """SIGTERM, then SIGKILL after ``timeout``; True when it exited on the SIGTERM."""
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return False
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.waitpid(pid, os.WNOHANG)  # reap if it is our child
-            except ChildProcessError:
-                pass
-            if not _pid_alive(pid):
-                return True
-            time.sleep(0.2)
-        os.kill(pid, signal.SIGKILL)
-        while _pid_alive(pid):
-            time.sleep(0.1)
-        return False
+        """Stop the server of this home (only its JVMs: the recorded one and any untracked one).
+        Returns False if none ran."""
+        with server_lock(self.root):
+            st = self.state()
+            if st is None:
+                return False
+            clean = terminate(st["pid"], timeout)
+            if "class_archive" in st:
+                ClassArchive(*map(Path, st["class_archive"])).commit(clean)
+            for stray in serving_jvms(self.home):
+                terminate(stray, timeout)
+            self.state_file.unlink(missing_ok=True)
+            return True
 
     def reset(self) -> None:
         """Stop the server and delete its databases (the jar cache and password stay)."""
-        self.stop()
-        shutil.rmtree(self.home / "data", ignore_errors=True)
+        with server_lock(self.root):
+            self.stop()
+            shutil.rmtree(self.home / "data", ignore_errors=True)
 
     def log_tail(self, lines: int = 25) -> str:
         out = []
@@ -318,6 +306,15 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def _conf_port(conf: Path) -> int | None:
+    """The Bolt port a conf file written by :meth:`LocalNeo4j._write_conf` names."""
+    try:
+        m = re.search(r"^server\.bolt\.listen_address=127\.0\.0\.1:(\d+)$", conf.read_text(), re.M)
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
 def local_server_pid(uri: str) -> int | None:
     """Pid of the project's local server if ``uri`` points at it (to log its RSS)."""
     st = LocalNeo4j().state()
@@ -332,7 +329,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="jobs/neo4j.sh",
         description="Run the project's local Neo4j Community server (fetched from Maven Central, bound to 127.0.0.1, auth on).",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{start,stop,status,env,reset}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{start,stop,status,env,reset,set-password}")
     s = sub.add_parser("start", help="fetch Neo4j if needed, start it and wait until it answers")
     s.add_argument("--heap", default=os.environ.get("NEO4J_HEAP", "2g"), help="JVM heap (env NEO4J_HEAP; default 2g)")
     s.add_argument("--pagecache", default=os.environ.get("NEO4J_PAGECACHE", "2g"), help="page cache for the store files (env NEO4J_PAGECACHE; default 2g)")
@@ -342,12 +339,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="print URI, version, pid and data dir (exit 3 when not running)")
     sub.add_parser("env", help="print export lines for eval: NEO4J_URI, NEO4J_USER, NEO4J_PASSWORD, NEO4J_DATABASE")
     sub.add_parser("reset", help="stop the server and delete its databases")
+    sub.add_parser("set-password", help="give the server a new generated password (in data/neo4j/password), keeping "
+                                        "its databases: for a lost or deleted password file (restarts it once)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if os.environ.get("NEO4J_URI") and args.command in ("start", "stop", "reset"):
+    if os.environ.get("NEO4J_URI") and args.command in ("start", "stop", "reset", "set-password"):
         print(f"NEO4J_URI is set ({os.environ['NEO4J_URI']}): using that server; the local one is not {args.command}ed")
         return 0
     srv = LocalNeo4j()
@@ -360,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "reset":
         srv.reset()
         print(f"Neo4j stopped and its databases under {srv.home / 'data'} deleted")
+    elif args.command == "set-password":
+        running = set_password(srv)
+        print(f"new password written to {srv.password_file}; databases kept; Neo4j "
+              + ("running again" if running else "stopped (as before)"))
     elif args.command == "status":
         st = srv.state()
         if st is None:

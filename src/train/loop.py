@@ -35,6 +35,7 @@ from src.train.checkpoint import (BEST_FILE, CHECKPOINT_FILE, Progress, load_che
                                   restore_rank_state, save_best, save_checkpoint, seed_all)
 from src.train.config import TrainConfig
 from src.train.evaluate import evaluate
+from src.train.finite import require_finite_loss, require_finite_weights
 from src.train.metrics import SHORT, resolve_metric
 from src.train.model import batch_logits, build_model
 from src.train.run_log import MemoryMonitor, RunLogger
@@ -140,6 +141,7 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
     progress, start_epoch = Progress(), 1
     if state is not None:
         model.load_state_dict(state["model"])
+        require_finite_weights(model, ckpt_path)
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"]) + 1
         progress = restore_rank_state(state, rank, world)
@@ -215,13 +217,14 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
         out = batch_logits(model, batch, cfg.trim)
         target = batch.y[:bs]
         loss = F.cross_entropy(out, target)
+        loss_value = require_finite_loss(loss, epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         t_compute = time.perf_counter() - t1
         t_allreduce = timer.seconds if world > 1 else None
         step_rec = {
-            "epoch": epoch, "step": step, "loss": loss.item(), "num_seeds": bs,
+            "epoch": epoch, "step": step, "loss": loss_value, "num_seeds": bs,
             "t_wait": t_wait, "t_sample": _opt_float(batch, "t_sample"),
             "t_fetch": _opt_float(batch, "t_fetch"),
             "t_forward_backward": t_compute - (t_allreduce or 0.0), "t_allreduce": t_allreduce,

@@ -10,7 +10,9 @@ for it and restarted (bench/loader.py measures it).
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -32,19 +34,20 @@ from src.data.loading import FeatureLayout, LoadConfig, LoadReport, feature_rows
 from src.neo4jdb.class_archive import ClassArchive
 from src.neo4jdb.load.records import create_bookkeeping_constraints, create_record
 from src.neo4jdb.local import LocalNeo4j
+from src.neo4jdb.processes import die_with_parent
 
 log = logging.getLogger(__name__)
 
 IMPORT_HEAP_MIB = 1024  # the bulk importer's heap besides the in-adjacency it sorts there (its caches are off-heap)
 IMPORT_DATABASE = "gnn-import"  # the side database the bulk importer writes while the server stops
 IMPORTER_CLASS = "local.gnn.importer.BinaryImport"  # jobs/neo4j/importer
+PENDING_FILE = "pending-import.json"  # beside the server's home while an offline import runs
 
 
 def import_blockers(client: Neo4jClient, ds: GraphDataset, server: LocalNeo4j) -> list[str]:
     """Why the offline import cannot be used with this client/server/dataset ([] if it can)."""
     blockers = []
-    st = server.state()
-    if st is None or not _points_at(client.settings.uri, int(st["port"])):
+    if not is_local_server(client, server):
         blockers.append(f"{client.settings.uri} is not the project's local server (jobs/neo4j.sh), "
                         "the only one the loader may stop and restart")
     if client.database != "neo4j":
@@ -59,6 +62,12 @@ def import_blockers(client: Neo4jClient, ds: GraphDataset, server: LocalNeo4j) -
     if server.importer_jar() is None:
         blockers.append("the bulk importer needs Maven and a JDK (`apt-get install -y maven openjdk-17-jdk-headless`)")
     return blockers
+
+
+def is_local_server(client: Neo4jClient, server: LocalNeo4j) -> bool:
+    """True when ``client`` talks to ``server`` (the only one the loader may stop and restart)."""
+    st = server.state()
+    return st is not None and _points_at(client.settings.uri, int(st["port"]))
 
 
 def _points_at(uri: str, port: int) -> bool:
@@ -78,18 +87,25 @@ def load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fin
     shuts down while the importer's JVM starts (it waits for the arrays) and while the arrays are
     written; the importer writes a side database (:data:`IMPORT_DATABASE`), so it need not wait
     for the server to be gone, and that store replaces the (empty) target once both are done.
-    Not resumable: an interrupted import leaves the empty database behind (or, if this process
-    is killed while the server is down, a stopped server; see the warning logged then).
+    Restartable: the caller holds the server's lifecycle lock, and ``pending-import.json``
+    (:func:`recover_import`) records how far it got, so a re-run after a kill cleans up (killed
+    while importing: the side store and work folder go, the database was empty) or finishes
+    (killed after the store was replaced: the record is written and the verification runs).
+    Killed by SIGKILL while the server is down, it leaves the server stopped: ``jobs/neo4j.sh
+    start`` starts it; the importer JVM dies with this process.
     """
     report = LoadReport(schema.dataset, schema.label, schema.rel_type, "loaded", "import",
                         ds.num_nodes, ds.num_edges, ds.num_nodes, ds.num_edges)
     t0 = time.perf_counter()
+    _remove_workdirs(server)  # left by a killed import (the lock says none runs)
     workdir = Path(tempfile.mkdtemp(prefix="import-", dir=server.root))
     st = server.state()
     assert st is not None  # checked by import_blockers
-    log.warning("stopping the local Neo4j server (pid %s, %s) for the offline import; should this process die "
-                "before the server is back, its half-written database is unusable: start afresh with "
-                "`bash jobs/neo4j.sh reset && bash jobs/neo4j.sh start` (it was empty)", st["pid"], server.home)
+    marker = _Pending(server, {"dataset": schema.dataset, "fingerprint": fingerprint, "pid": os.getpid()})
+    marker.write("importing")
+    log.warning("stopping the local Neo4j server (pid %s, %s) for the offline import; should this process be "
+                "killed before it is back, `bash jobs/neo4j.sh start` starts it and a re-run of the loader "
+                "finishes or restarts the import", st["pid"], server.home)
     try:
         try:
             with ThreadPoolExecutor(1) as pool:
@@ -107,10 +123,13 @@ def load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fin
                     t = time.perf_counter()
                     stopped.result()
                     report.phases["stop wait"] = time.perf_counter() - t
+            marker.write("replacing")
             _replace_store(server, IMPORT_DATABASE, client.database)
+            marker.write("replaced")
         except BaseException:
             _drop_store(server, IMPORT_DATABASE)
             _drop_store(server, client.database)  # the database was empty before: this loses nothing
+            marker.remove()
             raise
         finally:
             t = time.perf_counter()
@@ -120,8 +139,76 @@ def load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fin
         shutil.rmtree(workdir, ignore_errors=True)
     create_bookkeeping_constraints(client)
     create_record(client, ds, schema, fingerprint, config, layout, "import")  # the id constraint: ensure_loaded
+    marker.remove()
     report.phases["nodes"] = report.phases["relationships"] = time.perf_counter() - t0
     return report
+
+
+class _Pending:
+    """``pending-import.json`` beside the server's home: the offline import in progress and its phase."""
+
+    def __init__(self, server: LocalNeo4j, info: dict) -> None:
+        self.path, self.info = server.root / PENDING_FILE, info
+
+    def write(self, phase: str) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({**self.info, "phase": phase}))
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def pending_import(server: LocalNeo4j) -> dict | None:
+    """The record of an offline import that did not finish (its loader was killed), or None."""
+    try:
+        return json.loads((server.root / PENDING_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def recover_import(client: Neo4jClient, server: LocalNeo4j, ds: GraphDataset, schema: GraphSchema,
+                   fingerprint: str, config: LoadConfig) -> None:
+    """Clean up or finish the offline import a killed loader left (the caller holds the lifecycle lock).
+
+    Killed before the imported store replaced the (empty) database: its side store and work folder
+    are deleted and the next import starts afresh. Killed after: the graph is in the database, so
+    its record is written (method import, incomplete) and :func:`ensure_loaded` verifies it.
+    """
+    pending = pending_import(server)
+    if pending is None:
+        return
+    _remove_workdirs(server)
+    if pending.get("phase") == "replacing":  # killed between the two renames: finish them
+        if server.state() is None:
+            for src, dst in zip(_store_dirs(server, IMPORT_DATABASE), _store_dirs(server, client.database)):
+                if src.exists():
+                    shutil.rmtree(dst, ignore_errors=True)
+                    src.rename(dst)
+            pending["phase"] = "replaced"
+        else:  # the server started on half a store: it was empty before, so start afresh
+            raise UserError(f"an offline import into {server.home} was killed while replacing the store; run "
+                            "`bash jobs/neo4j.sh reset && bash jobs/neo4j.sh start` and load again")
+    if pending.get("phase") != "replaced":
+        log.warning("cleaning up an offline import of %r killed while importing (the database was empty)",
+                    pending.get("dataset"))
+        _drop_store(server, IMPORT_DATABASE)
+    elif pending.get("dataset") == schema.dataset and pending.get("fingerprint") == fingerprint:
+        log.warning("finishing the offline import of %r killed after its store was in place", schema.dataset)
+        create_bookkeeping_constraints(client)
+        create_record(client, ds, schema, fingerprint, config, FeatureLayout.choose(ds, config.feature_format),
+                      "import")
+    else:
+        raise UserError(f"an offline import of {pending.get('dataset')!r} was killed after writing its graph; "
+                        f"re-run the loader for that dataset to finish it, or reset the database before loading "
+                        f"{schema.dataset!r}")
+    (server.root / PENDING_FILE).unlink(missing_ok=True)
+
+
+def _remove_workdirs(server: LocalNeo4j) -> None:
+    for folder in server.root.glob("import-*"):
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _store_dirs(server: LocalNeo4j, database: str) -> list[Path]:
@@ -180,7 +267,8 @@ class BulkImporter:
                  server.home / "data")
         log_path = workdir / "import.log"
         with open(log_path, "w") as out:  # the child keeps its own descriptor
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                    preexec_fn=die_with_parent)  # no orphaned importer if this process is killed
         return cls(proc, log_path, archive)
 
     def run(self) -> dict[str, float]:

@@ -23,7 +23,8 @@ from src.core.schema import DATASET_LABEL, GraphSchema
 from src.data.graph import GraphDataset
 from src.data.loading import FeatureLayout, LoadConfig, LoadReport, check_counts
 from src.data.verification import verify_loaded
-from src.neo4jdb.load.bulk_import import import_blockers, load_offline
+from src.neo4jdb.load.bulk_import import (import_blockers, is_local_server, load_offline, pending_import,
+                                             recover_import)
 from src.neo4jdb.load.records import (
     BATCH_LABEL,
     claim,
@@ -35,6 +36,7 @@ from src.neo4jdb.load.records import (
 )
 from src.neo4jdb.load.unwind import add_adjacency, load_unwind, write_adjacency
 from src.neo4jdb.local import LocalNeo4j
+from src.neo4jdb.processes import server_lock
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +48,17 @@ def ensure_loaded(
     config: LoadConfig | None = None,
     *,
     server: LocalNeo4j | None = None,
+    _locked: bool = False,
 ) -> LoadReport:
     """Make ``dataset`` present and complete in Neo4j under ``schema`` (default names from it).
 
     A no-op when it is already there; resumes an interrupted load; refuses (``UserError``) when
     the name, label or relationship type already holds a different graph, unless
     ``config.reset``. ``server`` is the local server the offline import may stop and restart
-    (default: the project's ``LocalNeo4j()``, used only if ``client`` points at it).
+    (default: the project's ``LocalNeo4j()``, used only if ``client`` points at it). An offline
+    import runs under the server's lifecycle lock and is decided again once it is held (another
+    loader may have loaded the dataset meanwhile); an import a killed loader left is cleaned up
+    or finished first (:func:`~src.neo4jdb.load.bulk_import.recover_import`).
     """
     t0 = time.perf_counter()
     config = config or LoadConfig()
@@ -61,6 +67,10 @@ def ensure_loaded(
         raise UsageError(f"label {schema.label!r} is reserved for the loader's bookkeeping; pick another --node_label")
     create_bookkeeping_constraints(client)
     fingerprint = dataset.fingerprint()
+    srv = server or LocalNeo4j()
+    if pending_import(srv) is not None and is_local_server(client, srv):
+        with server_lock(srv.root):
+            recover_import(client, srv, dataset, schema, fingerprint, config)
     record = claim(client, dataset, schema, fingerprint, config.reset)
     if record is not None and record.get("complete"):
         check_counts(client, dataset, schema, "Neo4j")
@@ -82,9 +92,12 @@ def ensure_loaded(
         # the bulk importer wrote the whole graph at once; only the index build or verification was interrupted
         report = LoadReport(schema.dataset, schema.label, schema.rel_type, "resumed", "import",
                             dataset.num_nodes, dataset.num_edges)
-    elif _choose_method(client, dataset, config, server) == "import":  # a resumed load is not empty: unwind
+    elif not _locked and (config.method == "import" or _choose_method(client, dataset, config, srv) == "import"):
+        with server_lock(srv.root):  # decided again under the lock: a concurrent loader may have loaded it
+            return ensure_loaded(client, dataset, schema, config, server=srv, _locked=True)
+    elif _choose_method(client, dataset, config, srv) == "import":  # a resumed load is not empty: unwind
         layout = FeatureLayout.choose(dataset, config.feature_format)
-        report = load_offline(client, dataset, schema, fingerprint, config, layout, server or LocalNeo4j())
+        report = load_offline(client, dataset, schema, fingerprint, config, layout, srv)
     else:
         if record is None:
             record = create_record(client, dataset, schema, fingerprint, config,

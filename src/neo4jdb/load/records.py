@@ -41,6 +41,20 @@ def dataset_record(client: Neo4jClient, name_or_label: str) -> DatasetRecord | N
     return DatasetRecord.from_properties(recs[0]["p"]) if recs else None
 
 
+def changed_since(client: Neo4jClient, record: DatasetRecord) -> str | None:
+    """How the dataset of ``record`` changed since it was read (deleted, being reloaded, reloaded), or None.
+
+    A load's identity is its record's ``started_at``: ``--reset`` deletes the record and a reload
+    writes a new one, even of the same graph (same fingerprint).
+    """
+    now = dataset_record(client, record.name)
+    if now is None or now.name != record.name:
+        return "its record is gone (deleted, or `loader --reset` is reloading it)"
+    if now.properties.get("started_at") != record.properties.get("started_at") or now.fingerprint != record.fingerprint:
+        return "it was loaded again" + ("" if now.complete else " (the load is still running)")
+    return None
+
+
 def require_loaded(client: Neo4jClient, name: str) -> DatasetRecord:
     """The complete record of ``name``, or a :class:`UserError` that says how to load it."""
     return check_complete(dataset_record(client, name), name,
