@@ -108,7 +108,8 @@ def test_crafted_checkpoint_is_one_line(case: str, expect: str, good_checkpoint:
     assert code == 1 and expect in line and str(Path("ckpt/old/checkpoint.pt")) in line, line
     assert "it is not a checkpoint of this run" in line
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before, "nothing may be written"
-    print(f"| checkpoint {case} | {code} | {line[:170]} | {time.monotonic() - t0:.1f} s |")
+    with capfd.disabled():
+        print(f"| checkpoint {case} | {code} | {line} | {time.monotonic() - t0:.1f} s |")
 
 
 # ------------------------------------------------------------------------------ full filesystem
@@ -147,7 +148,8 @@ def test_full_disk_for_checkpoints_keeps_the_last_good_one(good_checkpoint: dict
     assert f"the checkpoint of the last good epoch stays in {final}" in line and "--resume" in line
     assert sorted(p.name for p in (ckpt / "full").iterdir()) == ["checkpoint.pt"], "temporary file left"
     assert torch.load(final, weights_only=True)["epoch"] == 1
-    print(f"| full disk, checkpoints | {code} | {line[:170]} | {time.monotonic() - t0:.1f} s |")
+    with capfd.disabled():
+        print(f"| full disk, checkpoints | {code} | {line} | {time.monotonic() - t0:.1f} s |")
 
 
 def test_full_disk_for_logs_leaves_whole_lines(tmpfs, tmp_path: Path, monkeypatch, capfd) -> None:
@@ -170,6 +172,6 @@ def test_full_disk_for_logs_leaves_whole_lines(tmpfs, tmp_path: Path, monkeypatc
     events = [json.loads(ln) for ln in text.splitlines()]  # every line whole
     assert events[0]["event"] == "run_start" and events[-1]["event"] in ("step", "epoch")
     assert (logs / "full" / "rank0.log").read_text().endswith("\n")
-    print(f"| full disk, logs | {code} | {line[:170]} | {time.monotonic() - t0:.1f} s, "
-          f"{len(events)} whole JSONL lines |")
+    with capfd.disabled():
+        print(f"| full disk, logs | {code} | {line} | {time.monotonic() - t0:.1f} s, {len(events)} whole JSONL lines |")
     shutil.rmtree(tmp_path / "ckpt", ignore_errors=True)
