@@ -213,3 +213,59 @@ def test_unused_bomb_member_is_never_read(tmp_path: Path) -> None:
     t0 = time.monotonic()
     ds = load_dataset(str(path))
     assert ds.num_nodes == 2708 and time.monotonic() - t0 < 5.0
+
+
+def sparse_zip64(path: Path, members: dict[str, bytes], big: str, big_header: bytes, hole: int) -> Path:
+    """A stored (uncompressed) ZIP64 archive whose member ``big`` is ``big_header`` then ``hole`` zero
+    bytes left as a hole: an honest multi-GB member that takes no disk space (its CRC is left 0; no
+    reader that refuses it in time gets to the end)."""
+    import struct
+    import zlib
+
+    central, offset = [], 0
+    with open(path, "wb") as fh:
+        for name, data in [*members.items(), (big, big_header)]:
+            size = len(data) + (hole if name == big else 0)
+            crc = 0 if name == big else zlib.crc32(data)
+            raw = f"{name}.npy".encode()
+            extra = struct.pack("<HHQQ", 1, 16, size, size)
+            fh.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+                                 len(raw), len(extra)) + raw + extra + data)
+            if name == big:
+                fh.seek(hole, os.SEEK_CUR)
+            central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF,
+                                       0xFFFFFFFF, len(raw), len(extra), 0, 0, 0, 0, offset) + raw + extra)
+            offset = fh.tell()
+        cd = b"".join(central)
+        fh.write(cd)
+        end64 = offset + len(cd)
+        n = len(central)
+        fh.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, len(cd), offset))
+        fh.write(struct.pack("<IIQI", 0x07064B50, 0, end64, 1))
+        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(cd), 0xFFFFFFFF, 0))
+    return path
+
+
+def test_arrays_larger_than_the_machine_are_refused_before_allocating(tmp_path: Path, monkeypatch, capfd) -> None:
+    """x honestly holds twice the machine's whole memory (a sparse file): refused from the headers."""
+    import psutil
+
+    a = cora_arrays()
+    free = psutil.virtual_memory().total
+    columns = 2 * free // (4 * 2708) + 1
+    head = npy(np.zeros(0, np.float32), (2708, columns))
+    small = {k: npy(v) for k, v in a.items() if k not in ("x", "meta")}
+    path = sparse_zip64(tmp_path / "huge.npz", small, "x", head, 4 * 2708 * columns)
+    assert path.stat().st_size > 2 * free and path.stat().st_blocks * 512 < 10_000_000  # a hole, not data
+    capfd.readouterr()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [TRAIN, *SMALL, "--dataset", str(path)])
+    t0 = time.monotonic()
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(REPO / TRAIN), run_name="__main__")
+    row = check_one_line(exited.value.code, capfd.readouterr().err, "GiB are available", path, tmp_path,
+                         time.monotonic() - t0, "arrays > free memory (sparse ZIP64)")
+    assert "is too large for this machine" in row
+    assert "its arrays need" in row
+    with capfd.disabled():
+        print(row)

@@ -27,6 +27,10 @@ MEMORY_SHARE = 0.8  # a file may use at most this share of the memory available 
 ROW_SHARE = 1 / 1024  # one dense feature row at most this share: batches densify rows, layer 1 holds F x hidden
 
 
+class TooLarge(ValueError):
+    """The file is consistent but does not fit this machine's memory (not a damaged file)."""
+
+
 def fmt_bytes(n: float) -> str:
     """``3.6 TiB``: sizes in messages."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
@@ -91,9 +95,11 @@ def check_headers(headers: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
     n = shape["y"][0]
     if len(shape["edge_index"]) != 2 or shape["edge_index"][0] != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {shape['edge_index']}")
-    rows = shape["x"][0] if "x" in shape and shape["x"] else (shape["x_indptr"][0] - 1 if "x_indptr" in shape else n)
     if "x" in shape and len(shape["x"]) != 2:
         raise ValueError(f"x must be two-dimensional [N, F], got shape {shape['x']}")
+    if "x" not in shape and len(shape["x_indptr"]) != 1:
+        raise ValueError(f"x_indptr must be one-dimensional, got shape {shape['x_indptr']}")
+    rows = shape["x"][0] if "x" in shape else shape["x_indptr"][0] - 1
     if rows != n:
         raise ValueError(f"y has {n} labels but x has {rows} rows: one label per node (-1 = unlabelled)")
     if "x_data" in shape and shape["x_data"] != shape["x_indices"]:
@@ -104,7 +110,7 @@ def check_headers(headers: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
     need = sum(math.prod(s) * headers[k][1].itemsize for k, s in shape.items())
     free = available_memory()
     if need > MEMORY_SHARE * free:
-        raise ValueError(f"its arrays need {fmt_bytes(need)} in memory but {fmt_bytes(free)} are available")
+        raise TooLarge(f"its arrays need {fmt_bytes(need)} in memory but {fmt_bytes(free)} are available")
 
 
 def check_feature_columns(num_features: int, num_rows: int) -> None:

@@ -126,6 +126,9 @@ def _load_npz(path: Path, name: str) -> GraphDataset:
         raise UserError(f"dataset file {path} is truncated or corrupt ({one_line(exc)}); {fix}") from exc
     try:
         npz_checks.check_headers(headers)
+    except npz_checks.TooLarge as exc:
+        raise UserError(f"dataset file {path} is too large for this machine ({exc}): free memory or use a "
+                        "machine with more") from None
     except ValueError as exc:
         raise UserError(f"dataset file {path} is malformed ({exc}); {fix}") from None
     try:
