@@ -115,6 +115,7 @@ def main() -> int:
         validate_identifier(args.rel_type, "--rel_type")
     if args.name is not None:
         validate_dataset_name(args.name, "--name")
+        GraphSchema.for_dataset(args.name, label=args.node_label, rel_type=args.rel_type)  # names derive from it
     if not (args.dataset.endswith(".npz") and Path(args.dataset).is_file()):
         validate_dataset_name(args.dataset, "--dataset")
     config = LoadConfig(method=args.method, batch_size=args.batch_size, workers=args.workers, reset=args.reset,

@@ -24,6 +24,7 @@ from neo4j import exceptions as neo4j_exc
 
 from src.core.errors import Neo4jUnavailable, UsageError, first_line
 from src.core.schema import validate_identifier
+from src.core.secret_file import read_secret_file
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Neo4jSettings:
         """Flags win over the environment, which wins over the local server's files."""
         env = os.environ
         if password is None and password_file:
-            password = _read_password_file(Path(password_file))
+            password = read_secret_file(Path(password_file))
         uri = uri or env.get("NEO4J_URI")
         local = False
         if not uri:
@@ -97,13 +98,6 @@ class Neo4jSettings:
             database=validate_database(database or env.get("NEO4J_DATABASE") or "neo4j"),
             local=local,
         )
-
-
-def _read_password_file(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise UsageError(f"cannot read Neo4j password file {path}: {exc.strerror}") from None
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:

@@ -81,6 +81,7 @@ CASES = [
     Case("master-port-range", TRAIN, ["--master_port", "70000"], 2, "--master_port must be in 1..65535"),
     Case("resume-without-run-name", TRAIN, ["--resume"], 2, "--resume needs --run_name"),
     Case("run-name-with-slash", TRAIN, ["--run_name", "../x"], 2, "--run_name must be a plain name"),
+    Case("run-name-300-chars", TRAIN, ["--run_name", "r" * 300], 2, "--run_name is 300 bytes long"),
     Case("log-dir-unwritable", TRAIN, ["--log_dir", "{file}/logs"], 2, "--log_dir '{file}/logs' is not writable",
         ),
     Case("checkpoint-dir-unwritable", TRAIN, ["--checkpoint_dir", "{file}/ckpt"], 2,
@@ -116,6 +117,10 @@ CASES = [
          "wrong password", setup="wrong_password"),
     Case("password-file-missing", NEO4J, ["--neo4j_password_file", "nope.txt"], 2,
          "cannot read Neo4j password file nope.txt"),
+    Case("password-file-dev-zero", NEO4J, ["--neo4j_password_file", "/dev/zero"], 2,
+         "Neo4j password file /dev/zero is a device or socket, not a file"),
+    Case("password-file-fifo", NEO4J, ["--neo4j_password_file", "fifo"], 2,
+         "Neo4j password file fifo is a FIFO that sent no password", setup="fifo"),
     Case("unknown-database", NEO4J, ["--neo4j_database", "nosuchdb"], 1, "has no database 'nosuchdb'"),
     Case("unreachable-uri", NEO4J, ["--neo4j_uri", "bolt://127.0.0.1:{closed_port}"], 1, "cannot reach Neo4j"),
     Case("uri-bad-scheme", NEO4J, ["--neo4j_uri", "http://127.0.0.1:7474"], 2, "bad Neo4j URI"),
@@ -134,6 +139,8 @@ CASES = [
          "invalid --node_label"),
     Case("loader-rel-type-spaces", LOADER, ["--dataset", "cora", "--rel_type", "has space"], 2, "invalid --rel_type"),
     Case("loader-name-quotes", LOADER, ["--dataset", "cora", "--name", "cora' OR 1=1 //"], 2, "invalid --name"),
+    Case("loader-name-100-chars", LOADER, ["--dataset", "cora", "--name", "n" * 100], 2,
+         "(100 characters) is too long for the Neo4j label derived from it"),
     Case("loader-synthetic-flag", LOADER, ["--dataset", "cora", "--num_nodes", "100"], 2,
          "apply only to --dataset synthetic"),
     Case("loader-batch-size-zero", LOADER, ["--dataset", "cora", "--batch_size", "0"], 2, "invalid --batch_size 0"),
@@ -156,7 +163,8 @@ CASES = [
     Case("visualize-out-unwritable", VISUALIZE, ["--log_dir", "logs", "--out", "{file}/plots"], 2,
          "--out '{file}/plots' is not writable", setup="logs"),
 ]
-SUBPROCESS = ["batch-size-zero", "loader-label-injection", "partitions-more-than-nodes", "visualize-missing-log-dir"]
+SUBPROCESS = ["batch-size-zero", "loader-label-injection", "partitions-more-than-nodes", "visualize-missing-log-dir",
+              "password-file-fifo"]
 
 
 # ------------------------------------------------------------------------------------ fixtures
@@ -231,6 +239,8 @@ def prepare(case: Case, tmp: Path, request: pytest.FixtureRequest) -> dict[str, 
         shutil.copytree(parts / source / "1-parts", tmp / "parts" / "cora" / "1-parts")
         if case.setup == "broken_partition":
             next((tmp / "parts" / "cora" / "1-parts").rglob("x_data.npy")).unlink()
+    elif case.setup == "fifo":  # nobody writes to it: the read must give up, not block
+        os.mkfifo(tmp / "fifo")
     elif case.setup == "wrong_password":
         settings: Neo4jSettings = request.getfixturevalue("neo4j_settings")
         (tmp / "pw").write_text("definitely-not-the-password")

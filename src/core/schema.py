@@ -68,8 +68,16 @@ class GraphSchema:
 
     @classmethod
     def for_dataset(cls, dataset: str, label: str | None = None, rel_type: str | None = None) -> "GraphSchema":
-        label = label or default_label(dataset)
-        return cls(dataset=dataset, label=label, rel_type=rel_type or f"{label}_EDGE")
+        """Names derived from ``dataset`` unless given; a name too long to derive them is one line."""
+        validate_dataset_name(dataset)
+        derived = {"label": label or default_label(dataset)}
+        derived["rel_type"] = rel_type or f"{derived['label']}_EDGE"
+        for kind, flag, given in (("label", "--node_label", label), ("rel_type", "--rel_type", rel_type)):
+            if given is None and not _IDENTIFIER.match(derived[kind]):
+                raise UsageError(f"dataset name {dataset!r} ({len(dataset)} characters) is too long for the Neo4j "
+                                 f"{kind.replace('_', ' ')} derived from it (at most 64 characters): "
+                                 f"pass a shorter --name, or {flag}")
+        return cls(dataset=dataset, label=derived["label"], rel_type=derived["rel_type"])
 
     @property
     def constraint_name(self) -> str:

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from src.core.errors import UsageError, UserError, one_line
 from src.core.paths import REPO_DIR
-from src.data import synthetic
+from src.data import npz_checks, synthetic
 from src.data.cache import build_cache, data_root
 from src.data.graph import GraphDataset
 from src.data.integrity import check_npz_arrays
@@ -115,18 +115,33 @@ def _find_npz(name: str, root: str | os.PathLike | None) -> Path | None:
     return None
 
 def _load_npz(path: Path, name: str) -> GraphDataset:
-    """Read a shipped-layout ``.npz`` (allow_pickle=False); damaged files raise :class:`UserError`."""
+    """Read a shipped-layout ``.npz`` (allow_pickle=False); damaged or crafted files raise :class:`UserError`.
+
+    Sizes are checked from the headers before any array is read, values before scipy or the
+    model see them (:mod:`src.data.npz_checks`); members the loader does not use are never read.
+    """
     fix = f"replace it with an intact copy (the originals are in {shared_datasets_dir()}, see README.md there)"
     try:
+        headers = npz_checks.member_headers(path)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise UserError(f"dataset file {path} is truncated or corrupt ({one_line(exc)}); {fix}") from exc
+    try:
+        npz_checks.check_headers(headers)
+    except npz_checks.TooLarge as exc:
+        raise UserError(f"dataset file {path} is too large for this machine ({exc}): free memory or use a "
+                        "machine with more") from None
+    except ValueError as exc:
+        raise UserError(f"dataset file {path} is malformed ({exc}); {fix}") from None
+    try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            arrays = {k: z[k] for k in headers}
         meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise UserError(f"dataset file {path} is truncated or corrupt ({one_line(exc)}); {fix}") from exc
     try:
-        return _npz_to_dataset(arrays, meta, name, path)
+        return _npz_to_dataset(arrays, meta if isinstance(meta, dict) else {}, name, path)
     except (KeyError, ValueError, TypeError, IndexError) as exc:
-        raise UserError(f"dataset file {path} is malformed ({one_line(exc)}); {fix}") from exc
+        raise UserError(f"dataset file {path} is malformed ({exc}); {fix}") from None
 
 
 def _npz_to_dataset(arrays: dict[str, np.ndarray], meta: dict[str, Any], name: str, path: Path) -> GraphDataset:
@@ -136,19 +151,20 @@ def _npz_to_dataset(arrays: dict[str, np.ndarray], meta: dict[str, Any], name: s
     if "x" in arrays:
         x: Any = arrays["x"].astype(np.float32, copy=False)
     else:
-        shape = tuple(int(s) for s in arrays["x_shape"])
-        x = sp.csr_matrix(
-            (arrays["x_data"].astype(np.float32, copy=False), arrays["x_indices"], arrays["x_indptr"]), shape=shape
-        )
+        shape = tuple(int(s) for s in arrays["x_shape"].reshape(-1))
+        if len(shape) != 2 or shape[0] != n:
+            raise ValueError(f"x_shape is {shape}, expected ({n}, F): one row per label in y")
+        npz_checks.check_feature_columns(shape[1], shape[0])
+        indices, indptr = arrays["x_indices"], arrays["x_indptr"]
+        npz_checks.check_csr(arrays["x_data"], indices, indptr, shape)
+        x = sp.csr_matrix((arrays["x_data"].astype(np.float32, copy=False), indices, indptr), shape=shape)
     edge_index = arrays["edge_index"].astype(np.int64, copy=False)
     if edge_index.size and (edge_index.min() < 0 or edge_index.max() >= n):
-        raise ValueError("edge_index refers to nodes outside 0..N-1")
-    splits = {k: arrays[k].astype(np.int64, copy=False).reshape(-1) for k in ("train_idx", "val_idx", "test_idx")}
-    for k, idx in splits.items():
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise ValueError(f"{k} refers to nodes outside 0..N-1")
-    labelled = y[y >= 0]
-    num_classes = int(meta.get("num_classes") or (int(labelled.max()) + 1 if labelled.size else 0))
+        bad = int(np.count_nonzero((edge_index < 0) | (edge_index >= n)))
+        raise ValueError(f"edge_index has {bad} node id(s) outside 0..{n - 1}")
+    splits = {k: arrays[k].astype(np.int64, copy=False).reshape(-1) for k in npz_checks.SPLITS}
+    npz_checks.check_splits(splits, n)
+    num_classes = npz_checks.check_labels(y, splits, meta)
     if meta.get("directed"):
         log.warning("%s: stored edges are not symmetric; kept as stored (see the datasets README)", path)
     meta = {**meta, "source": "npz", "path": str(path)}

@@ -13,12 +13,14 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
+from neo4j import exceptions as neo4j_exc
+
 from src.backends.database import DatabaseBackend, add_cache_args, check_cache_args, opened_over
 from src.client import Neo4jClient, add_connection_args, connect, settings_from_args
 from src.core.errors import Neo4jUnavailable, UsageError, UserError
 from src.core.malloc_tuning import retain_freed_memory
 from src.core.record import DatasetRecord
-from src.core.schema import validate_dataset_name
+from src.core.schema import GraphSchema, validate_dataset_name
 from src.feature_store import Neo4jFeatureStore
 from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
@@ -98,6 +100,8 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
         record = require_loaded(client, cfg.dataset)
         access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
                                      projection_mb=args.projection_mb)
+        if access.projection_mb > 0:
+            check_projection_cap(client, record.schema, access.projection_mb)
         return Neo4jBackend(client, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
                             num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb,
                             cache_warm=args.cache_warm, access=access)
@@ -123,6 +127,23 @@ def _raise_if_dataset_changed(client: Neo4jClient, backend: Neo4jBackend, exc: E
         raise UserError(f"dataset {backend.record.name!r} changed under the run: {how}; rerun with --resume once "
                         f"`python loaders/load_into_neo4j.py` has loaded it (the checkpoint keeps the finished "
                         f"epochs)") from None
+
+
+def check_projection_cap(client: Neo4jClient, schema: GraphSchema, projection_mb: float) -> None:
+    """``--projection_mb`` within the server's cap (``server.gnn.projection_max_mb``, default half its heap).
+
+    The plugin refuses larger budgets on every call (a budget beyond the heap would let a build
+    exhaust it); one call with no ids asks before training starts, so the answer is one line.
+    """
+    try:
+        client.read("CALL gnn.fetchRows($label, $id, $x, $y, $ids, $mb) YIELD missing RETURN 0 AS ok",
+                    label=schema.label, id=schema.id_prop, x=schema.x_prop, y=schema.y_prop, ids=b"", mb=projection_mb)
+    except neo4j_exc.ClientError as exc:
+        message = exc.message or ""
+        if "projection cap" not in message:
+            raise
+        gist = message.split("IllegalArgumentException: ")[-1].strip()
+        raise UsageError(f"the server refuses --projection_mb {projection_mb:g}: {gist}") from None
 
 
 def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> DatasetRecord | None:

@@ -36,6 +36,7 @@ from src.neo4jdb.class_archive import ClassArchive
 from src.neo4jdb.password import has_store_password, new_password, read_password, set_password
 from src.neo4jdb.processes import (MAIN_CLASS, cmdline, listening_ports, pid_alive, port_free, server_lock,
                                    serving_jvms, terminate)
+from src.neo4jdb.server_secrets import env_line, owner_only, set_initial_password
 
 ADMIN_CLASS = "org.neo4j.cli.AdminTool"
 READY_POLL_S = 0.1  # between readiness probes: a failed probe is a refused connection, cheap
@@ -134,7 +135,8 @@ class LocalNeo4j:
         shared by every server using this jar cache (src/neo4jdb/class_archive.py)."""
         return ClassArchive.for_classpath(self.lib.parent / "class-archives", name, classpath)
 
-    def _write_conf(self, port: int, heap: str, pagecache: str, auth: bool = True) -> None:
+    def _write_conf(self, port: int, heap: str, pagecache: str, auth: bool = True,
+                    projection_cap_mb: int | None = None) -> None:
         conf = self.home / "conf"
         conf.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
@@ -162,26 +164,20 @@ class LocalNeo4j:
                 f"server.directories.import={self.home / 'import'}",
                 f"server.directories.plugins={self.home / 'plugins'}",
                 "db.tx_log.rotation.retention_policy=1 files",
+                # largest projectionMb a gnn.* call may ask for (the plugin's default: half the heap)
+                *([f"server.gnn.projection_max_mb={projection_cap_mb}"] if projection_cap_mb is not None else []),
                 "",
             ])
         )
 
     def _set_initial_password(self) -> None:
-        if (self.home / "data" / "dbms" / "auth.ini").exists():
-            return
-        env = {**os.environ, "NEO4J_HOME": str(self.home), "NEO4J_CONF": str(self.home / "conf")}
-        # The password goes through stdin-free argv of a short-lived local process, never to logs.
-        proc = subprocess.run(
-            # "--" ends the options: a generated password may start with "-" (token_urlsafe's alphabet
-            # has it: 1 in 64 first starts), which the tool would otherwise take for an unknown option.
-            ["java", "-cp", f"{self.lib}/*", ADMIN_CLASS, "dbms", "set-initial-password", "--", self.password()],
-            capture_output=True, text=True, env=env,
-        )
-        if proc.returncode != 0:
-            raise UserError(f"neo4j-admin set-initial-password failed: {proc.stderr.strip()[-300:]}")
+        if not (self.home / "data" / "dbms" / "auth.ini").exists():
+            set_initial_password(self.home, self.lib, self.password())
+            owner_only(self.root)
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self, heap: str = "2g", pagecache: str = "2g", port: int | None = None, timeout: float = 120.0) -> dict:
+    def start(self, heap: str = "2g", pagecache: str = "2g", port: int | None = None, timeout: float = 120.0,
+              projection_cap_mb: int | None = None) -> dict:
         """Start the server (or report the running one) and wait until Bolt answers.
 
         Serialised with every other start, stop or import of this home (:func:`server_lock`), so
@@ -192,9 +188,10 @@ class LocalNeo4j:
                 raise UsageError(f"invalid --{name} {value!r}: use a size like 512m or 4g")
         self.root.mkdir(parents=True, exist_ok=True)
         with server_lock(self.root):
-            return self._start(heap, pagecache, port, timeout)
+            return self._start(heap, pagecache, port, timeout, projection_cap_mb=projection_cap_mb)
 
-    def _start(self, heap: str, pagecache: str, port: int | None, timeout: float, auth: bool = True) -> dict:
+    def _start(self, heap: str, pagecache: str, port: int | None, timeout: float, auth: bool = True,
+               projection_cap_mb: int | None = None) -> dict:
         st = self.state()
         # Left by a process killed mid-start or mid-stop, it may still be coming up or shutting down.
         if st is not None and self._wait_ready(st["pid"], int(st["port"]), timeout, auth):
@@ -205,7 +202,9 @@ class LocalNeo4j:
         port = port or (prev if prev and port_free(prev) else free_port())
         if not port_free(port):
             raise UsageError(f"port {port} on 127.0.0.1 is in use; pick another with --port or omit it")
-        self._write_conf(port, heap, pagecache, auth)
+        if projection_cap_mb is not None and (projection_cap_mb < 0 or plugin is None):
+            raise UsageError(f"--projection_cap_mb {projection_cap_mb}: needs the gnn.* plugin and a value >= 0")
+        self._write_conf(port, heap, pagecache, auth, projection_cap_mb)
         if not has_store_password(self.home):
             new_password(self.password_file)  # kept if present: a reset keeps the password
         self._set_initial_password()
@@ -222,8 +221,9 @@ class LocalNeo4j:
             "-Dfile.encoding=UTF-8", "-cp", ":".join(classpath), MAIN_CLASS,
             f"--home-dir={self.home}", f"--config-dir={self.home / 'conf'}",
         ]
+        owner_only(self.root)
         proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=self.home)
+                                start_new_session=True, cwd=self.home, umask=0o077)
         st = {"pid": proc.pid, "port": port, "version": self.version, "heap": heap, "pagecache": pagecache,
               "started_at": time.time(), "home": str(self.home),
               "class_archive": [str(archive.path), str(archive.partial)]}  # committed by stop()
@@ -335,6 +335,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--pagecache", default=os.environ.get("NEO4J_PAGECACHE", "2g"), help="page cache for the store files (env NEO4J_PAGECACHE; default 2g)")
     s.add_argument("--port", type=int, default=None, help="Bolt port on 127.0.0.1 (default: last used if free, else any free port)")
     s.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness (default 120)")
+    s.add_argument("--projection_cap_mb", type=int, default=None,
+                   help="largest in-heap projection (MiB) a gnn.* call may ask for; larger requests are refused "
+                        "(server.gnn.projection_max_mb in neo4j.conf; default: half the heap)")
     sub.add_parser("stop", help="stop the server this project started and wait for it to exit")
     sub.add_parser("status", help="print URI, version, pid and data dir (exit 3 when not running)")
     sub.add_parser("env", help="print export lines for eval: NEO4J_URI, NEO4J_USER, NEO4J_PASSWORD, NEO4J_DATABASE")
@@ -351,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     srv = LocalNeo4j()
     if args.command == "start":
-        st = srv.start(heap=args.heap, pagecache=args.pagecache, port=args.port, timeout=args.timeout)
+        st = srv.start(heap=args.heap, pagecache=args.pagecache, port=args.port, timeout=args.timeout,
+                       projection_cap_mb=args.projection_cap_mb)
         verb = "already running" if st["already_running"] else "started"
         print(f"Neo4j {st['version']} {verb}: bolt://127.0.0.1:{st['port']} (pid {st['pid']}, data {srv.home / 'data'})")
     elif args.command == "stop":
@@ -380,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         if st is None:
             raise UserError("Neo4j is not running; start it with `bash jobs/neo4j.sh start`")
         # The password is read from its 0600 file at eval time, so it never appears in output or logs.
-        print(f"export NEO4J_URI=bolt://127.0.0.1:{st['port']} NEO4J_USER=neo4j NEO4J_DATABASE=neo4j "
-              f"NEO4J_PASSWORD=\"$(cat '{srv.password_file}')\"")
+        # Every value is shell-quoted: a folder name like '$(touch x)' stays a name under eval.
+        print(env_line(f"bolt://127.0.0.1:{st['port']}", srv.password_file))
     return 0
 
 

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from src.core.errors import UserError
+from src.core.errors import UserError, first_line
 from src.train import distributed
+from src.train.checkpoint_checks import validate_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -136,22 +137,27 @@ def _write_atomically(path: Path, state: dict[str, Any]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        raise UserError(f"cannot write checkpoint {path} ({exc.strerror or exc}): "
-                        "fix --checkpoint_dir") from None
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as RuntimeError (inline_container)
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc, 120)
+        kept = f"the checkpoint of the last good epoch stays in {path}" if path.exists() else "no checkpoint was kept"
+        raise UserError(f"cannot write checkpoint {path} after epoch {state.get('epoch')} ({reason}); {kept}: "
+                        "free space in (or fix) --checkpoint_dir, then --resume") from None
 
-
-def load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
-    """Rank 0 reads and checks the checkpoint, every rank gets it (or the same one-line error)."""
+def load_checkpoint(path: Path, identity: dict[str, Any], model: nn.Module | None = None,
+                    optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any] | None:
+    """Rank 0 reads and checks the checkpoint (against ``model``/``optimizer`` when given), every
+    rank gets it (or the same one-line error)."""
     payload: dict[str, Any] | str | None = None
     if distributed.rank() == 0:
-        payload = _read_checkpoint(path, identity)
+        payload = _read_checkpoint(path, identity, model, optimizer)
     payload = distributed.broadcast_object(payload)
     if isinstance(payload, str):
         raise UserError(payload)
     return payload
 
-def _read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | str | None:
+def _read_checkpoint(path: Path, identity: dict[str, Any], model: nn.Module | None,
+                     optimizer: torch.optim.Optimizer | None) -> dict[str, Any] | str | None:
     if not path.exists():
         log.warning("--resume: no checkpoint at %s, starting from epoch 1", path)
         return None
@@ -159,7 +165,11 @@ def _read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | s
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling/format problem means the same thing to the user
         return f"checkpoint {path} is unreadable ({type(exc).__name__}): delete it or use a new --run_name"
-    theirs = state.get("identity", {})
+    not_ours = "it is not a checkpoint of this run; delete it or use a new --run_name"
+    problem = validate_checkpoint(state)  # the layout first, so the identity can be read
+    if problem is not None:
+        return f"checkpoint {path} {problem}: {not_ours}"
+    theirs = state["identity"]
     theirs = {**_IDENTITY_DEFAULTS, **theirs}
     diff = [k for k in _IDENTITY_KEYS if theirs.get(k) != identity[k]]
     if diff:
@@ -167,4 +177,5 @@ def _read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | s
         now = ", ".join(f"{k}={identity[k]}" for k in diff)
         return (f"checkpoint {path} was written for {was} but this run has {now}: "
                 "use the original settings, another --run_name, or drop --resume")
-    return state
+    problem = validate_checkpoint(state, model, optimizer)
+    return state if problem is None else f"checkpoint {path} {problem}: {not_ours}"

@@ -21,6 +21,7 @@ from src.train.model import MODELS
 
 _TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _D = TrainConfig()  # the defaults live in one place
+MAX_RUN_NAME_BYTES = 200  # the run is a folder name (at most 255 bytes on Linux), with room for temporary names
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -148,6 +149,9 @@ def parse_training_config(
     if flags["run_name"] is not None:
         _check(_is_plain_name(flags["run_name"]),
                f"--run_name must be a plain name without '/' (got {flags['run_name']!r})")
+        size = len(flags["run_name"].encode("utf-8"))
+        _check(size <= MAX_RUN_NAME_BYTES,
+               f"--run_name is {size} bytes long; a folder name holds at most {MAX_RUN_NAME_BYTES}: pick a shorter name")
     check_writable_dir(flags["log_dir"], "--log_dir")
     check_writable_dir(flags["checkpoint_dir"], "--checkpoint_dir")
     settings = {f.name: flags[f.name] for f in dataclasses.fields(TrainConfig) if f.name not in ("fanouts", "flags")}

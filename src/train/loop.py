@@ -137,7 +137,7 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
     seed_all(mix_seeds(cfg.seed, rank, 1))  # but rank-specific dropout masks
     ckpt_path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
     best_path = ckpt_path.with_name(BEST_FILE)
-    state = load_checkpoint(ckpt_path, identity) if cfg.resume else None
+    state = load_checkpoint(ckpt_path, identity, model, optimizer) if cfg.resume else None
     progress, start_epoch = Progress(), 1
     if state is not None:
         model.load_state_dict(state["model"])

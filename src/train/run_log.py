@@ -18,6 +18,8 @@ from typing import Any, Mapping
 
 import psutil
 
+from src.core.errors import UserError
+
 EVENTS = ("run_start", "step", "epoch", "summary")
 _SECRET_MARKERS = ("password", "secret", "token")
 _MIB = 1024 * 1024
@@ -110,9 +112,9 @@ class RunLogger:
         self.jsonl_path = self.dir / f"rank{rank}.jsonl"
         self.text_path = self.dir / f"rank{rank}.log"
         self._common = {"rank": rank, "world_size": world_size, "backend": backend, "dataset": dataset}
-        mode = "a" if append else "w"
-        self._jsonl = open(self.jsonl_path, mode, encoding="utf-8")
-        self._text = open(self.text_path, mode, encoding="utf-8")
+        mode = "ab" if append else "wb"
+        self._jsonl = open(self.jsonl_path, mode, buffering=0)  # unbuffered: a line is on disk or not at all
+        self._text = open(self.text_path, mode, buffering=0)
 
     def drop_after_epoch(self, epoch: int) -> int:
         """Remove step/epoch events of epochs > ``epoch`` from the JSONL; return how many.
@@ -124,9 +126,14 @@ class RunLogger:
         lines = self.jsonl_path.read_text(encoding="utf-8").splitlines(keepends=True)
         kept = [ln for ln in lines if not _is_after(ln, epoch)]
         tmp = self.jsonl_path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, self.jsonl_path)
-        self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
+        try:
+            tmp.write_text("".join(kept), encoding="utf-8")
+            os.replace(tmp, self.jsonl_path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _write_error(self.jsonl_path, exc) from None
+        finally:
+            self._jsonl = open(self.jsonl_path, "ab", buffering=0)
         return len(lines) - len(kept)
 
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
@@ -134,21 +141,43 @@ class RunLogger:
         if event not in EVENTS:
             raise ValueError(f"unknown event {event!r}; expected one of {EVENTS}")
         record = _jsonable({"event": event, "time": time.time(), **self._common, **redact(fields)})
-        self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
-        self._jsonl.flush()
-        self._text.write(_human_line(record) + "\n")
-        self._text.flush()
+        _append_whole(self._jsonl, json.dumps(record, allow_nan=False) + "\n")
+        _append_whole(self._text, _human_line(record) + "\n")
         return record
 
     def note(self, message: str) -> None:
         """A free-text line in the readable log only (resume notices and the like)."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self._text.write(f"{stamp} rank{self._common['rank']} note {message}\n")
-        self._text.flush()
+        _append_whole(self._text, f"{stamp} rank{self._common['rank']} note {message}\n")
 
     def close(self) -> None:
         self._jsonl.close()
         self._text.close()
+
+
+def _append_whole(fh: Any, text: str) -> None:
+    """Append ``text`` to the unbuffered file ``fh`` entirely or not at all.
+
+    Why: on a full disk a line would otherwise be torn (a prefix written), and the next reader
+    of the JSONL meets half an object; the file is cut back to where it was and the run stops
+    with one line (:class:`UserError`).
+    """
+    data = memoryview(text.encode("utf-8"))
+    start = os.fstat(fh.fileno()).st_size
+    try:
+        while data:
+            data = data[fh.write(data):]
+    except OSError as exc:
+        try:
+            os.ftruncate(fh.fileno(), start)
+        except OSError:
+            pass  # cutting back only frees space; the error below is what matters
+        raise _write_error(Path(fh.name), exc) from None
+
+
+def _write_error(path: Path, exc: OSError) -> UserError:
+    return UserError(f"cannot write run log {path} ({exc.strerror or exc}); the lines written so far are "
+                     "intact: free space in (or fix) --log_dir, then --resume")
 
 
 def _is_after(line: str, epoch: int) -> bool:

@@ -247,13 +247,14 @@ public final class GnnProcedures {
             @Name("yProp") String yProp,
             @Name("ids") Object idBytes,
             @Name(value = "projectionMb", defaultValue = "0") double projectionMb) {
+        long budget = Budget.mebibytes(projectionMb);  // a request above the server's cap is refused first
         long[] ids = LongList.fromLittleEndianBytes(idBytes, "gnn.fetchRows: ids");
         try (KernelGraph g = new KernelGraph(tx, db.databaseName(), label, idProp)) {
             int xKey = g.tokens.propertyKey(xProp);
             int yKey = g.tokens.propertyKey(yProp);
             RowsBuilder out = new RowsBuilder(ids.length);
             FeatureProjection p = Projections.get(Projections.key(g, "rows:" + xProp, yProp), g,
-                    Budget.mebibytes(projectionMb), log, budget -> FeatureProjection.build(g, xKey, yKey, budget));
+                    budget, log, b -> FeatureProjection.build(g, xKey, yKey, b));
             if (p != null) {
                 p.fetch(ids, out);
                 return Stream.of(out.result());
