@@ -25,6 +25,7 @@ import pytest
 
 from src.in_memory.full_graph import FullGraphBackend
 from src.client import Neo4jClient, Neo4jSettings
+from src.data import sources
 from src.data.sources import load_dataset
 from src.data.loading import LoadConfig
 from src.neo4jdb.load.ensure import ensure_loaded
@@ -34,7 +35,7 @@ from src.train.config import TrainConfig
 from src.train.loop import train
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_CORA = REPO.parent / "shared" / "datasets" / "cora.npz"
+SHARED_CORA = sources.shipped_dir() / "cora.npz"  # the shared file, byte for byte; present in a bare clone
 TRAIN = "in-memory-alternative.py"
 NEO4J = "main-neo4j-backend.py"
 LOADER = "loaders/load_into_neo4j.py"

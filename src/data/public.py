@@ -10,6 +10,7 @@ unpickled here: for it the line names the source and the shared folder.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import urllib.error
@@ -82,6 +83,7 @@ def _download(name: str, source: PublicSource, folder: Path) -> Path:
         return path
     log.info("%s: downloading %s (once) ...", name, source.url)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    made = [f for f in (folder.parent, folder) if not f.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(source.url, timeout=_TIMEOUT_S) as resp, open(tmp, "wb") as out:
@@ -90,19 +92,13 @@ def _download(name: str, source: PublicSource, folder: Path) -> Path:
         os.replace(tmp, path)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         tmp.unlink(missing_ok=True)
-        _remove_if_empty(folder)
+        for f in reversed(made):  # only the folders made here, and only when empty: nothing half-made stays
+            with contextlib.suppress(OSError):
+                f.rmdir()
         raise UserError(f"dataset {name!r} is not shipped with this checkout and could not be downloaded "
                         f"from its public source {source.url} ({one_line(exc)}): connect to the internet, or "
                         f"put {name}.npz from ../shared/datasets into --dataset_root_dir or $GNN_SHARED_DATASETS") from None
     return path
-
-
-def _remove_if_empty(folder: Path) -> None:
-    for f in (folder, folder.parent):
-        try:
-            f.rmdir()  # only succeeds when empty: nothing half-made stays behind
-        except OSError:
-            return
 
 
 def _from_gnn_benchmark(name: str, a: dict[str, np.ndarray]) -> GraphDataset:
