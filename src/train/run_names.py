@@ -6,8 +6,8 @@ at once interleave their JSONL and overwrite each other's checkpoint.  Here: the
 unique (dataset name, backend, time, random suffix) and made from the dataset's *name*, never
 its path (``--dataset /abs/x.npz`` must not put logs at ``/abs/x.npz-<time>/``); an existing run
 is refused unless ``--resume`` continues it or ``--overwrite`` replaces it; and every rank holds
-an exclusive ``flock`` on its files of the run folder (rank 0 also on the checkpoint folder)
-for as long as it runs.  Every rank takes part in one decision, so a refused job writes nothing.
+an exclusive ``flock`` on a lock file in the run folder (rank 0 also in the checkpoint folder)
+for as long as it runs; the lock files, and folders left empty, go when it ends.  Every rank takes part in one decision, so a refused job writes nothing.
 
 ``python -m src.train.run_names DATASET BACKEND`` prints a default name (the launch scripts use it).
 """
@@ -59,29 +59,34 @@ def claim_run(cfg: TrainConfig, backend: str | None = None) -> Iterator[TrainCon
     name = cfg.run_name or distributed.broadcast_object(default_run_name(cfg.dataset, backend))
     cfg = dataclasses.replace(cfg, run_name=name)
     rank = distributed.rank()
-    held: list[IO[str]] = []
+    held: list[tuple[Path, IO[str]]] = []
+    made: list[Path] = []  # folders this call created: removed again if they end up empty
     try:
-        problem = _claim(cfg, rank, held)
+        problem = _claim(cfg, rank, held, made)
         problems = distributed.gather_objects(problem)
         first = distributed.broadcast_object(next((p for p in problems or [] if p), None))
         if first:
             raise UserError(first)
         yield cfg
     finally:
-        for fh in held:
-            fh.close()  # releases the flock
+        for path, fh in held:
+            path.unlink(missing_ok=True)  # while still locked; nobody waits on these (non-blocking)
+            fh.close()
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: a run that wrote nothing leaves nothing
 
 
-def _claim(cfg: TrainConfig, rank: int, held: list[IO[str]]) -> str | None:
+def _claim(cfg: TrainConfig, rank: int, held: list[tuple[Path, IO[str]]], made: list[Path]) -> str | None:
     """This rank's part: lock, then check or clear; the problem as one line, or None."""
     from src.train.checkpoint import CHECKPOINT_FILE
 
     log_run = Path(cfg.log_dir) / str(cfg.run_name)
     ckpt_run = Path(cfg.checkpoint_dir) / str(cfg.run_name)
     try:
-        held.append(_lock(log_run / f".rank{rank}.lock", cfg.run_name))
+        held.append(_lock(log_run / f".rank{rank}.lock", cfg.run_name, made))
         if rank == 0:
-            held.append(_lock(ckpt_run / ".lock", cfg.run_name))
+            held.append(_lock(ckpt_run / ".lock", cfg.run_name, made))
     except UserError as exc:
         return str(exc)
     mine = [log_run / f"rank{rank}.jsonl", log_run / f"rank{rank}.log"]
@@ -98,8 +103,9 @@ def _claim(cfg: TrainConfig, rank: int, held: list[IO[str]]) -> str | None:
     return None
 
 
-def _lock(path: Path, run_name: str | None) -> IO[str]:
-    """An exclusive, non-blocking ``flock`` on ``path`` (created); the open file holds it."""
+def _lock(path: Path, run_name: str | None, made: list[Path]) -> tuple[Path, IO[str]]:
+    """An exclusive, non-blocking ``flock`` on ``path`` (created, with the folders it needs)."""
+    made += [p for p in reversed(path.parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+", encoding="utf-8")
     try:
@@ -114,7 +120,7 @@ def _lock(path: Path, run_name: str | None) -> IO[str]:
     fh.truncate()
     fh.write(f"{os.getpid()}\n")
     fh.flush()
-    return fh
+    return path, fh
 
 
 if __name__ == "__main__":
