@@ -48,6 +48,7 @@ class Run:
     epochs: pd.DataFrame  # columns rank, seconds + _EPOCH_FIELDS, one row per (rank, epoch)
     memory: pd.DataFrame  # columns rank, seconds (since start), rss_mb, neo4j_rss_mb
     summaries: dict[int, dict[str, Any]]  # last summary event per rank
+    config: dict[str, Any] | None = None  # run_start's flags (rank 0's), for like-with-like comparisons
 
     @property
     def title(self) -> str:
@@ -74,6 +75,7 @@ class RunMetrics:
     peak_rss_mb: float | None
     peak_neo4j_rss_mb: float | None
     start_time: float | None
+    config: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +165,7 @@ def load_run(folder: Path) -> Run:
         epochs=epochs.reset_index(drop=True),
         memory=memory.reset_index(drop=True),
         summaries={r: s for r, events in by_rank.items() for s in events if s["event"] == "summary"},
+        config=next((e["config"] for e in reversed(starts) if isinstance(e.get("config"), dict)), None),  # a resume's
     )
 
 
@@ -213,7 +216,7 @@ def run_metrics(run: Run) -> RunMetrics:
         seeds_per_s=_finite(per_epoch["seeds_per_s"].sum(min_count=1).mean()),
         best_val_acc=_finite(best_val), test_acc_at_best_val=_finite(test_at_best),
         peak_rss_mb=peak_rss, peak_neo4j_rss_mb=peak_neo4j,
-        start_time=run.start_time,
+        start_time=run.start_time, config=run.config,
     )
 
 
