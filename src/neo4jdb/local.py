@@ -332,7 +332,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="jobs/neo4j.sh",
         description="Run the project's local Neo4j Community server (fetched from Maven Central, bound to 127.0.0.1, auth on).",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{start,stop,status,env,reset}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{start,stop,status,env,reset,plugin-jar}")
     s = sub.add_parser("start", help="fetch Neo4j if needed, start it and wait until it answers")
     s.add_argument("--heap", default=os.environ.get("NEO4J_HEAP", "2g"), help="JVM heap (env NEO4J_HEAP; default 2g)")
     s.add_argument("--pagecache", default=os.environ.get("NEO4J_PAGECACHE", "2g"), help="page cache for the store files (env NEO4J_PAGECACHE; default 2g)")
@@ -342,6 +342,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="print URI, version, pid and data dir (exit 3 when not running)")
     sub.add_parser("env", help="print export lines for eval: NEO4J_URI, NEO4J_USER, NEO4J_PASSWORD, NEO4J_DATABASE")
     sub.add_parser("reset", help="stop the server and delete its databases")
+    sub.add_parser("plugin-jar", help="build the gnn.* procedures jar if needed (Maven + JDK 17) and print its path, "
+                   "for the plugins/ folder of your own Neo4j 5.26 server")
     return p
 
 
@@ -372,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
             version = c.server_version()
         print(f"uri      bolt://127.0.0.1:{st['port']}\nversion  {version}\npid      {st['pid']}\n"
               f"data     {srv.home / 'data'}\nheap     {st['heap']}\npagecache {st['pagecache']}")
+    elif args.command == "plugin-jar":
+        jar = srv.jars.plugin()
+        if jar is None:
+            raise UserError("building the gnn.* procedures needs Maven and a JDK 17: apt-get install -y maven openjdk-17-jdk-headless")
+        print(jar)
     elif args.command == "env":
         st = srv.state()
         if st is None:
