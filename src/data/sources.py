@@ -100,12 +100,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **synthetic_o
     if path is None:
         shared = shared_datasets_dir()
         listing = ", ".join(available_datasets(root))
-        if not shared.is_dir():
-            raise UserError(
-                f"unknown dataset {name!r}: the shared dataset folder {shared} does not exist "
-                f"(set {SHARED_ENV} or pass a root holding <name>.npz); available: {listing}"
-            )
-        raise UsageError(f"unknown dataset {name!r}; available: {listing}")
+        missing = "" if shared.is_dir() else (f" (the shared dataset folder {shared} does not exist: set "
+                                                f"{SHARED_ENV} or pass a root holding <name>.npz)")
+        raise UsageError(f"unknown dataset {name!r}; available: {listing}{missing}")
     return _load_npz(path, path.stem)
 
 
