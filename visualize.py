@@ -8,7 +8,10 @@ and writes (existing files of the same name are replaced):
   <out>/<run>/epoch_time.png   epoch wall time stacked by phase, and prefetch-thread work, per rank
   <out>/<run>/throughput.png   train seeds/s per epoch, per rank and summed
   <out>/<run>/accuracy.png     training loss and train/val/test accuracy per epoch
-  <out>/comparison.png         backends side by side per dataset (only with >= 2 backends)
+  <out>/comparison.png         backends side by side per dataset, graph size and rank count, only runs
+                               whose training flags match (others are named with the flags that differ;
+                               --compare_anyway draws them labelled); repeats: median bar, min..max error bar;
+                               memory: trainer peak RSS with the Neo4j server's stacked on top
   <out>/scale.png              peak RSS and epoch time vs synthetic graph size (only with >= 2 sizes)
   <out>/summary.md             one row per run; incomplete runs are listed too
 An --out already named after the (single) run gets the run's figures directly:
@@ -34,10 +37,13 @@ def main() -> int:
                         help="folder with one subfolder per run, or a single run folder "
                              "(default: %(default)s)")
     parser.add_argument("--out", default="plots", help="output folder (default: %(default)s)")
+    parser.add_argument("--compare_anyway", action="store_true",
+                        help="draw runs whose training flags differ in comparison.png too, with the differing "
+                             "flags written under each group (default: only runs with identical flags)")
     args = parser.parse_args()
     check_writable_dir(args.out, "--out")  # before any figure, so a bad --out writes nothing
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s: %(message)s")
-    for path in visualize(Path(args.log_dir), Path(args.out)):
+    for path in visualize(Path(args.log_dir), Path(args.out), compare_anyway=args.compare_anyway):
         print(f"wrote {path}")
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the same training on several backends and write logs, plots and one comparison table.
 #
-#   bash jobs/benchmark_backends.sh [--dataset amazon_cs] [--backends neo4j,in_memory] [--ranks 2]
+#   bash jobs/benchmark_backends.sh [--dataset amazon_cs] [--backends neo4j,in_memory] [--ranks 2] [--repeats N]
 #        [--out bench_out/compare] [-- training flags, identical for every backend]
 #   e.g. bash jobs/benchmark_backends.sh --dataset cora -- --epochs 20 --fanouts 10,10 \
 #        --num_layers 2 --hidden_channels 128 --batch_size 64 --lr 0.01

@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
 done
 case "$ranks" in (''|*[!0-9]*|0) echo "error: --ranks must be a positive integer (got '$ranks')" >&2; exit 2 ;; esac
 script=$("$PYTHON" -m src.backends.registry script "$backend") || exit 2  # the backend's entry script
-run_name=${run_name:-$dataset-$backend-$(date +%Y%m%d-%H%M%S)}
+run_name=${run_name:-$("$PYTHON" -m src.train.run_names "$dataset" "$backend")}  # unique; from the dataset's name, not its path
 
 # An interrupt is never a finished run: remember it, stop the ranks, and report it at the end.
 # Background ranks of a script ignore SIGINT, so they get TERM (and CONT, should one be stopped).

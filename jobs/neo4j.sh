@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's local Neo4j Community 5.26 server: start | stop | status | env | reset.
+# The project's local Neo4j Community 5.26 server: start | stop | status | env | reset | plugin-jar.
 #   bash jobs/neo4j.sh start [--heap 2g] [--pagecache 2g] [--port N]
 #   eval "$(bash jobs/neo4j.sh env)"     # exports NEO4J_URI/USER/PASSWORD/DATABASE
 # Jars come from Maven Central (jobs/neo4j/pom.xml) and live under data/neo4j with the database.

@@ -25,6 +25,7 @@ import pytest
 
 from src.in_memory.full_graph import FullGraphBackend
 from src.client import Neo4jClient, Neo4jSettings
+from src.data import sources
 from src.data.sources import load_dataset
 from src.data.loading import LoadConfig
 from src.neo4jdb.load.ensure import ensure_loaded
@@ -34,7 +35,7 @@ from src.train.config import TrainConfig
 from src.train.loop import train
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_CORA = REPO.parent / "shared" / "datasets" / "cora.npz"
+SHARED_CORA = sources.shipped_dir() / "cora.npz"  # the shared file, byte for byte; present in a bare clone
 TRAIN = "in-memory-alternative.py"
 NEO4J = "main-neo4j-backend.py"
 LOADER = "loaders/load_into_neo4j.py"
@@ -77,6 +78,11 @@ CASES = [
     Case("epochs-zero", TRAIN, ["--epochs", "0"], 2, "--epochs must be > 0"),
     Case("dropout-one", TRAIN, ["--dropout", "1"], 2, "--dropout must be in [0, 1)"),
     Case("unknown-flag", TRAIN, ["--bogus", "1"], 2, "unrecognized arguments: --bogus 1"),
+    Case("root-dir-missing", TRAIN, ["--full_graph", "--dataset_root_dir", "nowhere"], 2,
+         "--dataset_root_dir nowhere is not an existing folder"),
+    Case("root-dir-missing-neo4j", NEO4J, ["--dataset_root_dir", "nowhere"], 2,
+         "--dataset_root_dir nowhere is not an existing folder"),
+    Case("resume-and-overwrite", TRAIN, ["--run_name", "r", "--resume", "--overwrite"], 2, "pass one of them"),
     Case("rank-not-below-nodes", TRAIN, ["--num_nodes", "2", "--node_rank", "2"], 2, "--node_rank must be in 0..1"),
     Case("master-port-range", TRAIN, ["--master_port", "70000"], 2, "--master_port must be in 1..65535"),
     Case("resume-without-run-name", TRAIN, ["--resume"], 2, "--resume needs --run_name"),
@@ -134,6 +140,8 @@ CASES = [
     Case("feature-dimension-mismatch", NEO4J, [*SMALL, "--dataset", "{bad_features}"], 1,
          "float32", may_leave={"logs"}, quiet=False),
     # -- loader -----------------------------------------------------------------------------
+    Case("loader-root-dir-missing", LOADER, ["--dataset", "cora", "--dataset_root_dir", "nowhere"], 1,
+         "--dataset_root_dir nowhere is not an existing folder"),
     Case("loader-unknown-dataset", LOADER, ["--dataset", "no_such_graph"], 2, "unknown dataset 'no_such_graph'"),
     Case("loader-label-injection", LOADER, ["--dataset", "cora", "--node_label", "x`) DETACH DELETE n //"], 2,
          "invalid --node_label"),
@@ -151,6 +159,8 @@ CASES = [
          "--num_partitions must be >= 1"),
     Case("partitions-more-than-nodes", PARTITION, ["--dataset", "cora", "--num_partitions", "5000"], 2,
          "--num_partitions 5000 exceeds the 2708 nodes", quiet=False),
+    Case("partition-root-dir-missing", PARTITION, ["--dataset", "cora", "--num_partitions", "2",
+         "--dataset_root_dir", "nowhere"], 1, "--dataset_root_dir nowhere is not an existing folder"),
     Case("partition-unknown-dataset", PARTITION, ["--dataset", "no_such_graph", "--num_partitions", "2"], 2,
          "unknown dataset 'no_such_graph'"),
     Case("partition-output-unwritable", PARTITION, ["--dataset", "cora", "--num_partitions", "2",

@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 from src.data import ogb as ogb_graphs
-from src.data import sources, synthetic
+from src.data import public, sources, synthetic
 from src.data.graph import GraphDataset, to_undirected
 from src.data.ogb import from_ogb
 from src.data.sources import available_datasets, load_dataset
@@ -132,13 +132,80 @@ def test_unknown_name_lists_available():
 
 
 def test_missing_shared_folder(tmp_path, monkeypatch):
+    """A bare clone: cora comes from the repository itself; the other graphs name their public source."""
     missing = tmp_path / "nowhere"
     monkeypatch.setenv(sources.SHARED_ENV, str(missing))
+    cora = load_dataset("cora")
+    assert Path(cora.meta["path"]) == sources.shipped_dir() / "cora.npz"
+    assert (cora.num_nodes, cora.num_edges, cora.num_features, cora.num_classes) == README_SIZES["cora"][:4]
+    if (SHARED / "cora.npz").is_file():  # byte for byte the shared file
+        assert (sources.shipped_dir() / "cora.npz").read_bytes() == (SHARED / "cora.npz").read_bytes()
     with pytest.raises(UserError) as exc:
-        load_dataset("cora")
+        load_dataset("citeseer", root=tmp_path)
+    assert "kimiyoung/planetoid" in _one_line(exc) and "citeseer.npz" in _one_line(exc)
+    with pytest.raises(UserError) as exc:
+        load_dataset("nosuchgraph")
+    assert str(missing) in _one_line(exc) and "cora" in _one_line(exc) and "amazon_cs" in _one_line(exc)
+    assert available_datasets()[:1] == ["amazon_cs"] and "cora" in available_datasets()
+
+
+def test_public_source_offline_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    """No route to the source (a closed local port): one line naming the URL, no folder left."""
+    monkeypatch.setenv(sources.SHARED_ENV, str(tmp_path / "nowhere"))
+    monkeypatch.setitem(public.PUBLIC_SOURCES, "tolokers",
+                        public.PublicSource("http://127.0.0.1:9/tolokers.npz", "MIT", "heterophilous"))
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(UserError) as exc:
+        load_dataset("tolokers", root=root)
     msg = _one_line(exc)
-    assert str(missing) in msg and sources.SHARED_ENV in msg and "available: synthetic" in msg
-    assert available_datasets() == ["synthetic", *ogb_graphs.OGB_DATASETS]
+    assert "http://127.0.0.1:9/tolokers.npz" in msg and "connect to the internet" in msg
+    assert list(root.iterdir()) == []
+
+
+def _serve(monkeypatch, name: str, kind: str, path: Path) -> None:
+    monkeypatch.setitem(public.PUBLIC_SOURCES, name, public.PublicSource(path.as_uri(), "MIT", kind))
+
+
+@needs_shared
+def test_public_sources_convert_like_the_shared_files(tmp_path, monkeypatch):
+    """Upstream-format files made from the shared ones (gnn-benchmark CSR arrays plus an object
+    array of names; heterophilous-graphs' once-per-pair edges and masks) convert back to them:
+    the symmetrised edges, the Pitfalls split (seed 0) and split 0 all match the shared files."""
+    monkeypatch.setenv(sources.SHARED_ENV, str(tmp_path / "nowhere"))
+    with np.load(SHARED / "amazon_cs.npz") as z:
+        ref = {k: z[k] for k in z.files}
+    adj = sp.csr_matrix((np.ones(ref["edge_index"].shape[1], np.float32), tuple(ref["edge_index"])),
+                        shape=(len(ref["y"]),) * 2)
+    attr = sp.csr_matrix(ref["x"])
+    np.savez(tmp_path / "amazon.npz", adj_data=adj.data, adj_indices=adj.indices, adj_indptr=adj.indptr,
+             adj_shape=adj.shape, attr_data=attr.data, attr_indices=attr.indices, attr_indptr=attr.indptr,
+             attr_shape=attr.shape, labels=ref["y"], class_names=np.array(["a", None], dtype=object))
+    _serve(monkeypatch, "amazon_cs", "gnn-benchmark", tmp_path / "amazon.npz")
+    (tmp_path / "r").mkdir()
+    ds = load_dataset("amazon_cs", root=tmp_path / "r")
+    assert ds.meta["source"] == "public" and (tmp_path / "r" / "public" / "amazon_cs.source.npz").is_file()
+    np.testing.assert_array_equal(ds.edge_index, ref["edge_index"])
+    np.testing.assert_array_equal(ds.x, ref["x"])
+    for split in ("train_idx", "val_idx", "test_idx"):
+        np.testing.assert_array_equal(getattr(ds, split), ref[split])
+
+    with np.load(SHARED / "tolokers.npz") as z:
+        ref = {k: z[k] for k in z.files}
+    once = ref["edge_index"][:, ref["edge_index"][0] < ref["edge_index"][1]]
+    np.savez(tmp_path / "tolokers.npz", node_features=ref["x"], node_labels=ref["y"], edges=once.T,
+             train_masks=ref["train_masks"], val_masks=ref["val_masks"], test_masks=ref["test_masks"])
+    _serve(monkeypatch, "tolokers", "heterophilous", tmp_path / "tolokers.npz")
+    ds = load_dataset("tolokers", root=tmp_path / "r")
+    np.testing.assert_array_equal(ds.edge_index, ref["edge_index"])
+    for split in ("train_idx", "val_idx", "test_idx"):
+        np.testing.assert_array_equal(getattr(ds, split), ref[split])
+
+
+def test_missing_root_dir_is_an_error(tmp_path):
+    with pytest.raises(UserError) as exc:
+        load_dataset("cora", root=tmp_path / "absent")
+    assert "--dataset_root_dir" in _one_line(exc) and "absent" in _one_line(exc)
 
 
 @needs_shared

@@ -22,10 +22,11 @@ import psutil
 import pytest
 
 from src.client import Neo4jSettings
+from src.data import sources
 from src.neo4jdb.local import LocalNeo4j
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_CORA = REPO.parent / "shared" / "datasets" / "cora.npz"
+SHARED_CORA = sources.shipped_dir() / "cora.npz"  # the shared file, byte for byte; present in a bare clone
 LAUNCH = REPO / "jobs" / "launch_training_single_node.sh"
 DOWN_EPOCHS = 8  # the short-budget job of the restart test (see there)
 RUN_TIMEOUT = 400  # seconds for one launch; the shared 2-core machine can be slow

@@ -278,3 +278,56 @@ def test_backend_colours_are_fixed() -> None:
     named = [backend_colour(b) for b in ("in_memory", "neo4j", "partitioned", "ladybug")]
     assert len(set(named)) == len(named)
     assert backend_colour("some_future_backend") == backend_colour("some_future_backend")
+
+
+def _with_flags(backend: str, **flags: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A copy of the real run as ``backend`` whose run_start config has ``flags`` changed."""
+    def rewrite(event: dict[str, Any]) -> dict[str, Any]:
+        event = {**event, "backend": backend}
+        if event["event"] == "run_start":
+            event["config"] = {**event["config"], **flags}
+        return event
+    return rewrite
+
+
+def _slots(logs: Path, **kwargs: Any) -> list[Any]:
+    from src.plots.comparison import comparison_slots
+    from src.plots.runs import find_runs, load_run, run_metrics
+    return comparison_slots([run_metrics(load_run(f)) for f in find_runs(logs)], **kwargs)
+
+
+def test_comparison_refuses_runs_whose_flags_differ(real_run: Path, tmp_path: Path) -> None:
+    """A batch-1024 run beside a batch-8192, 16-thread one: no figure, one warning naming the flags;
+    --compare_anyway draws them and says what differs; a flag only one backend has does not count."""
+    logs = tmp_path / "logs"
+    _derive(real_run, logs / "mem", _with_flags("in_memory", batch_size=8192, num_workers=16))
+    _derive(real_run, logs / "db", _with_flags("neo4j", batch_size=1024, num_workers=1, cache_mb=64))
+    proc = _run(["visualize.py", "--log_dir", str(logs), "--out", str(tmp_path / "out")])
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "out" / COMPARISON_FIGURE).exists()
+    warning = [ln for ln in proc.stderr.splitlines() if "not compared" in ln]
+    assert len(warning) == 1, proc.stderr
+    assert "batch_size: 8192 vs 1024" in warning[0] or "batch_size: 1024 vs 8192" in warning[0]
+    assert "num_workers" in warning[0] and "cache_mb" not in warning[0] and "--compare_anyway" in warning[0]
+    (slot,) = _slots(logs, compare_anyway=True)
+    assert set(slot.differs) == {"batch_size", "num_workers"}
+    proc = _run(["visualize.py", "--log_dir", str(logs), "--out", str(tmp_path / "any"), "--compare_anyway"])
+    assert proc.returncode == 0, proc.stderr
+    _assert_png(tmp_path / "any" / COMPARISON_FIGURE)
+
+
+def test_comparison_pairs_matching_runs_and_counts_repeats(real_run: Path, tmp_path: Path) -> None:
+    """Two repeats per backend with one setting, plus a 5-epoch run that matches nothing."""
+    logs = tmp_path / "logs"
+    for k in (1, 2):
+        _derive(real_run, logs / f"mem-r{k}", _with_flags("in_memory"))
+        _derive(real_run, logs / f"db-r{k}", _as_neo4j)
+    _derive(real_run, logs / "db-5ep", lambda e: _with_flags("neo4j", epochs=5)(_as_neo4j(e)))
+    (slot,) = _slots(logs)
+    assert sorted(slot.runs) == ["in_memory", "neo4j"] and slot.differs == {}
+    assert sorted(r.run for r in slot.runs["neo4j"]) == ["db-r1", "db-r2"]
+    assert len(slot.runs["in_memory"]) == 2
+    proc = _run(["visualize.py", "--log_dir", str(logs), "--out", str(tmp_path / "out")])
+    assert proc.returncode == 0, proc.stderr
+    _assert_png(tmp_path / "out" / COMPARISON_FIGURE)
+    assert "db-5ep (neo4j)" in proc.stderr and "epochs" in proc.stderr

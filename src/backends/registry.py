@@ -12,6 +12,7 @@ scripts use it); an unknown name is one ``error:`` line and exit 2.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from dataclasses import dataclass
 from types import ModuleType
@@ -24,6 +25,7 @@ class BackendSpec:
     name: str
     script: str  # the entry script at the repository root
     module: str  # where add_args / check_args / open_backend / loaded_record live
+    reads_dataset_files: bool = False  # trains from the source files (--dataset_root_dir), not a database
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -32,7 +34,7 @@ class BackendSpec:
 BACKENDS: dict[str, BackendSpec] = {spec.name: spec for spec in (
     BackendSpec("neo4j", "main-neo4j-backend.py", "src.neo4jdb.backend"),
     BackendSpec("ladybug", "main-ladybug-backend.py", "src.ladybugdb.backend"),
-    BackendSpec("in_memory", "in-memory-alternative.py", "src.in_memory.backend"),
+    BackendSpec("in_memory", "in-memory-alternative.py", "src.in_memory.backend", reads_dataset_files=True),
 )}
 
 
@@ -56,6 +58,10 @@ def run_training(name: str, description: str) -> int:
     wing.check_args(args)
     cfg = parse_training_config(args)
     configure_console_logging()
+    if cfg.dataset_root_dir is not None and not spec(name).reads_dataset_files and cfg.node_rank == 0:
+        logging.getLogger(__name__).warning(
+            "--dataset_root_dir does not apply to the %s backend: it trains from the dataset in its database "
+            "(the loader reads the files; pass the flag to loaders/load_into_neo4j.py); ignored", name)
     with wing.open_backend(args, cfg) as backend:
         train(backend, cfg)
     return 0

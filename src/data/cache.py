@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -122,7 +122,9 @@ def build_cache(
     ds = _read_cache(cache_dir, expect)
     if ds is not None:
         return ds
-    with _locked(cache_dir.parent / f"{cache_dir.name}.lock"):
+    made = [p for p in reversed(cache_dir.parents) if not p.exists()]  # removed again if the build fails
+    lock_path = cache_dir.parent / f"{cache_dir.name}.lock"
+    with _locked(lock_path):
         ds = _read_cache(cache_dir, expect)  # another process may have built it meanwhile
         if ds is not None:
             return ds
@@ -130,5 +132,14 @@ def build_cache(
             log.warning("%s is incomplete or outdated; rebuilding it", cache_dir)
             shutil.rmtree(cache_dir)
         cache_dir.mkdir(parents=True)
-        meta = build(cache_dir)
-        return _finish_cache(cache_dir, {**meta, "params": _jsonable(expect)})
+        try:
+            meta = build(cache_dir)
+            return _finish_cache(cache_dir, {**meta, "params": _jsonable(expect)})
+        except BaseException:
+            # nothing half-written: a failed build (offline download, Ctrl-C) leaves no folder or lock
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            lock_path.unlink(missing_ok=True)
+            for folder in reversed(made):
+                with suppress(OSError):
+                    folder.rmdir()  # only if still empty
+            raise

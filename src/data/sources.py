@@ -4,8 +4,11 @@ Sources:
 
 * shipped real graphs: ``<name>.npz`` in ``root`` (if given), then in the shared folder
   (``$GNN_SHARED_DATASETS``, else ``<repo>/../shared/datasets``; layout described in its
-  README.md).  Edges are kept exactly as stored (the files are already symmetric); sparse
-  features stay scipy CSR and only the requested rows are densified.
+  README.md), then in the repository itself (``src/data/shipped``: cora, so a bare clone runs
+  the quickstart and the small tests).  Edges are kept exactly as stored (the files are already
+  symmetric); sparse features stay scipy CSR and only the requested rows are densified.  The
+  other shared graphs missing from all of these come from their public sources
+  (:mod:`src.data.public`; one line naming the source when offline).
 * OGB node-property graphs (``ogbn-arxiv``, ``ogbn-products``, ``ogbn-papers100M``):
   :mod:`src.data.ogb`.
 * ``synthetic``: power-law, homophilous graphs of any size generated out of core by
@@ -36,6 +39,7 @@ from src.data.cache import build_cache, data_root
 from src.data.graph import GraphDataset
 from src.data.integrity import check_npz_arrays
 from src.data.ogb import OGB_DATASETS, load_ogb
+from src.data.public import PUBLIC_SOURCES, load_public
 from src.data.synthetic import SYNTHETIC, synthetic_dir_name, synthetic_params, synthetic_params_from_name
 
 log = logging.getLogger(__name__)
@@ -49,9 +53,14 @@ def shared_datasets_dir() -> Path:
     return Path(env).expanduser() if env else REPO_DIR.parent / "shared" / "datasets"
 
 
+def shipped_dir() -> Path:
+    """The graphs kept inside the repository (cora), with their provenance in README.md there."""
+    return Path(__file__).resolve().parent / "shipped"
+
+
 def available_datasets(root: str | os.PathLike | None = None) -> list[str]:
-    """Shipped ``.npz`` names (root, then shared folder), then ``synthetic``, then the OGB names."""
-    names: set[str] = set()
+    """Shipped ``.npz`` names (root, shared folder, repository), the public ones, ``synthetic``, the OGB names."""
+    names: set[str] = set(PUBLIC_SOURCES)
     for folder in _npz_folders(root):
         if folder.is_dir():
             names.update(p.stem for p in folder.glob("*.npz") if p.is_file())
@@ -65,6 +74,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **synthetic_o
     """
     if not isinstance(name, str) or not name.strip():
         raise UsageError(f"dataset name must be a non-empty string; available: {', '.join(available_datasets(root))}")
+    if root is not None and not Path(root).expanduser().is_dir():
+        raise UserError(f"--dataset_root_dir {root} is not an existing folder: create it, or leave the flag out "
+                        f"to use the shipped graphs ({shipped_dir()}, {shared_datasets_dir()}) and data/datasets")
     key = name.strip()
     low = key.lower()
     if low == SYNTHETIC:
@@ -83,15 +95,15 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **synthetic_o
         path = Path(key).expanduser()
         return _load_npz(path, path.stem)
     path = _find_npz(key, root)
+    public = low.replace("-", "_")
+    if path is None and public in PUBLIC_SOURCES:
+        return load_public(public, root, " or ".join(str(f) for f in _npz_folders(root)))
     if path is None:
         shared = shared_datasets_dir()
         listing = ", ".join(available_datasets(root))
-        if not shared.is_dir():
-            raise UserError(
-                f"unknown dataset {name!r}: the shared dataset folder {shared} does not exist "
-                f"(set {SHARED_ENV} or pass a root holding <name>.npz); available: {listing}"
-            )
-        raise UsageError(f"unknown dataset {name!r}; available: {listing}")
+        missing = "" if shared.is_dir() else (f" (the shared dataset folder {shared} does not exist: set "
+                                                f"{SHARED_ENV} or pass a root holding <name>.npz)")
+        raise UsageError(f"unknown dataset {name!r}; available: {listing}{missing}")
     return _load_npz(path, path.stem)
 
 
@@ -100,7 +112,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **synthetic_o
 # --------------------------------------------------------------------------------------------
 def _npz_folders(root: str | os.PathLike | None) -> list[Path]:
     folders = [Path(root).expanduser()] if root is not None else []
-    return folders + [shared_datasets_dir()]
+    return folders + [shared_datasets_dir(), shipped_dir()]
 
 
 def _find_npz(name: str, root: str | os.PathLike | None) -> Path | None:

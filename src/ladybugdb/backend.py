@@ -91,7 +91,7 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Ladybug
     """Open the dataset's file read-only and the backend over it; the client is closed on every exit."""
     validate_dataset_name(cfg.dataset, "--dataset")
     client = LadybugClient(path_from_args(args, cfg.dataset), read_only=True, buffer_mb=args.ladybug_buffer_mb,
-                           max_threads=args.ladybug_threads)
+                           max_threads=args.ladybug_threads, dataset=cfg.dataset)
 
     def build() -> LadybugBackend:
         return LadybugBackend(client, require_loaded(client, cfg.dataset), fanouts=cfg.fanouts,

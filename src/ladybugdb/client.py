@@ -57,14 +57,15 @@ class LadybugClient:
     """One embedded database (read-only unless ``read_only=False``) with a connection per thread."""
 
     def __init__(self, path: str | Path, *, read_only: bool = True, buffer_mb: int = DEFAULT_BUFFER_MB,
-                 max_threads: int = 1) -> None:
+                 max_threads: int = 1, dataset: str | None = None) -> None:
+        """``dataset``: the name the missing-file message tells the user to load."""
         import ladybug  # imported here so the Neo4j-only paths never need the package
 
         self.path = Path(path)
         self.read_only = read_only
         self.database = str(self.path)  # the attribute Neo4jClient callers print
         if read_only and not self.path.is_file():
-            raise UserError(f"no Ladybug database at {self.path}; create it with `{LOAD_HINT} --dataset <name>` "
+            raise UserError(f"no Ladybug database at {self.path}; create it with `{LOAD_HINT} --dataset {dataset or '<name>'}` "
                             "(or point --ladybug_path at it)")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,11 @@ class Neo4jAccess:
         and verified; True without it is a :class:`UserError` naming the fix.
         """
         procs = procedures.has_procedures(client) if use_procedures is None else bool(use_procedures)
+        if use_procedures is None and not procs:
+            log.warning("the Neo4j server at %s has no gnn.* procedures: sampling and feature fetch use Cypher "
+                        "(10-30x slower); build the plugin with `bash jobs/neo4j.sh plugin-jar`, copy the jar into "
+                        "the server's plugins/ folder and restart it (README: 'Your own Neo4j server')",
+                        client.settings.uri)
         has_adjacency = procs and record is not None and record.has_adjacency(schema)
         if use_adjacency and not has_adjacency:
             raise UserError(f"dataset {schema.dataset!r} has no adjacency property {schema.adj_prop!r} readable by the "

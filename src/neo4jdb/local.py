@@ -329,7 +329,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="jobs/neo4j.sh",
         description="Run the project's local Neo4j Community server (fetched from Maven Central, bound to 127.0.0.1, auth on).",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{start,stop,status,env,reset,set-password}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{start,stop,status,env,reset,set-password,plugin-jar}")
     s = sub.add_parser("start", help="fetch Neo4j if needed, start it and wait until it answers")
     s.add_argument("--heap", default=os.environ.get("NEO4J_HEAP", "2g"), help="JVM heap (env NEO4J_HEAP; default 2g)")
     s.add_argument("--pagecache", default=os.environ.get("NEO4J_PAGECACHE", "2g"), help="page cache for the store files (env NEO4J_PAGECACHE; default 2g)")
@@ -344,6 +344,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("reset", help="stop the server and delete its databases")
     sub.add_parser("set-password", help="give the server a new generated password (in data/neo4j/password), keeping "
                                         "its databases: for a lost or deleted password file (restarts it once)")
+    sub.add_parser("plugin-jar", help="build the gnn.* procedures jar if needed (Maven + JDK 17) and print its path, "
+                   "for the plugins/ folder of your own Neo4j 5.26 server")
     return p
 
 
@@ -379,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
             version = c.server_version()
         print(f"uri      bolt://127.0.0.1:{st['port']}\nversion  {version}\npid      {st['pid']}\n"
               f"data     {srv.home / 'data'}\nheap     {st['heap']}\npagecache {st['pagecache']}")
+    elif args.command == "plugin-jar":
+        jar = srv.jars.plugin()
+        if jar is None:
+            raise UserError("building the gnn.* procedures needs Maven and a JDK 17: apt-get install -y maven openjdk-17-jdk-headless")
+        print(jar)
     elif args.command == "env":
         st = srv.state()
         if st is None:

@@ -11,8 +11,7 @@ picking the runs a cross-run figure shows; :mod:`src.plots.summary` decides wher
   overlaps training and is therefore not stacked into the wall time.
 * throughput: train seeds/s per epoch per rank (and their sum).
 * accuracy: training loss, train/val/test accuracy per epoch, best val marked.
-* comparison: only when runs of two or more backends exist; per dataset, graph size and rank
-  count, the latest run of each backend side by side.
+* comparison: :mod:`src.plots.comparison` (runs with identical training flags only).
 * scale: only when a backend has runs on ``synthetic`` graphs of two or more sizes; peak trainer
   RSS and median epoch time against the number of nodes (log x).
 """
@@ -201,49 +200,6 @@ def plot_accuracy(run: Run) -> Figure | None:
 # cross-run figures
 
 
-def plot_comparison(metrics: Sequence[RunMetrics]) -> Figure | None:
-    """Backends side by side per (dataset, nodes, ranks); None unless >= 2 backends have epochs.
-
-    Several runs of one backend in a group: the latest is shown (the others are logged).
-    """
-    rows = _latest(metrics, lambda m: (m.dataset, m.nodes, m.ranks, m.backend))
-    backends = sorted({m.backend for m in rows})
-    if len(backends) < 2:
-        return None
-    groups = sorted({(m.dataset, m.nodes, m.ranks) for m in rows},
-                    key=lambda g: (g[0] or "", g[1] or 0, g[2] or 0))
-    panels = (("median_epoch_time", "median epoch time (s)", "{:.3g}"),
-              ("peak_rss_mb", "peak trainer RSS (MiB)", "{:.0f}"),
-              ("test_acc_at_best_val", "test accuracy at best val", "{:.3f}"),
-              ("seeds_per_s", "throughput, all ranks (seeds/s)", "{:.0f}"))
-    crowded = len(groups) > 10  # then one rotated line per group instead of three short ones
-    width = 0.8 / len(backends)
-    # one panel per row: every bar gets the full figure width for its value label
-    fig = Figure(figsize=(max(9.0, 1.5 + len(groups) * (0.35 + 0.55 * len(backends))), 11.5),
-                 layout="constrained")
-    axes = fig.subplots(len(panels), 1, sharex=True)
-    for ax, (field, label, fmt) in zip(axes, panels):
-        for b, backend in enumerate(backends):
-            by_group = {(m.dataset, m.nodes, m.ranks): getattr(m, field)
-                        for m in rows if m.backend == backend}
-            values = [by_group.get(g) for g in groups]
-            x = np.arange(len(groups)) + (b - (len(backends) - 1) / 2) * width
-            bars = ax.bar(x, [np.nan if v is None else v for v in values], width=width,
-                          color=backend_colour(backend), label=backend)
-            ax.bar_label(bars, labels=["" if v is None else fmt.format(v) for v in values],
-                         padding=2, fontsize=10)
-        ax.set(title=label, ylabel=label, xlim=(-0.5, len(groups) - 0.5))  # missing bars keep their slot
-        ax.margins(y=0.15)
-        ax.grid(axis="x", visible=False)
-    for ax in axes[-1:]:
-        ax.set_xticks(np.arange(len(groups)), [_group_label(g, one_line=crowded) for g in groups],
-                      rotation=35 if crowded else 0, ha="right" if crowded else "center")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(backends), title="backend")
-    fig.suptitle("Backend comparison (latest run per dataset, graph size and rank count)")
-    return fig
-
-
 def plot_scale(metrics: Sequence[RunMetrics]) -> Figure | None:
     """Peak RSS and median epoch time against synthetic graph size, one line per backend/ranks."""
     rows = _latest([m for m in metrics if _is_synthetic(m.dataset) and m.nodes],
@@ -290,7 +246,7 @@ def _is_synthetic(dataset: str | None) -> bool:
     return dataset is not None and (dataset == SYNTHETIC or dataset.startswith(SYNTHETIC + "_"))
 
 
-def _group_label(group: tuple[str | None, int | None, int | None], *, one_line: bool) -> str:
+def group_label(group: tuple[str | None, int | None, int | None], *, one_line: bool) -> str:
     dataset, nodes, ranks = group
     parts = [dataset or "?", f"{_short_count(nodes)} nodes", ranks_text(ranks)]
     return ", ".join(parts) if one_line else "\n".join(parts)

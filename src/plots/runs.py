@@ -50,6 +50,7 @@ class Run:
     memory: pd.DataFrame  # columns rank, seconds (since start), rss_mb, neo4j_rss_mb
     summaries: dict[int, dict[str, Any]]  # last summary event per rank
     metric: str = "accuracy"  # the run's --metric (what val_metric/test_metric hold); older logs: accuracy
+    config: dict[str, Any] | None = None  # run_start's flags (rank 0's), for like-with-like comparisons
 
     @property
     def title(self) -> str:
@@ -79,6 +80,7 @@ class RunMetrics:
     metric: str = "accuracy"  # --metric of the run (older logs: accuracy)
     best_val_metric: float | None = None
     test_metric_at_best_val: float | None = None
+    config: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +171,7 @@ def load_run(folder: Path) -> Run:
         memory=memory.reset_index(drop=True),
         summaries={r: s for r, events in by_rank.items() for s in events if s["event"] == "summary"},
         metric=next((str(e["metric"]) for e in epoch_rows if _text(e.get("metric"))), "accuracy"),
+        config=next((e["config"] for e in reversed(starts) if isinstance(e.get("config"), dict)), None),  # a resume's
     )
 
 
@@ -225,6 +228,7 @@ def run_metrics(run: Run) -> RunMetrics:
         peak_rss_mb=peak_rss, peak_neo4j_rss_mb=peak_neo4j,
         start_time=run.start_time, metric=str(metric), best_val_metric=_finite(best_metric),
         test_metric_at_best_val=_finite(test_metric),
+        config=run.config,
     )
 
 

@@ -5,7 +5,8 @@ the file names and the summary table's columns are fixed here. Under ``out``:
 
 * ``<run>/memory.png``, ``<run>/epoch_time.png``, ``<run>/throughput.png``,
   ``<run>/accuracy.png``: the per-run figures (:mod:`src.plots.figures`).
-* ``comparison.png``: only when runs of two or more backends exist.
+* ``comparison.png``: only when runs of two or more backends with identical training flags exist
+  (:mod:`src.plots.comparison`; ``compare_anyway`` draws mismatched ones, differences labelled).
 * ``scale.png``: only when a backend has runs on ``synthetic`` graphs of two or more sizes.
 * ``summary.md``: one row per run (columns and definitions in the file's header).
 """
@@ -20,8 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from src.core.errors import UsageError
-from src.plots.figures import (STYLE, plot_accuracy, plot_comparison, plot_epoch_time, plot_memory,
-                               plot_scale, plot_throughput)
+from src.plots.comparison import plot_comparison
+from src.plots.figures import STYLE, plot_accuracy, plot_epoch_time, plot_memory, plot_scale, plot_throughput
 from src.plots.runs import RunMetrics, find_runs, load_run, run_metrics
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,11 @@ def _cell(value: Any, fmt: str) -> str:
     return "-" if value is None else fmt.format(value).replace("|", "\\|")
 
 
-def visualize(log_dir: Path, out_dir: Path) -> list[Path]:
-    """Read every run under ``log_dir``, write all figures and the summary; return the paths."""
-    runs = [load_run(folder) for folder in find_runs(log_dir)]
+def visualize(log_dir: Path, out_dir: Path, *, compare_anyway: bool = False,
+              only: Sequence[str] | None = None) -> list[Path]:
+    """Read every run under ``log_dir`` (or the ``only`` named ones), write all figures and the summary."""
+    folders = [f for f in find_runs(log_dir) if only is None or f.name in only]
+    runs = [load_run(folder) for folder in folders]
     metrics = [run_metrics(run) for run in runs]
     written: list[Path] = []
     with rc_context(STYLE):
@@ -83,7 +86,7 @@ def visualize(log_dir: Path, out_dir: Path) -> list[Path]:
             for name, fig in zip(RUN_FIGURES, figures):
                 if fig is not None:
                     written.append(_write(run_out_dir(out_dir, run.name) / name, _png_writer(fig)))
-        cross_run = ((COMPARISON_FIGURE, plot_comparison(metrics)), (SCALE_FIGURE, plot_scale(metrics)))
+        cross_run = ((COMPARISON_FIGURE, plot_comparison(metrics, compare_anyway=compare_anyway)), (SCALE_FIGURE, plot_scale(metrics)))
         for name, fig in cross_run:
             if fig is not None:
                 written.append(_write(out_dir / name, _png_writer(fig)))

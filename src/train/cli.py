@@ -18,6 +18,7 @@ from src.core.errors import UsageError, check_writable_dir
 from src.train.config import TrainConfig
 from src.train.metrics import CHOICES
 from src.train.model import MODELS
+from src.train.run_log import check_tensorboard
 
 _TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _D = TrainConfig()  # the defaults live in one place
@@ -74,12 +75,17 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     arg("--max_eval_seeds", "evaluate val/test on a fixed random subset of this many nodes each; "
         "0 = the whole split", type=int, default=_D.max_eval_seeds)
     arg("--log_dir", "run logs go to <log_dir>/<run_name>/rank<k>.jsonl and .log", default=_D.log_dir)
-    arg("--run_name", "name of the run for logs and checkpoints; None = <dataset>-<timestamp>",
-        default=_D.run_name)
+    arg("--run_name", "name of the run for logs and checkpoints; an existing run is refused unless --resume "
+        "or --overwrite; None = a new <dataset name>-<backend>-<timestamp>-<random> name", default=_D.run_name)
     arg("--checkpoint_dir", "checkpoints go to <checkpoint_dir>/<run_name>/ (written by rank 0)",
         default=_D.checkpoint_dir)
     arg("--resume", "continue run --run_name after its last checkpointed epoch (fresh if none)",
         action="store_true")
+    arg("--overwrite", "replace the logs and checkpoint of an existing run --run_name instead of refusing",
+        action="store_true")
+    arg("--tensorboard", "also write the logged scalars (loss, metrics, seeds/s, times, RSS) as TensorBoard "
+        "events to <DIR>/<run_name>/rank<k>/ (view with: tensorboard --logdir DIR); None = off",
+        metavar="DIR", default=_D.tensorboard)
     arg("--seed", "random seed (model init, shuffling, sampling)", type=int, default=_D.seed)
     arg("--normalize_features", "feature preprocessing applied to every batch on every backend: row_l1 = PyG's "
         "NormalizeFeatures (rows sum to 1), row_l2 (unit rows), standard (zero mean, unit variance per column, "
@@ -146,6 +152,15 @@ def parse_training_config(
     _check(0 < flags["master_port"] < 65536, f"--master_port must be in 1..65535 (got {flags['master_port']})")
     _check(not flags["resume"] or flags["run_name"],
            "--resume needs --run_name naming the run to continue")
+    _check(not (flags["resume"] and flags["overwrite"]),
+           "--resume continues a run and --overwrite replaces it: pass one of them")
+    if flags["dataset_root_dir"] is not None:
+        _check(os.path.isdir(os.path.expanduser(flags["dataset_root_dir"])),
+               f"--dataset_root_dir {flags['dataset_root_dir']} is not an existing folder: create it or "
+               "leave the flag out to use the shared datasets and data/datasets")
+    if flags["tensorboard"] is not None:
+        check_writable_dir(flags["tensorboard"], "--tensorboard")
+        check_tensorboard()
     if flags["run_name"] is not None:
         _check(_is_plain_name(flags["run_name"]),
                f"--run_name must be a plain name without '/' (got {flags['run_name']!r})")

@@ -39,6 +39,8 @@ class TrainConfig:
     run_name: str | None = None
     checkpoint_dir: str = "data/checkpoints"
     resume: bool = False
+    overwrite: bool = False  # replace an existing run of this name (src/train/run_names.py)
+    tensorboard: str | None = None  # also write the logged scalars as TensorBoard events under <dir>/<run>/
     seed: int = 0
     collective_timeout_s: float = distributed.TIMEOUT.total_seconds()
     normalize_features: str = "none"  # src/core/normalize.py; "auto" is resolved by the backend at start

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from src.backends.base import Backend
 from src.core.errors import UserError
-from src.train import distributed
+from src.train import distributed, run_names
 from src.train.agreement import agree, epoch_shard, steps_per_epoch
 from src.train.checkpoint import (BEST_FILE, CHECKPOINT_FILE, Progress, load_checkpoint, mix_seeds,
                                   restore_rank_state, save_best, save_checkpoint, seed_all)
@@ -107,17 +107,10 @@ def train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
     try:
         with distributed.peer_failures_as_user_errors():
             batch_sizes = agree(cfg)
-            return _train(backend, _resolve_run_name(cfg), batch_sizes)
+            with run_names.claim_run(cfg, backend.name) as cfg:
+                return _train(backend, cfg, batch_sizes)
     finally:
         distributed.destroy()
-
-def _resolve_run_name(cfg: TrainConfig) -> TrainConfig:
-    """Default run name ``<dataset>-<timestamp>``, taken from rank 0 so all ranks agree."""
-    if cfg.run_name:
-        return cfg
-    name = f"{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return dataclasses.replace(cfg, run_name=distributed.broadcast_object(name))
-
 
 def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[str, Any]:
     rank, world = distributed.rank(), distributed.world_size()
@@ -152,7 +145,7 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
         ddp_model.register_comm_hook(timer, timed_allreduce_hook)
 
     logger = RunLogger(cfg.log_dir, str(cfg.run_name), rank, world, backend.name, cfg.dataset,
-                       append=cfg.resume)
+                       append=cfg.resume, tensorboard=cfg.tensorboard)
     try:
         if cfg.resume:
             dropped = logger.drop_after_epoch(start_epoch - 1)

@@ -5,6 +5,12 @@ event, so a killed run still leaves a valid prefix); the ``.log`` is for humans 
 The schema (events ``run_start``, ``step``, ``epoch``, ``summary`` and their fields) is
 documented in docs/ARCHITECTURE.md, "Logs".  Secrets never reach either file: every mapping
 passed in is scrubbed of keys that look like credentials, whatever the caller already did.
+
+``--tensorboard DIR`` mirrors the same events as TensorBoard scalars (``<DIR>/<run>/rank<k>/``):
+every number of a ``step`` event as ``step/<key>`` and of an ``epoch``/``summary`` event as
+``epoch/<key>`` / ``summary/<key>`` (``stats`` flattened as ``epoch/stats.<key>``), whatever keys
+the loop logs, at the run's global step (steps logged so far, so a resume continues the axis and
+drops the events of epochs it repeats).  Written here, not in the loop, so both outputs agree.
 """
 from __future__ import annotations
 
@@ -18,11 +24,21 @@ from typing import Any, Mapping
 
 import psutil
 
-from src.core.errors import UserError
+from src.core.errors import UsageError, UserError
 
 EVENTS = ("run_start", "step", "epoch", "summary")
 _SECRET_MARKERS = ("password", "secret", "token")
 _MIB = 1024 * 1024
+_NOT_SCALARS = frozenset({"time", "rank", "world_size", "step"})
+
+
+def check_tensorboard() -> None:
+    """``--tensorboard`` needs the ``tensorboard`` package (in requirements.txt): one line if absent."""
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                         "(or bash jobs/install.sh)") from None
 
 
 def redact(value: Any) -> Any:
@@ -106,6 +122,7 @@ class RunLogger:
         dataset: str,
         *,
         append: bool = False,
+        tensorboard: str | os.PathLike | None = None,
     ):
         self.dir = Path(log_dir) / run_name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +132,10 @@ class RunLogger:
         mode = "ab" if append else "wb"
         self._jsonl = open(self.jsonl_path, mode, buffering=0)  # unbuffered: a line is on disk or not at all
         self._text = open(self.text_path, mode, buffering=0)
+        self._tb_dir = Path(tensorboard) / run_name / f"rank{rank}" if tensorboard is not None else None
+        self._tb: Any = None  # SummaryWriter, opened at the first event (after a resume's drop)
+        self._append = append
+        self._global_step = 0
 
     def drop_after_epoch(self, epoch: int) -> int:
         """Remove step/epoch events of epochs > ``epoch`` from the JSONL; return how many.
@@ -134,6 +155,7 @@ class RunLogger:
             raise _write_error(self.jsonl_path, exc) from None
         finally:
             self._jsonl = open(self.jsonl_path, "ab", buffering=0)
+            self._global_step = sum(_event_of(ln) == "step" for ln in kept)
         return len(lines) - len(kept)
 
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
@@ -143,7 +165,25 @@ class RunLogger:
         record = _jsonable({"event": event, "time": time.time(), **self._common, **redact(fields)})
         _append_whole(self._jsonl, json.dumps(record, allow_nan=False) + "\n")
         _append_whole(self._text, _human_line(record) + "\n")
+        if self._tb_dir is not None:
+            self._write_scalars(record)
         return record
+
+    def _write_scalars(self, record: Mapping[str, Any]) -> None:
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # a resume drops the TensorBoard events of the epochs it runs again, as in the JSONL
+            purge = self._global_step + 1 if self._append else None
+            self._tb = SummaryWriter(log_dir=str(self._tb_dir), purge_step=purge, flush_secs=10)
+        event = record["event"]
+        if event == "step":
+            self._global_step += 1
+        prefix = "step" if event == "step" else event
+        for key, value in _scalars(record):
+            self._tb.add_scalar(f"{prefix}/{key}", value, self._global_step, walltime=record["time"])
+        if event != "step":
+            self._tb.flush()
 
     def note(self, message: str) -> None:
         """A free-text line in the readable log only (resume notices and the like)."""
@@ -153,6 +193,25 @@ class RunLogger:
     def close(self) -> None:
         self._jsonl.close()
         self._text.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _scalars(record: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The finite numbers of an event (``stats`` flattened one level), for TensorBoard."""
+    items = [(k, v) for k, v in record.items() if k not in _NOT_SCALARS and k != "stats"]
+    stats = record.get("stats")
+    if isinstance(stats, Mapping):
+        items += [(f"stats.{k}", v) for k, v in stats.items()]
+    return [(k, float(v)) for k, v in items
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+
+
+def _event_of(line: str) -> Any:
+    try:
+        return json.loads(line).get("event")
+    except (json.JSONDecodeError, AttributeError):
+        return None
 
 
 def _append_whole(fh: Any, text: str) -> None:
