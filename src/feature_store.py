@@ -3,9 +3,13 @@
 Rows come from the ``gnn.fetchRows`` procedure when the server has it (one call per ~16 MiB of
 rows, answered from the server's projection when it has one), else from one Cypher
 ``UNWIND ... MATCH`` per chunk; fetch planning, the cache and decoding are the shared
-:class:`~src.core.row_fetch.DatabaseFeatureStore`.
+:class:`~src.core.row_fetch.DatabaseFeatureStore`. The cache drops the rows the database reports
+changed before each fetch (:class:`~src.neo4jdb.live_edits.RowChangeTracker`), and is off on a
+server that cannot report them.
 """
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,8 +20,10 @@ from src.core.hot_nodes import cypher_query
 from src.core.record import DatasetRecord
 from src.core.row_fetch import DatabaseFeatureStore
 from src.core.schema import GraphSchema
-from src.neo4jdb import procedures
+from src.neo4jdb import live_edits, procedures
 from src.neo4jdb.access import Neo4jAccess
+
+log = logging.getLogger(__name__)
 
 
 class Neo4jFeatureStore(DatabaseFeatureStore):
@@ -37,6 +43,14 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
         self.client = client
         self.access = access if access is not None else Neo4jAccess.resolve(client, schema)
         self.chunk_size = min(chunk_size, procedures.rows_per_call(self.row_bytes))
+        if self.cache is not None:
+            if live_edits.watches_writes(client, schema):
+                self.freshness = live_edits.RowChangeTracker(client, schema)
+            else:
+                log.warning("%s: the server's gnn.* plugin does not report changed rows (not installed, too old, or "
+                            "not loaded at start), so cached rows could go stale when the data is edited; the "
+                            "feature cache (--cache_mb %g) is off", schema.dataset, cache_mb)
+                self.cache = None
 
     @classmethod
     def from_record(cls, client: Neo4jClient, record: DatasetRecord, **kwargs: object) -> Neo4jFeatureStore:

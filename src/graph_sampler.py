@@ -10,7 +10,8 @@ random 31-bit state per frontier node (from the batch's seeded generator); Neo4j
 node's neighbour references and, when the degree ``d`` exceeds ``k``, picks positions with
 Floyd's algorithm (k draws, each ``t = r mod (j+1)`` for ``j = d-k .. d-1``), advancing the
 state with the Park-Miller "minimal standard" generator (``r <- 48271 r mod 2^31-1``). Only
-the picked neighbours' ``id`` properties are read.
+the picked neighbours' ``id`` properties are read. Neighbours are dataset nodes only (the label and a
+dense id): a node created since the load is not sampled on any path until it gets an id.
 
 When the server has the project's ``gnn.*`` procedures (jobs/neo4j/plugin, installed by the
 local server), the same algorithm runs in Java and returns packed bytes instead of records, and
@@ -49,7 +50,7 @@ def hop_query(schema: GraphSchema) -> str:
     return f"""
 UNWIND range(0, size($ids) - 1) AS k
 MATCH (n:`{s.label}` {{`{s.id_prop}`: $ids[k]}})
-WITH k, [(n)<-[:`{s.rel_type}`]-(m) | m] AS nbrs
+WITH k, [(n)<-[:`{s.rel_type}`]-(m:`{s.label}`) WHERE m.`{s.id_prop}` IS NOT NULL | m] AS nbrs
 WITH k, nbrs, size(nbrs) AS d
 WITH k, nbrs, CASE WHEN $fanout < 0 OR d <= $fanout THEN range(0, d - 1) ELSE
   reduce(st = [$states[k], []], j IN range(d - $fanout, d - 1) |

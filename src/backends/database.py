@@ -86,6 +86,8 @@ class DatabaseBackend(Backend):
             "feature_round_trips": self.feature_store.stats.round_trips,
             "sampling_queries": self.sampling_queries(),
             "cache_hit_rate": cache.hit_rate if cache is not None else None,
+            # cached rows dropped because the database reported them changed (edits during the run)
+            "cache_rows_dropped": getattr(self.feature_store.freshness, "dropped", None),
             "cache_warm": self.feature_store.warm_summary(),
         }
 

@@ -34,6 +34,7 @@ class FeatureCache:
         self._x = np.empty((self.capacity, num_features), dtype=np.float32)
         self._y = np.empty(self.capacity, dtype=np.int64)
         self._index: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.int32))
+        self._used = 0  # slots ever written (a discarded row's slot stays used)
         self._insert_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self.hits = 0
@@ -70,7 +71,7 @@ class FeatureCache:
         """Admit rows of unique ``ids`` (any order) while there is room; ids already cached are skipped."""
         with self._insert_lock:
             keys, slots = self._index
-            room = self.capacity - len(keys)
+            room = self.capacity - self._used
             if room <= 0 or len(ids) == 0:
                 return
             pos = np.searchsorted(keys, ids)
@@ -79,15 +80,34 @@ class FeatureCache:
             if len(take) == 0:
                 return
             take = take[np.argsort(ids[take], kind="stable")]  # np.insert keeps equal positions in this order
-            first = len(keys)
+            first = self._used
             self._x[first:first + len(take)] = x[take]
             self._y[first:first + len(take)] = y[take]
+            self._used += len(take)
             new_slots = np.arange(first, first + len(take), dtype=np.int32)
             self._index = (np.insert(keys, pos[take], ids[take]), np.insert(slots, pos[take], new_slots))
 
+    def discard(self, ids: np.ndarray) -> int:
+        """Forget the rows of ``ids`` (changed in the database; any order, unknown ids ignored); returns how many were held.
+
+        Their slots are not reused: a reader that looked them up in the previous index snapshot may
+        still be copying them (for a batch that began before the change), so a slot is written once.
+        The cache then holds that many rows fewer; :meth:`clear` forgets every row the same way."""
+        with self._insert_lock:
+            keys, slots = self._index
+            gone = np.isin(keys, ids)
+            if gone.any():
+                self._index = (keys[~gone], slots[~gone])
+            return int(gone.sum())
+
+    def clear(self) -> None:
+        """Forget every row (the database cannot say which changed); nothing more is admitted."""
+        with self._insert_lock:
+            self._index = (np.empty(0, np.int64), np.empty(0, np.int32))
+
     @property
     def full(self) -> bool:
-        return len(self._index[0]) >= self.capacity
+        return self._used >= self.capacity
 
     @property
     def hit_rate(self) -> float | None:

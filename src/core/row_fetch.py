@@ -85,6 +85,9 @@ class DatabaseFeatureStore(NodeRowStore):
                         schema.dataset, num_features, cache_mb)
             cache_mb = 0.0
         self.cache = FeatureCache(cache_mb, num_features) if cache_mb > 0 else None
+        # Drops cached rows the database changed (sync before a fetch, admissible on insert); None:
+        # nothing changes the data while this store lives (a subclass sets it, or turns the cache off)
+        self.freshness: Any = None
         self.stats = FetchStats()
         self.warm_stats: WarmStats | None = None
         self._stats_lock = threading.Lock()  # prefetch (and fetch) threads count concurrently
@@ -168,6 +171,7 @@ class DatabaseFeatureStore(NodeRowStore):
         read (and admitted while there is room). Sorted ids keep the cache's binary searches in
         cache. Hits and misses are then each placed in increasing batch position: rows written
         forward through the batch cost a third less than the same rows scattered."""
+        token = self.freshness.sync(self.cache) if self.freshness is not None else 0
         hit, slots = self.cache.lookup(uniq)
         if len(slots) < len(uniq):
             miss = ~hit
@@ -175,13 +179,21 @@ class DatabaseFeatureStore(NodeRowStore):
             miss_at = _increasing(at_miss, len(x))
             self._read_into(index[miss_at], x, y, miss_at)
             if not self.cache.full:  # admitted smallest ids first, whatever the batch order
-                self.cache.insert(uniq[miss], take_rows(x, at_miss), y[at_miss])
+                self._admit(uniq[miss], take_rows(x, at_miss), y[at_miss], token)
         if len(slots):
             slot_at = np.full(len(x), -1, dtype=slots.dtype)  # cache slot per batch position, -1: none
             slot_at[at[hit]] = slots
             hit_at = np.flatnonzero(slot_at >= 0)  # increasing batch positions of the hits
             hx, y[hit_at] = self.cache.rows(slot_at[hit_at])
             put_rows(x, hit_at, hx)
+
+    def _admit(self, ids: np.ndarray, x: np.ndarray, y: np.ndarray, token: int) -> None:
+        """Cache rows read after the freshness sync that returned ``token``, except rows changed since."""
+        if self.freshness is not None:
+            ok = self.freshness.admissible(ids, token)
+            if not ok.all():
+                ids, x, y = ids[ok], x[ok], y[ok]
+        self.cache.insert(ids, x, y)
 
     # -- cache warm-up -------------------------------------------------------------------------
     def warm_cache(self, policy: str = "degree") -> WarmStats | None:
@@ -195,6 +207,7 @@ class DatabaseFeatureStore(NodeRowStore):
         if self.cache is None or policy == "none":
             return None
         t0 = time.perf_counter()
+        token = self.freshness.sync(self.cache) if self.freshness is not None else 0
         ids = np.sort(self._hot_ids(min(self.cache.capacity - len(self.cache), self.num_nodes)))  # forward reads
         t1 = time.perf_counter()
         with tqdm(total=len(ids), unit="row", unit_scale=True, desc=f"{self.schema.dataset} cache warm-up",
@@ -202,7 +215,7 @@ class DatabaseFeatureStore(NodeRowStore):
             for start in range(0, len(ids), WARM_CHUNK_ROWS):
                 chunk = ids[start:start + WARM_CHUNK_ROWS]
                 x, y = self._read_into(chunk)
-                self.cache.insert(chunk, x, y)
+                self._admit(chunk, x, y, token)
                 bar.update(len(chunk))
         t2 = time.perf_counter()
         self.warm_stats = WarmStats(policy, len(ids), len(ids) * (4 * self.num_features + 8) / 2**20, t1 - t0, t2 - t1)

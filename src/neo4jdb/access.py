@@ -4,6 +4,10 @@ Why one object: the sampler, the feature store and the cache warm-up must agree 
 (the gnn.* procedures or plain Cypher, the packed adjacency property or the relationships, a
 server-side projection or the store); passed as three loose arguments to four classes, each
 resolved ``has_procedures`` itself and could disagree.
+
+The adjacency property is a copy of the relationships: it is read only on a server whose plugin
+keeps it current on every commit (:func:`src.neo4jdb.live_edits.watches_writes`), so no path ever
+samples a deleted neighbour or misses a new one.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from src.client import Neo4jClient
 from src.core.errors import UserError
 from src.core.record import DatasetRecord
 from src.core.schema import GraphSchema
-from src.neo4jdb import procedures
+from src.neo4jdb import live_edits, procedures
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,12 @@ class Neo4jAccess:
                         "the server's plugins/ folder and restart it (README: 'Your own Neo4j server')",
                         client.settings.uri)
         has_adjacency = procs and record is not None and record.has_adjacency(schema)
+        if has_adjacency and use_adjacency is not False and not live_edits.watches_writes(client, schema):
+            # only a plugin that watches every write keeps the copy equal to the relationships
+            log.warning("dataset %s: the server's gnn.* plugin does not keep the adjacency copy %r current "
+                        "(too old, or not loaded at start), so it may miss edits; walking the relationships",
+                        schema.dataset, schema.adj_prop)
+            has_adjacency = False
         if use_adjacency and not has_adjacency:
             raise UserError(f"dataset {schema.dataset!r} has no adjacency property {schema.adj_prop!r} readable by the "
                             "gnn.* procedures; add it by re-running `python loaders/load_into_neo4j.py "

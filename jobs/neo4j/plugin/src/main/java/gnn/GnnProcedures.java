@@ -283,6 +283,20 @@ public final class GnnProcedures {
         }
     }
 
+    @Procedure(name = "gnn.rowChanges", mode = Mode.READ)
+    @Description("gnn.rowChanges(label, idProp, epoch, since) :: (watched :: BOOLEAN, epoch :: INTEGER, version :: INTEGER,"
+            + " ids :: BYTES, complete :: BOOLEAN) - dense ids (int64 LE) of the (:label) nodes whose properties changed or"
+            + " that were deleted in transactions committed after version since of this epoch (pass 0, -1 to learn the"
+            + " current ones). complete false: changes were forgotten or the epoch is another: drop every copy."
+            + " watched false: this server does not watch writes (no commit-time upkeep of adjacency copies either).")
+    public Stream<RowChanges.Result> rowChanges(
+            @Name("label") String label,
+            @Name("idProp") String idProp,
+            @Name("epoch") long epoch,
+            @Name("since") long since) {
+        return Stream.of(RowChanges.since(db.databaseName(), label, idProp, epoch, since));
+    }
+
     @Procedure(name = "gnn.projections", mode = Mode.READ)
     @Description("gnn.projections() :: (key :: STRING, nodes :: INTEGER, bytes :: INTEGER, state :: STRING) - the"
             + " dataset projections the server holds now (key: database/label/idProp/what), for monitoring and tests.")

@@ -196,6 +196,16 @@ final class KernelGraph implements AutoCloseable {
         return v instanceof IntegralValue ? ((IntegralValue) v).longValue() : null;
     }
 
+    /** Whether {@code ref} is a live node with the label and an integer {@code idProp} (a dataset node). */
+    boolean isDatasetNode(long ref) {
+        read.singleNode(ref, checkCursor);
+        if (!checkCursor.next() || !checkCursor.hasLabel(labelId)) {
+            return false;
+        }
+        checkCursor.properties(checkProps, PropertySelection.selection(idKey));
+        return checkProps.next() && checkProps.propertyValue() instanceof IntegralValue;
+    }
+
     /** Whether {@code ref} is a live node with the label and {@code idProp = id}. */
     private boolean isNode(long ref, long id) {
         read.singleNode(ref, checkCursor);

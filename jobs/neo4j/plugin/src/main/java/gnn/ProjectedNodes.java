@@ -44,26 +44,36 @@ final class ProjectedNodes {
 
     /** Reads the id of every (:label) node, in reference order. */
     static Scan scan(KernelGraph g, Budget budget) throws NotProjectable {
-        long[] refs = g.labelledNodes();
-        budget.charge(16L * refs.length, "node ids");
-        long[] ids = new long[refs.length];
+        long[] labelled = g.labelledNodes();
+        budget.charge(16L * labelled.length, "node ids");
+        long[] ids = new long[labelled.length];
+        long[] refs = new long[labelled.length];
+        int n = 0;
         long maxId = -1;
-        for (int k = 0; k < refs.length; k++) {
-            if (k > 0 && refs[k] <= refs[k - 1]) {
+        for (int k = 0; k < labelled.length; k++) {
+            if (k > 0 && labelled[k] <= labelled[k - 1]) {
                 throw new NotProjectable("the label scan is not in reference order");  // Scan.slotOfRef needs it
             }
             Long id;
             try {
-                id = g.id(g.node(refs[k]));
+                id = g.id(g.node(labelled[k]));
             } catch (IllegalStateException e) {  // deleted during the scan
                 throw new NotProjectable(e.getMessage());
             }
-            if (id == null || id < 0 || id > Integer.MAX_VALUE - 8) {
+            if (id == null) {
+                continue;  // no dense id: not (yet) a dataset node, never sampled (see StoreTopology)
+            }
+            if (id < 0 || id > Integer.MAX_VALUE - 8) {
                 throw new NotProjectable("a :" + g.label + " node has " + g.idProp + " " + id
                         + " (projections need integer ids in 0..2^31-9)");
             }
-            ids[k] = id;
+            refs[n] = labelled[k];
+            ids[n++] = id;
             maxId = Math.max(maxId, id);
+        }
+        if (n < labelled.length) {
+            refs = Arrays.copyOf(refs, n);
+            ids = Arrays.copyOf(ids, n);
         }
         boolean identity = maxId == ids.length - 1;  // then ids[k] == k for all k, or not identity
         for (int k = 0; identity && k < ids.length; k++) {

@@ -2,6 +2,8 @@ package gnn;
 
 import static org.neo4j.configuration.GraphDatabaseSettings.SYSTEM_DATABASE_NAME;
 
+import java.util.Map;
+
 import org.neo4j.dbms.api.DatabaseManagementService;
 import org.neo4j.graphdb.GraphDatabaseService;
 import org.neo4j.graphdb.Transaction;
@@ -15,7 +17,9 @@ import org.neo4j.kernel.lifecycle.Lifecycle;
 import org.neo4j.kernel.lifecycle.LifecycleAdapter;
 
 /**
- * Tells {@link Projections} about every write, so no projection outlives the data it copied.
+ * Tells {@link Projections} about every write, so no projection outlives the data it copied; keeps
+ * the datasets' adjacency copies current inside each writing transaction ({@link LiveAdjacency}) and
+ * publishes the rows it changed after the commit ({@link RowChanges}).
  *
  * <p>A database extension (listed in META-INF/services, loaded because the plugins folder is on
  * the server's classpath, as with the stock neo4j launcher): while a database runs, a
@@ -45,6 +49,7 @@ public final class ProjectionInvalidator extends ExtensionFactory<ProjectionInva
         return new LifecycleAdapter() {
             @Override
             public void start() {
+                RowChanges.watch(database);
                 deps.databaseManagementService().registerTransactionEventListener(database, listener);
                 Projections.watch(database);
             }
@@ -52,13 +57,18 @@ public final class ProjectionInvalidator extends ExtensionFactory<ProjectionInva
             @Override
             public void stop() {
                 Projections.unwatch(database);
+                RowChanges.unwatch(database);
                 deps.databaseManagementService().unregisterTransactionEventListener(database, listener);
             }
         };
     }
 
-    /** Brackets each writing transaction; the state says whether beforeCommit counted it. */
-    private static final class Listener implements TransactionEventListener<Boolean> {
+    /** What beforeCommit saw: it counted the write; the dataset rows it changed (null: none). */
+    private record Seen(Map<String, long[]> rows) {
+    }
+
+    /** Brackets each writing transaction; a state says beforeCommit counted it. */
+    private static final class Listener implements TransactionEventListener<Seen> {
         private final String database;
 
         Listener(String database) {
@@ -66,23 +76,31 @@ public final class ProjectionInvalidator extends ExtensionFactory<ProjectionInva
         }
 
         @Override
-        public Boolean beforeCommit(TransactionData data, Transaction tx, GraphDatabaseService db) {
+        public Seen beforeCommit(TransactionData data, Transaction tx, GraphDatabaseService db) {
             Projections.writeStarts(database);
-            return Boolean.TRUE;
+            try {
+                return new Seen(LiveAdjacency.beforeCommit(data, tx));
+            } catch (RuntimeException | Error e) {
+                Projections.writeEnds(database);  // afterRollback gets no state from a failed beforeCommit
+                throw e;
+            }
         }
 
         @Override
-        public void afterCommit(TransactionData data, Boolean counted, GraphDatabaseService db) {
-            end(counted);
+        public void afterCommit(TransactionData data, Seen seen, GraphDatabaseService db) {
+            if (seen != null) {
+                RowChanges.publish(database, seen.rows());
+            }
+            end(seen);
         }
 
         @Override
-        public void afterRollback(TransactionData data, Boolean counted, GraphDatabaseService db) {
-            end(counted);
+        public void afterRollback(TransactionData data, Seen seen, GraphDatabaseService db) {
+            end(seen);
         }
 
-        private void end(Boolean counted) {
-            if (counted != null) {
+        private void end(Seen seen) {
+            if (seen != null) {
                 Projections.writeEnds(database);
             }
         }

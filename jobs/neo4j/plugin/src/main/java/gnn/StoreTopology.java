@@ -72,12 +72,22 @@ final class StoreTopology implements Topology {
             return raw.length / Long.BYTES;
         }
         // Relationship-iteration order (the node's chain, or its type group when dense): the order
-        // of the Cypher pattern comprehension [(n)<-[:T]-(m) | m] too (tests/test_procedures.py).
+        // of the Cypher pattern comprehension [(n)<-[:T]-(m:label) WHERE m.id IS NOT NULL | m] too
+        // (tests/test_procedures.py). A source that is not a dataset node (no label, no integer id: a
+        // node created since the load) is not a neighbour, as in the maintained adjacency copy.
         sources.clear();
         node.relationships(g.relCursor, incoming);
         while (g.relCursor.next()) {
             sources.add(g.relCursor.sourceNodeReference());
         }
+        int kept = 0;
+        for (int p = 0; p < sources.size; p++) {
+            long ref = sources.values[p];
+            if (g.isDatasetNode(ref)) {
+                sources.values[kept++] = ref;
+            }
+        }
+        sources.size = kept;
         return sources.size;
     }
 
@@ -95,8 +105,7 @@ final class StoreTopology implements Topology {
     }
 
     private long sourceId(int p) {
-        NodeCursor other = g.node(sources.values[p]);
-        Long id = g.id(other);
+        Long id = g.id(g.node(sources.values[p]));
         if (id == null) {
             throw new IllegalArgumentException("gnn: a neighbour of a :" + g.label + " node has no integer "
                     + g.idProp + " property");
