@@ -98,7 +98,7 @@ def test_registered_in_place_user_data_unchanged_and_rerun_is_a_noop(client, nat
 def test_two_rank_training_on_the_registered_graph(client, native, tmp_path: Path) -> None:
     spec, rec, before = native
     port = 29000 + os.getpid() % 1000
-    common = ["--dataset", spec.name, "--epochs", "2", "--fanouts", "10,5", "--num_layers", "2",
+    common = ["--dataset", spec.name, "--epochs", "3", "--lr", "0.01", "--fanouts", "10,5", "--num_layers", "2",
               "--hidden_channels", "32", "--batch_size", "256", "--run_name", "reg2", "--log_dir", str(tmp_path / "logs"),
               "--checkpoint_dir", str(tmp_path / "ckpt"), "--num_nodes", "2", "--master_addr", "127.0.0.1",
               "--master_port", str(port)]
