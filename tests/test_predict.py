@@ -54,8 +54,9 @@ def trained(client, tmp_path_factory):
                           "--lr", "0.01", "--run_name", run, "--log_dir", str(tmp / "logs"),
                           "--checkpoint_dir", str(tmp / "ckpt")], capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp)
     assert res.returncode == 0, res.stderr[-2000:]
-    before = user_data_checksum(client, label, rel)
     yield label, rel, name, run, tmp
+    client.write("MATCH (b:GnnLoadBatch {dataset: $k}) DELETE b", k=f"predict:{run}")
+    client.write("MATCH (j:GnnPrediction {key: $k}) DELETE j", k=f"predict:{run}")
     unregister(client, registration_record(client, name))
     delete_graph(client, label)
 
