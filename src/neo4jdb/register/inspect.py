@@ -6,7 +6,6 @@ reported as one line with its count and the fix. Nothing here writes.
 """
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +13,6 @@ from typing import Any
 from src.client import Neo4jClient
 from src.core.errors import UserError
 from src.neo4jdb.register.spec import SPLIT_VALUES, RegisterSpec
-
-log = logging.getLogger(__name__)
 
 NUMERIC = {"INTEGER", "FLOAT"}
 LARGEST_FLOAT = 1.7976931348623157e308  # NOT abs(e) <= it: NaN or infinite
@@ -87,7 +84,7 @@ def _check_features(client: Neo4jClient, spec: RegisterSpec, num_nodes: int) -> 
     kinds = {}
     for p in props:
         rec = client.read(f"MATCH (n:`{L}`) WHERE n.`{p}` IS NOT NULL RETURN collect(DISTINCT valueType(n.`{p}`)) AS t, "
-                          f"head(collect(n.`{p}`)) AS one", )[0]
+                          f"head(collect(n.`{p}`)) AS one")[0]
         types, one = _types(rec["t"]), rec["one"]
         if isinstance(one, (bytes, bytearray)):
             kinds[p] = "bytes"
@@ -144,9 +141,7 @@ def _check_target(client: Neo4jClient, spec: RegisterSpec) -> tuple[list[Any], i
     if not (types == {"STRING"} or types == {"INTEGER"}):
         raise UserError(f"target property {t!r} of :{L} holds {', '.join(sorted(types))} values; classes must be "
                         "all strings or all integers")
-    classes = sorted(client.read(f"MATCH (n:`{L}`) WHERE n.`{t}` IS NOT NULL RETURN DISTINCT n.`{t}` AS v").__iter__(),
-                     key=lambda r: r["v"])
-    vocab = [r["v"] for r in classes]
+    vocab = sorted(r["v"] for r in client.read(f"MATCH (n:`{L}`) WHERE n.`{t}` IS NOT NULL RETURN DISTINCT n.`{t}` AS v"))
     if len(vocab) < 2:
         raise UserError(f"target property {t!r} of :{L} has only one class ({vocab[0]!r}); a classifier needs at "
                         "least two: check --target")

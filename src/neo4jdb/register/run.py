@@ -104,8 +104,8 @@ def register(client: Neo4jClient, spec: RegisterSpec, config: LoadConfig, *, res
     codes = write.random_split_codes(y, spec) if spec.random_split is not None else None
     done = done_batches(client, spec.name)
     t = time.perf_counter()
-    report.written["rows"], stats = write.write_rows(client, spec, _with_nodes(facts, n), y, codes,
-                                                     done.get("rows", set()), config)
+    facts.num_nodes = n  # the nodes that got ids (the same as checked unless nodes came or went meanwhile)
+    report.written["rows"], stats = write.write_rows(client, spec, facts, y, codes, done.get("rows", set()), config)
     report.phases["rows"] = time.perf_counter() - t
     t = time.perf_counter()
     report.written["adjacency"] = write.write_adjacency(client, spec, n, done.get("adjacency", set()), config)
@@ -121,11 +121,6 @@ def register(client: Neo4jClient, spec: RegisterSpec, config: LoadConfig, *, res
         name=spec.name, adj=s.adj_prop, n=n, e=report.edges, stats=stats.to_bytes(), seconds=report.seconds,
         now=time.time())
     return report
-
-
-def _with_nodes(facts: GraphFacts, n: int) -> GraphFacts:
-    facts.num_nodes = n
-    return facts
 
 
 def _refuse_other(record: dict[str, Any], spec: RegisterSpec, allow_other_request: bool = False) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from src.core.errors import UsageError
 from src.core.schema import DIRECTIONS, GraphSchema, default_label, validate_dataset_name, validate_identifier
@@ -57,7 +57,6 @@ class RegisterSpec:
     missing_features: str = "error"
     missing_target: str = "error"
     batch_nodes: int = 5_000
-    extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         validate_dataset_name(self.name, "--name")
@@ -106,7 +105,7 @@ class RegisterSpec:
     @property
     def fingerprint(self) -> str:
         """Hash of the request (not of the data): same request = resume or no-op; another = refusal."""
-        req = {k: v for k, v in asdict(self).items() if k not in ("extra", "batch_nodes")}
+        req = {k: v for k, v in asdict(self).items() if k != "batch_nodes"}
         return hashlib.sha256(json.dumps(req, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def record_properties(self) -> dict:
