@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="remove an existing registration of this --name (its own properties only) and register anew")
     p.add_argument("--export", default=None, metavar="PATH.npz",
                    help="after registering, also write the dataset to an .npz in the shipped layout (for "
-                        "partition_graph.py and the in-memory backends: --dataset PATH.npz)")
+                        "partition_graph.py and the in-memory backends; in data/datasets/ they find it by name)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     add_connection_args(p)
     return p.parse_args(argv)
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.export:
             record = DatasetRecord.from_properties(registration_record(client, spec.name) or {})
             path = export_npz(client, record, Path(args.export), progress=not args.no_progress)
-            print(f"exported {record.name} to {path} (train with --dataset {path})", flush=True)
+            print(f"exported {record.name} to {path}: partition_graph.py and the in-memory backends read it with "
+                  f"--dataset {path} (or --dataset {path.stem} when it is in data/datasets/)", flush=True)
     return 0
 
 

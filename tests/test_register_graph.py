@@ -5,6 +5,7 @@ loader's copy; user data stays unchanged; bad input is one line with nothing wri
 registration resumes."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -169,6 +170,16 @@ def test_parity_registered_in_place_vs_exported_then_loaded(client, native, expo
         assert res.returncode == 0, res.stderr[-2000:]
         accs.append(float(res.stderr.split("test acc at best val ")[1].split(",")[0]))
     assert abs(accs[0] - accs[1]) <= 0.015, accs
+
+
+def test_partitioned_baseline_partitions_the_export(exported, tmp_path: Path) -> None:
+    ds, _ = exported
+    res = subprocess.run([sys.executable, str(REPO / "partition_graph.py"), "--dataset", ds.meta["path"],
+                          "--num_partitions", "2", "--output_dir", str(tmp_path)], capture_output=True, text=True,
+                         timeout=TIMEOUT, cwd=tmp_path)
+    assert res.returncode == 0 and "partitioned" in res.stdout, res.stderr[-2000:]
+    meta = json.loads(next(tmp_path.glob("*/2-parts/meta.json")).read_text())
+    assert sum(p["nodes"] for p in meta["partitions"]) == ds.num_nodes and meta["num_edges"] == ds.num_edges
 
 
 def test_killed_registration_resumes_and_finishes(client, cora_npz) -> None:
