@@ -38,20 +38,12 @@ class FeatureStats:
         """Statistics of ``x`` ([N, F] ndarray, memmap or scipy sparse), summed over dense float64 blocks of
         rows whose size depends on F only: the same numbers whichever way the rows are held."""
         n, f = x.shape
-        total, squares = np.zeros(f), np.zeros(f)
-        minimum, maximum, counts = np.inf, -np.inf, True
+        sums = FeatureSums(f)
         step = max(1, _CHUNK_BYTES // (8 * max(f, 1)))
         for lo in range(0, n, step):
             block = x[lo:lo + step]
-            values = block.toarray().astype(np.float64) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
-            total += values.sum(axis=0)
-            squares += np.square(values).sum(axis=0)
-            minimum = min(minimum, float(values.min(initial=np.inf)))
-            maximum = max(maximum, float(values.max(initial=-np.inf)))
-            counts = counts and bool(np.all(values >= 0) and np.all(values == np.round(values)))
-        mean = total / max(n, 1)
-        std = np.sqrt(np.maximum(squares / max(n, 1) - mean * mean, 0.0))
-        return cls(minimum=0.0 if n == 0 else minimum, mean=mean, std=std, raw_counts=counts and maximum > 1)
+            sums.add(block.toarray() if sp.issparse(block) else block)
+        return sums.result()
 
     def to_bytes(self) -> bytes:
         """One bytes value for a database record: header, then mean and std as float64 LE."""
@@ -66,3 +58,29 @@ class FeatureStats:
         body = np.frombuffer(raw, dtype="<f8", offset=_HEADER.size)
         return cls(minimum=minimum, mean=body[:f].astype(np.float64), std=body[f:].astype(np.float64),
                    raw_counts=bool(counts))
+
+
+class FeatureSums:
+    """Running sums behind :class:`FeatureStats`, for rows that arrive in blocks (a registration
+    reads them batch by batch from the database and never holds the whole matrix)."""
+
+    def __init__(self, num_features: int) -> None:
+        self.n = 0
+        self.total, self.squares = np.zeros(num_features), np.zeros(num_features)
+        self.minimum, self.maximum, self.counts = np.inf, -np.inf, True
+
+    def add(self, block: Any) -> None:
+        values = np.asarray(block, dtype=np.float64)
+        self.n += values.shape[0]
+        self.total += values.sum(axis=0)
+        self.squares += np.square(values).sum(axis=0)
+        self.minimum = min(self.minimum, float(values.min(initial=np.inf)))
+        self.maximum = max(self.maximum, float(values.max(initial=-np.inf)))
+        self.counts = self.counts and bool(np.all(values >= 0) and np.all(values == np.round(values)))
+
+    def result(self) -> FeatureStats:
+        n = self.n
+        mean = self.total / max(n, 1)
+        std = np.sqrt(np.maximum(self.squares / max(n, 1) - mean * mean, 0.0))
+        return FeatureStats(minimum=0.0 if n == 0 else self.minimum, mean=mean, std=std,
+                            raw_counts=self.counts and self.maximum > 1)

@@ -21,14 +21,14 @@ WARM_POLICIES = ("degree", "none")
 
 
 def cypher_query(schema: GraphSchema, *, count_subquery: bool = True) -> str:
-    """Ids (column ``id``) of the ``$k`` nodes with most outgoing ``rel_type`` edges, ties by id.
+    """Ids (column ``id``) of the ``$k`` nodes that are a neighbour of most nodes (for "in": out-degree), ties by id.
 
     ``count_subquery``: Neo4j's ``COUNT {}`` (a degree lookup per node); False: ``OPTIONAL MATCH`` +
     ``count`` (Ladybug has no ``COUNT {}``).
     """
     s = schema
     if count_subquery:
-        return (f"MATCH (n:`{s.label}`) WITH n.`{s.id_prop}` AS id, COUNT {{ (n)-[:`{s.rel_type}`]->() }} AS d "
+        return (f"MATCH (n:`{s.label}`) WITH n.`{s.id_prop}` AS id, COUNT {{ {s.neighbour_of('n', '')} }} AS d "
                 "RETURN id ORDER BY d DESC, id ASC LIMIT $k")
-    return (f"MATCH (n:`{s.label}`) OPTIONAL MATCH (n)-[:`{s.rel_type}`]->(m:`{s.label}`) "
+    return (f"MATCH (n:`{s.label}`) OPTIONAL MATCH {s.neighbour_of('n', f'm:`{s.label}`')} "
             f"WITH n.`{s.id_prop}` AS id, count(m) AS d RETURN id ORDER BY d DESC, id ASC LIMIT $k")

@@ -122,7 +122,7 @@ class CypherGraphStore(EdgeMetadataStore):
                 f"{max_edges:,} allowed in memory; sample with the in-database sampler instead"
             )
         s = self.schema
-        query = (f"MATCH (a:`{s.label}`)-[:`{s.rel_type}`]->(b:`{s.label}`) "
+        query = (f"MATCH {s.neighbour_of(f'a:`{s.label}`', f'b:`{s.label}`')} "
                  f"RETURN a.`{s.id_prop}` AS src, b.`{s.id_prop}` AS dst")
         rows = self.client.read(query)
         arr = np.asarray([(r["src"], r["dst"]) for r in rows], dtype=np.int64).reshape(-1, 2).T

@@ -21,6 +21,9 @@ def default_metric(num_classes: int, recorded: str | None = None) -> str:
         return str(recorded)
     return "roc_auc" if num_classes == 2 else "accuracy"
 
+# record properties that override GraphSchema's defaults (written by a registration)
+SCHEMA_KEYS = ("id_prop", "x_prop", "y_prop", "split_prop", "adj_prop", "direction")
+
 
 @dataclass(frozen=True)
 class DatasetRecord:
@@ -63,8 +66,10 @@ class DatasetRecord:
 
     @property
     def schema(self) -> GraphSchema:
-        """The names this dataset is stored under (label, relationship type, properties)."""
-        return GraphSchema.for_dataset(self.name, label=self.label, rel_type=self.rel_type)
+        """The names this dataset is stored under (label, relationship type, properties, direction);
+        a registered graph (loaders/register_graph.py) records its own namespaced property names."""
+        names = {k: str(self.properties[k]) for k in SCHEMA_KEYS if self.properties.get(k)}
+        return GraphSchema(dataset=self.name, label=self.label, rel_type=self.rel_type, **names)
 
     def has_adjacency(self, schema: GraphSchema) -> bool:
         """Whether the packed adjacency property ``schema.adj_prop`` was written and verified."""

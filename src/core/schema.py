@@ -14,6 +14,10 @@ DATASET_LABEL = "GnnDataset"  # one metadata node per loaded dataset
 
 SPLITS = ("train", "val", "test")
 
+# Which relationships make u a neighbour of v (whose features v aggregates): the loader's graphs
+# store ``(u)-[:T]->(v)`` ("in", PyG's source_to_target); a registered graph may say "out" or both.
+DIRECTIONS = ("in", "out", "undirected")
+
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -58,9 +62,12 @@ class GraphSchema:
     # In-neighbour ids of the node as one packed little-endian int64 ``bytes`` value, in source edge
     # order (as CSRGraph): gnn.sampleHop(s) read it instead of walking the relationship chain.
     adj_prop: str = "nbrs"
+    direction: str = "in"
 
     def __post_init__(self) -> None:
         validate_dataset_name(self.dataset)
+        if self.direction not in DIRECTIONS:
+            raise UsageError(f"invalid direction {self.direction!r}: use one of {', '.join(DIRECTIONS)}")
         validate_identifier(self.label, "label")
         validate_identifier(self.rel_type, "relationship type")
         for prop in (self.id_prop, self.x_prop, self.y_prop, self.split_prop, self.adj_prop):
@@ -78,6 +85,16 @@ class GraphSchema:
                                  f"{kind.replace('_', ' ')} derived from it (at most 64 characters): "
                                  f"pass a shorter --name, or {flag}")
         return cls(dataset=dataset, label=derived["label"], rel_type=derived["rel_type"])
+
+    def neighbours_of(self, node: str, nbr: str) -> str:
+        """The pattern ``nbr`` is a neighbour of ``node`` in, written from ``node`` (``(v)<-[:T]-(u)`` for "in")."""
+        left, right = {"in": ("<-", "-"), "out": ("-", "->"), "undirected": ("-", "-")}[self.direction]
+        return f"({node}){left}[:`{self.rel_type}`]{right}({nbr})"
+
+    def neighbour_of(self, nbr: str, node: str) -> str:
+        """The same pattern written from the neighbour's side (``(u)-[:T]->(v)`` for "in")."""
+        left, right = {"in": ("-", "->"), "out": ("<-", "-"), "undirected": ("-", "-")}[self.direction]
+        return f"({nbr}){left}[:`{self.rel_type}`]{right}({node})"
 
     @property
     def constraint_name(self) -> str:

@@ -81,5 +81,10 @@ class Neo4jAccess:
         if procs and not adjacency and record is not None and use_adjacency is None:
             log.info("dataset %s: no adjacency property; the procedures walk the relationships "
                      "(re-run the loader to add it)", schema.dataset)
+        if procs and not adjacency and schema.direction != "in":
+            # the procedures walk incoming relationships only; "out"/"undirected" graphs need the copy
+            log.info("dataset %s (direction %s) has no usable adjacency property: sampling with Cypher",
+                     schema.dataset, schema.direction)
+            procs = False
         return cls(use_procedures=procs, adj_prop=schema.adj_prop if adjacency else None,
                    projection_mb=projection_mb if procs else 0.0)

@@ -57,9 +57,10 @@ def changed_since(client: Neo4jClient, record: DatasetRecord) -> str | None:
 
 def require_loaded(client: Neo4jClient, name: str) -> DatasetRecord:
     """The complete record of ``name``, or a :class:`UserError` that says how to load it."""
-    return check_complete(dataset_record(client, name), name,
-                          f"Neo4j database {client.database!r} at {client.settings.uri}",
-                          f"python loaders/load_into_neo4j.py {dataset_flags(name)}")
+    record = dataset_record(client, name)
+    registered = record is not None and record.properties.get("register_command")  # loaders/register_graph.py
+    return check_complete(record, name, f"Neo4j database {client.database!r} at {client.settings.uri}",
+                          registered or f"python loaders/load_into_neo4j.py {dataset_flags(name)}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def load_unwind(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, reco
                 config: LoadConfig) -> LoadReport:
     """The batches of nodes, then of relationships, that ``record``'s markers do not list as committed."""
     create_id_constraint(client, schema)  # before the first node: CREATE then checks uniqueness
-    done = _done_batches(client, schema.dataset)
+    done = done_batches(client, schema.dataset)
     resumed = any(done.values())
     node_batch, edge_batch = int(record["node_batch"]), int(record["edge_batch"])
     encoding = record.get("feature_encoding", DENSE)
@@ -65,12 +65,12 @@ def load_unwind(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, reco
                          for i, x, y, sp in zip(range(lo, hi), xs, ys, splits)]}
 
     t = time.perf_counter()
-    report.nodes_written = _run_batches(client, s.dataset, "nodes", ds.num_nodes, node_batch, done["nodes"],
+    report.nodes_written = run_batches(client, s.dataset, "nodes", ds.num_nodes, node_batch, done["nodes"],
                                         node_query, node_params, config)
     report.phases["nodes"] = time.perf_counter() - t
     edge_query, edge_params = _edge_writer(ds, s)
     t = time.perf_counter()
-    report.relationships_written = _run_batches(client, s.dataset, "relationships", ds.num_edges, edge_batch,
+    report.relationships_written = run_batches(client, s.dataset, "relationships", ds.num_edges, edge_batch,
                                                 done["relationships"], edge_query, edge_params, config)
     report.phases["relationships"] = time.perf_counter() - t
     return report
@@ -93,7 +93,7 @@ def _edge_writer(ds: GraphDataset, s: GraphSchema) -> tuple[str, Callable[[int, 
             groups)
 
 
-def _done_batches(client: Neo4jClient, name: str) -> dict[str, set[int]]:
+def done_batches(client: Neo4jClient, name: str) -> dict[str, set[int]]:
     recs = client.read(f"MATCH (b:`{BATCH_LABEL}` {{dataset: $name}}) RETURN b.kind AS kind, b.idx AS idx", name=name)
     done: dict[str, set[int]] = {"nodes": set(), "relationships": set()}
     for r in recs:
@@ -101,13 +101,13 @@ def _done_batches(client: Neo4jClient, name: str) -> dict[str, set[int]]:
     return done
 
 
-def _run_batches(client: Neo4jClient, name: str, kind: str, total: int, batch: int, done: set[int], query: str,
+def run_batches(client: Neo4jClient, name: str, kind: str, total: int, batch: int, done: set[int], query: str,
                  params: Callable[[int, int], dict[str, Any]], config: LoadConfig) -> int:
     """Write the batches of ``kind`` not in ``done`` with ``config.workers`` threads; rows written."""
     ranges = [(lo, min(lo + batch, total)) for lo in range(0, total, batch)]
     todo = [i for i in range(len(ranges)) if i not in done]
     initial = total - sum(ranges[i][1] - ranges[i][0] for i in todo)
-    unit = "node" if kind == "nodes" else "rel"
+    unit = "rel" if kind == "relationships" else "node"
 
     def write(idx: int) -> int:
         lo, hi = ranges[idx]

@@ -1,0 +1,205 @@
+"""Inference with a finished run's checkpoint, over the run's own backend; the writers are plugged in.
+
+Why here and database-free: the model, its checkpoint and the backend contract are the
+trainer's; where predictions go (Neo4j node properties, a file, Ladybug) is a
+:class:`PredictionWriter`. Batches are fixed chunks of the sorted node ids, each written once:
+a writer that remembers its finished chunks (src/neo4jdb/write_back.py) makes a killed
+write-back resume where it stopped, and since a batch's samples depend only on its seed ids
+and the seed, a resumed run predicts what an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from src.backends.base import Backend
+from src.backends.registry import spec as backend_spec
+from src.core.errors import ArgumentParser, UserError
+from src.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, mix_seeds
+from src.train.cli import add_training_args, parse_training_config
+from src.train.config import TrainConfig
+from src.train.model import GraphSAGE
+
+
+@dataclass
+class Prediction:
+    """One batch: node ids, predicted class index, class probabilities, final-layer embedding."""
+
+    ids: np.ndarray
+    pred: np.ndarray
+    proba: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+
+
+class PredictionWriter(Protocol):
+    def done(self) -> set[int]: ...  # chunk indices already written (resume skips them)
+
+    def write(self, idx: int, p: Prediction) -> None: ...
+
+    def finish(self) -> str: ...  # verify, mark complete; a line for the summary
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run's rank-0 JSONL log says about it."""
+
+    name: str
+    backend: str
+    config: dict[str, Any]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+
+    def test_acc(self, epoch: int) -> float | None:
+        return next((e.get("test_acc") for e in self.epochs if e.get("epoch") == epoch), None)
+
+
+def read_run(log_dir: str, run_name: str) -> RunInfo:
+    """The run's backend, config (every flag) and epoch events, from ``<log_dir>/<run>/rank0.jsonl``."""
+    path = Path(log_dir) / run_name / "rank0.jsonl"
+    try:
+        events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise UserError(f"no run {run_name!r}: {path} does not exist; pass the --run_name (and --log_dir) "
+                        "of a finished training run") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"run log {path} is unreadable ({exc}); pass another --run_name") from None
+    starts = [e for e in events if e.get("event") == "run_start"]
+    if not starts:
+        raise UserError(f"run log {path} has no run_start event; pass the --run_name of a finished training run")
+    return RunInfo(name=run_name, backend=str(starts[-1]["backend"]), config=dict(starts[-1]["config"]),
+                   epochs=[e for e in events if e.get("event") == "epoch"])
+
+
+def run_backend(info: RunInfo, overrides: dict[str, Any] | None = None
+                ) -> tuple[AbstractContextManager[Backend], TrainConfig, Any]:
+    """The run's backend opened with the run's flags (one process, no resume), its config and the args."""
+    wing = backend_spec(info.backend).load()
+    parser = ArgumentParser()
+    add_training_args(parser)
+    wing.add_args(parser)
+    args = parser.parse_args([])
+    for key, value in {**info.config, **(overrides or {})}.items():
+        if hasattr(args, key):
+            setattr(args, key, ",".join(map(str, value)) if key == "fanouts" and isinstance(value, list) else value)
+    args.num_nodes, args.node_rank, args.resume = 1, 0, False
+    if hasattr(args, "full_graph"):
+        args.full_graph = True  # one process predicts: the whole graph, not one partition
+    wing.check_args(args)
+    cfg = parse_training_config(args, env={})
+    return wing.open_backend(args, cfg), cfg, args
+
+
+def build_model(identity: dict[str, Any], dropout: float) -> nn.Module:
+    """The model of a checkpoint's identity, built as src/train/loop.py builds it (the one place to re-point)."""
+    return GraphSAGE(identity["num_features"], identity["hidden_channels"], identity["num_classes"],
+                     identity["num_layers"], dropout)
+
+
+def load_model(cfg: TrainConfig, backend: Backend) -> tuple[nn.Module, int]:
+    """The run's last checkpoint in eval mode, checked against the backend's dataset; and its epoch."""
+    identity = {"dataset": cfg.dataset, "num_features": int(backend.num_features),
+                "num_classes": int(backend.num_classes), "hidden_channels": cfg.hidden_channels,
+                "num_layers": cfg.num_layers, "normalize_features": cfg.normalize_features}
+    path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
+    state = load_checkpoint(path, identity)
+    if state is None:
+        raise UserError(f"run {cfg.run_name!r} has no checkpoint at {path}; train it first (or pass its --checkpoint_dir)")
+    model = build_model(identity, cfg.dropout)
+    model.load_state_dict(state["model"])
+    return model.eval(), int(state["epoch"])
+
+
+def _last_layer(model: nn.Module) -> nn.Module:
+    convs = getattr(model, "convs", None)
+    if convs is None or not len(convs):
+        raise UserError(f"--write_embedding: model {type(model).__name__} has no layer list 'convs'")
+    return convs[-1]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, backend: Backend, ids: np.ndarray, writer: PredictionWriter, *, seed: int,
+            proba: bool, embedding: bool, progress: bool = True) -> tuple[int, int]:
+    """Predict ``ids`` (sorted) in chunks of the backend's batch size, skipping chunks the writer has.
+
+    The embedding is the input of the last layer (the final hidden representation). Returns
+    (nodes predicted now, nodes skipped as already written).
+    """
+    bs = backend.batch_size
+    chunks = [(lo, min(lo + bs, len(ids))) for lo in range(0, len(ids), bs)]
+    done = writer.done()
+    todo = [k for k in range(len(chunks)) if k not in done]
+    skipped = sum(chunks[k][1] - chunks[k][0] for k in done if k < len(chunks))
+    if not todo:
+        return 0, skipped
+    seeds = torch.from_numpy(np.concatenate([ids[slice(*chunks[k])] for k in todo]).astype(np.int64))
+    captured: list[Tensor] = []
+    hook = _last_layer(model).register_forward_pre_hook(lambda _m, a: captured.append(a[0])) if embedding else None
+    predicted = 0
+    try:
+        with tqdm(total=len(ids), initial=skipped, unit="node", unit_scale=True, desc="predict",
+                  disable=not progress) as bar:
+            batches = iter(backend.make_loader(seeds, shuffle=False, seed=seed))
+            for k in todo:
+                batch = next(batches)
+                n = int(batch.batch_size)
+                captured.clear()
+                logits = model(batch.x, batch.edge_index)[:n]
+                got = batch.n_id[:n].numpy()
+                if not np.array_equal(got, ids[slice(*chunks[k])]):
+                    raise RuntimeError("the loader's batches do not follow the seed order")
+                writer.write(k, Prediction(
+                    ids=got, pred=logits.argmax(dim=-1).numpy(),
+                    proba=torch.softmax(logits, dim=-1).numpy() if proba else None,
+                    embedding=captured[-1][:n].numpy() if embedding else None))
+                predicted += n
+                bar.update(n)
+    finally:
+        if hook is not None:
+            hook.remove()
+    return predicted, skipped
+
+
+def predict_seed(cfg: TrainConfig) -> int:
+    """The sampling seed of a run's predictions (fixed: re-runs and resumes sample the same)."""
+    return mix_seeds(cfg.seed, 4)
+
+
+class FileWriter:
+    """Predictions into one ``.npz`` (``ids``, ``pred``, optional ``proba``, ``embedding``, ``classes``),
+    written atomically at the end: for backends without node properties to write to."""
+
+    def __init__(self, path: Path, classes: list[Any] | None = None) -> None:
+        self.path, self.classes = Path(path), classes
+        self.parts: list[Prediction] = []
+
+    def done(self) -> set[int]:
+        return set()
+
+    def write(self, idx: int, p: Prediction) -> None:
+        self.parts.append(p)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        cat = lambda key: np.concatenate([getattr(p, key) for p in self.parts])  # noqa: E731
+        out = {"ids": cat("ids"), "pred": cat("pred")}
+        for key in ("proba", "embedding"):
+            if self.parts and getattr(self.parts[0], key) is not None:
+                out[key] = cat(key)
+        if self.classes:
+            out["classes"] = np.asarray(self.classes)
+        return out
+
+    def finish(self) -> str:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.npz")
+        arrays = self.arrays() if self.parts else {"ids": np.zeros(0, np.int64), "pred": np.zeros(0, np.int64)}
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.path)
+        return f"wrote {len(arrays['ids'])} predictions to {self.path}"
