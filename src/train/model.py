@@ -36,6 +36,8 @@ class TrimmedForward:
     num_layers: int
     act: Any
     dropout: nn.Module
+    keep_last_hidden = False  # set by predict.py: keep the last layer's input (the node embedding) in last_hidden
+    last_hidden: Tensor | None = None
 
     def forward(self, x: Tensor, edge_index: Tensor, num_sampled_nodes_per_hop: list[int] | None = None,
                 num_sampled_edges_per_hop: list[int] | None = None) -> Tensor:
@@ -47,6 +49,8 @@ class TrimmedForward:
             if trim and i > 0:
                 x, edge_index, context = trim_to_layer(i, num_sampled_nodes_per_hop, num_sampled_edges_per_hop,
                                                        x, edge_index, context)
+            if self.keep_last_hidden and i == self.num_layers - 1:
+                self.last_hidden = x
             x = self._layer(i, conv, x, edge_index, context)
             if i < self.num_layers - 1:
                 x = self.dropout(self.act(norm(x)))

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm import tqdm
 
 from src.backends.base import Backend
@@ -27,7 +27,7 @@ from src.core.errors import ArgumentParser, UserError
 from src.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, mix_seeds
 from src.train.cli import add_training_args, parse_training_config
 from src.train.config import TrainConfig
-from src.train.model import GraphSAGE
+from src.train.model import batch_logits, model_from_identity
 
 
 @dataclass
@@ -97,31 +97,19 @@ def run_backend(info: RunInfo, overrides: dict[str, Any] | None = None
     return wing.open_backend(args, cfg), cfg, args
 
 
-def build_model(identity: dict[str, Any], dropout: float) -> nn.Module:
-    """The model of a checkpoint's identity, built as src/train/loop.py builds it (the one place to re-point)."""
-    return GraphSAGE(identity["num_features"], identity["hidden_channels"], identity["num_classes"],
-                     identity["num_layers"], dropout)
-
-
 def load_model(cfg: TrainConfig, backend: Backend) -> tuple[nn.Module, int]:
     """The run's last checkpoint in eval mode, checked against the backend's dataset; and its epoch."""
     identity = {"dataset": cfg.dataset, "num_features": int(backend.num_features),
                 "num_classes": int(backend.num_classes), "hidden_channels": cfg.hidden_channels,
-                "num_layers": cfg.num_layers, "normalize_features": cfg.normalize_features}
+                "num_layers": cfg.num_layers, "normalize_features": cfg.normalize_features,
+                "model": cfg.model, "heads": cfg.heads}
     path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
     state = load_checkpoint(path, identity)
     if state is None:
         raise UserError(f"run {cfg.run_name!r} has no checkpoint at {path}; train it first (or pass its --checkpoint_dir)")
-    model = build_model(identity, cfg.dropout)
+    model = model_from_identity(identity, cfg.dropout)
     model.load_state_dict(state["model"])
     return model.eval(), int(state["epoch"])
-
-
-def _last_layer(model: nn.Module) -> nn.Module:
-    convs = getattr(model, "convs", None)
-    if convs is None or not len(convs):
-        raise UserError(f"--write_embedding: model {type(model).__name__} has no layer list 'convs'")
-    return convs[-1]
 
 
 @torch.no_grad()
@@ -140,8 +128,7 @@ def predict(model: nn.Module, backend: Backend, ids: np.ndarray, writer: Predict
     if not todo:
         return 0, skipped
     seeds = torch.from_numpy(np.concatenate([ids[slice(*chunks[k])] for k in todo]).astype(np.int64))
-    captured: list[Tensor] = []
-    hook = _last_layer(model).register_forward_pre_hook(lambda _m, a: captured.append(a[0])) if embedding else None
+    model.keep_last_hidden = embedding  # the zoo's forward keeps the last layer's input (src/train/model.py)
     predicted = 0
     try:
         with tqdm(total=len(ids), initial=skipped, unit="node", unit_scale=True, desc="predict",
@@ -150,20 +137,18 @@ def predict(model: nn.Module, backend: Backend, ids: np.ndarray, writer: Predict
             for k in todo:
                 batch = next(batches)
                 n = int(batch.batch_size)
-                captured.clear()
-                logits = model(batch.x, batch.edge_index)[:n]
+                logits = batch_logits(model, batch)
                 got = batch.n_id[:n].numpy()
                 if not np.array_equal(got, ids[slice(*chunks[k])]):
                     raise RuntimeError("the loader's batches do not follow the seed order")
                 writer.write(k, Prediction(
                     ids=got, pred=logits.argmax(dim=-1).numpy(),
                     proba=torch.softmax(logits, dim=-1).numpy() if proba else None,
-                    embedding=captured[-1][:n].numpy() if embedding else None))
+                    embedding=model.last_hidden[:n].numpy() if embedding else None))
                 predicted += n
                 bar.update(n)
     finally:
-        if hook is not None:
-            hook.remove()
+        model.keep_last_hidden, model.last_hidden = False, None
     return predicted, skipped
 
 
