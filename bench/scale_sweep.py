@@ -102,7 +102,8 @@ def sweep_size(n: int, args: argparse.Namespace, backends: list[str], training: 
     runs = []
     try:
         for backend in backends:
-            runs.append(run_backend(backend, f"{name}-{backend}-{args.ranks}r", dataset=name,
+            # a new name per sweep: the trainers refuse to overwrite an earlier sweep's run of this size
+            runs.append(run_backend(backend, f"{name}-{backend}-{args.ranks}r-{args.stamp}", dataset=name,
                                     ranks=args.ranks, log_dir=out / "logs", training=training,
                                     env=env, stderr_dir=out))
     finally:
@@ -178,6 +179,7 @@ def main() -> int:
               "the training wall time (slowest rank; epoch 1 includes warm-up); RSS = max over ranks. Load average: 1-minute, before/after each job "
               "(2 shared cores: timings are noisy).\n\n")
     results: list[SizeResult] = []
+    args.stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in sizes:
         results.append(sweep_size(n, args, backends, training, out))
         (out / "sweep.md").write_text(header + sweep_table(results, args.reference))

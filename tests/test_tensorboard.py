@@ -49,6 +49,14 @@ def test_tensorboard_mirrors_the_jsonl_and_continues_on_resume(tmp_path: Path) -
     assert tb["summary/best_val_acc"][-1][1] == pytest.approx(summary["best_val_acc"], rel=1e-6)
 
 
+def test_overwrite_replaces_the_tensorboard_events(tmp_path: Path) -> None:
+    _train(tmp_path, "--epochs", "2")
+    _train(tmp_path, "--epochs", "1", "--overwrite")
+    folder = tmp_path / "tb" / "tb" / "rank0"
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1
+    assert [v for _, v in _scalars(folder)["epoch/epoch"]] == [1.0]
+
+
 def test_tensorboard_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     proc = subprocess.run([sys.executable, str(REPO / "in-memory-alternative.py"), *ARGS, "--tensorboard",

@@ -92,6 +92,8 @@ def _claim(cfg: TrainConfig, rank: int, held: list[tuple[Path, IO[str]]], made: 
     mine = [log_run / f"rank{rank}.jsonl", log_run / f"rank{rank}.log"]
     if rank == 0:  # also a former run's other ranks and its checkpoint
         mine += sorted(log_run.glob("rank*.jsonl")) + sorted(log_run.glob("rank*.log")) + [ckpt_run / CHECKPOINT_FILE]
+    if cfg.tensorboard is not None:  # an overwritten run's old events would be drawn beside the new ones
+        mine += sorted((Path(cfg.tensorboard) / str(cfg.run_name) / f"rank{rank}").glob("events.out.tfevents.*"))
     existing = [p for p in dict.fromkeys(mine) if p.exists()]
     if not existing or cfg.resume:
         return None
