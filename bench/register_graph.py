@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,8 @@ def main() -> int:
     p.add_argument("--batches", type=int, default=30, help="timed batches per dataset (default: %(default)s)")
     p.add_argument("--export_dir", default="data/bench", help="where the .npz export goes (default: %(default)s)")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("neo4j").setLevel(logging.CRITICAL)  # not its notifications about not yet existing properties
     n, fanouts = args.num_nodes, [int(k) for k in args.fanouts.split(",")]
     label, rel, name = f"BenchPaper_{n}", f"BENCH_CITES_{n}", f"bench_registered_{n}"
     with connect(None) as client:
