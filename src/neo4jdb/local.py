@@ -38,7 +38,6 @@ from src.neo4jdb.processes import (MAIN_CLASS, cmdline, listening_ports, pid_ali
                                    serving_jvms, terminate)
 from src.neo4jdb.server_secrets import env_line, owner_only, set_initial_password
 
-ADMIN_CLASS = "org.neo4j.cli.AdminTool"
 READY_POLL_S = 0.1  # between readiness probes: a failed probe is a refused connection, cheap
 _SIZE = re.compile(r"^\d+[kKmMgG]$")
 log = logging.getLogger(__name__)
