@@ -84,12 +84,13 @@ class Neo4jSettings:
         if not uri:
             from src.neo4jdb import local as neo4j_local
 
-            info = neo4j_local.LocalNeo4j().connection_info()
-            if info is None:
+            server = neo4j_local.LocalNeo4j()
+            st = server.state()
+            if st is None:
                 raise Neo4jUnavailable(f"no Neo4j configured: NEO4J_URI is not set and no local server is running; {START_HINT}")
-            uri, local = info["uri"], True
+            uri, local = f"bolt://127.0.0.1:{st['port']}", True
             if password is None and not env.get("NEO4J_PASSWORD"):
-                password = info["password"]
+                password = server.password()  # its file (a one-line error if it is gone)
         return cls(
             uri=uri,
             user=user or env.get("NEO4J_USER") or "neo4j",
