@@ -234,7 +234,7 @@ class Neo4jClient:
                 retryable = exc.is_retryable() or (read and isinstance(exc, neo4j_exc.IncompleteCommit))
                 if not retryable or now + pause > deadline:
                     if isinstance(exc, _OUTAGES):
-                        raise self._gave_up(exc, None if failed_at is None else now - began) from None
+                        raise self._gave_up(exc, now - began if retryable else None) from None
                     raise
                 if failed_at is None:  # deadlocks of parallel writers are routine, an outage is news
                     failed_at = now
@@ -251,7 +251,7 @@ class Neo4jClient:
             tried = "not retried: " + ("the commit's outcome is unknown" if isinstance(exc, neo4j_exc.IncompleteCommit)
                                        else "this call is not retryable")
         else:
-            tried = f"after retrying for {retried_s:.0f} s (--neo4j_retry_s {self.max_retry_time:g})"
+            tried = f"after trying for {retried_s:.0f} s (--neo4j_retry_s {self.max_retry_time:g})"
         return Neo4jUnavailable(
             f"Neo4j at {self.settings.uri} stopped answering ({_short(exc)}), {tried}; check it with "
             "`bash jobs/neo4j.sh status`, then rerun (training: add --resume to continue from the last checkpoint)"
