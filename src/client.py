@@ -85,12 +85,13 @@ class Neo4jSettings:
         if not uri:
             from src.neo4jdb import local as neo4j_local
 
-            info = neo4j_local.LocalNeo4j().connection_info()
-            if info is None:
+            server = neo4j_local.LocalNeo4j()
+            st = server.state()
+            if st is None:
                 raise Neo4jUnavailable(f"no Neo4j configured: NEO4J_URI is not set and no local server is running; {START_HINT}")
-            uri, local = info["uri"], True
+            uri, local = f"bolt://127.0.0.1:{st['port']}", True
             if password is None and not env.get("NEO4J_PASSWORD"):
-                password = info["password"]
+                password = server.password()  # its file (a one-line error if it is gone)
         return cls(
             uri=uri,
             user=user or env.get("NEO4J_USER") or "neo4j",
@@ -227,7 +228,7 @@ class Neo4jClient:
                 retryable = exc.is_retryable() or (read and isinstance(exc, neo4j_exc.IncompleteCommit))
                 if not retryable or now + pause > deadline:
                     if isinstance(exc, _OUTAGES):
-                        raise self._gave_up(exc, None if failed_at is None else now - began) from None
+                        raise self._gave_up(exc, now - began if retryable else None) from None
                     raise
                 if failed_at is None:  # deadlocks of parallel writers are routine, an outage is news
                     failed_at = now
@@ -244,7 +245,7 @@ class Neo4jClient:
             tried = "not retried: " + ("the commit's outcome is unknown" if isinstance(exc, neo4j_exc.IncompleteCommit)
                                        else "this call is not retryable")
         else:
-            tried = f"after retrying for {retried_s:.0f} s (--neo4j_retry_s {self.max_retry_time:g})"
+            tried = f"after trying for {retried_s:.0f} s (--neo4j_retry_s {self.max_retry_time:g})"
         return Neo4jUnavailable(
             f"Neo4j at {self.settings.uri} stopped answering ({_short(exc)}), {tried}; check it with "
             "`bash jobs/neo4j.sh status`, then rerun (training: add --resume to continue from the last checkpoint)"
