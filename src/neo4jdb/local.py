@@ -390,8 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         if st is None:
             raise UserError("Neo4j is not running; start it with `bash jobs/neo4j.sh start`")
         srv.password()  # a one-line error, not an empty NEO4J_PASSWORD, when the file is gone
-        # The password is read from its 0600 file at eval time (never in output or logs); every value is
-        # shell-quoted, so a folder name like '$(touch x)' stays a name under eval.
+        # the password is read from its 0600 file at eval time; values are shell-quoted ('$(touch x)' stays a name)
         print(env_line(f"bolt://127.0.0.1:{st['port']}", srv.password_file))
     return 0
 
