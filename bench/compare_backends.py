@@ -89,7 +89,8 @@ def run_backend(backend: str, run_name: str, *, dataset: str, ranks: int, log_di
                 stderr_dir: Path | None = None) -> BackendRun:
     """Launch one job of ``ranks`` local ranks on ``backend`` and read back its logs."""
     cmd = ["bash", str(LAUNCH), "--backend", backend, "--ranks", str(ranks), "--dataset", dataset,
-           "--run_name", run_name, "--log_dir", str(log_dir), *training]
+           "--run_name", run_name, "--log_dir", str(log_dir),
+           "--checkpoint_dir", str(log_dir.parent / "checkpoints"), *training]  # beside the logs: a benchmark's own
     load_before = load_average()
     start = time.perf_counter()
     print(f"[{time.strftime('%H:%M:%S')}] {run_name}: {backend}, {ranks} rank(s), "
