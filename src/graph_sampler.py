@@ -50,7 +50,7 @@ def hop_query(schema: GraphSchema) -> str:
     return f"""
 UNWIND range(0, size($ids) - 1) AS k
 MATCH (n:`{s.label}` {{`{s.id_prop}`: $ids[k]}})
-WITH k, [{s.neighbours_of('n', f'm:`{s.label}`')} WHERE m.`{s.id_prop}` IS NOT NULL | m] AS nbrs
+WITH k, [m IN [{s.neighbours_of('n', 'm')} | m] WHERE m:`{s.label}` AND m.`{s.id_prop}` IS NOT NULL] AS nbrs
 WITH k, nbrs, size(nbrs) AS d
 WITH k, nbrs, CASE WHEN $fanout < 0 OR d <= $fanout THEN range(0, d - 1) ELSE
   reduce(st = [$states[k], []], j IN range(d - $fanout, d - 1) |

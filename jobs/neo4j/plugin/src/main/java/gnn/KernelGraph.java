@@ -196,6 +196,45 @@ final class KernelGraph implements AutoCloseable {
         return v instanceof IntegralValue ? ((IntegralValue) v).longValue() : null;
     }
 
+    /** (version, count) of the :label nodes with an id, per database/label/id property: one index scan per write. */
+    private static final ConcurrentHashMap<String, long[]> ID_COUNTS = new ConcurrentHashMap<>();
+
+    /**
+     * Whether every relType relationship joins two dataset nodes (label and id), so a relationship walk
+     * needs no check per neighbour: the counts store says all of them start and end at :label nodes, and
+     * every :label node is in the id index (counted once per database version, see {@link Projections#version}).
+     */
+    boolean onlyDatasetNodesOn(int relTypeId) {
+        if (labelId == NO_TOKEN || relTypeId == NO_TOKEN) {
+            return true;  // no such relationships at all
+        }
+        long all = read.countsForRelationship(TokenConstants.ANY_LABEL, relTypeId, TokenConstants.ANY_LABEL);
+        if (read.countsForRelationship(labelId, relTypeId, TokenConstants.ANY_LABEL) != all
+                || read.countsForRelationship(TokenConstants.ANY_LABEL, relTypeId, labelId) != all) {
+            return false;
+        }
+        long version = hasLocalChanges() ? -1 : Projections.version(database);
+        long[] cached = ID_COUNTS.get(cacheKey);
+        long ids;
+        if (version >= 0 && cached != null && cached[0] == version) {
+            ids = cached[1];
+        } else {
+            ids = 0;
+            try {
+                read.nodeIndexScan(idIndex, indexCursor, IndexQueryConstraints.unconstrained());
+            } catch (KernelException e) {
+                return false;
+            }
+            while (indexCursor.next()) {
+                ids++;
+            }
+            if (version >= 0) {
+                ID_COUNTS.put(cacheKey, new long[] {version, ids});
+            }
+        }
+        return read.countsForNode(labelId) == ids;
+    }
+
     /** Whether {@code ref} is a live node with the label and an integer {@code idProp} (a dataset node). */
     boolean isDatasetNode(long ref) {
         read.singleNode(ref, checkCursor);

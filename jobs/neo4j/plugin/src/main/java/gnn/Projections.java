@@ -96,6 +96,16 @@ final class Projections {
         drop(database);
     }
 
+    /** The database's write version (changes with every write), or -1: not watched, or a write is committing. */
+    static long version(String database) {
+        DatabaseState st = DATABASES.get(database);
+        if (st == null || st.committing.get() > 0) {
+            return -1;
+        }
+        long v = st.version.get();
+        return st.committing.get() > 0 ? -1 : v;
+    }
+
     private static void drop(String database) {
         ENTRIES.values().removeIf(e -> e.database.equals(database));
     }

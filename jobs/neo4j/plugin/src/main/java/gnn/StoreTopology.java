@@ -22,6 +22,8 @@ final class StoreTopology implements Topology {
     private final RelationshipSelection incoming;
     private final String adjProp;
     private final LongList sources = new LongList(64);
+    /** Whether relationship walks must skip sources that are not dataset nodes (some exist). */
+    private final boolean checkSources;
     /** adjacency mode: the current node's packed neighbour ids. */
     private ByteBuffer adjacency;
 
@@ -36,7 +38,9 @@ final class StoreTopology implements Topology {
         }
         this.adjKey = useAdj ? key : -1;
         // an unknown type matches no relationship: every node then has degree 0, as in Cypher
-        this.incoming = RelationshipSelection.selection(g.tokens.relationshipType(relType), Direction.INCOMING);
+        int typeId = g.tokens.relationshipType(relType);
+        this.incoming = RelationshipSelection.selection(typeId, Direction.INCOMING);
+        this.checkSources = !useAdj && !g.onlyDatasetNodesOn(typeId);
     }
 
     /** Whether neighbours come from the adjacency property (else from relationships). */
@@ -72,13 +76,16 @@ final class StoreTopology implements Topology {
             return raw.length / Long.BYTES;
         }
         // Relationship-iteration order (the node's chain, or its type group when dense): the order
-        // of the Cypher pattern comprehension [(n)<-[:T]-(m:label) WHERE m.id IS NOT NULL | m] too
+        // of the Cypher [m IN [(n)<-[:T]-(m) | m] WHERE m:label AND m.id IS NOT NULL] too
         // (tests/test_procedures.py). A source that is not a dataset node (no label, no integer id: a
         // node created since the load) is not a neighbour, as in the maintained adjacency copy.
         sources.clear();
         node.relationships(g.relCursor, incoming);
         while (g.relCursor.next()) {
             sources.add(g.relCursor.sourceNodeReference());
+        }
+        if (!checkSources) {
+            return sources.size;
         }
         int kept = 0;
         for (int p = 0; p < sources.size; p++) {
