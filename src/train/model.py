@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.nn import GCNConv, GINConv
 from torch_geometric.nn import models as pyg_models
-from torch_geometric.utils import trim_to_layer
 
 from src.train.sparse_input import gin_first_layer, sage_first_layer
 
@@ -45,13 +44,18 @@ class TrimmedForward:
         upward (the seeds first: the rows callers read)."""
         trim = num_sampled_nodes_per_hop is not None and num_sampled_edges_per_hop is not None
         context = self._batch_context(x, edge_index)
+        hops = list(num_sampled_nodes_per_hop or [])
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            if trim and i > 0:
-                x, edge_index, context = trim_to_layer(i, num_sampled_nodes_per_hop, num_sampled_edges_per_hop,
-                                                       x, edge_index, context)
+            if trim and i > 0:  # PyG's trim_to_layer for the edges; x already holds only the rows left
+                keep = edge_index.size(1) - num_sampled_edges_per_hop[-i]
+                edge_index = edge_index.narrow(1, 0, keep)
+                context = None if context is None else context.narrow(0, 0, keep)
             if self.keep_last_hidden and i == self.num_layers - 1:
                 self.last_hidden = x
-            x = self._layer(i, conv, x, edge_index, context)
+            # trimmed, layer i computes outputs only for the nodes layer i + 1 reads (the hops but the
+            # outermost one left): they are the first rows, and every kept edge points into them
+            num_dst = sum(hops[:len(hops) - 1 - i]) if trim else x.size(0)
+            x = self._layer(i, conv, x, edge_index, context, num_dst)
             if i < self.num_layers - 1:
                 x = self.dropout(self.act(norm(x)))
         return x
@@ -60,15 +64,20 @@ class TrimmedForward:
         """Per-edge values computed once on the whole sampled subgraph and trimmed with the edges."""
         return None
 
-    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None) -> Tensor:
-        return conv(x, edge_index)
+    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None,
+               num_dst: int) -> Tensor:
+        """Layer ``i`` for the first ``num_dst`` nodes (sources: all rows of ``x``)."""
+        return conv((x, first_rows(x, num_dst)), edge_index, size=(x.size(0), num_dst))
 
 
 class SAGE(TrimmedForward, pyg_models.GraphSAGE):
     """PyG's ``GraphSAGE`` (mean aggregation); the first layer projects before aggregating sparse x."""
 
-    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None) -> Tensor:
-        return sage_first_layer(conv, x, edge_index) if i == 0 else conv(x, edge_index)
+    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None,
+               num_dst: int) -> Tensor:
+        if i == 0:
+            return sage_first_layer(conv, x, edge_index, num_dst)
+        return conv((x, first_rows(x, num_dst)), edge_index, size=(x.size(0), num_dst))
 
 
 class GIN(TrimmedForward, pyg_models.GIN):
@@ -78,8 +87,11 @@ class GIN(TrimmedForward, pyg_models.GIN):
         mlp = nn.Sequential(nn.Linear(in_channels, out_channels), nn.ReLU(), nn.Linear(out_channels, out_channels))
         return GINConv(mlp, **kwargs)
 
-    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None) -> Tensor:
-        return gin_first_layer(conv, x, edge_index) if i == 0 else conv(x, edge_index)
+    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None,
+               num_dst: int) -> Tensor:
+        if i == 0:
+            return gin_first_layer(conv, x, edge_index, num_dst)
+        return conv((x, first_rows(x, num_dst)), edge_index, size=(x.size(0), num_dst))
 
 
 class GAT(TrimmedForward, pyg_models.GAT):
@@ -100,12 +112,19 @@ class GCN(TrimmedForward, pyg_models.GCN):
         self._deg_inv_sqrt = deg.rsqrt()
         return self._deg_inv_sqrt[src] * self._deg_inv_sqrt[dst]
 
-    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None) -> Tensor:
+    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None,
+               num_dst: int) -> Tensor:
         assert isinstance(conv, GCNConv) and context is not None
         h = conv.lin(x)
-        loop = self._deg_inv_sqrt[:h.size(0)].square().unsqueeze(1)
-        out = conv.propagate(edge_index, x=h, edge_weight=context, size=None) + loop * h
+        loop = self._deg_inv_sqrt[:num_dst].square().unsqueeze(1)
+        out = conv.propagate(edge_index, x=(h, h[:num_dst]), edge_weight=context, size=(h.size(0), num_dst))
+        out = out + loop * h[:num_dst]
         return out if conv.bias is None else out + conv.bias
+
+
+def first_rows(x: Tensor, n: int) -> Tensor:
+    """``x[:n]``, also for sparse COO ``x`` (which has no strided views)."""
+    return x.narrow_copy(0, 0, n) if x.is_sparse else x[:n]
 
 
 def build_model(name: str, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int,

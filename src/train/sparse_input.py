@@ -28,23 +28,24 @@ def _as_sparse_input(x: Tensor, out_channels: int) -> Tensor | None:
     return x.to_sparse()
 
 
-def sage_first_layer(conv: SAGEConv, x: Tensor, edge_index: Tensor) -> Tensor:
+def sage_first_layer(conv: SAGEConv, x: Tensor, edge_index: Tensor, num_dst: int) -> Tensor:
     """``conv(x, edge_index)``, as ``mean_j(x_j W_l) + b_l + x_i W_r`` when ``x`` is sparse or mostly zeros.
 
     ``lin_l(mean_j x_j) = mean_j (x_j W_l) + b_l`` (also for nodes without neighbours, whose mean
     is 0), so both weight matrices are applied with one sparse x dense product.
     """
     xs = _as_sparse_input(x, conv.out_channels)
+    size = (x.size(0), num_dst)
     if xs is None:
-        return conv(x, edge_index)
+        return conv((x, x[:num_dst]), edge_index, size=size)
     weight = torch.cat([conv.lin_l.weight, conv.lin_r.weight]).t().contiguous()  # [in, 2 * out]; strided: 40x slower
     h = torch.sparse.mm(xs, weight)
     h_l, h_r = h.split(conv.out_channels, dim=1)
-    out = conv.propagate(edge_index, x=(h_l, h_l), size=None)
-    return out + conv.lin_l.bias + h_r
+    out = conv.propagate(edge_index, x=(h_l, h_l[:num_dst]), size=size)
+    return out + conv.lin_l.bias + h_r[:num_dst]
 
 
-def gin_first_layer(conv: GINConv, x: Tensor, edge_index: Tensor) -> Tensor:
+def gin_first_layer(conv: GINConv, x: Tensor, edge_index: Tensor, num_dst: int) -> Tensor:
     """``conv(x, edge_index)`` with the MLP's first ``Linear`` applied before the sum over neighbours.
 
     ``W((1 + eps) x_i + sum_j x_j) + b = (1 + eps) x_i W + sum_j x_j W + b``; the rest of the MLP
@@ -52,10 +53,11 @@ def gin_first_layer(conv: GINConv, x: Tensor, edge_index: Tensor) -> Tensor:
     """
     first = conv.nn[0]
     xs = _as_sparse_input(x, first.out_features)
+    size = (x.size(0), num_dst)
     if xs is None:
-        return conv(x, edge_index)
+        return conv((x, x[:num_dst]), edge_index, size=size)
     h = torch.sparse.mm(xs, first.weight.t().contiguous())
-    out = conv.propagate(edge_index, x=(h, h), size=None) + (1 + conv.eps) * h
+    out = conv.propagate(edge_index, x=(h, h[:num_dst]), size=size) + (1 + conv.eps) * h[:num_dst]
     if first.bias is not None:
         out = out + first.bias
     return conv.nn[1:](out)
