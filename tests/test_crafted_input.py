@@ -136,7 +136,7 @@ CASES = [
     ("num-classes-10^9", "meta num_classes is 1000000000; it must be an integer in 1..2708", False),
     ("num-classes-minus-3", "meta num_classes is -3; it must be an integer in 1..2708", False),
     ("float-edge-ids", "edge_index must hold integers, not float64", False),
-    ("train-test-overlap", "5 node(s) are in both train_idx and test_idx", False),
+    ("train-test-overlap", "5 nodes are in both train_idx and test_idx", False),
     ("short-y", "y has 2698 labels but x has 2708 rows", False),
 ]
 

@@ -146,7 +146,8 @@ def test_full_disk_for_checkpoints_keeps_the_last_good_one(good_checkpoint: dict
     final = ckpt / "full" / "checkpoint.pt"
     assert code == 1 and f"cannot write checkpoint {final} after epoch 2" in line, line
     assert f"the checkpoint of the last good epoch stays in {final}" in line and "--resume" in line
-    assert sorted(p.name for p in (ckpt / "full").iterdir()) == ["checkpoint.pt"], "temporary file left"
+    left = sorted(p.name for p in (ckpt / "full").iterdir())
+    assert left in (["checkpoint.pt"], ["best.pt", "checkpoint.pt"]), f"temporary file left: {left}"
     assert torch.load(final, weights_only=True)["epoch"] == 1
     with capfd.disabled():
         print(f"| full disk, checkpoints | {code} | {line} | {time.monotonic() - t0:.1f} s |")

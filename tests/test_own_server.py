@@ -21,6 +21,7 @@ from src.core.schema import GraphSchema
 from src.neo4jdb import procedures
 from src.neo4jdb.access import Neo4jAccess
 from src.neo4jdb.local import MAIN_CLASS, LocalNeo4j
+from src.neo4jdb.password import new_password
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]  # two server starts: ~1-2 min on the shared machine
@@ -55,6 +56,7 @@ def test_plugin_installs_into_a_separately_started_server(tmp_path: Path, caplog
     srv = LocalNeo4j(root=tmp_path / "other", lib=LocalNeo4j().lib)  # the same Neo4j jars, its own home
     port = free_port()
     srv._write_conf(port, "256m", "64m")
+    new_password(srv.password_file)  # as LocalNeo4j.start makes one before setting it
     srv._set_initial_password()
     (srv.home / "plugins").mkdir(exist_ok=True)
     settings = Neo4jSettings(uri=f"bolt://127.0.0.1:{port}", user="neo4j", password=srv.password())

@@ -109,8 +109,8 @@ def test_two_rank_training_on_the_registered_graph(client, native, tmp_path: Pat
              for r in range(2)]
     results = communicate_all(procs, TIMEOUT)
     assert [r.returncode for r in results] == [0, 0], results[0].stderr[-2000:] + results[1].stderr[-2000:]
-    assert "test acc at best val" in results[0].stderr
-    acc = float(results[0].stderr.split("test acc at best val ")[1].split(",")[0])
+    assert "test accuracy at best val" in results[0].stderr
+    acc = float(results[0].stderr.split("test accuracy at best val ")[1].split(",")[0])
     assert acc > 0.6
     assert user_data_checksum(client, spec.label, spec.rel_type) == before
 
@@ -168,7 +168,7 @@ def test_parity_registered_in_place_vs_exported_then_loaded(client, native, expo
                               "--checkpoint_dir", str(tmp_path / "ckpt")],
                              capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path)
         assert res.returncode == 0, res.stderr[-2000:]
-        accs.append(float(res.stderr.split("test acc at best val ")[1].split(",")[0]))
+        accs.append(float(res.stderr.split("test accuracy at best val ")[1].split(",")[0]))
     assert abs(accs[0] - accs[1]) <= 0.015, accs
 
 

@@ -19,6 +19,7 @@ import pytest
 from src.client import Neo4jSettings, connect
 from src.core.paths import REPO_DIR as REPO
 from src.neo4jdb.local import LocalNeo4j
+from src.neo4jdb.password import new_password
 
 INJECTION = "odd '$(touch PWNED)' `touch PWNED2` dir"
 
@@ -52,6 +53,7 @@ def fresh_server(tmp_path_factory, shared_lib: str):
     """A never-started server under a folder named like an injection; its start watched."""
     root = tmp_path_factory.mktemp("sec") / INJECTION / "neo4j"
     srv = LocalNeo4j(root=root, lib=shared_lib)
+    new_password(srv.password_file)  # what start() would generate (kept): the watch must know it beforehand
     watch = CommandLineWatch(srv.password())
     watch.start()
     t0 = time.monotonic()

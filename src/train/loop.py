@@ -166,9 +166,9 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
                                   timer, monitor, logger)
             improved = _finish_epoch(record, model, backend, cfg, progress, monitor)
             logger.log("epoch", **record)
+            save_checkpoint(ckpt_path, model, optimizer, epoch, identity, progress)  # first: what --resume needs
             if improved:
                 save_best(best_path, model, epoch, identity, record)
-            save_checkpoint(ckpt_path, model, optimizer, epoch, identity, progress)
             if progress.stopped_early:
                 logger.note(f"early stop after epoch {epoch}: validation {cfg.metric} did not improve in "
                             f"{cfg.patience} evaluations; best epoch {progress.best_epoch} is in {best_path}")
