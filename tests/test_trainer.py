@@ -449,14 +449,15 @@ def test_checkpoint_written_before_the_restructure_resumes_to_the_same_epoch(tmp
     """tests/fixtures/pre_restructure_checkpoint.pt was written by the code before src/ moved into rooms
     (commit 8d5f6e0: `in-memory-alternative.py --full_graph --dataset cora --epochs 1 --hidden_channels 4
     --num_layers 2 --fanouts 5,5 --batch_size 64 --run_name pre-restructure`); that code, resumed to
-    epoch 2, logged the epoch-2 numbers below. Today's code must continue it to the very same epoch."""
+    epoch 2, logged the epoch-2 numbers below. Today's code must continue it to the very same epoch (untrimmed:
+    a trimmed layer draws its dropout mask over fewer rows, a different random stream)."""
     ckpt = tmp_path / "ckpt" / "pre-restructure"
     ckpt.mkdir(parents=True)
     (ckpt / "checkpoint.pt").write_bytes((REPO / "tests" / "fixtures" / "pre_restructure_checkpoint.pt").read_bytes())
     proc = subprocess.run(
         [sys.executable, str(REPO / "in-memory-alternative.py"), "--full_graph", "--dataset", "cora", "--epochs", "2",
          "--hidden_channels", "4", "--num_layers", "2", "--fanouts", "5,5", "--batch_size", "64",
-         "--run_name", "pre-restructure", "--resume", "--master_port", str(free_port()),
+         "--run_name", "pre-restructure", "--resume", "--master_port", str(free_port()), "--no_trim",
          "--checkpoint_dir", str(tmp_path / "ckpt"), "--log_dir", str(tmp_path / "logs")],
         cwd=REPO, capture_output=True, text=True, timeout=PROCESS_TIMEOUT,
     )

@@ -147,7 +147,8 @@ def batch_logits(model: nn.Module, batch: Data, trim: bool = True) -> Tensor:
     """The model's logits for the batch's seeds (its first ``batch_size`` nodes)."""
     bs = int(batch.batch_size)
     hops = getattr(batch, "num_sampled_nodes", None) if trim else None
-    if hops is None:
+    layers = getattr(getattr(model, "module", model), "num_layers", -1)  # under DDP: the wrapped model's
+    if hops is None or len(hops) != layers + 1:  # a sample of another depth cannot be trimmed
         return model(batch.x, batch.edge_index)[:bs]
     return model(batch.x, batch.edge_index, list(hops), list(batch.num_sampled_edges))[:bs]
 
