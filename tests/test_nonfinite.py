@@ -98,7 +98,7 @@ def test_checkpoint_with_nan_weights_is_refused_on_resume(tmp_path: Path) -> Non
               "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "ckpt")]
     first, _ = run(*common)
     assert first.returncode == 0, first.stderr[-3000:]
-    (ckpt,) = list((tmp_path / "ckpt" / "nanckpt").glob("*.pt"))
+    ckpt = tmp_path / "ckpt" / "nanckpt" / "checkpoint.pt"  # beside best.pt
     state = torch.load(ckpt, weights_only=True)
     weights = next(v for v in state["model"].values() if v.is_floating_point())
     weights.view(-1)[:3] = float("nan")
