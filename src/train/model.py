@@ -14,7 +14,7 @@ forward).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,7 @@ from torch_geometric.nn import models as pyg_models
 from src.train.sparse_input import gin_first_layer, sage_first_layer
 
 MODELS = ("sage", "gcn", "gat", "gin")
+Context = tuple[Tensor, Tensor]  # (per-edge, per-node) values of a batch, see TrimmedForward._batch_context
 
 
 class TrimmedForward:
@@ -35,6 +36,7 @@ class TrimmedForward:
     num_layers: int
     act: Any
     dropout: nn.Module
+    first_layer: Callable[[nn.Module, Tensor, Tensor, int], Tensor] | None = None  # sparse-x first layer, if needed
     keep_last_hidden = False  # set by predict.py: keep the last layer's input (the node embedding) in last_hidden
     last_hidden: Tensor | None = None
 
@@ -49,7 +51,7 @@ class TrimmedForward:
             if trim and i > 0:  # PyG's trim_to_layer for the edges; x already holds only the rows left
                 keep = edge_index.size(1) - num_sampled_edges_per_hop[-i]
                 edge_index = edge_index.narrow(1, 0, keep)
-                context = None if context is None else context.narrow(0, 0, keep)
+                context = None if context is None else (context[0].narrow(0, 0, keep), context[1])
             if self.keep_last_hidden and i == self.num_layers - 1:
                 self.last_hidden = x
             # trimmed, layer i computes outputs only for the nodes layer i + 1 reads (the hops but the
@@ -60,24 +62,23 @@ class TrimmedForward:
                 x = self.dropout(self.act(norm(x)))
         return x
 
-    def _batch_context(self, x: Tensor, edge_index: Tensor) -> Tensor | None:
-        """Per-edge values computed once on the whole sampled subgraph and trimmed with the edges."""
+    def _batch_context(self, x: Tensor, edge_index: Tensor) -> Context | None:
+        """(per-edge, per-node) values computed once on the whole sampled subgraph; the per-edge ones are
+        trimmed with the edges, the per-node ones are read for the first rows."""
         return None
 
-    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None,
+    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Context | None,
                num_dst: int) -> Tensor:
         """Layer ``i`` for the first ``num_dst`` nodes (sources: all rows of ``x``)."""
+        if i == 0 and self.first_layer is not None:
+            return self.first_layer(conv, x, edge_index, num_dst)
         return conv((x, first_rows(x, num_dst)), edge_index, size=(x.size(0), num_dst))
 
 
 class SAGE(TrimmedForward, pyg_models.GraphSAGE):
     """PyG's ``GraphSAGE`` (mean aggregation); the first layer projects before aggregating sparse x."""
 
-    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None,
-               num_dst: int) -> Tensor:
-        if i == 0:
-            return sage_first_layer(conv, x, edge_index, num_dst)
-        return conv((x, first_rows(x, num_dst)), edge_index, size=(x.size(0), num_dst))
+    first_layer = staticmethod(sage_first_layer)
 
 
 class GIN(TrimmedForward, pyg_models.GIN):
@@ -87,11 +88,7 @@ class GIN(TrimmedForward, pyg_models.GIN):
         mlp = nn.Sequential(nn.Linear(in_channels, out_channels), nn.ReLU(), nn.Linear(out_channels, out_channels))
         return GINConv(mlp, **kwargs)
 
-    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None,
-               num_dst: int) -> Tensor:
-        if i == 0:
-            return gin_first_layer(conv, x, edge_index, num_dst)
-        return conv((x, first_rows(x, num_dst)), edge_index, size=(x.size(0), num_dst))
+    first_layer = staticmethod(gin_first_layer)
 
 
 class GAT(TrimmedForward, pyg_models.GAT):
@@ -106,18 +103,19 @@ class GCN(TrimmedForward, pyg_models.GCN):
     per batch instead (the edge weights are trimmed along with the edges).
     """
 
-    def _batch_context(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def _batch_context(self, x: Tensor, edge_index: Tensor) -> Context:
+        """(edge weights ``d_u^-1/2 d_v^-1/2``, self-loop weights ``1 / d_v``)."""
         src, dst = edge_index
-        deg = torch.bincount(dst, minlength=x.size(0)).to(torch.float32) + 1.0
-        self._deg_inv_sqrt = deg.rsqrt()
-        return self._deg_inv_sqrt[src] * self._deg_inv_sqrt[dst]
+        deg_inv_sqrt = (torch.bincount(dst, minlength=x.size(0)).to(torch.float32) + 1.0).rsqrt()
+        return deg_inv_sqrt[src] * deg_inv_sqrt[dst], deg_inv_sqrt.square()
 
-    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Tensor | None,
+    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Context | None,
                num_dst: int) -> Tensor:
         assert isinstance(conv, GCNConv) and context is not None
+        edge_weight, loop_weight = context
         h = conv.lin(x)
-        loop = self._deg_inv_sqrt[:num_dst].square().unsqueeze(1)
-        out = conv.propagate(edge_index, x=(h, h[:num_dst]), edge_weight=context, size=(h.size(0), num_dst))
+        loop = loop_weight[:num_dst].unsqueeze(1)
+        out = conv.propagate(edge_index, x=(h, h[:num_dst]), edge_weight=edge_weight, size=(h.size(0), num_dst))
         out = out + loop * h[:num_dst]
         return out if conv.bias is None else out + conv.bias
 
