@@ -20,6 +20,7 @@ from torch import nn
 
 from src.core.errors import UserError, first_line
 from src.train import distributed
+from src.train.config import TrainConfig
 from src.train.checkpoint_checks import validate_checkpoint
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,13 @@ class Progress:
             self.evals_since_best += 1
         self.stopped_early = bool(patience) and self.evals_since_best >= patience
         return improved
+
+def model_identity(cfg: TrainConfig, num_features: int, num_classes: int) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed or predicted with (``cfg`` with its modes resolved)."""
+    return {"dataset": cfg.dataset, "num_features": int(num_features), "num_classes": int(num_classes),
+            "hidden_channels": cfg.hidden_channels, "num_layers": cfg.num_layers,
+            "normalize_features": cfg.normalize_features, "model": cfg.model, "heads": cfg.heads}
+
 
 def mix_seeds(*words: int) -> int:
     """A well-spread 32-bit seed derived from integers (e.g. base seed, epoch, rank)."""

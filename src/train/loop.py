@@ -32,7 +32,7 @@ from src.core.errors import UserError
 from src.train import distributed, run_names
 from src.train.agreement import agree, epoch_shard, steps_per_epoch
 from src.train.checkpoint import (BEST_FILE, CHECKPOINT_FILE, Progress, load_checkpoint, mix_seeds,
-                                  restore_rank_state, save_best, save_checkpoint, seed_all)
+                                  model_identity, restore_rank_state, save_best, save_checkpoint, seed_all)
 from src.train.config import TrainConfig
 from src.train.evaluate import evaluate
 from src.train.finite import require_finite_loss, require_finite_weights
@@ -117,12 +117,7 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
     # auto resolved once: the log, the checkpoint and every batch carry the mode actually used
     cfg = dataclasses.replace(cfg, normalize_features=backend.normalize_features(cfg.normalize_features),
                               metric=resolve_metric(cfg.metric, backend.num_classes, backend.recorded_metric()))
-    identity = {
-        "dataset": cfg.dataset, "num_features": int(backend.num_features),
-        "num_classes": int(backend.num_classes), "hidden_channels": cfg.hidden_channels,
-        "num_layers": cfg.num_layers, "normalize_features": cfg.normalize_features,
-        "model": cfg.model, "heads": cfg.heads,
-    }
+    identity = model_identity(cfg, backend.num_features, backend.num_classes)
     seed_all(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg.model, identity["num_features"], cfg.hidden_channels, identity["num_classes"],
                         cfg.num_layers, cfg.dropout, cfg.heads)

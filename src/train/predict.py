@@ -24,7 +24,7 @@ from tqdm import tqdm
 from src.backends.base import Backend
 from src.backends.registry import spec as backend_spec
 from src.core.errors import ArgumentParser, UserError
-from src.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, mix_seeds
+from src.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, mix_seeds, model_identity
 from src.train.cli import add_training_args, parse_training_config
 from src.train.config import TrainConfig
 from src.train.model import batch_logits, model_from_identity
@@ -99,10 +99,7 @@ def run_backend(info: RunInfo, overrides: dict[str, Any] | None = None
 
 def load_model(cfg: TrainConfig, backend: Backend) -> tuple[nn.Module, int]:
     """The run's last checkpoint in eval mode, checked against the backend's dataset; and its epoch."""
-    identity = {"dataset": cfg.dataset, "num_features": int(backend.num_features),
-                "num_classes": int(backend.num_classes), "hidden_channels": cfg.hidden_channels,
-                "num_layers": cfg.num_layers, "normalize_features": cfg.normalize_features,
-                "model": cfg.model, "heads": cfg.heads}
+    identity = model_identity(cfg, backend.num_features, backend.num_classes)
     path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
     state = load_checkpoint(path, identity)
     if state is None:
