@@ -44,14 +44,16 @@ def dataset_record(client: Neo4jClient, name_or_label: str) -> DatasetRecord | N
 def changed_since(client: Neo4jClient, record: DatasetRecord) -> str | None:
     """How the dataset of ``record`` changed since it was read (deleted, being reloaded, reloaded), or None.
 
-    A load's identity is its record's ``started_at``: ``--reset`` deletes the record and a reload
-    writes a new one, even of the same graph (same fingerprint).
+    A load's identity is its record's ``started_at``: ``--reset`` marks the record incomplete, deletes
+    the graph, then the record, and a reload writes a new one, even of the same graph (same fingerprint).
     """
     now = dataset_record(client, record.name)
     if now is None or now.name != record.name:
         return "its record is gone (deleted, or `loader --reset` is reloading it)"
     if now.properties.get("started_at") != record.properties.get("started_at") or now.fingerprint != record.fingerprint:
         return "it was loaded again" + ("" if now.complete else " (the load is still running)")
+    if record.complete and not now.complete:  # delete_dataset marks the record first and removes it last
+        return "it is being deleted (`loader --reset` or a delete is under way)"
     return None
 
 
