@@ -31,8 +31,8 @@ PRESETS = {  # tuned on the in-memory backend with GraphSAGE, then used unchange
                  "--fanouts", "15,15", "--hidden_channels", "512"],
 }
 MODEL_PRESETS = {  # where a model diverges with the GraphSAGE preset (GIN's sum aggregation at lr 0.01 on raw counts)
-    ("amazon_cs", "gin"): ["--lr", "0.001"],
-    ("tolokers", "gin"): ["--lr", "0.001"],
+    ("amazon_cs", "gin"): ["--lr", "0.0003"],
+    ("tolokers", "gin"): ["--lr", "0.0003"],
 }
 PUBLISHED = {"cora": 0.79, "amazon_cs": 0.824, "coauthor_phy": 0.930, "tolokers": 0.824}
 

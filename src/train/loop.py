@@ -16,8 +16,9 @@ import dataclasses
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -95,22 +96,35 @@ def timed_allreduce_hook(timer: AllreduceTimer, bucket):  # noqa: ANN001, ANN201
 
     return future.then(done)
 
-def train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
-    """Train ``cfg.model`` on ``backend`` as rank ``cfg.node_rank`` of ``cfg.num_nodes``.
+@contextmanager
+def joined(cfg: TrainConfig) -> Iterator[list[int]]:
+    """The job's process group with the ranks' flags checked (yields every rank's batch size).
 
-    Returns the summary (also logged and, on rank 0, reported via logging).  The caller owns
-    and closes ``backend``; the process group is created and destroyed here.
+    Entry scripts enter it before opening the backend, so a flag that must match stops every rank
+    within seconds, not after each has loaded its data; a peer failing later is one line too.
     """
     if cfg.num_workers > 0:  # 0, as the seed's commands write it: torch's default thread count
         torch.set_num_threads(cfg.num_workers)
     distributed.init(cfg)
     try:
         with distributed.peer_failures_as_user_errors():
-            batch_sizes = agree(cfg)
-            with run_names.claim_run(cfg, backend.name) as cfg:
-                return _train(backend, cfg, batch_sizes)
+            yield agree(cfg)
     finally:
         distributed.destroy()
+
+
+def train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int] | None = None) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``backend`` as rank ``cfg.node_rank`` of ``cfg.num_nodes``.
+
+    Returns the summary (also logged and, on rank 0, reported via logging).  The caller owns
+    and closes ``backend``; the process group is the caller's :func:`joined` (``batch_sizes`` is
+    what it yielded), else it is created and destroyed here.
+    """
+    if batch_sizes is None:
+        with joined(cfg) as sizes:
+            return train(backend, cfg, sizes)
+    with run_names.claim_run(cfg, backend.name) as cfg:
+        return _train(backend, cfg, batch_sizes)
 
 def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[str, Any]:
     rank, world = distributed.rank(), distributed.world_size()
