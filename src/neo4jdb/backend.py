@@ -125,8 +125,7 @@ def _raise_if_dataset_changed(client: Neo4jClient, backend: Neo4jBackend, exc: E
         return
     if how:
         raise UserError(f"dataset {backend.record.name!r} changed under the run: {how}; rerun with --resume once "
-                        f"`python loaders/load_into_neo4j.py` has loaded it (the checkpoint keeps the finished "
-                        f"epochs)") from None
+                        f"it is complete (the checkpoint keeps the finished epochs)") from None
 
 
 def check_projection_cap(client: Neo4jClient, schema: GraphSchema, projection_mb: float) -> None:
