@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("neo4j").setLevel(logging.CRITICAL)  # src.client reports retries and outages
     config = LoadConfig(workers=args.workers, progress=not args.no_progress)
+    spec = None if args.refresh else spec_from_args(args)  # identifiers checked before anything talks to Neo4j
     with connect(settings_from_args(args), max_retry_time=args.neo4j_retry_s) as client:
         if args.refresh:
             record = check_refreshable(registration_record(client, args.name), args.name)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             print(refresh(client, spec, record, batch_nodes=args.batch_nodes, progress=config.progress).summary(),
                   flush=True)
             return 0
-        report = register(client, spec_from_args(args), config, reset=args.reset)
+        report = register(client, spec, config, reset=args.reset)
         print(report.summary(), flush=True)
         if args.export:
             record = DatasetRecord.from_properties(registration_record(client, args.name) or {})

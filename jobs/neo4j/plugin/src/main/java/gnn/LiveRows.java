@@ -40,7 +40,7 @@ final class LiveRows {
     /** One registration as its record names it. */
     private record Registration(String name, Label label, String idProp, String xProp, String yProp, String splitProp,
                                 String[] features, String featureKind, int width, String target, String userSplit,
-                                Object[] classes, boolean zeroMissing, boolean unlabelledMissing) {
+                                Object[] classes, boolean zeroMissing, boolean unlabelledMissing, String command) {
         Set<String> sources() {
             Set<String> s = new HashSet<>(Arrays.asList(features));
             s.add(target);
@@ -102,7 +102,8 @@ final class LiveRows {
                         String.valueOf(d.getProperty("feature_kind", "list")), width.intValue(), target, split,
                         classes(d.getProperty("class_values", null)),
                         "zero".equals(d.getProperty("missing_features", null)),
-                        "unlabelled".equals(d.getProperty("missing_target", null))));
+                        "unlabelled".equals(d.getProperty("missing_target", null)),
+                        String.valueOf(d.getProperty("register_command", "python loaders/register_graph.py ..."))));
             }
         }
         return out;
@@ -137,7 +138,7 @@ final class LiveRows {
     }
 
     private static String reRegister(Registration r) {
-        return "or register again: python loaders/register_graph.py --name " + r.name() + " ... --reset";
+        return "or register again: `" + r.command() + " --reset`";
     }
 
     private static byte[] row(Registration r, Node n, long id) {
