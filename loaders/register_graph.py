@@ -47,13 +47,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="whose features a node aggregates: in = nodes with a relationship TO it (u)-[:T]->(v), "
                         "out = nodes it points to, undirected = both (default: %(default)s)")
     p.add_argument("--features",
-                   help="(required unless --refresh) feature source: one LIST<FLOAT>/LIST<INTEGER> property, a comma-separated list of numeric "
-                        "scalar properties, or one property of packed little-endian float32 bytes")
+                   help="(required unless --refresh) feature source: one LIST<FLOAT>/LIST<INTEGER> property, a "
+                        "comma-separated list of numeric scalar properties, or one property of packed little-endian "
+                        "float32 bytes")
     p.add_argument("--target",
                    help="(required unless --refresh) class property (integers or strings; the class vocabulary is sorted)")
     p.add_argument("--split",
-                   help="(required unless --refresh) PROP: a property with train/val/test values (val also as valid/validation; others are "
-                        "refused, absent = no split); or random:TRAIN,VAL,TEST fractions of the labelled nodes")
+                   help="(required unless --refresh) PROP: a property with train/val/test values (val also as "
+                        "valid/validation; others are refused, absent = no split); or random:TRAIN,VAL,TEST fractions "
+                        "of the labelled nodes")
     p.add_argument("--stratify", action="store_true", help="random split per class (same fractions in every class)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random split (default: %(default)s)")
     p.add_argument("--missing_features", choices=MISSING_FEATURES, default="error",

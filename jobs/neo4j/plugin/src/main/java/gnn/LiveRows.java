@@ -28,10 +28,12 @@ import org.neo4j.graphdb.event.TransactionData;
  * (its label and an integer dense id), the copies are written again from the node's properties as of
  * the commit, with the registration's rules (feature kind and width, the sorted class vocabulary,
  * train/val/test values, {@code missing_features}/{@code missing_target}), so they commit or roll back
- * with the edit. A value the registration would have refused (wrong width, non-numeric or non-finite
- * features, a class outside the vocabulary, an unknown split value, a missing value the registration
- * did not accept) fails the transaction with one line naming the node, the problem and the fix: the
- * model's class count and feature width are fixed, and a silent -1 or zero row would train on wrong data.
+ * with the edit (not while --reset removes the registration: {@code removing}). A value the registration
+ * would have refused (wrong width, non-numeric or non-finite features, a class outside the vocabulary, an
+ * unknown split value, a missing value the registration did not accept) fails the transaction with one
+ * line naming the node, the problem and the fix: the model's class count and feature width are fixed,
+ * and a silent -1 or zero row would train on wrong data. A random split is kept as drawn (a node that
+ * becomes labelled later stays in no split).
  */
 final class LiveRows {
     private static final Map<String, String> SPLITS = Map.of("train", "train", "val", "val", "valid", "val",
@@ -87,7 +89,7 @@ final class LiveRows {
         try (ResourceIterator<Node> it = tx.findNodes(Label.label(LiveAdjacency.RECORD_LABEL))) {
             while (it.hasNext()) {
                 Node d = it.next();
-                if (!"register".equals(d.getProperty("method", null))
+                if (!"register".equals(d.getProperty("method", null)) || Boolean.TRUE.equals(d.getProperty("removing", null))
                         || !(d.getProperty("feature_properties", null) instanceof String[] features)
                         || !(d.getProperty("target_property", null) instanceof String target)
                         || !(d.getProperty("label", null) instanceof String label)
