@@ -45,6 +45,8 @@ pytestmark = pytest.mark.neo4j
 N, F, CLASSES = 600, 16, ["Theory", "Case_Based", "Genetic_Algorithms", "Neural_Networks"]
 ALL = [1000, 1000]
 PARTS = np.array(["train", "val", "test"])
+# the procedures walk relationships only for direction "in"; for this undirected graph Neo4jAccess.resolve
+# takes Cypher when there is no adjacency copy, so these are every path it can take
 PATHS = {"procedures": dict(use_procedures=True, adjacency=True, projection_mb=0.0),
          "projection": dict(use_procedures=True, adjacency=True, projection_mb=64.0),
          "cypher": dict(use_procedures=False, adjacency=False, projection_mb=0.0)}
