@@ -100,6 +100,20 @@ class Backend(ABC):
             self._splits[split] = torch.from_numpy(np.asarray(self._split_ids(split), dtype=np.int64))
         return self._splits[split]
 
+    def splits_changed(self) -> bool:
+        """Whether the splits may differ from those :meth:`split_nodes` read (edited in the database since);
+        asked on rank 0 before each epoch. False: this backend's splits never change under a run."""
+        return False
+
+    def reread_splits(self) -> dict[str, Tensor]:
+        """Every split read again (after :meth:`splits_changed`)."""
+        self._splits.clear()
+        return {split: self.split_nodes(split) for split in SPLITS}
+
+    def use_splits(self, splits: dict[str, Tensor]) -> None:
+        """Take ``splits`` (rank 0's :meth:`reread_splits`, so every rank shards the same seeds)."""
+        self._splits = dict(splits)
+
     def make_loader(self, seeds: Tensor, *, shuffle: bool, seed: int) -> PrefetchLoader:
         """Batches of ``seeds`` with sampled neighbourhoods; ``seed`` fixes order and samples; later
         batches are sampled and fetched in ``num_loader_threads`` threads."""

@@ -171,6 +171,8 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
         for epoch in range(start_epoch, cfg.epochs + 1):
             if progress.stopped_early:
                 break
+            if epoch > start_epoch:
+                train_seeds = _follow_split_edits(backend, train_seeds, logger)
             record = _train_epoch(ddp_model, optimizer, backend, cfg, train_seeds, batch_sizes, epoch,
                                   timer, monitor, logger)
             improved = _finish_epoch(record, model, backend, cfg, progress, monitor)
@@ -188,6 +190,22 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
     if rank == 0:
         log.info("summary of %s: %s", cfg.run_name, _format_summary(summary))
     return {**summary, "run_name": cfg.run_name}
+
+def _follow_split_edits(backend: Backend, train_seeds: Tensor, logger: RunLogger) -> Tensor:
+    """Splits edited in the database take effect at the next epoch: rank 0 asks, every rank takes its answer."""
+    splits = backend.reread_splits() if distributed.rank() == 0 and backend.splits_changed() else None
+    splits = distributed.broadcast_object(splits)
+    if splits is None:
+        return train_seeds
+    backend.use_splits(splits)
+    if len(splits["train"]) == 0:
+        raise UserError("every train node left the train split during the run: mark some nodes train again, "
+                        "then rerun with --resume")
+    if not torch.equal(splits["train"], train_seeds):
+        logger.note(f"the split changed in the database: {len(splits['train'])} train seeds from now on "
+                    f"(were {len(train_seeds)}); val {len(splits['val'])}, test {len(splits['test'])}")
+    return splits["train"]
+
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Backend,
                  cfg: TrainConfig, train_seeds: Tensor, batch_sizes: list[int], epoch: int,
