@@ -27,13 +27,8 @@ def _ints(values: Sequence, rel: str) -> list[int]:
     return out
 
 
-def parse_fanouts(text: str | Mapping | Sequence[int], edge_types: Sequence[EdgeType],
-                  default: Sequence[int] | None = None) -> Fanouts:
-    """The fanout dict of ``text`` for ``edge_types``; every list has the same length (the hop count).
-
-    Keys are relationship names (``cites``) or ``src,rel,dst`` triples. An unknown relationship type,
-    lists of different lengths, or an edge type left without fanouts (no ``default``) is one line."""
-    by_rel = {e[1]: e for e in edge_types}
+def fanout_lists(text: str | Mapping | Sequence[int]) -> dict[str, list[int]] | list[int]:
+    """The flag's text as ``{key: [fanout per hop]}`` or one list for every type (no dataset needed)."""
     if isinstance(text, str):
         stripped = text.strip()
         if stripped.startswith("{"):
@@ -42,9 +37,8 @@ def parse_fanouts(text: str | Mapping | Sequence[int], edge_types: Sequence[Edge
             except json.JSONDecodeError as exc:
                 raise UserError(f"--fanouts is not valid JSON ({exc.msg}); e.g. '{{\"cites\": [5, 5]}}'") from None
         elif ":" in stripped:
-            parts = [p for p in stripped.split(";") if p.strip()]
-            pairs = {}
-            for part in parts:
+            pairs: dict[str, list[str]] = {}
+            for part in (p for p in stripped.split(";") if p.strip()):
                 if ":" not in part:
                     raise UserError(f"--fanouts entry {part!r} has no 'relationship:' prefix; "
                                     "write e.g. 'writes:10,5;cites:5,5'")
@@ -54,12 +48,32 @@ def parse_fanouts(text: str | Mapping | Sequence[int], edge_types: Sequence[Edge
         else:
             text = stripped.split(",")
     if not isinstance(text, Mapping):
-        lists = {e: _ints(text, "every relationship type") for e in edge_types}
+        return _ints(text, "every relationship type")
+    return {str(k) if not isinstance(k, (tuple, list)) else ",".join(k):
+            _ints(v if not isinstance(v, str) else v.split(","), str(k)) for k, v in text.items()}
+
+
+def per_hop_max(text: str | Mapping | Sequence[int]) -> tuple[int, ...]:
+    """The largest fanout of each hop (what logs and the homogeneous checks see of per-type fanouts)."""
+    lists = fanout_lists(text)
+    if isinstance(lists, list):
+        return tuple(lists)
+    _same_lengths(lists)  # type: ignore[arg-type]
+    return tuple(max(hop) for hop in zip(*lists.values()))
+
+
+def parse_fanouts(text: str | Mapping | Sequence[int], edge_types: Sequence[EdgeType],
+                  default: Sequence[int] | None = None) -> Fanouts:
+    """The fanout dict of ``text`` for ``edge_types``; every list has the same length (the hop count).
+
+    Keys are relationship names (``cites``) or ``src,rel,dst`` triples. An unknown relationship type,
+    lists of different lengths, or an edge type left without fanouts (no ``default``) is one line."""
+    by_rel = {e[1]: e for e in edge_types}
+    given = fanout_lists(text)
+    if isinstance(given, list):
+        lists = {e: list(given) for e in edge_types}
     else:
-        lists = {}
-        for key, values in text.items():
-            edge_type = _edge_type(key, by_rel, edge_types)
-            lists[edge_type] = _ints(values if not isinstance(values, str) else values.split(","), edge_type[1])
+        lists = {_edge_type(key, by_rel, edge_types): values for key, values in given.items()}
         _same_lengths(lists)
         for e in edge_types:
             if e not in lists:
@@ -73,7 +87,7 @@ def parse_fanouts(text: str | Mapping | Sequence[int], edge_types: Sequence[Edge
 
 def _same_lengths(lists: Fanouts) -> None:
     if len({len(v) for v in lists.values()}) > 1:
-        detail = ", ".join(f"{e[1]}: {len(v)}" for e, v in lists.items())
+        detail = ", ".join(f"{e[1] if isinstance(e, tuple) else e}: {len(v)}" for e, v in lists.items())
         raise UserError(f"--fanouts lists must all have one entry per hop, got lengths {detail}; "
                         "give every relationship type the same number of hops (0 to skip a hop)")
 
