@@ -21,7 +21,8 @@ from src.data.hetero import HeteroGraphDataset, NodeTypeData
 from src.data.loading import LoadConfig
 from src.data.synthetic_hetero import generate_hetero
 from src.neo4jdb.hetero.load import delete_hetero, ensure_hetero_loaded
-from src.neo4jdb.hetero.sampler import Neo4jHeteroRows, Neo4jHeteroSampler
+from src.neo4jdb import procedures
+from src.neo4jdb.hetero.sampler import HETERO_PROCEDURE, Neo4jHeteroRows, Neo4jHeteroSampler
 from src.neo4jdb.hetero.schema import require_hetero
 
 FANOUTS = "writes:3,2;written_by:2,2;cites:4,3;publishes:1,1"
@@ -45,13 +46,17 @@ def test_record_describes_the_types_and_rerun_is_a_noop(client: Neo4jClient, het
 
 
 @pytest.mark.parametrize("seed", [0, 5])
-def test_cypher_samples_equal_in_memory_samples(client: Neo4jClient, hetero, seed: int) -> None:
+@pytest.mark.parametrize("procedure", [False, True], ids=["cypher", "gnn.sampleHeteroHops"])
+def test_neo4j_samples_equal_in_memory_samples(client: Neo4jClient, hetero, seed: int, procedure: bool) -> None:
     ds, schema = hetero
+    if procedure and HETERO_PROCEDURE not in procedures.installed(client):
+        pytest.fail("the server's gnn.* plugin has no gnn.sampleHeteroHops: restart it with the current plugin")
     fanouts = parse_fanouts(FANOUTS, ds.edge_types)
     memory = HeteroCSRSampler(HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()}),
                               fanouts, seed=seed)
-    neo4j = Neo4jHeteroSampler(client, schema, fanouts, seed=seed)
-    inputs = NodeSamplerInput(input_id=None, node=torch.arange(3, 140, 4), input_type="paper")
+    neo4j = Neo4jHeteroSampler(client, schema, fanouts, seed=seed, use_procedures=procedure)
+    seeds = torch.cat([torch.arange(3, 140, 4), torch.tensor([7, 7])])  # a repeated seed is sampled at each position
+    inputs = NodeSamplerInput(input_id=None, node=seeds, input_type="paper")
     a, b = memory.sample_from_nodes(inputs), neo4j.sample_from_nodes(inputs)
     for t in a.node:
         assert torch.equal(a.node[t], b.node[t]), t
@@ -59,15 +64,19 @@ def test_cypher_samples_equal_in_memory_samples(client: Neo4jClient, hetero, see
         assert torch.equal(a.row[e], b.row[e]) and torch.equal(a.col[e], b.col[e]), e
     assert a.num_sampled_nodes == b.num_sampled_nodes and a.num_sampled_edges == b.num_sampled_edges
     assert sum(a.num_sampled_edges[("paper", "cites", "paper")]) > 0
+    if procedure:
+        assert neo4j.queries == 1  # every hop and relationship type in one call
 
 
 def test_fanout_zero_is_never_sent_or_sampled(client: Neo4jClient, hetero) -> None:
     ds, schema = hetero
-    sampler = Neo4jHeteroSampler(client, schema, parse_fanouts("cites:0,0;publishes:1,0", ds.edge_types,
-                                                               default=[2, 2]), seed=1)
-    out = sampler.sample_from_nodes(NodeSamplerInput(None, torch.arange(50), input_type="paper"))
-    assert out.num_sampled_edges[("paper", "cites", "paper")] == [0, 0]
-    assert out.num_sampled_edges[("venue", "publishes", "paper")][1] == 0
+    for procedure in (False, True):
+        sampler = Neo4jHeteroSampler(client, schema, parse_fanouts("cites:0,0;publishes:1,0", ds.edge_types,
+                                                                   default=[2, 2]), seed=1, use_procedures=procedure)
+        out = sampler.sample_from_nodes(NodeSamplerInput(None, torch.arange(50), input_type="paper"))
+        assert out.num_sampled_edges[("paper", "cites", "paper")] == [0, 0]
+        assert len(out.row[("paper", "cites", "paper")]) == 0
+        assert out.num_sampled_edges[("venue", "publishes", "paper")][1] == 0
 
 
 def test_rows_per_type_bit_exact_through_node_loader(client: Neo4jClient, hetero) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -82,6 +83,52 @@ class HeteroCSR:
         return cls(dict(num_nodes), out)
 
 
+class TypedHop(NamedTuple):
+    """One hop of a batch: per edge type (dataset order) the counts per frontier node of its destination type
+    (empty when the type was not sampled) and the local source indices; per node type its new node ids."""
+
+    counts: list[np.ndarray]
+    locals: list[np.ndarray]
+    new_nodes: list[np.ndarray]
+
+
+def hetero_sampler_output(node_types: list[str], edge_types: list[EdgeType], seed_type: str, seeds: np.ndarray,
+                          hops: list[TypedHop]) -> HeteroSamplerOutput:
+    """PyG's ``HeteroSamplerOutput`` of relabelled hops (client driver and ``gnn.sampleHeteroHops`` alike)."""
+    size = {t: 0 for t in node_types}
+    size[seed_type] = len(seeds)
+    frontier = {t: np.zeros(0, np.int64) for t in node_types}
+    frontier[seed_type] = np.arange(len(seeds), dtype=np.int64)
+    nodes = {t: [np.zeros(0, np.int64)] for t in node_types}
+    nodes[seed_type] = [np.asarray(seeds, np.int64)]
+    rows: dict[EdgeType, list[np.ndarray]] = {e: [] for e in edge_types}
+    cols: dict[EdgeType, list[np.ndarray]] = {e: [] for e in edge_types}
+    sampled_nodes = {t: [size[t]] for t in node_types}
+    sampled_edges: dict[EdgeType, list[int]] = {e: [] for e in edge_types}
+    for hop in hops:
+        for edge_type, counts, local in zip(edge_types, hop.counts, hop.locals):
+            if len(counts):
+                if len(counts) != len(frontier[edge_type[2]]) or int(counts.sum()) != len(local):
+                    raise ValueError(f"{edge_type}: {len(counts)} counts for {len(frontier[edge_type[2]])} frontier "
+                                     f"nodes, summing to {int(counts.sum())} for {len(local)} neighbours")
+                rows[edge_type].append(local)
+                cols[edge_type].append(np.repeat(frontier[edge_type[2]], counts))
+            sampled_edges[edge_type].append(len(local))
+        for t, new in zip(node_types, hop.new_nodes):
+            nodes[t].append(new)
+            frontier[t] = np.arange(size[t], size[t] + len(new), dtype=np.int64)
+            size[t] += len(new)
+            sampled_nodes[t].append(len(new))
+
+    def cat(parts: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64))
+
+    return HeteroSamplerOutput(
+        node={t: cat(nodes[t]) for t in node_types}, row={e: cat(rows[e]) for e in edge_types},
+        col={e: cat(cols[e]) for e in edge_types}, edge=None, num_sampled_nodes=sampled_nodes,
+        num_sampled_edges=sampled_edges)
+
+
 class HeteroHopSampler(BaseSampler):
     """``BaseSampler`` of the semantics above; a backend implements :meth:`typed_hop` (or the whole batch)."""
 
@@ -115,45 +162,31 @@ class HeteroHopSampler(BaseSampler):
         return out
 
     def sample_multi_hop(self, seed_type: str, seeds: np.ndarray, bases: np.ndarray) -> HeteroSamplerOutput:
+        """The client-side driver over :meth:`typed_hop` (relabelling here)."""
         nodes = {t: [np.zeros(0, np.int64)] for t in self.node_types}
         nodes[seed_type] = [seeds]
-        size = {t: sum(len(a) for a in nodes[t]) for t in self.node_types}
-        frontier = {seed_type: (seeds, np.arange(len(seeds), dtype=np.int64))}
-        rows = {e: [] for e in self.edge_types}
-        cols = {e: [] for e in self.edge_types}
-        sampled_nodes = {t: [size[t]] for t in self.node_types}
-        sampled_edges = {e: [] for e in self.edge_types}
+        frontier = {t: np.zeros(0, np.int64) for t in self.node_types}
+        frontier[seed_type] = seeds
+        hops: list[TypedHop] = []
         for hop in range(self.num_hops):
+            counts, locals_ = [], []
             new: dict[str, list[np.ndarray]] = {t: [] for t in self.node_types}
             for i, edge_type in enumerate(self.edge_types):
                 src, _, dst = edge_type
-                fanout = self.fanouts[edge_type][hop]
-                ids, local_dst = frontier.get(dst, (np.zeros(0, np.int64),) * 2)
+                fanout, ids = self.fanouts[edge_type][hop], frontier[dst]
                 if fanout == 0 or len(ids) == 0:
-                    sampled_edges[edge_type].append(0)
+                    counts.append(np.zeros(0, np.int64))
+                    locals_.append(np.zeros(0, np.int64))
                     continue
-                counts, nbrs = self.typed_hop(edge_type, ids, fanout, hop_states(int(bases[hop, i]), len(ids)))
-                counts, nbrs = np.asarray(counts, np.int64), np.asarray(nbrs, np.int64)
-                local, new_ids = _relabel(np.concatenate(nodes[src]), nbrs)
+                c, nbrs = self.typed_hop(edge_type, ids, fanout, hop_states(int(bases[hop, i]), len(ids)))
+                local, new_ids = _relabel(np.concatenate(nodes[src]), np.asarray(nbrs, np.int64))
                 nodes[src].append(new_ids)
                 new[src].append(new_ids)
-                rows[edge_type].append(local)
-                cols[edge_type].append(np.repeat(local_dst, counts))
-                sampled_edges[edge_type].append(len(nbrs))
-            frontier = {}
-            for t in self.node_types:
-                added = np.concatenate(new[t]) if new[t] else np.zeros(0, np.int64)
-                frontier[t] = (added, np.arange(size[t], size[t] + len(added), dtype=np.int64))
-                size[t] += len(added)
-                sampled_nodes[t].append(len(added))
-
-        def cat(parts: list[np.ndarray]) -> torch.Tensor:
-            return torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, np.int64))
-
-        return HeteroSamplerOutput(
-            node={t: cat(nodes[t]) for t in self.node_types},
-            row={e: cat(rows[e]) for e in self.edge_types}, col={e: cat(cols[e]) for e in self.edge_types},
-            edge=None, num_sampled_nodes=sampled_nodes, num_sampled_edges=sampled_edges)
+                counts.append(np.asarray(c, np.int64))
+                locals_.append(local)
+            frontier = {t: np.concatenate(new[t]) if new[t] else np.zeros(0, np.int64) for t in self.node_types}
+            hops.append(TypedHop(counts, locals_, [frontier[t] for t in self.node_types]))
+        return hetero_sampler_output(self.node_types, self.edge_types, seed_type, seeds, hops)
 
     def sample_from_edges(self, inputs, neg_sampling=None):  # noqa: ANN001, ANN201
         raise NotImplementedError(f"{type(self).__name__} does node sampling only")

@@ -22,6 +22,7 @@ class Neo4jHeteroBackend(HeteroBackend):
                          num_loader_threads=num_loader_threads)
         self.client = client
         self.schema = schema
+        self.use_procedures = use_procedures
         self.rows = Neo4jHeteroRows(client, schema, use_procedures=use_procedures)
         self._server_pid = local_server_pid(client.settings.uri)
 
@@ -32,7 +33,8 @@ class Neo4jHeteroBackend(HeteroBackend):
         return np.asarray([r["id"] for r in recs], dtype=np.int64)
 
     def _make_sampler(self, seed: int) -> Neo4jHeteroSampler:
-        return Neo4jHeteroSampler(self.client, self.schema, self.type_fanouts, seed=seed)
+        return Neo4jHeteroSampler(self.client, self.schema, self.type_fanouts, seed=seed,
+                                  use_procedures=self.use_procedures)
 
     def _loader_data(self):  # noqa: ANN202
         return self.rows, self.edge_metadata

@@ -1,6 +1,8 @@
 """Heterogeneous neighbour sampling inside Neo4j, and the typed rows the batches need.
 
-The sampler is :class:`~src.core.hetero_sampling.HeteroHopSampler` with one Cypher query per
+With the plugin, ONE ``gnn.sampleHeteroHops`` call per batch samples every hop and relationship type
+and relabels per node type on the server (jobs/neo4j/plugin, ``HeteroProcedures``). Without it (the
+fallback) the sampler is :class:`~src.core.hetero_sampling.HeteroHopSampler` with one Cypher query per
 (hop, relationship type): for each frontier node of the destination label, its in-neighbours of the
 source label through that relationship type, ordered by dense id (the order the in-memory
 :class:`~src.core.hetero_sampling.HeteroCSR` stores), then Floyd's draw over the minstd state the
@@ -16,14 +18,16 @@ import logging
 
 import numpy as np
 import torch
+from neo4j import exceptions as neo4j_exc
 from torch import Tensor
+from torch_geometric.sampler import HeteroSamplerOutput
 
 from src.client import Neo4jClient
 from src.core.arrays import segment_arange
 from src.core.codecs import DENSE, decode_rows
 from src.core.errors import UserError
 from src.core.hetero_fanouts import EdgeType, Fanouts
-from src.core.hetero_sampling import HeteroHopSampler
+from src.core.hetero_sampling import HeteroHopSampler, TypedHop, hetero_sampler_output
 from src.core.hetero_stores import HeteroRowStore
 from src.core.minstd import MINSTD_MODULUS
 from src.core.schema import GraphSchema
@@ -55,15 +59,52 @@ RETURN collect(k) AS pos, collect([i IN picks | nbrs[i]]) AS nbr
 """
 
 
-class Neo4jHeteroSampler(HeteroHopSampler):
-    """Thread-safe as the homogeneous sampler (per-batch generators, per-call sessions)."""
+HETERO_PROCEDURE = "gnn.sampleHeteroHops"
+_HOPS_CALL = ("CALL gnn.sampleHeteroHops($labels, $id_prop, $rel_types, $srcs, $dsts, $seed_type, $seeds, $fanouts, "
+              "$hop_states) YIELD counts, locals, nodes RETURN counts, locals, nodes")
 
-    def __init__(self, client: Neo4jClient, schema: HeteroSchema, fanouts: Fanouts, seed: int | None = None) -> None:
+
+class Neo4jHeteroSampler(HeteroHopSampler):
+    """Thread-safe as the homogeneous sampler (per-batch generators, per-call sessions).
+
+    ``use_procedures`` None: ONE ``gnn.sampleHeteroHops`` call per batch (every hop and type, relabelled on
+    the server) when the server has it, else one Cypher query per (hop, relationship type)."""
+
+    def __init__(self, client: Neo4jClient, schema: HeteroSchema, fanouts: Fanouts, seed: int | None = None,
+                 use_procedures: bool | None = None) -> None:
         super().__init__([t.name for t in schema.node_types], fanouts, seed)
         self.client = client
         self.schema = schema
         self._queries = {e: typed_hop_query(schema, e) for e in fanouts}
+        self.use_procedures = (HETERO_PROCEDURE in procedures.installed(client) if use_procedures is None
+                               else use_procedures)
+        types = [t.name for t in schema.node_types]
+        self._call = {"labels": [t.label for t in schema.node_types], "id_prop": schema.id_prop,
+                      "rel_types": [schema.rel(e).rel_type for e in self.edge_types],
+                      "srcs": [types.index(e[0]) for e in self.edge_types],
+                      "dsts": [types.index(e[2]) for e in self.edge_types],
+                      "fanouts": [self.fanouts[e] for e in self.edge_types]}
         self.queries = 0
+
+    def sample_multi_hop(self, seed_type: str, seeds: np.ndarray, bases: np.ndarray) -> HeteroSamplerOutput:
+        if not self.use_procedures:
+            return super().sample_multi_hop(seed_type, seeds, bases)
+        self.queries += 1
+        params = {**self._call, "seed_type": self.node_types.index(seed_type),
+                  "seeds": np.asarray(seeds, dtype="<i8").tobytes(), "hop_states": bases.tolist()}
+        try:
+            rec = self.client.read_tx(lambda tx: tx.run(_HOPS_CALL, params).single(strict=True))
+        except neo4j_exc.ClientError as exc:
+            if "gnn.sampleHeteroHops: no (:" in (exc.message or ""):
+                raise UserError(f"a seed or sampled node of dataset {self.schema.dataset!r} is not in Neo4j "
+                                f"({exc.message.split('no ')[-1]}); reload it") from None
+            raise
+        r, t = len(self.edge_types), len(self.node_types)
+        hops = [TypedHop([procedures.decode_int64(c) for c in rec["counts"][h * r:(h + 1) * r]],
+                         [np.frombuffer(c, dtype="<i4").astype(np.int64) for c in rec["locals"][h * r:(h + 1) * r]],
+                         [procedures.decode_int64(c) for c in rec["nodes"][h * t:(h + 1) * t]])
+                for h in range(self.num_hops)]
+        return hetero_sampler_output(self.node_types, self.edge_types, seed_type, seeds, hops)
 
     def typed_hop(self, edge_type: EdgeType, frontier: np.ndarray, fanout: int, states: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
