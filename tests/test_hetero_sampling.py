@@ -131,3 +131,14 @@ def test_node_loader_batches_with_typed_rows(ds, graph) -> None:
 def test_bad_fanouts_are_one_line(ds, text, message) -> None:
     with pytest.raises(UserError, match=message):
         parse_fanouts(text, ds.edge_types)
+
+
+@pytest.mark.parametrize("target, message", [
+    ("author", "node type 'author' has no labels, so it cannot be the --target_type; labelled types: paper"),
+    ("book", "--target_type names unknown node type 'book'"),
+])
+def test_bad_target_type_is_one_line(ds, target, message) -> None:
+    from src.in_memory.hetero import InMemoryHeteroBackend
+
+    with pytest.raises(UserError, match=message):
+        InMemoryHeteroBackend(ds, target_type=target, fanouts="2,2", batch_size=8, num_loader_threads=1)
