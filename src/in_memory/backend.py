@@ -37,7 +37,7 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Backend
     if cfg.target_type:  # a heterogeneous dataset: the whole graph on every rank (src/in_memory/hetero.py)
         from src.in_memory.hetero import InMemoryHeteroBackend, load_hetero_dataset
 
-        backend: Backend = InMemoryHeteroBackend(load_hetero_dataset(cfg.dataset), target_type=cfg.target_type,
+        backend: Backend = InMemoryHeteroBackend(load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir), target_type=cfg.target_type,
                                                  fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
                                                  num_loader_threads=cfg.num_loader_threads)
     elif args.full_graph:
