@@ -29,7 +29,9 @@ FANOUTS = "writes:10,5;written_by:5,5;cites:10,5;publishes:1,1"
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", required=True, help="comma list of generated synthetic_hetero names")
-    p.add_argument("--backends", default="in_memory,neo4j", help="(default: %(default)s)")
+    p.add_argument("--backends", default="in_memory,neo4j,neo4j_cypher",
+                   help="neo4j: gnn.sampleHeteroHops + gnn.fetchRows; neo4j_cypher: the Cypher fallback "
+                        "(default: %(default)s)")
     p.add_argument("--fanouts", default=FANOUTS, help="per relationship type (default: %(default)s)")
     p.add_argument("--batch_size", type=int, default=512, help="seeds per batch (default: %(default)s)")
     p.add_argument("--batches", type=int, default=20, help="timed batches (default: %(default)s)")
@@ -50,7 +52,8 @@ def open_backend(dataset: str, backend: str, args: argparse.Namespace):  # noqa:
     from src.neo4jdb.hetero.schema import require_hetero
 
     client = connect(max_pool_size=args.threads + 2)
-    return Neo4jHeteroBackend(client, require_hetero(client, dataset), **common)
+    return Neo4jHeteroBackend(client, require_hetero(client, dataset), **common,
+                              use_procedures=False if backend == "neo4j_cypher" else None)
 
 
 def worker(dataset: str, backend_name: str, args: argparse.Namespace) -> dict:

@@ -50,13 +50,17 @@ public final class HeteroProcedures {
     }
 
     /** The sorted typed in-neighbours of one node, as {@link Floyd} reads them (refs: node ids of the kernel). */
-    private final class TypedNeighbours implements Topology {
+    private static final class TypedNeighbours implements Topology {
+        private final Transaction tx;
+        private final List<String> elementIds;
         private final RelationshipType type;
         private final Label source;
         private final String idProp;
         private final LongList current = new LongList(64);
 
-        TypedNeighbours(String relType, String sourceLabel, String idProp) {
+        TypedNeighbours(Transaction tx, List<String> elementIds, String relType, String sourceLabel, String idProp) {
+            this.tx = tx;
+            this.elementIds = elementIds;
             this.type = RelationshipType.withName(relType);
             this.source = Label.label(sourceLabel);
             this.idProp = idProp;
@@ -87,8 +91,6 @@ public final class HeteroProcedures {
             return current.values[p];
         }
     }
-
-    private final List<String> elementIds = new ArrayList<>();
 
     @Procedure(name = "gnn.sampleHeteroHops", mode = Mode.READ)
     @Description("gnn.sampleHeteroHops(labels, idProp, relTypes, srcTypes, dstTypes, seedType, seeds, fanouts, hopStates)"
@@ -128,9 +130,10 @@ public final class HeteroProcedures {
             frontier.get(st).add(seeds[i]);
         }
         size[st] = seeds.length;
+        List<String> elementIds = new ArrayList<>(); // per call: the frontier nodes' kernel refs
         List<TypedNeighbours> topologies = new ArrayList<>();
         for (int i = 0; i < rels; i++) {
-            topologies.add(new TypedNeighbours(relTypes.get(i), labels.get(srcTypes.get(i).intValue()), idProp));
+            topologies.add(new TypedNeighbours(tx, elementIds, relTypes.get(i), labels.get(srcTypes.get(i).intValue()), idProp));
         }
         Floyd floyd = new Floyd();
         List<byte[]> counts = new ArrayList<>();
@@ -152,7 +155,7 @@ public final class HeteroProcedures {
                     continue;
                 }
                 long base = hopStates.get(hop).get(i);
-                long[] refs = resolve(labels.get(dst), idProp, front);
+                long[] refs = resolve(tx, elementIds, labels.get(dst), idProp, front);
                 LongList out = new LongList(Math.max(16, front.size));
                 counts.add(floyd.sampleFrontier(topologies.get(i), refs, p -> GnnProcedures.hopState(base, p), fanout, out));
                 ByteBuffer loc = ByteBuffer.allocate(out.size * Integer.BYTES).order(ByteOrder.LITTLE_ENDIAN);
@@ -177,8 +180,8 @@ public final class HeteroProcedures {
         return Stream.of(new HeteroHopsResult(counts, locals, nodes));
     }
 
-    /** Kernel refs (positions in {@link #elementIds}) of the frontier's nodes; an unknown id is an error. */
-    private long[] resolve(String label, String idProp, LongList ids) {
+    /** Refs (positions in {@code elementIds}) of the frontier's nodes; an unknown id is an error. */
+    private static long[] resolve(Transaction tx, List<String> elementIds, String label, String idProp, LongList ids) {
         Label l = Label.label(label);
         long[] refs = new long[ids.size];
         for (int p = 0; p < ids.size; p++) {
