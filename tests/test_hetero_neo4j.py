@@ -106,3 +106,27 @@ def test_target_type_without_labels_is_one_line() -> None:
     nodes = {"paper": NodeTypeData(3, y=np.zeros(3, np.int64)), "author": NodeTypeData(2)}
     with pytest.raises(UserError, match="node type 'author' has no labels.*labelled types: paper"):
         HeteroGraphDataset("bad", nodes, {}, "author", 2)
+
+
+@pytest.mark.slow
+def test_procedure_draws_uniformly_per_relationship_type(client: Neo4jClient, hetero) -> None:
+    """Repeated one-hop draws (new epoch each) from the best-connected paper: chi-square per type."""
+    from scipy import stats
+
+    ds, schema = hetero
+    graph = HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()})
+    for edge_type in (("paper", "cites", "paper"), ("author", "writes", "paper")):
+        csr = graph.csr[edge_type]
+        deg = csr.indptr[1:] - csr.indptr[:-1]
+        node = int(np.argmax(deg))
+        fanout = max(1, int(deg[node]) // 3)
+        sampler = Neo4jHeteroSampler(client, schema, parse_fanouts(f"{edge_type[1]}:{fanout}", ds.edge_types,
+                                                                   default=[0]), seed=3, use_procedures=None)
+        counts = np.zeros(int(deg[node]))
+        for rep in range(300):
+            sampler.set_epoch(rep)
+            out = sampler.sample_from_nodes(NodeSamplerInput(None, torch.tensor([node]), input_type="paper"))
+            ids = out.node[edge_type[0]][out.row[edge_type]].numpy()
+            np.add.at(counts, np.searchsorted(csr.indices[csr.indptr[node]:csr.indptr[node + 1]], ids), 1)
+        assert counts.sum() == 300 * fanout
+        assert stats.chisquare(counts).pvalue > 1e-3, (edge_type, counts)
