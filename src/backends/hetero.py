@@ -14,6 +14,7 @@ from torch import nn
 from torch_geometric.data import HeteroData
 
 from src.backends.base import Backend
+from src.core.errors import UsageError
 from src.core.hetero_fanouts import EdgeType, Fanouts, check_node_type, parse_fanouts
 from src.core.hetero_stores import HeteroEdgeMetadata
 from src.data.hetero import require_target
@@ -45,8 +46,6 @@ class HeteroBackend(Backend):
         from src.train.hetero_model import HeteroSAGE
 
         if len(next(iter(self.type_fanouts.values()))) != cfg.num_layers:
-            from src.core.errors import UsageError
-
             raise UsageError(f"--fanouts has {len(next(iter(self.type_fanouts.values())))} hops per relationship "
                              f"type but --num_layers is {cfg.num_layers}: give one fanout per layer")
         return HeteroSAGE({t: (v[0], v[1]) for t, v in self.node_types.items()}, list(self.type_fanouts),

@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 
 from src.data.hetero import HeteroGraphDataset, NodeTypeData
-from src.data.synthetic import SPLIT_FRACTIONS, TAIL_INDEX, synthetic_dir_name, synthetic_params
+from src.core.errors import UsageError
+from src.data.synthetic import (SPLIT_FRACTIONS, TAIL_INDEX, synthetic_dir_name, synthetic_params,
+                                synthetic_params_from_name)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,6 @@ def hetero_name(params: dict[str, Any]) -> str:
 
 def params_from_name(name: str) -> dict[str, Any] | None:
     """The parameters a generated graph's name encodes, None if it is not such a name."""
-    from src.data.synthetic import synthetic_params_from_name
-
     m = _NAME.fullmatch(name.strip())
     return None if m is None else synthetic_params_from_name(f"synthetic_{m.group(1)}")
 
@@ -94,8 +94,6 @@ def generate_hetero(**options: Any) -> HeteroGraphDataset:
     p = synthetic_params(**options)
     n, c, f, seed = p["num_nodes"], p["num_classes"], p["num_features"], p["seed"]
     if n < 3 * c:
-        from src.core.errors import UsageError
-
         raise UsageError(f"synthetic_hetero needs num_nodes >= 3 * num_classes ({3 * c}), got {n}")
     counts = _counts(n, c)
     npap, nauth, nven = counts["paper"], counts["author"], counts["venue"]
