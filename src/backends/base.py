@@ -27,6 +27,7 @@ class Backend(ABC):
     """Splits, samplers and stores of one dataset; subclasses say where they live."""
 
     name: str = "backend"
+    input_type: str | None = None  # heterogeneous backends: the node type of the seeds (NodeLoader's input_nodes)
     stats_fix = "reload the dataset"  # how a user gets missing feature statistics (one-line errors say it)
 
     def __init__(self, *, dataset: str, num_nodes: int, num_features: int, num_classes: int, fanouts: Sequence[int],
@@ -66,6 +67,10 @@ class Backend(ABC):
 
     def feature_stats(self) -> FeatureStats | None:
         """The dataset's column statistics (src/core/normalize.py), None where none were stored."""
+        return None
+
+    def make_model(self, cfg: Any) -> torch.nn.Module | None:
+        """A model of this backend's own when the zoo's cannot read its batches (heterogeneous ones); None: the zoo's."""
         return None
 
     def recorded_metric(self) -> str | None:
@@ -120,7 +125,8 @@ class Backend(ABC):
         sampler = self._make_sampler(seed)
         self._samplers.append(sampler)
         loader = NodeLoader(
-            self._loader_data(), node_sampler=sampler, input_nodes=seeds, batch_size=self.batch_size,
+            self._loader_data(), node_sampler=sampler, batch_size=self.batch_size,
+            input_nodes=seeds if self.input_type is None else (self.input_type, seeds),
             shuffle=shuffle, generator=torch.Generator().manual_seed(seed), transform=self._loader_transform(),
         )
         return PrefetchLoader(loader, self.num_loader_threads)

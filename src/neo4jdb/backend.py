@@ -102,6 +102,14 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
                      max_retry_time=args.neo4j_retry_s)
 
     def build() -> Neo4jBackend:
+        if cfg.target_type:  # a heterogeneous dataset (src/neo4jdb/hetero/)
+            from src.neo4jdb.hetero.backend import Neo4jHeteroBackend
+            from src.neo4jdb.hetero.schema import require_hetero
+
+            return Neo4jHeteroBackend(client, require_hetero(client, cfg.dataset), target_type=cfg.target_type,
+                                      fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
+                                      num_loader_threads=cfg.num_loader_threads,
+                                      use_procedures=False if args.cypher_only else None)
         record = require_loaded(client, cfg.dataset)
         access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
                                      projection_mb=args.projection_mb)

@@ -133,8 +133,8 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
                               metric=resolve_metric(cfg.metric, backend.num_classes, backend.recorded_metric()))
     identity = model_identity(cfg, backend.num_features, backend.num_classes)
     seed_all(cfg.seed)  # identical initial weights on every rank
-    model = build_model(cfg.model, identity["num_features"], cfg.hidden_channels, identity["num_classes"],
-                        cfg.num_layers, cfg.dropout, cfg.heads)
+    model = backend.make_model(cfg) or build_model(cfg.model, identity["num_features"], cfg.hidden_channels,
+                                                   identity["num_classes"], cfg.num_layers, cfg.dropout, cfg.heads)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     seed_all(mix_seeds(cfg.seed, rank, 1))  # but rank-specific dropout masks
     ckpt_path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
