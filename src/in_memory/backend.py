@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 from src.backends.base import Backend
 from src.core.record import DatasetRecord
 from src.data.sources import load_dataset
+from src.in_memory import preflight
 from src.in_memory.full_graph import FullGraphBackend
 from src.in_memory.partition import DEFAULT_OUTPUT_DIR
 from src.in_memory.partitioned import open_partitioned_backend
@@ -35,8 +36,9 @@ def check_args(args: argparse.Namespace) -> None:
 @contextmanager
 def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Backend]:
     if args.full_graph:
-        backend: Backend = FullGraphBackend(load_dataset(cfg.dataset, root=cfg.dataset_root_dir),
-                                            fanouts=cfg.fanouts, batch_size=cfg.batch_size,
+        dataset = load_dataset(cfg.dataset, root=cfg.dataset_root_dir)  # memory-mapped: nothing read yet
+        preflight.check_full_graph(dataset, cfg)
+        backend: Backend = FullGraphBackend(dataset, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
                                             num_loader_threads=cfg.num_loader_threads)
     else:
         backend = open_partitioned_backend(cfg, args.partition_dir)
