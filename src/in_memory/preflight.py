@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import scipy.sparse as sp
 
-from src.core.memory_limit import batch_bytes, check_fits
+from src.core.memory_limit import MemoryLimit, batch_bytes, check_fits
 from src.core.sparse_features import feature_nbytes
 from src.in_memory.partition_format import part_dir, read_meta
 
@@ -34,9 +34,9 @@ def full_graph_needs(ds: GraphDataset, cfg: TrainConfig) -> dict[str, int]:
             "splits": 8 * n, "batches": batch_bytes(cfg.batch_size, cfg.fanouts, n, int(ds.num_features))}
 
 
-def check_full_graph(ds: GraphDataset, cfg: TrainConfig) -> int:
+def check_full_graph(ds: GraphDataset, cfg: TrainConfig, limit: MemoryLimit | None = None) -> int:
     return check_fits(f"the in-memory full graph of {ds.name} ({ds.num_nodes:,} nodes, {ds.num_edges:,} edges)",
-                      full_graph_needs(ds, cfg), FIX)
+                      full_graph_needs(ds, cfg), FIX, limit)
 
 
 def partition_needs(root: Path, rank: int, cfg: TrainConfig) -> dict[str, int]:
@@ -57,5 +57,5 @@ def partition_needs(root: Path, rank: int, cfg: TrainConfig) -> dict[str, int]:
                                    int(meta.get("num_features", 0)))}
 
 
-def check_partition(root: Path, rank: int, cfg: TrainConfig) -> int:
-    return check_fits(f"partition {rank} of {root}", partition_needs(root, rank, cfg), FIX)
+def check_partition(root: Path, rank: int, cfg: TrainConfig, limit: MemoryLimit | None = None) -> int:
+    return check_fits(f"partition {rank} of {root}", partition_needs(root, rank, cfg), FIX, limit)
