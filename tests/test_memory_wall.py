@@ -74,8 +74,7 @@ def test_cgroup_run_reports_an_oom_kill(tmp_path: Path) -> None:
 
 
 @needs_cgroup
-def test_in_memory_refused_by_preflight_while_neo4j_trains_under_the_same_limit(tmp_path: Path, wide_root,
-                                                                                 loaded_dataset) -> None:
+def test_in_memory_refused_by_preflight_under_the_limit(tmp_path: Path, wide_root) -> None:
     root, name = wide_root
     out = capped(LIMIT, sys.executable, "in-memory-alternative.py", "--dataset", name, "--dataset_root_dir",
                  str(root), "--full_graph", *TRAIN, "--log_dir", str(tmp_path / "logs"),
@@ -87,6 +86,10 @@ def test_in_memory_refused_by_preflight_while_neo4j_trains_under_the_same_limit(
     assert "gnn-cap-" in lines[0] and "Neo4j" in lines[0]
     assert not json.loads((tmp_path / "mem.jsonl").read_text())["oom_killed"]
 
+
+@pytest.mark.slow
+@needs_cgroup
+def test_neo4j_trains_to_the_end_under_the_same_limit(tmp_path: Path, loaded_dataset) -> None:
     _, schema, _ = loaded_dataset("cora")
     report = tmp_path / "neo4j.jsonl"
     out = capped(LIMIT, sys.executable, "main-neo4j-backend.py", "--dataset", schema.dataset, *TRAIN,

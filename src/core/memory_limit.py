@@ -124,12 +124,13 @@ def check_fits(what: str, parts: dict[str, int], fix: str, limit: MemoryLimit | 
 
 
 def batch_bytes(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes: int, num_features: int,
-                feature_itemsize: int = 4) -> int:
-    """Upper bound of what two mini-batches in flight hold (one training, one prefetched): every
-    sampled row's features and its ids, the sampled rows bounded by the graph's size."""
+                in_flight: int, copies: int = 1, feature_itemsize: int = 4) -> int:
+    """Upper bound of what the mini-batches in flight hold (``in_flight``: the prefetch threads' batches
+    plus the one training): every sampled row's features ``copies`` times (2 for rows that arrive as
+    bytes and are decoded) and its ids, the sampled rows bounded by the graph's size."""
     rows, frontier = batch_size, batch_size
     for f in fanouts:
         frontier *= int(f)
         rows += frontier
     rows = min(rows, num_nodes)
-    return 2 * rows * (num_features * feature_itemsize + 3 * 8)
+    return in_flight * rows * (copies * num_features * feature_itemsize + 3 * 8)

@@ -31,7 +31,7 @@ def full_graph_needs(ds: GraphDataset, cfg: TrainConfig) -> dict[str, int]:
     # scanning them for their density
     features = feature_nbytes(ds.x) if sp.issparse(ds.x) else 4 * n * int(ds.num_features)
     return {"features": features, "labels": 8 * n, "edge list": 16 * e, "CSC topology": 16 * e + 8 * n,
-            "splits": 8 * n, "batches": batch_bytes(cfg.batch_size, cfg.fanouts, n, int(ds.num_features))}
+            "splits": 8 * n, "batches": batch_bytes(cfg.batch_size, cfg.fanouts, n, int(ds.num_features), cfg.num_loader_threads + 1)}
 
 
 def check_full_graph(ds: GraphDataset, cfg: TrainConfig, limit: MemoryLimit | None = None) -> int:
@@ -54,7 +54,7 @@ def partition_needs(root: Path, rank: int, cfg: TrainConfig) -> dict[str, int]:
             "halo": size("halo.npy"), "labels and splits": size("y.npy", "train_idx.npy", "val_idx.npy", "test_idx.npy"),
             "node map": node_map,
             "batches": batch_bytes(cfg.batch_size, cfg.fanouts, int(meta.get("num_nodes", 0)),
-                                   int(meta.get("num_features", 0)))}
+                                   int(meta.get("num_features", 0)), cfg.num_loader_threads + 1)}
 
 
 def check_partition(root: Path, rank: int, cfg: TrainConfig, limit: MemoryLimit | None = None) -> int:

@@ -100,7 +100,8 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
     def build() -> Neo4jBackend:
         record = require_loaded(client, cfg.dataset)
         check_fits(f"the Neo4j trainer of {record.name} (batch {cfg.batch_size}, fanouts {cfg.fanouts})",
-                   {"batches": batch_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features),
+                   {"batches": batch_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
+                                           cfg.num_loader_threads + 1, copies=2),
                     "feature cache": int(args.cache_mb * 2**20)},
                    "raise the limit to at least that, or lower --batch_size, --fanouts or --cache_mb")
         access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
