@@ -66,7 +66,7 @@ def _partition(dataset: str, ranks: int, method: str, out: Path) -> float:
                                str(ranks), "--method", method], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise UserError(f"partitioning {dataset} failed; see {out / f'{dataset}.partition.log'}")
-    meta = read_meta(partition_dir(DEFAULT_OUTPUT_DIR, dataset, ranks)) or {}
+    meta = read_meta(partition_dir(REPO / DEFAULT_OUTPUT_DIR, dataset, ranks)) or {}
     return float(meta.get("time_s") or time.perf_counter() - start)  # the partitioning's own time when reused
 
 
