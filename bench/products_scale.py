@@ -103,7 +103,7 @@ def server_facts() -> dict[str, str]:
 
 def table(rows: list[JobRow], facts: dict[str, str]) -> str:
     head = ("| job | limit | outcome | load/partition (s) | median epoch (s, slowest rank) | train seeds/s | "
-            "peak trainer RSS (MiB) | cgroup peak (MiB) | peak Neo4j RSS (MiB) | test acc (4096) | load avg |")
+            "peak trainer RSS (MiB) | cgroup peak (MiB) | peak Neo4j RSS (MiB) | test acc (subset) | load avg |")
     lines = [head, "|---|---|---|" + "---:|" * (head.count("|") - 4)]
     for r in rows:
         m = r.run.metrics if r.run else None
