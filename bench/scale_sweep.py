@@ -82,8 +82,9 @@ def _server_env(server_root: Path, num_nodes: int) -> dict[str, str]:
 
 def sweep_size(n: int, args: argparse.Namespace, backends: list[str], training: list[str],
                out: Path) -> SizeResult:
-    params = synthetic_params(num_nodes=n, avg_degree=args.avg_degree, num_features=args.num_features,
-                              num_classes=args.num_classes)
+    params = (synthetic_params(preset=args.preset, num_nodes=n) if args.preset else
+              synthetic_params(num_nodes=n, avg_degree=args.avg_degree, num_features=args.num_features,
+                               num_classes=args.num_classes))
     name = f"synthetic_{synthetic_dir_name(params)}"
     print(f"[{time.strftime('%H:%M:%S')}] {name}: generate + partition ...", flush=True)
     prepare = _timed([sys.executable, "partition_graph.py", "--dataset", name,
@@ -94,10 +95,12 @@ def sweep_size(n: int, args: argparse.Namespace, backends: list[str], training: 
     if "neo4j" in backends:
         env = _server_env(Path(args.server_root), n)
         print(f"[{time.strftime('%H:%M:%S')}] {name}: Neo4j import into {env['GNN_NEO4J_DIR']} ...", flush=True)
+        shape = (["--preset", args.preset] if args.preset else
+                 ["--avg_degree", str(params["avg_degree"]), "--num_features", str(params["num_features"]),
+                  "--num_classes", str(params["num_classes"])])
         load = [sys.executable, "loaders/load_into_neo4j.py", "--dataset", "synthetic", "--num_nodes", str(n),
-                "--avg_degree", str(params["avg_degree"]), "--num_features", str(params["num_features"]),
-                "--num_classes", str(params["num_classes"]), "--method", args.load_method]
-        _timed(["bash", "jobs/neo4j.sh", "start"], env, "starting Neo4j", out / f"{name}.neo4j-start.log")
+                *shape, "--method", args.load_method]
+        _timed(["bash", "jobs/neo4j.sh", "start", *args.server_memory.split()], env, "starting Neo4j", out / f"{name}.neo4j-start.log")
         import_s = _timed(load, env, f"loading {name} into Neo4j", out / f"{name}.load.log")
     runs = []
     try:
@@ -144,6 +147,30 @@ def sweep_table(results: Sequence[SizeResult], reference: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def memory_wall_plot(results: Sequence[SizeResult], limit_mb: float, path: Path) -> None:
+    """Peak trainer RSS and median epoch time against nodes per backend, the per-rank limit drawn in."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_rss, ax_time) = plt.subplots(1, 2, figsize=(10, 4))
+    names = sorted({r.backend for res in results for r in res.runs})
+    for backend in names:
+        pts = [(res.num_nodes, r.metrics) for res in results for r in res.runs if r.backend == backend]
+        xs = [n for n, _ in pts]
+        ax_rss.plot(xs, [m.peak_rss_mb for _, m in pts], "o-", label=backend)
+        ax_time.plot(xs, [m.median_epoch_time for _, m in pts], "o-", label=backend)
+    ax_rss.axhline(limit_mb, color="red", linestyle="--", label=f"limit {limit_mb:.0f} MiB")
+    ax_rss.set(xlabel="nodes", ylabel="peak trainer RSS (MiB, max over ranks)", title="trainer memory")
+    ax_time.set(xlabel="nodes", ylabel="median epoch time (s, slowest rank)", title="epoch time")
+    for ax in (ax_rss, ax_time):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog=f"default training flags: {' '.join(DEFAULT_TRAINING)}")
@@ -152,6 +179,14 @@ def main() -> int:
     parser.add_argument("--avg_degree", type=float, default=10, help="stored edges per node (default: %(default)s)")
     parser.add_argument("--num_features", type=int, default=64, help="feature dimension (default: %(default)s)")
     parser.add_argument("--num_classes", type=int, default=10, help="classes (default: %(default)s)")
+    parser.add_argument("--preset", default=None, choices=("products",),
+                        help="a real graph's degree, width, classes and split fractions at every size "
+                             "(src/data/shapes.py); replaces --avg_degree/--num_features/--num_classes")
+    parser.add_argument("--server_memory", default="--heap 2g --pagecache 2g",
+                        help="jobs/neo4j.sh start flags of each size's server (default: %(default)s)")
+    parser.add_argument("--limit_mb", type=float, default=None,
+                        help="draw this per-rank memory limit into <out>/memory_wall.png (trainer peak RSS and "
+                             "epoch time against size)")
     parser.add_argument("--backends", default="neo4j,in_memory", help="comma list (default: %(default)s)")
     parser.add_argument("--reference", default="in_memory", help="ratios are to this backend (default: %(default)s)")
     parser.add_argument("--ranks", type=int, default=2, help="ranks per job (default: %(default)s)")
@@ -185,6 +220,8 @@ def main() -> int:
         (out / "sweep.md").write_text(header + sweep_table(results, args.reference))
         print(sweep_table(results, args.reference), flush=True)
     draw(out / "logs", out / "plots")
+    if args.limit_mb:
+        memory_wall_plot(results, args.limit_mb, out / "memory_wall.png")
     print(f"\n{header}{sweep_table(results, args.reference)}\nwrote {out / 'sweep.md'}")
     return 0
 

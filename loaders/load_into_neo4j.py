@@ -25,6 +25,7 @@ from pathlib import Path
 
 from src.client import add_connection_args, connect, settings_from_args
 from src.data.sources import load_dataset
+from src.data.shapes import PRESETS
 from src.data.synthetic import SYNTHETIC, SYNTHETIC_DEFAULTS
 from src.data.ogb_mag import OGBN_MAG, load_ogbn_mag
 from src.data.synthetic_hetero import SYNTHETIC_HETERO, generate_hetero, params_from_name
@@ -44,7 +45,7 @@ from src.core.codecs import SPARSE_MAX_DENSITY
 from src.core.schema import GraphSchema, validate_dataset_name, validate_identifier
 
 BACKENDS = ("neo4j", "ladybug")
-SYNTHETIC_FLAGS = ("num_nodes", "avg_degree", "num_features", "num_classes", "seed")
+SYNTHETIC_FLAGS = ("num_nodes", "avg_degree", "num_features", "num_classes", "seed", "preset")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,6 +96,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              ("num_features", int, "feature dimension"), ("num_classes", int, "number of classes"),
                              ("seed", int, "generator seed")):
         g.add_argument(f"--{flag}", type=kind, default=None, help=f"{text} (default {SYNTHETIC_DEFAULTS[flag]})")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a real graph's shape: products = ogbn-products (2,449,029 nodes, 61,859,140 undirected edges, "
+                        "100 features, 47 classes, split 196,615/39,323/2,213,091); --num_nodes scales edges and split "
+                        "at the same degree; the graph is named synthetic_<preset>_n{N}_s{seed}")
     add_connection_args(p)
     add_ladybug_args(p)
     return p.parse_args(argv)

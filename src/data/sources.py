@@ -211,7 +211,8 @@ def _load_synthetic(root: str | os.PathLike | None, options: dict[str, Any]) -> 
             "name": f"{SYNTHETIC}_{dir_name}",
             "source": SYNTHETIC,
             "num_classes": params["num_classes"],
-            "split": "random 60/20/20 train/val/test (per-node uniform draw)",
+            "split": ("random 60/20/20 train/val/test (per-node uniform draw)" if not params.get("split_sizes") else
+                      "{} / {} / {} train/val/test (seeded permutation)".format(*params["split_sizes"])),
             "directed": False,
             **info,
         }

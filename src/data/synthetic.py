@@ -25,7 +25,9 @@ Model (``GENERATOR_VERSION`` 1):
   ``avg_degree`` is the target number of stored (directed) edges per node; the dropped self
   loops/duplicates make the real average slightly smaller.
 * Split: a per-node uniform draw puts 60 % of the nodes in train, 20 % in val, 20 % in test;
-  every node is labelled.
+  every node is labelled.  Presets (:mod:`src.data.shapes`, e.g. ogbn-products' shape) give
+  exact split sizes (a seeded permutation) and an exact number of undirected pairs: pair blocks
+  are drawn until that many survived, the last block subsampled.
 * Determinism: block ``b`` of stream ``s`` draws from ``np.random.default_rng([seed, s, b])``,
   so the output depends only on the parameters and the constants below (recorded in the cache
   metadata; changing one of them invalidates old caches).
@@ -39,12 +41,13 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from src.core.errors import UsageError
+from src.core.errors import UsageError, UserError
+from src.data import shapes
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,11 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
     "num_classes": 10,
     "seed": 0,
 }
-_SYNTHETIC_EXTRA_OPTIONS = ("progress",)
+_SYNTHETIC_EXTRA_OPTIONS = ("progress", "preset")
+DISK_MARGIN = 1.1  # free space wanted beyond the estimate
 
 # streams of the per-block random generators
-_S_MEANS, _S_NODES, _S_FEATURES, _S_EDGES = 0, 1, 2, 3
+_S_MEANS, _S_NODES, _S_FEATURES, _S_EDGES, _S_SPLIT = 0, 1, 2, 3, 4
 
 
 def generator_constants() -> dict[str, Any]:
@@ -96,6 +100,13 @@ def synthetic_params(**options: Any) -> dict[str, Any]:
     if unknown:
         allowed = ", ".join([*SYNTHETIC_DEFAULTS, *_SYNTHETIC_EXTRA_OPTIONS])
         raise UsageError(f"unknown synthetic option(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
+    if options.get("preset") is not None:
+        shaped = set(options) & {"avg_degree", "num_features", "num_classes"}
+        if any(options[k] is not None for k in shaped):
+            raise UsageError(f"synthetic preset {options['preset']} fixes {', '.join(sorted(shaped))}; drop them")
+        seed = options.get("seed")
+        return shapes.preset_params(str(options["preset"]), options.get("num_nodes"),
+                                    SYNTHETIC_DEFAULTS["seed"] if seed is None else seed)
     params = dict(SYNTHETIC_DEFAULTS)
     params.update({k: v for k, v in options.items() if k in SYNTHETIC_DEFAULTS and v is not None})
     for k in ("num_nodes", "num_features", "num_classes", "seed"):
@@ -131,7 +142,7 @@ def synthetic_params_from_name(name: str) -> dict[str, Any] | None:
     """
     m = _SYNTHETIC_NAME.fullmatch(name.strip())
     if m is None:
-        return None
+        return shapes.preset_from_name(name)
     n, d, f, c, s = m.groups()
     degree = float(d)
     return {"num_nodes": int(n), "avg_degree": int(degree) if degree.is_integer() else degree,
@@ -139,7 +150,10 @@ def synthetic_params_from_name(name: str) -> dict[str, Any] | None:
 
 
 def synthetic_dir_name(params: Mapping[str, Any]) -> str:
-    """``n{N}_d{D}_f{F}_c{C}_s{seed}``: the cache folder, also used in the dataset name."""
+    """``n{N}_d{D}_f{F}_c{C}_s{seed}`` (presets: ``<preset>_n{N}_s{seed}``): the cache folder, also
+    used in the dataset name."""
+    if params.get("preset"):
+        return shapes.preset_dir_name(dict(params))
     return (
         f"n{params['num_nodes']}_d{_fmt_number(params['avg_degree'])}_f{params['num_features']}"
         f"_c{params['num_classes']}_s{params['seed']}"
@@ -214,15 +228,21 @@ def generate(
     num_classes: int,
     seed: int,
     progress: bool | None = None,
+    preset: str | None = None,
+    num_pairs: int | None = None,
+    split_sizes: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Write ``edge_index.npy, x.npy, y.npy, train_idx.npy, val_idx.npy, test_idx.npy`` into
     ``out_dir`` and return statistics for the metadata.  Memory: O(N) node vectors plus
-    per-block temporaries of constant size.
+    per-block temporaries of constant size.  ``num_pairs`` (presets): exactly that many distinct
+    undirected pairs per block stream; ``split_sizes``: exact train/val/test counts.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     n, f, c = int(num_nodes), int(num_features), int(num_classes)
-    num_pairs = int(round(n * float(avg_degree) / 2))
+    exact = num_pairs is not None
+    num_pairs = int(num_pairs) if exact else int(round(n * float(avg_degree) / 2))
+    check_disk(out, n, f, num_pairs)
+    out.mkdir(parents=True, exist_ok=True)
     if progress is None:
         progress = 2 * num_pairs >= PROGRESS_MIN_EDGES
     t0 = time.perf_counter()
@@ -239,6 +259,8 @@ def generate(
         w[lo:hi] = rng.pareto(TAIL_INDEX, hi - lo) + 1.0  # numpy's pareto is Lomax; +1 -> xm = 1
         r = rng.random(hi - lo)
         codes[lo:hi] = (r >= train_frac).astype(np.int8) + (r >= train_frac + val_frac)
+    if split_sizes is not None:
+        _exact_split(codes, split_sizes, seed)
     mean_w = TAIL_INDEX / (TAIL_INDEX - 1.0)
     np.minimum(w, max(1.0, mean_w * math.sqrt(n / float(avg_degree))), out=w)
 
@@ -249,7 +271,6 @@ def generate(
     perm = np.argsort(y, kind="stable").astype(idx_dtype)
     cw = np.cumsum(w[perm])
     del w
-    total_w = float(cw[-1])
     counts = np.bincount(y, minlength=c).astype(np.int64)
     ends = np.cumsum(counts)
     starts = ends - counts
@@ -282,46 +303,16 @@ def generate(
     src_path, dst_path = out / "src.bin", out / "dst.bin"
     num_edges = 0
     same_class = 0
+    sampler = _PairSampler(n, perm, cw, y, cw_before, class_w, starts, last)
     with open(src_path, "wb") as fs, open(dst_path, "wb") as fd, tqdm(
         total=2 * num_pairs, unit="edge", unit_scale=True, desc="synthetic edges", disable=not progress
     ) as bar:
-        for b, lo, hi in _blocks(num_pairs, PAIR_BLOCK):
-            m = hi - lo
-            rng = np.random.default_rng([seed, _S_EDGES, b])
-            # pairs are i.i.d., so sorting the u draws only reorders them, and sorted queries make
-            # searchsorted cache friendly (~5x faster than random ones)
-            r_u = np.sort(rng.random(m))
-            same = rng.random(m) < HOMOPHILY
-            r_v = rng.random(m)
-            iu = np.searchsorted(cw, r_u * total_w, side="right")
-            np.minimum(iu, n - 1, out=iu)
-            u = perm[iu].astype(np.int64)
-            del iu, r_u
-            cu = y[u]
-            base = np.where(same, cw_before[cu], 0.0)
-            span = np.where(same, class_w[cu], total_w)
-            t = base + r_v * span
-            del base, span, r_v
-            order = np.argsort(t)
-            iv = np.empty(m, dtype=np.int64)
-            iv[order] = np.searchsorted(cw, t[order], side="right")
-            del t, order
-            # float rounding at class borders must not leak into the neighbouring class
-            np.clip(iv, np.where(same, starts[cu], 0), np.where(same, last[cu], n - 1), out=iv)
-            v = perm[iv].astype(np.int64)
-            del iv, cu, same
-            keep = u != v
-            u, v = u[keep], v[keep]
-            key = sorted_unique(np.minimum(u, v) * n + np.maximum(u, v))
-            del u, v, keep
-            a = key // n
-            bb = key - a * n
-            del key
+        for b, a, bb in _pair_blocks(sampler, seed, num_pairs, exact):
             same_class += int(np.count_nonzero(y[a] == y[bb]))
             np.concatenate([a, bb]).astype("<i8", copy=False).tofile(fs)
             np.concatenate([bb, a]).astype("<i8", copy=False).tofile(fd)
             num_edges += 2 * a.size
-            bar.update(2 * m)
+            bar.update(2 * a.size if exact else 2 * min(PAIR_BLOCK, num_pairs - b * PAIR_BLOCK))
             del a, bb
     del perm, cw, y
 
@@ -339,3 +330,89 @@ def generate(
         "edge_homophily": (2 * same_class / num_edges) if num_edges else None,
         "generation_seconds": round(seconds, 3),
     }
+
+
+def disk_needed(num_nodes: int, num_features: int, num_pairs: int) -> int:
+    """Bytes the cache takes while being written: features, labels and splits, and the edges twice
+    (raw src/dst files, then ``edge_index.npy``)."""
+    return 4 * num_nodes * num_features + 24 * num_nodes + 2 * 2 * 16 * num_pairs
+
+
+def check_disk(out: Path, num_nodes: int, num_features: int, num_pairs: int) -> None:
+    """Refuse (one line, before anything is written) a graph whose cache would not fit on the disk."""
+    folder = next((p for p in (out, *out.parents) if p.exists()), Path("/"))
+    need = int(disk_needed(num_nodes, num_features, num_pairs) * DISK_MARGIN)
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise UserError(f"the synthetic graph ({num_nodes:,} nodes, {2 * num_pairs:,} edges) needs ~{need / 2**30:.1f} "
+                        f"GiB in {folder} but only {free / 2**30:.1f} GiB are free: free space, pick a smaller "
+                        "--num_nodes, or pass --dataset_root_dir on a larger disk")
+
+
+def _exact_split(codes: np.ndarray, sizes: Sequence[int], seed: int) -> None:
+    """Overwrite ``codes`` with exactly ``sizes`` train/val/test nodes, chosen by a seeded permutation."""
+    train, val, test = (int(v) for v in sizes)
+    if min(train, val, test) < 0 or train + val + test != codes.size:
+        raise UsageError(f"split sizes {train}/{val}/{test} must be non-negative and sum to {codes.size}")
+    order = np.random.default_rng([seed, _S_SPLIT, 0]).permutation(codes.size)
+    codes[order[:train]] = 0
+    codes[order[train:train + val]] = 1
+    codes[order[train + val:]] = 2
+
+
+class _PairSampler:
+    """Draws a block of Chung-Lu pairs with class homophily (see the module docstring)."""
+
+    def __init__(self, n, perm, cw, y, cw_before, class_w, starts, last) -> None:
+        self.n, self.perm, self.cw, self.y = n, perm, cw, y
+        self.cw_before, self.class_w, self.starts, self.last = cw_before, class_w, starts, last
+        self.total_w = float(cw[-1])
+
+    def block(self, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct undirected pairs ``(a < b)`` of ``m`` draws, self loops and duplicates dropped."""
+        n, cw, total_w = self.n, self.cw, self.total_w
+        # pairs are i.i.d., so sorting the u draws only reorders them, and sorted queries make
+        # searchsorted cache friendly (~5x faster than random ones)
+        r_u = np.sort(rng.random(m))
+        same = rng.random(m) < HOMOPHILY
+        r_v = rng.random(m)
+        iu = np.searchsorted(cw, r_u * total_w, side="right")
+        np.minimum(iu, n - 1, out=iu)
+        u = self.perm[iu].astype(np.int64)
+        del iu, r_u
+        cu = self.y[u]
+        t = np.where(same, self.cw_before[cu], 0.0) + r_v * np.where(same, self.class_w[cu], total_w)
+        del r_v
+        order = np.argsort(t)
+        iv = np.empty(m, dtype=np.int64)
+        iv[order] = np.searchsorted(cw, t[order], side="right")
+        del t, order
+        # float rounding at class borders must not leak into the neighbouring class
+        np.clip(iv, np.where(same, self.starts[cu], 0), np.where(same, self.last[cu], n - 1), out=iv)
+        v = self.perm[iv].astype(np.int64)
+        del iv, cu, same
+        keep = u != v
+        u, v = u[keep], v[keep]
+        key = sorted_unique(np.minimum(u, v) * n + np.maximum(u, v))
+        del u, v, keep
+        a = key // n
+        return a, key - a * n
+
+
+def _pair_blocks(sampler: _PairSampler, seed: int, num_pairs: int, exact: bool):
+    """``(block, a, b)`` per pair block: ``num_pairs`` draws, or (exact) blocks until ``num_pairs`` survived."""
+    if not exact:
+        for b, lo, hi in _blocks(num_pairs, PAIR_BLOCK):
+            yield (b, *sampler.block(np.random.default_rng([seed, _S_EDGES, b]), hi - lo))
+        return
+    done, b = 0, 0
+    while done < num_pairs:
+        rng = np.random.default_rng([seed, _S_EDGES, b])
+        a, bb = sampler.block(rng, min(PAIR_BLOCK, 2 * (num_pairs - done) + 16))
+        want = num_pairs - done
+        if a.size > want:  # the last block: a uniform subset, kept in sorted order
+            pick = np.sort(rng.choice(a.size, want, replace=False))
+            a, bb = a[pick], bb[pick]
+        done += a.size
+        yield b, a, bb
+        b += 1

@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 from src.backends.base import Backend
 from src.core.record import DatasetRecord
 from src.data.sources import load_dataset
+from src.in_memory import preflight
 from src.in_memory.full_graph import FullGraphBackend
 from src.in_memory.partition import DEFAULT_OUTPUT_DIR
 from src.in_memory.partitioned import open_partitioned_backend
@@ -37,13 +38,15 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Backend
     if cfg.target_type:  # a heterogeneous dataset: the whole graph on every rank (src/in_memory/hetero.py)
         from src.in_memory.hetero import InMemoryHeteroBackend, load_hetero_dataset
 
-        backend: Backend = InMemoryHeteroBackend(load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir), target_type=cfg.target_type,
+        backend: Backend = InMemoryHeteroBackend(load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir),
+                                                 target_type=cfg.target_type,
                                                  fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
                                                  num_loader_threads=cfg.num_loader_threads)
     elif args.full_graph:
-        backend = FullGraphBackend(load_dataset(cfg.dataset, root=cfg.dataset_root_dir),
-                                            fanouts=cfg.fanouts, batch_size=cfg.batch_size,
-                                            num_loader_threads=cfg.num_loader_threads)
+        dataset = load_dataset(cfg.dataset, root=cfg.dataset_root_dir)  # memory-mapped: nothing read yet
+        preflight.check_full_graph(dataset, cfg)
+        backend = FullGraphBackend(dataset, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
+                                   num_loader_threads=cfg.num_loader_threads)
     else:
         backend = open_partitioned_backend(cfg, args.partition_dir)
     with backend:

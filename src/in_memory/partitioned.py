@@ -38,6 +38,8 @@ from src.core.paths import REPO_DIR
 from src.core.pyg_stores import EdgeMetadataStore
 from src.core.schema import SPLITS
 from src.core.sparse_features import feature_nbytes
+from src.core.memory_limit import MemoryWall
+from src.in_memory import preflight
 from src.in_memory.partition import PartitionConfig
 from src.in_memory.partition_format import LocalPartition, load_partition, partition_dir
 from src.in_memory.router import PartitionedFeatureStore, PartitionedSampler, PartitionRouter
@@ -151,8 +153,11 @@ def open_partitioned_backend(cfg: TrainConfig, partition_root: str) -> Partition
         root = partition_dir(partition_root, name, world)
         part: LocalPartition | None = None
         try:
+            preflight.check_partition(root, rank, cfg)
             part = load_partition(root, rank)
             mine: tuple[str | None, Any] = (None, (part.identity(), part.splits))
+        except MemoryWall as exc:
+            mine = (f"rank {rank}: {exc}", None)
         except UserError as exc:
             mine = (f"rank {rank}: {exc}; on several machines run `python partition_graph.py --dataset "
                     f"{cfg.dataset} --num_partitions {world} --output_dir {partition_root}` on each "

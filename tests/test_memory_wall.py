@@ -1,0 +1,132 @@
+"""The memory wall: trainers under a real cgroup v1 limit (src/core/cgroup_run.py, as root).
+
+Under a limit below what the in-memory full graph needs, the in-memory trainer refuses at start
+with one line from its preflight (src/in_memory/preflight.py), while the Neo4j trainer trains to
+the end under the same limit; a limit too small even for the Neo4j trainer is one line saying
+what it needs.  A small synthetic graph with wide rows makes the in-memory need large while the
+graph stays cheap to generate.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from src.core.memory_limit import MemoryLimit, MemoryWall, memory_limit
+from src.in_memory import preflight
+from src.train.config import TrainConfig
+
+REPO = Path(__file__).resolve().parent.parent
+V1 = Path("/sys/fs/cgroup/memory")
+LIMIT = "1300m"  # above a trainer's ~0.8 GiB of torch + PyG, below the wide graph's full-graph need
+WIDE = {"num_nodes": 60_000, "avg_degree": 6, "num_features": 3000, "num_classes": 4, "seed": 0}  # 720 MB of rows
+TRAIN = ["--epochs", "1", "--max_steps_per_epoch", "3", "--eval_every", "1", "--max_eval_seeds", "64",
+         "--fanouts", "5,5", "--num_layers", "2", "--hidden_channels", "16", "--batch_size", "32",
+         "--num_loader_threads", "1"]
+
+needs_cgroup = pytest.mark.skipif(not (V1 / "memory.limit_in_bytes").exists() or os.geteuid() != 0,
+                                  reason="needs root and the cgroup v1 memory controller")
+
+
+def capped(limit: str, *argv: str, report: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    extra = ["--report", str(report)] if report else []
+    return subprocess.run([sys.executable, "-m", "src.core.cgroup_run", "--limit", limit, *extra, "--", *argv],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"})
+
+
+def errors(stderr: str) -> list[str]:
+    return [ln[ln.index("error: "):] for ln in stderr.splitlines() if "error: " in ln]
+
+
+@pytest.fixture(scope="module")
+def wide_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    from src.data.sources import load_dataset
+
+    root = tmp_path_factory.mktemp("wide")
+    return root, load_dataset("synthetic", root=root, **WIDE).name
+
+
+@needs_cgroup
+def test_limit_is_read_from_the_own_cgroup(tmp_path: Path) -> None:
+    report = tmp_path / "cap.jsonl"
+    out = capped("300m", sys.executable, "-c", "from src.core.memory_limit import memory_limit as m; "
+                 "l = m(); print(l.bytes, l.source)", report=report)
+    assert out.returncode == 0, out.stderr
+    value, source = out.stdout.split(maxsplit=1)
+    assert int(value) == 300 << 20 and "gnn-cap-" in source
+    row = json.loads(report.read_text())
+    assert row["limit"] == 300 << 20 and row["exit"] == 0 and not row["oom_killed"]
+    assert memory_limit().bytes > 300 << 20  # this process is not in that cgroup
+
+
+@needs_cgroup
+def test_cgroup_run_reports_an_oom_kill(tmp_path: Path) -> None:
+    report = tmp_path / "cap.jsonl"
+    out = capped("100m", sys.executable, "-c", "b = bytearray(400 << 20); b[::4096] = b'x' * len(b[::4096])",
+                 report=report)
+    row = json.loads(report.read_text())
+    assert out.returncode == 137 and row["oom_killed"] and row["peak"] == 100 << 20
+
+
+@needs_cgroup
+def test_in_memory_refused_by_preflight_under_the_limit(tmp_path: Path, wide_root) -> None:
+    root, name = wide_root
+    out = capped(LIMIT, sys.executable, "in-memory-alternative.py", "--dataset", name, "--dataset_root_dir",
+                 str(root), "--full_graph", *TRAIN, "--log_dir", str(tmp_path / "logs"),
+                 "--checkpoint_dir", str(tmp_path / "ckpt"), report=tmp_path / "mem.jsonl")
+    lines = errors(out.stderr)
+    print("in-memory under", LIMIT, "->", lines)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert len(lines) == 1 and "in-memory full graph" in lines[0] and "features 687 MiB" in lines[0]
+    assert "gnn-cap-" in lines[0] and "Neo4j" in lines[0]
+    assert not json.loads((tmp_path / "mem.jsonl").read_text())["oom_killed"]
+
+
+@pytest.mark.slow
+@needs_cgroup
+def test_neo4j_trains_to_the_end_under_the_same_limit(tmp_path: Path, loaded_dataset) -> None:
+    _, schema, _ = loaded_dataset("cora")
+    report = tmp_path / "neo4j.jsonl"
+    out = capped(LIMIT, sys.executable, "main-neo4j-backend.py", "--dataset", schema.dataset, *TRAIN,
+                 "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "ckpt"), "--run_name", "capped",
+                 report=report)
+    row = json.loads(report.read_text())
+    print("neo4j under", LIMIT, "->", row)
+    assert out.returncode == 0, out.stderr[-3000:]
+    epochs = [json.loads(ln) for ln in (tmp_path / "logs" / "capped" / "rank0.jsonl").read_text().splitlines()
+              if '"event": "epoch"' in ln]
+    assert len(epochs) == 1 and epochs[0]["test_acc"] is not None
+    assert not row["oom_killed"] and row["peak"] <= 1300 << 20
+
+
+@needs_cgroup
+def test_limit_too_small_for_the_neo4j_trainer_says_what_it_needs(tmp_path: Path, loaded_dataset) -> None:
+    _, schema, _ = loaded_dataset("cora")
+    out = capped(LIMIT, sys.executable, "main-neo4j-backend.py", "--dataset", schema.dataset, *TRAIN,
+                 "--cache_mb", "2000", "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "ckpt"))
+    lines = errors(out.stderr)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert len(lines) == 1 and "the Neo4j trainer" in lines[0] and "feature cache 2,000 MiB" in lines[0]
+    assert "raise the limit to at least that" in lines[0]
+    assert not list((tmp_path / "logs").glob("*/rank0.jsonl"))  # refused before the run began
+
+
+def test_partition_preflight_counts_the_partition_files(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "partition_graph.py", "--dataset", "cora", "--num_partitions", "2",
+                          "--output_dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    root = next(tmp_path.glob("*/2-parts"))
+    cfg = TrainConfig(dataset="cora", batch_size=32, fanouts=(5, 5))
+    needs = preflight.partition_needs(root, 1, cfg)
+    files = sum(p.stat().st_size for p in (root / "part_1").glob("*.npy"))
+    assert needs["halo"] > 0 and needs["features"] > 0
+    assert needs["features"] + needs["topology"] + needs["halo"] + needs["labels and splits"] == files
+    with pytest.raises(MemoryWall, match=r"partition 1 of .* needs ~.*halo .* memory limit is 1 MiB \(test\)"):
+        preflight.check_partition(root, 1, cfg, MemoryLimit(1 << 20, "test"))
+    assert preflight.check_partition(root, 1, cfg, MemoryLimit(1 << 40, "test")) > files
