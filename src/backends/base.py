@@ -14,8 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Data, FeatureStore, GraphStore
-from torch_geometric.loader import NodeLoader
+from torch_geometric.loader import LinkLoader, NodeLoader
+from torch_geometric.sampler import NegativeSampling
 
+from src.core.edge_split import EdgeSplit, EdgeSplitSpec
+from src.core.errors import UserError
 from src.core.normalize import FeatureNormalizer, resolve
 from src.core.feature_stats import FeatureStats
 from src.core.prefetch import PrefetchLoader
@@ -108,6 +111,28 @@ class Backend(ABC):
         loader = NodeLoader(
             self._loader_data(), node_sampler=sampler, input_nodes=seeds, batch_size=self.batch_size,
             shuffle=shuffle, generator=torch.Generator().manual_seed(seed), transform=self._loader_transform(),
+        )
+        return PrefetchLoader(loader, self.num_loader_threads)
+
+    # -- link prediction (src/train/link.py) ------------------------------------------------
+    def use_edge_split(self, spec: EdgeSplitSpec) -> EdgeSplit:
+        """From now on every sampler of this backend samples the training graph of ``spec``'s edge split
+        (its validation and test pairs removed); returns the split. Backends without it say so in one line."""
+        raise UserError(f"--task link is not supported by the {self.name} backend: use neo4j or in_memory")
+
+    def training_degrees(self) -> Tensor:
+        """How often each node is a neighbour in the training graph (weights of degree-biased negatives)."""
+        raise UserError(f"degree-biased negatives are not supported by the {self.name} backend")
+
+    def make_link_loader(self, pairs: Tensor, *, seed: int, neg_sampling: NegativeSampling | None) -> PrefetchLoader:
+        """Batches of ``batch_size`` positive ``pairs`` ``[P, 2]`` (in order) with ``neg_sampling``'s negatives, as
+        PyG's ``LinkLoader`` builds them (``edge_label_index``, ``edge_label``) over this backend's sampler."""
+        sampler = self._make_sampler(seed)
+        self._samplers.append(sampler)
+        loader = LinkLoader(
+            self._loader_data(), link_sampler=sampler, edge_label_index=pairs.t().contiguous(),
+            neg_sampling=neg_sampling, batch_size=self.batch_size, shuffle=False,
+            generator=torch.Generator().manual_seed(seed), transform=self._loader_transform(),
         )
         return PrefetchLoader(loader, self.num_loader_threads)
 
