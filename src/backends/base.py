@@ -129,8 +129,9 @@ class Backend(ABC):
         PyG's ``LinkLoader`` builds them (``edge_label_index``, ``edge_label``) over this backend's sampler."""
         sampler = self._make_sampler(seed)
         self._samplers.append(sampler)
-        loader = LinkLoader(
-            self._loader_data(), link_sampler=sampler, edge_label_index=pairs.t().contiguous(),
+        data, edge_label_index = self._loader_data(), pairs.t().contiguous()
+        loader = LinkLoader(  # remote stores name the edge type: None (homogeneous)
+            data, link_sampler=sampler, edge_label_index=edge_label_index if isinstance(data, Data) else (None, edge_label_index),
             neg_sampling=neg_sampling, batch_size=self.batch_size, shuffle=False,
             generator=torch.Generator().manual_seed(seed), transform=self._loader_transform(),
         )

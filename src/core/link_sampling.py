@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch_geometric.sampler import EdgeSamplerInput, NegativeSampling, NodeSamplerInput, SamplerOutput
 
-from src.core.errors import UsageError
 
 if TYPE_CHECKING:
     from src.core.sampling import HopSampler
@@ -50,8 +49,6 @@ def edge_sample(sampler: HopSampler, inputs: EdgeSamplerInput, neg_sampling: Neg
     if neg_sampling is not None:
         if not neg_sampling.is_binary():
             raise NotImplementedError("only binary negative sampling is supported (NegativeSampling('binary', ratio))")
-        if neg_sampling.amount <= 0:
-            raise UsageError(f"the negative sampling ratio must be > 0 (got {neg_sampling.amount})")
         rng = sampler.batch_rng(np.concatenate([src, dst]))
         num_neg = math.ceil(len(src) * neg_sampling.amount)
         src = np.concatenate([src, draw_endpoints(rng, num_neg, num_nodes, neg_sampling.src_weight)])
