@@ -118,7 +118,7 @@ class Backend(ABC):
     def use_edge_split(self, spec: EdgeSplitSpec) -> EdgeSplit:
         """From now on every sampler of this backend samples the training graph of ``spec``'s edge split
         (its validation and test pairs removed); returns the split. Backends without it say so in one line."""
-        raise UserError(f"--task link is not supported by the {self.name} backend: use neo4j or in_memory")
+        raise UserError(f"--task link is not supported by the {type(self).__name__}: use the neo4j backend or in-memory-alternative.py --full_graph")
 
     def training_degrees(self) -> Tensor:
         """How often each node is a neighbour in the training graph (weights of degree-biased negatives)."""
