@@ -124,10 +124,13 @@ class Backend(ABC):
         """How often each node is a neighbour in the training graph (weights of degree-biased negatives)."""
         raise UserError(f"degree-biased negatives are not supported by the {self.name} backend")
 
-    def make_link_loader(self, pairs: Tensor, *, seed: int, neg_sampling: NegativeSampling | None) -> PrefetchLoader:
+    def make_link_loader(self, pairs: Tensor, *, seed: int, neg_sampling: NegativeSampling | None,
+                         exclude_targets: bool = False) -> PrefetchLoader:
         """Batches of ``batch_size`` positive ``pairs`` ``[P, 2]`` (in order) with ``neg_sampling``'s negatives, as
-        PyG's ``LinkLoader`` builds them (``edge_label_index``, ``edge_label``) over this backend's sampler."""
+        PyG's ``LinkLoader`` builds them (``edge_label_index``, ``edge_label``) over this backend's sampler;
+        ``exclude_targets``: without the edges of the batch's positive pairs (src/core/link_sampling.py)."""
         sampler = self._make_sampler(seed)
+        sampler.exclude_targets = exclude_targets
         self._samplers.append(sampler)
         data, edge_label_index = self._loader_data(), pairs.t().contiguous()
         loader = LinkLoader(  # remote stores name the edge type: None (homogeneous)

@@ -60,5 +60,21 @@ def edge_sample(sampler: HopSampler, inputs: EdgeSamplerInput, neg_sampling: Neg
     seeds, inverse = np.unique(np.concatenate([src, dst]), return_inverse=True)
     out = sampler.sample_from_nodes(NodeSamplerInput(input_id=None, node=torch.from_numpy(seeds)))
     edge_label_index = torch.from_numpy(inverse.reshape(2, -1).astype(np.int64))
+    if getattr(sampler, "exclude_targets", False):
+        out = drop_target_edges(out, edge_label_index[:, :len(inputs.row)])
     out.metadata = (inputs.input_id, edge_label_index, label, None)
+    return out
+
+
+def drop_target_edges(out: SamplerOutput, targets: torch.Tensor) -> SamplerOutput:
+    """``out`` without the message-passing edges between the endpoints of a positive target pair (either
+    direction): the model must predict those pairs, not read them off the sampled graph. Hop by hop,
+    so the layout (and trimming) stays valid; the nodes stay."""
+    n = len(out.node)
+    keys = torch.unique(torch.cat([targets[0] * n + targets[1], targets[1] * n + targets[0]]))
+    edge_keys = out.row * n + out.col
+    keep = ~torch.isin(edge_keys, keys)
+    bounds = np.cumsum([0, *out.num_sampled_edges])
+    out.num_sampled_edges = [int(keep[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])]
+    out.row, out.col = out.row[keep], out.col[keep]
     return out

@@ -149,6 +149,7 @@ class HopSampler(BaseSampler):
     """
 
     num_nodes: int | None = None
+    exclude_targets = False  # link batches: drop message-passing edges between positive target pairs
 
     def __init__(self, fanouts: list[int], seed: int | None = None):
         if not fanouts or any(int(k) < -1 for k in fanouts):

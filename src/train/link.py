@@ -77,7 +77,7 @@ class LinkTask:
 
     def loader(self, backend: Backend, shard: Tensor, seed: int) -> PrefetchLoader:
         return backend.make_link_loader(torch.from_numpy(self.split.train[shard.numpy()]), seed=seed,
-                                        neg_sampling=self.neg_sampling)
+                                        neg_sampling=self.neg_sampling, exclude_targets=True)
 
     @staticmethod
     def build_model(cfg: TrainConfig, identity: dict[str, Any]) -> nn.Module:
