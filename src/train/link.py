@@ -37,7 +37,7 @@ from src.train.link_metrics import link_metrics
 from src.train.link_model import build_link_model
 
 LINK_KEYS = ("auc", "ap", "mrr", "hits")
-SCORE_CHUNK = 262_144  # pairs scored at once in evaluation (bounds the [chunk, H] products)
+SCORE_CHUNK = 65_536  # pairs scored at once in evaluation (bounds the [chunk, H] products to ~64 MiB)
 
 
 def resolve_link_metric(requested: str) -> str:
