@@ -26,6 +26,7 @@ SPEC = EdgeSplitSpec(0.85, 0.05, 0.10, seed=0)
 MODES = {"cypher": Neo4jAccess.cypher(), "adjacency": Neo4jAccess(use_procedures=True, adj_prop="nbrs"),
          "projection": Neo4jAccess(use_procedures=True, adj_prop="nbrs", projection_mb=64.0)}
 NEG = NegativeSampling("binary", 1.0)
+EPOCHS = 1  # of all 4,486 training pairs in 71 batches per path (a second epoch measured the same, 2x slower)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_no_held_out_edge_in_any_training_batch(cora, client, held_out_keys, mod
     split = backend.use_edge_split(SPEC)
     every = set(pair_keys(ds.edge_index[0], ds.edge_index[1], ds.num_nodes).tolist())
     batches, edges = 0, 0
-    for epoch in range(2):  # two epochs: other negatives, other neighbourhoods
+    for epoch in range(EPOCHS):
         pairs = torch.from_numpy(split.train[np.random.default_rng(epoch).permutation(len(split.train))])
         for batch in backend.make_link_loader(pairs, seed=epoch, neg_sampling=NEG):
             src, dst = batch_edges(batch)
@@ -86,7 +87,7 @@ def test_no_held_out_edge_in_any_training_batch(cora, client, held_out_keys, mod
             assert not np.isin(keys, held_out_keys).any(), "a held-out pair was a message-passing edge"
             assert set(keys.tolist()) <= every  # and every message-passing edge is an edge of the graph
             batches, edges = batches + 1, edges + len(keys)
-    assert batches == 2 * -(-len(split.train) // 64) and edges > 50_000
+    assert batches == EPOCHS * -(-len(split.train) // 64) and edges > EPOCHS * 25_000
 
 
 @pytest.mark.parametrize("mode", ["adjacency", "projection"])
