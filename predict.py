@@ -11,7 +11,8 @@ itself for a registered graph, e.g. "Theory"; else the class index), and optiona
 probabilities and the final-layer embedding, are SET on the nodes in batched transactions; a
 killed write-back resumes where it stopped when re-run, a re-run of a finished one overwrites the
 same properties, nothing else is touched. In-memory and Ladybug runs write an .npz (ids, pred,
-proba, embedding) to --output. This script only wires flags to src/train/predict.py and
+proba, embedding) to --output; Ladybug runs also SET them as columns of the node table in the run's
+database file (added when missing; a re-run overwrites only those columns). This script only wires flags to src/train/predict.py and
 src/neo4jdb/write_back.py.
 """
 from __future__ import annotations
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"run_name": args.run_name, "log_dir": args.log_dir}
     if args.checkpoint_dir:
         overrides["checkpoint_dir"] = args.checkpoint_dir
-    opened, cfg, _ = run_backend(info, overrides)
+    opened, cfg, backend_args = run_backend(info, overrides)
+    ladybug = None
     with opened as backend:
         cfg.normalize_features = backend.normalize_features(cfg.normalize_features)
         model, epoch = load_model(cfg, backend)
@@ -84,9 +86,18 @@ def main(argv: list[str] | None = None) -> int:
             record = getattr(backend, "record", None)
             classes = list(record.properties.get("class_values") or []) if record is not None else None
             writer = FileWriter(Path(args.output or f"data/predictions/{args.run_name}.npz"), classes)
+            if info.backend == "ladybug":
+                from src.ladybugdb.client import path_from_args
+                from src.ladybugdb.write_back import check_columns
+
+                ladybug = (path_from_args(backend_args, cfg.dataset), backend.schema, check_columns(backend.schema, names))
         done, skipped = predict(model, backend, ids, writer, seed=predict_seed(cfg), proba=args.write_proba is not None,
                                 embedding=args.write_embedding is not None, progress=not args.no_progress)
         line = writer.finish()
+    if ladybug is not None:  # the backend held the file read-only: write now that it is closed
+        from src.ladybugdb.write_back import write_predictions
+
+        line += " " + write_predictions(*ladybug, writer.arrays(), embedding_format=args.embedding_format)
     resumed = f", {skipped} already written by an interrupted run" if skipped else ""
     print(f"{args.run_name}: predicted {done} nodes{resumed} with the checkpoint of epoch {epoch} "
           f"({info.backend} backend) in {time.perf_counter() - t0:.1f} s; {line}", flush=True)

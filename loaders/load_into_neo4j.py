@@ -26,6 +26,8 @@ from pathlib import Path
 from src.client import add_connection_args, connect, settings_from_args
 from src.data.sources import load_dataset
 from src.data.synthetic import SYNTHETIC, SYNTHETIC_DEFAULTS
+from src.data.ogb_mag import OGBN_MAG, load_ogbn_mag
+from src.data.synthetic_hetero import SYNTHETIC_HETERO, generate_hetero, params_from_name
 from src.core.errors import ArgumentParser, UsageError, run_cli
 from src.ladybugdb.client import DEFAULT_DIR, LadybugClient, add_ladybug_args, path_from_args
 from src.data.loading import (
@@ -54,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"file (--ladybug_path, default {DEFAULT_DIR}/<name>.lbdb) (default: %(default)s)")
     p.add_argument("--dataset", required=True,
                    help="dataset name: a shipped graph (cora, citeseer, amazon_cs, coauthor_phy, tolokers), "
-                        "an .npz path, synthetic, or an OGB name (ogbn-arxiv, ...)")
+                        "an .npz path, synthetic, heterogeneous graphs (synthetic_hetero: papers, authors, venues; ogbn-mag), "
+                        "or an OGB name (ogbn-arxiv, ...)")
     p.add_argument("--dataset_root_dir", default=None,
                    help="folder with <name>.npz files and the synthetic/OGB caches (default: data/datasets, "
                         "then the shared datasets folder)")
@@ -86,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2,
                    help="parallel writer threads for unwind into Neo4j, worker threads of the bulk import "
                         "(default: %(default)s)")
-    g = p.add_argument_group("synthetic graph (only with --dataset synthetic)")
+    g = p.add_argument_group("synthetic graph (only with --dataset synthetic or synthetic_hetero)")
     for flag, kind, text in (("num_nodes", int, "number of nodes"),
                              ("avg_degree", float, "stored (directed) edges per node"),
                              ("num_features", int, "feature dimension"), ("num_classes", int, "number of classes"),
@@ -121,6 +124,12 @@ def main() -> int:
     config = LoadConfig(method=args.method, batch_size=args.batch_size, workers=args.workers, reset=args.reset,
                         feature_format=args.feature_format)
     options = {k: getattr(args, k) for k in SYNTHETIC_FLAGS if getattr(args, k) is not None}
+    hetero = (args.dataset.strip().lower() in (SYNTHETIC_HETERO, OGBN_MAG)
+              or params_from_name(args.dataset) is not None)
+    if hetero:
+        report = load_hetero(args, config, options)
+        print(report.summary(), flush=True)
+        return 0
     if options and args.dataset.strip().lower() != SYNTHETIC:
         raise UsageError(f"--{' --'.join(options)} apply only to --dataset {SYNTHETIC}, not {args.dataset!r}")
     if args.backend == "ladybug":
@@ -139,6 +148,28 @@ def main() -> int:
             client.close()
     print(report.summary(), flush=True)
     return 0
+
+
+def load_hetero(args: argparse.Namespace, config: LoadConfig, options: dict) -> LoadReport:
+    """A heterogeneous graph (synthetic_hetero, src/data/synthetic_hetero.py; ogbn-mag, src/data/ogb_mag.py)
+    into Neo4j (UNWIND only, under its own names)."""
+    from src.neo4jdb.hetero.load import ensure_hetero_loaded
+
+    if args.backend != "neo4j" or args.name or args.node_label or args.rel_type or args.method == "import":
+        raise UsageError(f"--dataset {SYNTHETIC_HETERO} loads into Neo4j with UNWIND under its own names: drop "
+                         "--backend ladybug, --name, --node_label, --rel_type and --method import")
+    named = params_from_name(args.dataset)
+    if (named is not None or args.dataset.strip().lower() == OGBN_MAG) and options:
+        raise UsageError(f"--{' --'.join(options)} apply only to --dataset {SYNTHETIC_HETERO}, not {args.dataset!r}")
+    if args.dataset.strip().lower() == OGBN_MAG:
+        dataset = load_ogbn_mag(args.dataset_root_dir)
+    else:
+        dataset = generate_hetero(**(named or options))
+    client = connect(settings_from_args(args), max_retry_time=args.neo4j_retry_s)
+    try:
+        return ensure_hetero_loaded(client, dataset, config)
+    finally:
+        client.close()
 
 
 def load_ladybug(args: argparse.Namespace, config: LoadConfig, options: dict) -> LoadReport:

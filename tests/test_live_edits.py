@@ -226,3 +226,26 @@ def test_edit_during_a_two_rank_run_is_seen_by_later_batches(client: Neo4jClient
     sampler = Neo4jNeighborSampler(client, truth.schema, ALL, seed=1, access=truth.access("projection+adjacency"))
     assert_whole_neighbourhoods_equal(sampler, truth, rng.choice(len(truth.y), 12, replace=False))
     assert dataset_record(client, DATASET).adjacency == truth.adj_prop
+
+
+def test_split_edit_of_a_loaded_dataset_reaches_the_backend(client: Neo4jClient, truth: Truth) -> None:
+    """A node moved to another split with plain Cypher: the backend says so (what the loop asks before
+    each epoch) and its splits read again hold it; an edit of anything else is not a split change."""
+    from src.neo4jdb.backend import Neo4jBackend
+
+    s = truth.schema
+    backend = Neo4jBackend(client, require_loaded(client, s.dataset), fanouts=[5], batch_size=16,
+                           num_loader_threads=1)  # not closed: it shares the module's client
+    before = {p: backend.split_nodes(p).numpy().copy() for p in ("train", "val", "test")}
+    assert backend.splits_changed() is False
+    node = int(before["test"][0])
+    client.write(f"MATCH (n:`{s.label}` {{id: $i}}) SET n.note = 'x'", i=node)
+    assert backend.splits_changed() is False
+    client.write(f"MATCH (n:`{s.label}` {{id: $i}}) SET n.split = 'train'", i=node)
+    try:
+        assert backend.splits_changed() is True
+        after = backend.reread_splits()
+        assert node in after["train"].tolist() and node not in after["test"].tolist()
+        assert len(after["train"]) == len(before["train"]) + 1
+    finally:
+        client.write(f"MATCH (n:`{s.label}` {{id: $i}}) SET n.split = 'test' REMOVE n.note", i=node)

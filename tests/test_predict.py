@@ -165,3 +165,51 @@ def test_in_memory_run_writes_predictions_to_a_file(tmp_path: Path) -> None:
     assert acc == pytest.approx(last_epoch(tmp_path / "logs", run)["test_acc"], abs=1e-9)
     res = predict_cli("--run_name", run, "--log_dir", str(tmp_path / "logs"), "--where", "n.x > 1")
     assert res.returncode == 2 and "applies to Neo4j runs" in res.stderr
+
+
+@pytest.mark.slow
+def test_ladybug_run_writes_predictions_into_its_database_file(tmp_path: Path) -> None:
+    """A Ladybug run's predictions land in the .npz and as columns of its node table; a re-run with
+    other flags overwrites only the columns it names (x, y, split and the other columns unchanged)."""
+    from src.ladybugdb.client import LadybugClient
+
+    db, run = tmp_path / "cora.lbdb", "lb_pred"
+    res = subprocess.run([sys.executable, str(REPO / "loaders" / "load_into_neo4j.py"), "--backend", "ladybug",
+                          "--dataset", "cora", "--ladybug_path", str(db)], capture_output=True, text=True,
+                         timeout=TIMEOUT, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = subprocess.run([sys.executable, str(REPO / "main-ladybug-backend.py"), "--dataset", "cora", "--ladybug_path",
+                          str(db), "--epochs", "1", "--fanouts", FULL, "--num_layers", "2", "--hidden_channels", "32",
+                          "--batch_size", "256", "--run_name", run, "--log_dir", str(tmp_path / "logs"),
+                          "--checkpoint_dir", str(tmp_path / "ckpt")], capture_output=True, text=True,
+                         timeout=TIMEOUT, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+    def table() -> dict[str, list]:
+        with LadybugClient(db) as c:
+            cols = [r[1] for r in c.execute("CALL table_info('cora') RETURN *")]
+            rows = c.execute(f"MATCH (n:cora) RETURN {', '.join(f'n.{k}' for k in cols)} ORDER BY n.id")
+        return {k: [r[j] for r in rows] for j, k in enumerate(cols)}
+
+    before = table()
+    out = tmp_path / "pred.npz"
+    res = predict_cli("--run_name", run, "--log_dir", str(tmp_path / "logs"), "--output", str(out),
+                      "--write_proba", "lb_proba")
+    assert res.returncode == 0 and "predicted_class, lb_proba to 2708 :cora nodes" in res.stdout, res.stderr[-2000:]
+    first = table()
+    assert all(first[k] == before[k] for k in before)  # the dataset's own columns are untouched
+    ds = load_dataset("cora")
+    with np.load(out) as z:
+        assert first["predicted_class"] == z["pred"].tolist()
+        np.testing.assert_allclose(np.asarray(first["lb_proba"]), z["proba"], rtol=1e-6)
+    pred = np.asarray(first["predicted_class"])
+    acc = float((pred[ds.test_idx] == ds.y[ds.test_idx]).mean())
+    assert acc == pytest.approx(last_epoch(tmp_path / "logs", run)["test_acc"], abs=1e-9)
+    res = predict_cli("--run_name", run, "--log_dir", str(tmp_path / "logs"), "--output", str(out),
+                      "--write_property", "lb_class", "--write_embedding", "lb_emb")
+    assert res.returncode == 0, res.stderr[-2000:]
+    second = table()
+    assert all(second[k] == first[k] for k in first)  # predicted_class and lb_proba stay as they were
+    assert second["lb_class"] == first["predicted_class"] and len(second["lb_emb"][0]) == 32
+    res = predict_cli("--run_name", run, "--log_dir", str(tmp_path / "logs"), "--write_property", "split")
+    assert res.returncode == 2 and "column the dataset stores" in res.stderr

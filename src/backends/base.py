@@ -30,6 +30,7 @@ class Backend(ABC):
     """Splits, samplers and stores of one dataset; subclasses say where they live."""
 
     name: str = "backend"
+    input_type: str | None = None  # heterogeneous backends: the node type of the seeds (NodeLoader's input_nodes)
     stats_fix = "reload the dataset"  # how a user gets missing feature statistics (one-line errors say it)
 
     def __init__(self, *, dataset: str, num_nodes: int, num_features: int, num_classes: int, fanouts: Sequence[int],
@@ -71,6 +72,10 @@ class Backend(ABC):
         """The dataset's column statistics (src/core/normalize.py), None where none were stored."""
         return None
 
+    def make_model(self, cfg: Any) -> torch.nn.Module | None:
+        """A model of this backend's own when the zoo's cannot read its batches (heterogeneous ones); None: the zoo's."""
+        return None
+
     def recorded_metric(self) -> str | None:
         """The metric the dataset's record names as its default (``--metric auto``); None: decided by class count."""
         return None
@@ -103,13 +108,28 @@ class Backend(ABC):
             self._splits[split] = torch.from_numpy(np.asarray(self._split_ids(split), dtype=np.int64))
         return self._splits[split]
 
+    def splits_changed(self) -> bool:
+        """Whether the splits may differ from those :meth:`split_nodes` read (edited in the database since);
+        asked on rank 0 before each epoch. False: this backend's splits never change under a run."""
+        return False
+
+    def reread_splits(self) -> dict[str, Tensor]:
+        """Every split read again (after :meth:`splits_changed`)."""
+        self._splits.clear()
+        return {split: self.split_nodes(split) for split in SPLITS}
+
+    def use_splits(self, splits: dict[str, Tensor]) -> None:
+        """Take ``splits`` (rank 0's :meth:`reread_splits`, so every rank shards the same seeds)."""
+        self._splits = dict(splits)
+
     def make_loader(self, seeds: Tensor, *, shuffle: bool, seed: int) -> PrefetchLoader:
         """Batches of ``seeds`` with sampled neighbourhoods; ``seed`` fixes order and samples; later
         batches are sampled and fetched in ``num_loader_threads`` threads."""
         sampler = self._make_sampler(seed)
         self._samplers.append(sampler)
         loader = NodeLoader(
-            self._loader_data(), node_sampler=sampler, input_nodes=seeds, batch_size=self.batch_size,
+            self._loader_data(), node_sampler=sampler, batch_size=self.batch_size,
+            input_nodes=seeds if self.input_type is None else (self.input_type, seeds),
             shuffle=shuffle, generator=torch.Generator().manual_seed(seed), transform=self._loader_transform(),
         )
         return PrefetchLoader(loader, self.num_loader_threads)

@@ -48,7 +48,7 @@ def spec(name: str) -> BackendSpec:
 def run_training(name: str, description: str) -> int:
     """What every training entry script does: flags, checks, open the backend, train, close."""
     from src.train.cli import add_training_args, configure_console_logging, parse_training_config
-    from src.train.loop import train
+    from src.train.loop import joined, train
 
     wing = spec(name).load()
     parser = ArgumentParser(description=description)
@@ -62,8 +62,8 @@ def run_training(name: str, description: str) -> int:
         logging.getLogger(__name__).warning(
             "--dataset_root_dir does not apply to the %s backend: it trains from the dataset in its database "
             "(the loader reads the files; pass the flag to loaders/load_into_neo4j.py); ignored", name)
-    with wing.open_backend(args, cfg) as backend:
-        train(backend, cfg)
+    with joined(cfg) as batch_sizes, wing.open_backend(args, cfg) as backend:  # flags agree before data loads
+        train(backend, cfg, batch_sizes)
     return 0
 
 

@@ -139,7 +139,7 @@ def _read_with_ogb(name: str, base: Path) -> tuple[dict[str, Any], Any, dict[str
         # ogb would stop and ask on stdin whether to delete the folder
         raise UserError(f"{folder} lacks {release.name} (incomplete or outdated OGB download); delete it and retry")
     raw = folder / "raw"
-    has_raw = (raw / "edge.csv.gz").exists() or (raw / "data.npz").exists()
+    has_raw = any((raw / f).exists() for f in ("edge.csv.gz", "data.npz", "triplet-type-list.csv.gz"))  # last: hetero
     processed = folder / "processed" / "data_processed"
     if processed.exists():
         # a torch pickle that torch>=2.6 refuses to load with weights_only; re-reading the raw files is safe

@@ -34,8 +34,14 @@ def check_args(args: argparse.Namespace) -> None:
 
 @contextmanager
 def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Backend]:
-    if args.full_graph:
-        backend: Backend = FullGraphBackend(load_dataset(cfg.dataset, root=cfg.dataset_root_dir),
+    if cfg.target_type:  # a heterogeneous dataset: the whole graph on every rank (src/in_memory/hetero.py)
+        from src.in_memory.hetero import InMemoryHeteroBackend, load_hetero_dataset
+
+        backend: Backend = InMemoryHeteroBackend(load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir), target_type=cfg.target_type,
+                                                 fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
+                                                 num_loader_threads=cfg.num_loader_threads)
+    elif args.full_graph:
+        backend = FullGraphBackend(load_dataset(cfg.dataset, root=cfg.dataset_root_dir),
                                             fanouts=cfg.fanouts, batch_size=cfg.batch_size,
                                             num_loader_threads=cfg.num_loader_threads)
     else:

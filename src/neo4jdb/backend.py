@@ -27,6 +27,7 @@ from src.core.schema import GraphSchema, validate_dataset_name
 from src.feature_store import Neo4jFeatureStore
 from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
+from src.neo4jdb import live_edits
 from src.neo4jdb.access import Neo4jAccess
 from src.neo4jdb.edge_split import read_edge_split
 from src.neo4jdb.load.records import changed_since, require_loaded
@@ -54,11 +55,15 @@ class Neo4jBackend(DatabaseBackend):
         self.feature_store = Neo4jFeatureStore.from_record(client, record, cache_mb=cache_mb, access=self.access)
         self.feature_store.warm_cache(cache_warm)
         self.graph_store = Neo4jGraphStore(client, self.schema, self.num_nodes)
+        self._split_watch = live_edits.SplitWatch(client, self.schema)  # before any split is read
         self._server_pid = local_server_pid(client.settings.uri)
         self._held_out_prop: str | None = None  # set by use_edge_split (--task link)
 
     def _query_ids(self, query: str, split: str) -> list[int]:
         return self.client.read_tx(lambda tx: tx.run(query, split=split).value("id"))
+
+    def splits_changed(self) -> bool:
+        return self._split_watch.changed({split: self.split_nodes(split).numpy() for split in self._splits})
 
     def _make_sampler(self, seed: int) -> Neo4jNeighborSampler:
         return Neo4jNeighborSampler(self.client, self.schema, self.fanouts, seed=seed, access=self.access,
@@ -127,6 +132,14 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
                      max_retry_time=args.neo4j_retry_s)
 
     def build() -> Neo4jBackend:
+        if cfg.target_type:  # a heterogeneous dataset (src/neo4jdb/hetero/)
+            from src.neo4jdb.hetero.backend import Neo4jHeteroBackend
+            from src.neo4jdb.hetero.schema import require_hetero
+
+            return Neo4jHeteroBackend(client, require_hetero(client, cfg.dataset), target_type=cfg.target_type,
+                                      fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
+                                      num_loader_threads=cfg.num_loader_threads,
+                                      use_procedures=False if args.cypher_only else None)
         record = require_loaded(client, cfg.dataset)
         access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
                                      projection_mb=args.projection_mb)
@@ -155,8 +168,7 @@ def _raise_if_dataset_changed(client: Neo4jClient, backend: Neo4jBackend, exc: E
         return
     if how:
         raise UserError(f"dataset {backend.record.name!r} changed under the run: {how}; rerun with --resume once "
-                        f"`python loaders/load_into_neo4j.py` has loaded it (the checkpoint keeps the finished "
-                        f"epochs)") from None
+                        f"it is complete (the checkpoint keeps the finished epochs)") from None
 
 
 def check_projection_cap(client: Neo4jClient, schema: GraphSchema, projection_mb: float) -> None:

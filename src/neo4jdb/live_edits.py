@@ -108,3 +108,40 @@ class RowChangeTracker:
                 break
             ok &= ~np.isin(ids, changed, assume_unique=False)
         return ok
+
+
+class SplitWatch:
+    """Whether a dataset's splits changed since the trainer read them: asked once per epoch (rank 0).
+
+    With the plugin, ``gnn.rowChanges`` names the nodes whose properties changed; only those nodes'
+    split is read and compared. Without it nobody can say, so every epoch counts as changed (the
+    splits are read again: one query per split)."""
+
+    MAX_CHECKED = 200_000  # more changed nodes than this: read the splits again rather than compare
+
+    def __init__(self, client: Neo4jClient, schema: GraphSchema) -> None:
+        self.client, self.schema = client, schema
+        self.watched = watches_writes(client, schema)
+        first = row_changes(client, schema) if self.watched else None
+        self._epoch, self._version = (first.epoch, first.version) if first else (0, -1)
+
+    def changed(self, splits: dict[str, "object"]) -> bool:
+        """True when some node's split may differ from ``splits`` (split -> sorted ids as read)."""
+        if not self.watched:
+            return True
+        ch = row_changes(self.client, self.schema, self._epoch, self._version)
+        self._epoch, self._version = ch.epoch, ch.version
+        if not ch.complete or len(ch.ids) > self.MAX_CHECKED:
+            return True
+        ids = np.unique(ch.ids)
+        if not len(ids):
+            return False
+        s = self.schema
+        now = dict(self.client.read_tx(lambda tx: [tuple(r) for r in tx.run(
+            f"UNWIND $ids AS i MATCH (n:`{s.label}` {{`{s.id_prop}`: i}}) RETURN i, n.`{s.split_prop}`",
+            ids=ids.tolist())]))
+        for split, members in splits.items():
+            was = np.isin(ids, np.asarray(members))
+            if not np.array_equal(was, np.array([now.get(int(i)) == split for i in ids])):
+                return True
+        return False

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from neo4j import exceptions as neo4j_exc
 
 from src.client import Neo4jClient
-from src.core.minstd import MINSTD_MODULUS
+from src.core.minstd import MINSTD_MODULUS, hop_states  # noqa: F401 (hop_states: part of this API)
 from src.core.sampling import RelabelledHop
 from src.core.errors import UserError
 from src.core.codecs import DENSE, SPARSE, decode_rows, decode_rows_csr, stored_rows_errors
@@ -62,9 +62,6 @@ def rows_per_call(row_bytes: int | None) -> int:
     if not row_bytes:
         return ROWS_PER_CALL
     return max(1, min(MAX_ROWS_PER_CALL, CALL_BYTES // row_bytes))
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
 
 def _call(procedure: str, args: str, columns: str, projection_mb: float) -> str:
     """The CALL of a gnn.* procedure; ``$projection_mb`` is passed only when > 0 (older plugins lack it)."""
@@ -181,19 +178,6 @@ def hop_neighbours(seeds: np.ndarray, hops: list[RelabelledHop]) -> list[tuple[n
     """``[(counts, neighbour ids)]`` per hop of relabelled hops: the form :func:`sample_hop` answers."""
     nodes = np.concatenate([np.asarray(seeds, dtype=np.int64)] + [h.new_nodes for h in hops])
     return [(h.counts, nodes[h.locals]) for h in hops]
-
-
-def hop_states(base: int, n: int) -> np.ndarray:
-    """Minstd states of frontier positions ``0..n-1`` of a hop with client state ``base``.
-
-    SplitMix64 of ``base + (i + 1) * golden`` reduced to 1..2^31-2: the exact mirror of
-    ``GnnProcedures.hopState`` (so tests can replay a ``gnn.sampleHops`` call).
-    """
-    z = np.uint64(base) + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return (np.uint64(1) + z % np.uint64(MINSTD_MODULUS - 1)).astype(np.int64)
 
 
 def _pack(ids: np.ndarray) -> bytes:

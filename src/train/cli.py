@@ -14,6 +14,7 @@ import sys
 from typing import Any, Mapping
 
 from src.core import normalize
+from src.core.hetero_fanouts import per_hop_max
 from src.core.errors import UsageError, check_writable_dir
 from src.train.config import TrainConfig
 from src.train.link_flags import add_link_args, check_link_flags
@@ -49,8 +50,14 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     arg("--concurrency", "max concurrent requests per rank to the graph backend",
         type=int, default=_D.concurrency)
     arg("--epochs", "number of training epochs", type=int, default=_D.epochs)
-    arg("--fanouts", "neighbours sampled per hop, comma list with one entry per layer",
+    arg("--fanouts", "neighbours sampled per hop, comma list with one entry per layer; with --target_type also "
+        "per relationship type: 'writes:10,5;cites:5,5' or a JSON object (0: never sample that type at that hop)",
         default=",".join(map(str, _D.fanouts)))
+    arg("--target_type", "heterogeneous dataset: the labelled node type to classify (a typed GraphSAGE, "
+        "HeteroConv of SAGEConvs, then trains on it); none: a homogeneous dataset", default=_D.target_type)
+    arg("--featureless", "heterogeneous dataset: input of node types without features: embedding (a learnable "
+        "row per node) or constant (a single learnable row per type)", choices=("embedding", "constant"),
+        default=_D.featureless)
     arg("--model", "the GNN (PyG's models, trimmed per layer): sage = GraphSAGE (mean), gcn = GCN, gat = GAT, "
         "gin = GIN", choices=MODELS, default=_D.model)
     arg("--heads", "attention heads of --model gat (concatenated in hidden layers: --hidden_channels must be "
@@ -116,8 +123,11 @@ def parse_training_config(
             master_addr=env["MASTER_ADDR"],
             master_port=_env_int(env, "MASTER_PORT"),
         )
-    fanouts = _parse_fanouts(str(flags["fanouts"]))
-    flags["fanouts"] = ",".join(map(str, fanouts))
+    if flags.get("target_type"):  # per-type fanouts: checked against the dataset's types when it is opened
+        fanouts = per_hop_max(str(flags["fanouts"]))
+    else:
+        fanouts = _parse_fanouts(str(flags["fanouts"]))
+        flags["fanouts"] = ",".join(map(str, fanouts))
     _check(flags["batch_size"] > 0, f"--batch_size must be > 0 (got {flags['batch_size']})")
     _check(flags["epochs"] > 0, f"--epochs must be > 0 (got {flags['epochs']})")
     _check(flags["num_layers"] > 0, f"--num_layers must be > 0 (got {flags['num_layers']})")

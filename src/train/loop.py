@@ -16,8 +16,9 @@ import dataclasses
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -136,22 +137,35 @@ class NodeTask:
 Task = NodeTask | LinkTask
 
 
-def train(backend: Backend, cfg: TrainConfig) -> dict[str, Any]:
-    """Train ``cfg.model`` on ``backend`` as rank ``cfg.node_rank`` of ``cfg.num_nodes``.
+@contextmanager
+def joined(cfg: TrainConfig) -> Iterator[list[int]]:
+    """The job's process group with the ranks' flags checked (yields every rank's batch size).
 
-    Returns the summary (also logged and, on rank 0, reported via logging).  The caller owns
-    and closes ``backend``; the process group is created and destroyed here.
+    Entry scripts enter it before opening the backend, so a flag that must match stops every rank
+    within seconds, not after each has loaded its data; a peer failing later is one line too.
     """
     if cfg.num_workers > 0:  # 0, as the seed's commands write it: torch's default thread count
         torch.set_num_threads(cfg.num_workers)
     distributed.init(cfg)
     try:
         with distributed.peer_failures_as_user_errors():
-            batch_sizes = agree(cfg)
-            with run_names.claim_run(cfg, backend.name) as cfg:
-                return _train(backend, cfg, batch_sizes)
+            yield agree(cfg)
     finally:
         distributed.destroy()
+
+
+def train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int] | None = None) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``backend`` as rank ``cfg.node_rank`` of ``cfg.num_nodes``.
+
+    Returns the summary (also logged and, on rank 0, reported via logging).  The caller owns
+    and closes ``backend``; the process group is the caller's :func:`joined` (``batch_sizes`` is
+    what it yielded), else it is created and destroyed here.
+    """
+    if batch_sizes is None:
+        with joined(cfg) as sizes:
+            return train(backend, cfg, sizes)
+    with run_names.claim_run(cfg, backend.name) as cfg:
+        return _train(backend, cfg, batch_sizes)
 
 def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[str, Any]:
     rank, world = distributed.rank(), distributed.world_size()
@@ -162,7 +176,7 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
     cfg = dataclasses.replace(cfg, normalize_features=backend.normalize_features(cfg.normalize_features), metric=metric)
     identity = model_identity(cfg, backend.num_features, backend.num_classes)
     seed_all(cfg.seed)  # identical initial weights on every rank
-    model = task.build_model(cfg, identity)
+    model = backend.make_model(cfg) or task.build_model(cfg, identity)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     seed_all(mix_seeds(cfg.seed, rank, 1))  # but rank-specific dropout masks
     ckpt_path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
@@ -200,6 +214,8 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
         for epoch in range(start_epoch, cfg.epochs + 1):
             if progress.stopped_early:
                 break
+            if epoch > start_epoch and isinstance(task, NodeTask):  # node splits edited in the database
+                task.train_items = _follow_split_edits(backend, task.train_items, logger)
             record = _train_epoch(ddp_model, optimizer, backend, cfg, task, batch_sizes, epoch,
                                   timer, monitor, logger)
             improved = _finish_epoch(record, model, backend, cfg, task, progress, monitor)
@@ -217,6 +233,22 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
     if rank == 0:
         log.info("summary of %s: %s", cfg.run_name, _format_summary(summary))
     return {**summary, "run_name": cfg.run_name}
+
+def _follow_split_edits(backend: Backend, train_seeds: Tensor, logger: RunLogger) -> Tensor:
+    """Splits edited in the database take effect at the next epoch: rank 0 asks, every rank takes its answer."""
+    splits = backend.reread_splits() if distributed.rank() == 0 and backend.splits_changed() else None
+    splits = distributed.broadcast_object(splits)
+    if splits is None:
+        return train_seeds
+    backend.use_splits(splits)
+    if len(splits["train"]) == 0:
+        raise UserError("every train node left the train split during the run: mark some nodes train again, "
+                        "then rerun with --resume")
+    if not torch.equal(splits["train"], train_seeds):
+        logger.note(f"the split changed in the database: {len(splits['train'])} train seeds from now on "
+                    f"(were {len(train_seeds)}); val {len(splits['val'])}, test {len(splits['test'])}")
+    return splits["train"]
+
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Backend,
                  cfg: TrainConfig, task: Task, batch_sizes: list[int], epoch: int,

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import Data
+from torch_geometric.data import Data, HeteroData
 from torch_geometric.nn import GCNConv, GINConv
 from torch_geometric.nn import models as pyg_models
 
@@ -144,6 +144,8 @@ def build_model(name: str, in_channels: int, hidden_channels: int, out_channels:
 def batch_logits(model: nn.Module, batch: Data, trim: bool = True) -> Tensor:
     """The model's logits for the batch's seeds (its first ``batch_size`` nodes)."""
     bs = int(batch.batch_size)
+    if isinstance(batch, HeteroData):  # typed models read the whole batch (src/train/hetero_model.py)
+        return model(batch)[:bs]
     hops = getattr(batch, "num_sampled_nodes", None) if trim else None
     layers = getattr(getattr(model, "module", model), "num_layers", -1)  # under DDP: the wrapped model's
     if hops is None or len(hops) != layers + 1:  # a sample of another depth cannot be trimmed

@@ -53,6 +53,8 @@ def changed_since(client: Neo4jClient, record: DatasetRecord) -> str | None:
         return "its record is gone (deleted, or `loader --reset` is reloading it)"
     if now.properties.get("started_at") != record.properties.get("started_at") or now.fingerprint != record.fingerprint:
         return "it was loaded again" + ("" if now.complete else " (the load is still running)")
+    if now.num_nodes != record.num_nodes:  # register_graph.py --refresh added nodes (src/neo4jdb/register/refresh.py)
+        return f"`register_graph.py --refresh` added {now.num_nodes - record.num_nodes} nodes to it"
     if record.complete and not now.complete:  # delete_dataset marks the record first and removes it last
         return "it is being deleted (`loader --reset` or a delete is under way)"
     return None

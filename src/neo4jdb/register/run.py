@@ -159,7 +159,8 @@ def unregister(client: Neo4jClient, record: dict[str, Any]) -> None:
     """Remove a registration: its namespaced properties, constraint, batch markers and record; user data stays."""
     rec = DatasetRecord.from_properties(record)
     s = rec.schema
-    client.write(f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) SET d.complete = false", name=rec.name)
+    # removing: the plugin (LiveRows) stops re-deriving the rows from edits while they are removed
+    client.write(f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) SET d.complete = false, d.removing = true", name=rec.name)
     props = ", ".join(f"n.`{p}`" for p in (s.id_prop, s.x_prop, s.y_prop, s.split_prop, s.adj_prop))
     client.run_autocommit(f"MATCH (n:`{s.label}`) WHERE n.`{s.id_prop}` IS NOT NULL OR n.`{s.x_prop}` IS NOT NULL "
                           f"CALL (n) {{ REMOVE {props} }} IN TRANSACTIONS OF {RESET_TX_ROWS} ROWS")

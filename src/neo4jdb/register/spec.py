@@ -115,6 +115,7 @@ class RegisterSpec:
                 "x_prop": s.x_prop, "y_prop": s.y_prop, "split_prop": s.split_prop, "adj_prop": s.adj_prop,
                 "source": "neo4j", "method": METHOD, "fingerprint": self.fingerprint,
                 "feature_properties": list(self.features), "target_property": self.target,
+                "missing_features": self.missing_features, "missing_target": self.missing_target,
                 "split_source": self.split_prop or "random:" + ",".join(
                     str(f) for f in (self.random_split.train, self.random_split.val, self.random_split.test)),
                 "register_command": self.command()}

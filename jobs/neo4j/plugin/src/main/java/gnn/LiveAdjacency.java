@@ -98,6 +98,9 @@ final class LiveAdjacency {
                 }
             }
         }
+        if (props) {
+            LiveRows.derive(data, tx);  // registered graphs: the user's feature/target/split edits into the copies
+        }
         return props ? changedRows(datasets, data, deleted) : null;
     }
 

@@ -1,0 +1,125 @@
+"""PyG remote-backend stores of a heterogeneous graph: rows per node type, edge-type metadata.
+
+Why: ``NodeLoader`` over ``(FeatureStore, GraphStore)`` with a ``HeteroSamplerOutput`` asks for
+``TensorAttr(group_name=<node type>, attr_name='x'|'y')`` of each type's sampled ids and for the
+edge types (``EdgeAttr(edge_type=(src, rel, dst))``); the in-memory and the Neo4j backends answer
+the same way and differ only in :meth:`HeteroRowStore.fetch_type`. Featureless types expose no
+``x`` (the model embeds them by ``n_id``); only labelled types expose ``y``.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import FeatureStore, GraphStore
+from torch_geometric.data.feature_store import TensorAttr
+from torch_geometric.data.graph_store import EdgeAttr, EdgeLayout
+
+from src.core.hetero_fanouts import EdgeType
+
+
+class HeteroRowStore(FeatureStore):
+    """Read-only ``x``/``y`` per node type; ``num_nodes``/``num_features`` per type (0 features: none)."""
+
+    def __init__(self, num_nodes: dict[str, int], num_features: dict[str, int], labelled: set[str]) -> None:
+        super().__init__()
+        self.num_nodes = dict(num_nodes)
+        self.num_features = dict(num_features)
+        self.labelled = set(labelled)
+
+    @abstractmethod
+    def fetch_type(self, node_type: str, ids: np.ndarray, want_x: bool, want_y: bool
+                   ) -> tuple[Tensor | None, Tensor | None]:
+        """``x`` float32 [len(ids), F] and/or ``y`` int64 [len(ids)] of ``ids`` of ``node_type``, in order."""
+
+    def _ids(self, attr: TensorAttr) -> np.ndarray:
+        index = attr.index
+        if index is None:
+            return np.arange(self.num_nodes[attr.group_name], dtype=np.int64)
+        ids = index.numpy() if isinstance(index, Tensor) else np.asarray(index)
+        return ids.astype(np.int64, copy=False)
+
+    def _multi_get_tensor(self, attrs: list[TensorAttr]) -> list[Tensor]:
+        """x and y of one node type come from one read."""
+        out: dict[int, Tensor] = {}
+        by_type: dict[str, list[int]] = {}
+        for i, a in enumerate(attrs):
+            by_type.setdefault(a.group_name, []).append(i)
+        for node_type, idx in by_type.items():
+            names = {attrs[i].attr_name for i in idx}
+            x, y = self.fetch_type(node_type, self._ids(attrs[idx[0]]), "x" in names, "y" in names)
+            for i in idx:
+                out[i] = x if attrs[i].attr_name == "x" else y
+        return [out[i] for i in range(len(attrs))]
+
+    def _get_tensor(self, attr: TensorAttr) -> Tensor:
+        self._check(attr)
+        x, y = self.fetch_type(attr.group_name, self._ids(attr), attr.attr_name == "x", attr.attr_name == "y")
+        return x if attr.attr_name == "x" else y
+
+    def _check(self, attr: TensorAttr) -> None:
+        if attr.group_name not in self.num_nodes:
+            raise KeyError(f"unknown node type {attr.group_name!r}; the store holds {', '.join(self.num_nodes)}")
+        if attr.attr_name == "x" and not self.num_features[attr.group_name]:
+            raise KeyError(f"node type {attr.group_name!r} has no features")
+        if attr.attr_name == "y" and attr.group_name not in self.labelled:
+            raise KeyError(f"node type {attr.group_name!r} has no labels")
+        if attr.attr_name not in ("x", "y"):
+            raise KeyError(f"unknown attribute {attr.attr_name!r}; this store holds x and y")
+
+    def _get_tensor_size(self, attr: TensorAttr) -> tuple[int, ...]:
+        self._check(attr)
+        n = self.num_nodes[attr.group_name]
+        return (n, self.num_features[attr.group_name]) if attr.attr_name == "x" else (n,)
+
+    def get_all_tensor_attrs(self) -> list[TensorAttr]:
+        attrs = [TensorAttr(group_name=t, attr_name="x") for t, f in self.num_features.items() if f]
+        return attrs + [TensorAttr(group_name=t, attr_name="y") for t in self.num_nodes if t in self.labelled]
+
+    def _put_tensor(self, tensor: torch.Tensor, attr: TensorAttr) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} is read-only")
+
+    def _remove_tensor(self, attr: TensorAttr) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} is read-only")
+
+
+class InMemoryHeteroRows(HeteroRowStore):
+    """Rows of a :class:`~src.data.hetero.HeteroGraphDataset` held in RAM (the oracle)."""
+
+    def __init__(self, ds: Any) -> None:
+        super().__init__({t: d.num_nodes for t, d in ds.node_types.items()},
+                         {t: d.num_features for t, d in ds.node_types.items()},
+                         {t for t, d in ds.node_types.items() if d.y is not None})
+        self.ds = ds
+
+    def fetch_type(self, node_type: str, ids: np.ndarray, want_x: bool, want_y: bool
+                   ) -> tuple[Tensor | None, Tensor | None]:
+        d = self.ds.node_types[node_type]
+        x = torch.from_numpy(np.ascontiguousarray(d.x[ids], dtype=np.float32)) if want_x else None
+        y = torch.from_numpy(np.asarray(d.y[ids], dtype=np.int64)) if want_y else None
+        return x, y
+
+
+class HeteroEdgeMetadata(GraphStore):
+    """The edge types and their sizes, never an edge list: the samplers read neighbourhoods themselves."""
+
+    def __init__(self, num_nodes: dict[str, int], num_edges: dict[EdgeType, int]) -> None:
+        super().__init__()
+        self.attrs = [EdgeAttr(edge_type=e, layout=EdgeLayout.COO, is_sorted=False,
+                               size=(num_nodes[e[0]], num_nodes[e[2]])) for e in num_edges]
+        self.num_edges = dict(num_edges)
+
+    def get_all_edge_attrs(self) -> list[EdgeAttr]:
+        return list(self.attrs)
+
+    def _get_edge_index(self, edge_attr: EdgeAttr) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} holds no edge list; sample with the backend's sampler")
+
+    def _put_edge_index(self, edge_index: object, edge_attr: EdgeAttr) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} is read-only")
+
+    def _remove_edge_index(self, edge_attr: EdgeAttr) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} is read-only")

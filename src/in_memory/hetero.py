@@ -1,0 +1,49 @@
+"""The whole heterogeneous graph in RAM: the oracle the Neo4j hetero backend is compared with."""
+from __future__ import annotations
+
+import numpy as np
+
+from src.backends.hetero import HeteroBackend
+from src.core.errors import UsageError
+from src.core.hetero_sampling import HeteroCSR, HeteroCSRSampler
+from src.core.hetero_stores import InMemoryHeteroRows
+from src.data.hetero import HeteroGraphDataset
+from src.data.ogb_mag import OGBN_MAG, load_ogbn_mag
+from src.data.synthetic_hetero import generate_hetero, params_from_name
+
+
+def load_hetero_dataset(name: str, root: str | None = None) -> HeteroGraphDataset:
+    """A heterogeneous dataset by name: ``ogbn-mag`` (read by ogb under ``root``) or a generated
+    ``synthetic_hetero_n..`` graph."""
+    if name.strip().lower().replace("_", "-") == OGBN_MAG:
+        return load_ogbn_mag(root)
+    params = params_from_name(name)
+    if params is None:
+        raise UsageError(f"unknown heterogeneous dataset {name!r}; generated graphs are named like "
+                         "synthetic_hetero_n10000_d10_f32_c4_s0 (loaders/load_into_neo4j.py --dataset synthetic_hetero)")
+    return generate_hetero(**params)
+
+
+class InMemoryHeteroBackend(HeteroBackend):
+    name = "in_memory"
+
+    def __init__(self, ds: HeteroGraphDataset, *, target_type: str, fanouts: str, batch_size: int,
+                 num_loader_threads: int) -> None:
+        super().__init__(dataset=ds.name, node_types={t: (d.num_nodes, d.num_features, d.y is not None)
+                                                      for t, d in ds.node_types.items()},
+                         edge_types={e: int(v.shape[1]) for e, v in ds.edges.items()}, target_type=target_type,
+                         num_classes=ds.num_classes, fanouts=fanouts, batch_size=batch_size,
+                         num_loader_threads=num_loader_threads)
+        self.ds = ds
+        self.graph = HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()})
+        self.rows = InMemoryHeteroRows(ds)
+
+    def _split_ids(self, split: str) -> np.ndarray:
+        idx = getattr(self.ds.node_types[self.input_type], f"{split}_idx")
+        return np.zeros(0, np.int64) if idx is None else np.asarray(idx, dtype=np.int64)
+
+    def _make_sampler(self, seed: int) -> HeteroCSRSampler:
+        return HeteroCSRSampler(self.graph, self.type_fanouts, seed=seed)
+
+    def _loader_data(self):  # noqa: ANN202
+        return self.rows, self.edge_metadata

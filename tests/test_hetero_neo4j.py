@@ -1,0 +1,132 @@
+"""A heterogeneous dataset in a real Neo4j: load, record, samples, rows, bad input.
+
+The Cypher sampler must give exactly the in-memory sampler's samples (same seed, every hop and
+relationship type), the rows per type must be bit for bit the source's, a fanout of 0 never
+samples its type, and a re-run of the load is a no-op.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.loader import NodeLoader
+from torch_geometric.sampler import NodeSamplerInput
+
+from src.client import Neo4jClient
+from src.core.errors import UserError
+from src.core.hetero_fanouts import parse_fanouts
+from src.core.hetero_sampling import HeteroCSR, HeteroCSRSampler
+from src.core.hetero_stores import HeteroEdgeMetadata
+from src.data.hetero import HeteroGraphDataset, NodeTypeData
+from src.data.loading import LoadConfig
+from src.data.synthetic_hetero import generate_hetero
+from src.neo4jdb.hetero.load import delete_hetero, ensure_hetero_loaded
+from src.neo4jdb import procedures
+from src.neo4jdb.hetero.sampler import HETERO_PROCEDURE, Neo4jHeteroRows, Neo4jHeteroSampler
+from src.neo4jdb.hetero.schema import require_hetero
+
+FANOUTS = "writes:3,2;written_by:2,2;cites:4,3;publishes:1,1"
+
+
+@pytest.fixture(scope="module")
+def hetero(client: Neo4jClient):
+    ds = generate_hetero(num_nodes=1500, avg_degree=6, num_features=8, num_classes=3, seed=11)
+    ensure_hetero_loaded(client, ds, LoadConfig(progress=False, reset=True))
+    yield ds, require_hetero(client, ds.name)
+    delete_hetero(client, ds.name)
+
+
+def test_record_describes_the_types_and_rerun_is_a_noop(client: Neo4jClient, hetero) -> None:
+    ds, schema = hetero
+    assert [t.name for t in schema.node_types] == ["paper", "author", "venue"]
+    assert {t.name: (t.num_nodes, t.num_features, t.labelled) for t in schema.node_types} == {
+        t: (d.num_nodes, d.num_features, d.y is not None) for t, d in ds.node_types.items()}
+    assert schema.edge_types == ds.edge_types and schema.target_type == "paper"
+    assert ensure_hetero_loaded(client, ds, LoadConfig(progress=False)).status == "already loaded"
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+@pytest.mark.parametrize("procedure", [False, True], ids=["cypher", "gnn.sampleHeteroHops"])
+def test_neo4j_samples_equal_in_memory_samples(client: Neo4jClient, hetero, seed: int, procedure: bool) -> None:
+    ds, schema = hetero
+    if procedure and HETERO_PROCEDURE not in procedures.installed(client):
+        pytest.fail("the server's gnn.* plugin has no gnn.sampleHeteroHops: restart it with the current plugin")
+    fanouts = parse_fanouts(FANOUTS, ds.edge_types)
+    memory = HeteroCSRSampler(HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()}),
+                              fanouts, seed=seed)
+    neo4j = Neo4jHeteroSampler(client, schema, fanouts, seed=seed, use_procedures=procedure)
+    seeds = torch.cat([torch.arange(3, 140, 4), torch.tensor([7, 7])])  # a repeated seed is sampled at each position
+    inputs = NodeSamplerInput(input_id=None, node=seeds, input_type="paper")
+    a, b = memory.sample_from_nodes(inputs), neo4j.sample_from_nodes(inputs)
+    for t in a.node:
+        assert torch.equal(a.node[t], b.node[t]), t
+    for e in a.row:
+        assert torch.equal(a.row[e], b.row[e]) and torch.equal(a.col[e], b.col[e]), e
+    assert a.num_sampled_nodes == b.num_sampled_nodes and a.num_sampled_edges == b.num_sampled_edges
+    assert sum(a.num_sampled_edges[("paper", "cites", "paper")]) > 0
+    if procedure:
+        assert neo4j.queries == 1  # every hop and relationship type in one call
+
+
+def test_fanout_zero_is_never_sent_or_sampled(client: Neo4jClient, hetero) -> None:
+    ds, schema = hetero
+    for procedure in (False, True):
+        sampler = Neo4jHeteroSampler(client, schema, parse_fanouts("cites:0,0;publishes:1,0", ds.edge_types,
+                                                                   default=[2, 2]), seed=1, use_procedures=procedure)
+        out = sampler.sample_from_nodes(NodeSamplerInput(None, torch.arange(50), input_type="paper"))
+        assert out.num_sampled_edges[("paper", "cites", "paper")] == [0, 0]
+        assert len(out.row[("paper", "cites", "paper")]) == 0
+        assert out.num_sampled_edges[("venue", "publishes", "paper")][1] == 0
+
+
+def test_rows_per_type_bit_exact_through_node_loader(client: Neo4jClient, hetero) -> None:
+    ds, schema = hetero
+    num_nodes = {t: d.num_nodes for t, d in ds.node_types.items()}
+    fanouts = parse_fanouts(FANOUTS, ds.edge_types)
+    for use_procedures in (True, False):
+        rows = Neo4jHeteroRows(client, schema, use_procedures=None if use_procedures else False)
+        stores = (rows, HeteroEdgeMetadata(num_nodes, {e: v.shape[1] for e, v in ds.edges.items()}))
+        loader = NodeLoader(stores, node_sampler=Neo4jHeteroSampler(client, schema, fanouts, seed=2),
+                            input_nodes=("paper", torch.arange(40)), batch_size=20)
+        batch = next(iter(loader))
+        paper = ds.node_types["paper"]
+        ids = batch["paper"].n_id.numpy()
+        assert batch["paper"].x.numpy().view(np.uint32).tobytes() == paper.x[ids].view(np.uint32).tobytes()
+        assert torch.equal(batch["paper"].y, torch.from_numpy(paper.y[ids]))
+        assert "x" not in batch["author"] and len(batch["author"].n_id) > 0
+
+
+def test_relationship_endpoints_must_be_declared_node_types() -> None:
+    nodes = {"paper": NodeTypeData(3, y=np.zeros(3, np.int64))}
+    with pytest.raises(UserError, match="author is not a declared node type"):
+        HeteroGraphDataset("bad", nodes, {("author", "writes", "paper"): np.zeros((2, 0), np.int64)}, "paper", 2)
+
+
+def test_target_type_without_labels_is_one_line() -> None:
+    nodes = {"paper": NodeTypeData(3, y=np.zeros(3, np.int64)), "author": NodeTypeData(2)}
+    with pytest.raises(UserError, match="node type 'author' has no labels.*labelled types: paper"):
+        HeteroGraphDataset("bad", nodes, {}, "author", 2)
+
+
+@pytest.mark.slow
+def test_procedure_draws_uniformly_per_relationship_type(client: Neo4jClient, hetero) -> None:
+    """Repeated one-hop draws (new epoch each) from the best-connected paper: chi-square per type."""
+    from scipy import stats
+
+    ds, schema = hetero
+    graph = HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()})
+    for edge_type in (("paper", "cites", "paper"), ("author", "writes", "paper")):
+        csr = graph.csr[edge_type]
+        deg = csr.indptr[1:] - csr.indptr[:-1]
+        node = int(np.argmax(deg))
+        fanout = max(1, int(deg[node]) // 3)
+        sampler = Neo4jHeteroSampler(client, schema, parse_fanouts(f"{edge_type[1]}:{fanout}", ds.edge_types,
+                                                                   default=[0]), seed=3, use_procedures=None)
+        counts = np.zeros(int(deg[node]))
+        for rep in range(300):
+            sampler.set_epoch(rep)
+            out = sampler.sample_from_nodes(NodeSamplerInput(None, torch.tensor([node]), input_type="paper"))
+            ids = out.node[edge_type[0]][out.row[edge_type]].numpy()
+            np.add.at(counts, np.searchsorted(csr.indices[csr.indptr[node]:csr.indptr[node + 1]], ids), 1)
+        assert counts.sum() == 300 * fanout
+        assert stats.chisquare(counts).pvalue > 1e-3, (edge_type, counts)
