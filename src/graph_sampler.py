@@ -34,6 +34,7 @@ import numpy as np
 from torch_geometric.sampler import NodeSamplerInput, SamplerOutput
 
 from src.core.arrays import segment_arange
+from src.core.edge_split import HELD_OUT
 from src.core.minstd import MINSTD_MODULUS
 from src.neo4jdb import procedures
 from src.neo4jdb.access import Neo4jAccess
@@ -44,13 +45,21 @@ from src.core.schema import GraphSchema
 log = logging.getLogger(__name__)
 
 
-def hop_query(schema: GraphSchema) -> str:
-    """The Cypher that samples one hop for a list of frontier ids (identifiers pre-validated)."""
+def hop_query(schema: GraphSchema, held_out_prop: str | None = None) -> str:
+    """The Cypher that samples one hop for a list of frontier ids (identifiers pre-validated).
+
+    ``held_out_prop``: the relationship property of a stored edge split (src/neo4jdb/edge_split.py);
+    relationships it marks as validation or test are not neighbours (link training's graph)."""
     s = schema
+    if held_out_prop is None:
+        nbrs = f"[{s.neighbours_of('n', 'm')} | m]"
+    else:
+        nbrs = (f"[{s.neighbours_of('n', 'm', 'r')} WHERE NOT coalesce(r.`{held_out_prop}`, '') IN "
+                f"{list(HELD_OUT)!r} | m]")
     return f"""
 UNWIND range(0, size($ids) - 1) AS k
 MATCH (n:`{s.label}` {{`{s.id_prop}`: $ids[k]}})
-WITH k, [m IN [{s.neighbours_of('n', 'm')} | m] WHERE m:`{s.label}` AND m.`{s.id_prop}` IS NOT NULL] AS nbrs
+WITH k, [m IN {nbrs} WHERE m:`{s.label}` AND m.`{s.id_prop}` IS NOT NULL] AS nbrs
 WITH k, nbrs, size(nbrs) AS d
 WITH k, nbrs, CASE WHEN $fanout < 0 OR d <= $fanout THEN range(0, d - 1) ELSE
   reduce(st = [$states[k], []], j IN range(d - $fanout, d - 1) |
@@ -71,13 +80,17 @@ class Neo4jNeighborSampler(HopSampler):
     """
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, fanouts: list[int], seed: int | None = None,
-                 *, access: Neo4jAccess | None = None) -> None:
+                 *, access: Neo4jAccess | None = None, held_out_prop: str | None = None,
+                 num_nodes: int | None = None) -> None:
         """``access`` None: the procedures when the server has them, walking the relationships (no
-        adjacency property), no projection (see :class:`~src.neo4jdb.access.Neo4jAccess`)."""
+        adjacency property), no projection (see :class:`~src.neo4jdb.access.Neo4jAccess`).
+        ``held_out_prop``: the Cypher path skips relationships an edge split holds out (the procedures
+        read the split's training adjacency, ``access.adj_prop``). ``num_nodes``: for link batches."""
         super().__init__(fanouts, seed)
         self.client = client
         self.schema = schema
-        self._query = hop_query(schema)
+        self.num_nodes = num_nodes
+        self._query = hop_query(schema, held_out_prop)
         self.access = access if access is not None else Neo4jAccess.resolve(client, schema)
         self.queries = 0
 

@@ -14,8 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Data, FeatureStore, GraphStore
-from torch_geometric.loader import NodeLoader
+from torch_geometric.loader import LinkLoader, NodeLoader
+from torch_geometric.sampler import NegativeSampling
 
+from src.core.edge_split import EdgeSplit, EdgeSplitSpec
+from src.core.errors import UserError
 from src.core.normalize import FeatureNormalizer, resolve
 from src.core.feature_stats import FeatureStats
 from src.core.prefetch import PrefetchLoader
@@ -128,6 +131,32 @@ class Backend(ABC):
             self._loader_data(), node_sampler=sampler, batch_size=self.batch_size,
             input_nodes=seeds if self.input_type is None else (self.input_type, seeds),
             shuffle=shuffle, generator=torch.Generator().manual_seed(seed), transform=self._loader_transform(),
+        )
+        return PrefetchLoader(loader, self.num_loader_threads)
+
+    # -- link prediction (src/train/link.py) ------------------------------------------------
+    def use_edge_split(self, spec: EdgeSplitSpec) -> EdgeSplit:
+        """From now on every sampler of this backend samples the training graph of ``spec``'s edge split
+        (its validation and test pairs removed); returns the split. Backends without it say so in one line."""
+        raise UserError(f"--task link is not supported by the {type(self).__name__}: use the neo4j backend or in-memory-alternative.py --full_graph")
+
+    def training_degrees(self) -> Tensor:
+        """How often each node is a neighbour in the training graph (weights of degree-biased negatives)."""
+        raise UserError(f"degree-biased negatives are not supported by the {self.name} backend")
+
+    def make_link_loader(self, pairs: Tensor, *, seed: int, neg_sampling: NegativeSampling | None,
+                         exclude_targets: bool = False) -> PrefetchLoader:
+        """Batches of ``batch_size`` positive ``pairs`` ``[P, 2]`` (in order) with ``neg_sampling``'s negatives, as
+        PyG's ``LinkLoader`` builds them (``edge_label_index``, ``edge_label``) over this backend's sampler;
+        ``exclude_targets``: without the edges of the batch's positive pairs (src/core/link_sampling.py)."""
+        sampler = self._make_sampler(seed)
+        sampler.exclude_targets = exclude_targets
+        self._samplers.append(sampler)
+        data, edge_label_index = self._loader_data(), pairs.t().contiguous()
+        loader = LinkLoader(  # remote stores name the edge type: None (homogeneous)
+            data, link_sampler=sampler, edge_label_index=edge_label_index if isinstance(data, Data) else (None, edge_label_index),
+            neg_sampling=neg_sampling, batch_size=self.batch_size, shuffle=False,
+            generator=torch.Generator().manual_seed(seed), transform=self._loader_transform(),
         )
         return PrefetchLoader(loader, self.num_loader_threads)
 

@@ -24,6 +24,7 @@ from torch_geometric.sampler import (
 )
 
 from src.core.csr import CSRGraph, sample_hop_csr
+from src.core.link_sampling import edge_sample
 
 HopFn = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
 """``hop_fn(frontier, fanout, hop) -> (counts [len(frontier)], neighbours [sum(counts)])``."""
@@ -143,8 +144,12 @@ class HopSampler(BaseSampler):
     not depend on which thread runs it or on the order batches are sampled in (prefetching gives
     the same result as a sequential run).  Call :meth:`set_epoch` to get fresh samples for a
     repeated batch (e.g. ``shuffle=False``) in a new epoch.  ``seed=None`` draws a random seed.
-    Homogeneous, non-temporal node sampling only.
+    Homogeneous, non-temporal graphs; :attr:`num_nodes` (set by the backend) is what link
+    sampling draws negative endpoints from.
     """
+
+    num_nodes: int | None = None
+    exclude_targets = False  # link batches: drop message-passing edges between positive target pairs
 
     def __init__(self, fanouts: list[int], seed: int | None = None):
         if not fanouts or any(int(k) < -1 for k in fanouts):
@@ -186,7 +191,11 @@ class HopSampler(BaseSampler):
     def sample_from_edges(
         self, inputs: EdgeSamplerInput, neg_sampling: NegativeSampling | None = None
     ) -> SamplerOutput:
-        raise NotImplementedError(f"{type(self).__name__} does node sampling only")
+        """Link batches for PyG's ``LinkLoader`` (src/core/link_sampling.py): the seed edges' endpoints and
+        negatives drawn from :attr:`num_nodes` nodes are the seeds of :meth:`sample_from_nodes`."""
+        if self.num_nodes is None:
+            raise ValueError(f"{type(self).__name__} needs num_nodes to sample from edges")
+        return edge_sample(self, inputs, neg_sampling, self.num_nodes)
 
     @property
     def edge_permutation(self) -> None:
@@ -200,6 +209,7 @@ class CSRNeighborSampler(HopSampler):
     def __init__(self, csr: CSRGraph, fanouts: list[int], seed: int | None = None):
         super().__init__(fanouts, seed)
         self.csr = csr
+        self.num_nodes = csr.num_nodes
 
     def hop(
         self, frontier: np.ndarray, fanout: int, rng: np.random.Generator

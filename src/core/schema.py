@@ -86,10 +86,11 @@ class GraphSchema:
                                  f"pass a shorter --name, or {flag}")
         return cls(dataset=dataset, label=derived["label"], rel_type=derived["rel_type"])
 
-    def neighbours_of(self, node: str, nbr: str) -> str:
-        """The pattern ``nbr`` is a neighbour of ``node`` in, written from ``node`` (``(v)<-[:T]-(u)`` for "in")."""
+    def neighbours_of(self, node: str, nbr: str, rel: str = "") -> str:
+        """The pattern ``nbr`` is a neighbour of ``node`` in, written from ``node`` (``(v)<-[:T]-(u)`` for "in");
+        ``rel`` names the relationship variable (none by default)."""
         left, right = {"in": ("<-", "-"), "out": ("-", "->"), "undirected": ("-", "-")}[self.direction]
-        return f"({node}){left}[:`{self.rel_type}`]{right}({nbr})"
+        return f"({node}){left}[{rel}:`{self.rel_type}`]{right}({nbr})"
 
     def neighbour_of(self, nbr: str, node: str) -> str:
         """The same pattern written from the neighbour's side (``(u)-[:T]->(v)`` for "in")."""

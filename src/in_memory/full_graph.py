@@ -18,6 +18,7 @@ from torch_geometric.data import Data
 
 from src.backends.base import Backend
 from src.core.csr import CSRGraph
+from src.core.edge_split import EdgeSplit, EdgeSplitSpec, csr_edge_index, split_graph, training_graph
 from src.core.sampling import CSRNeighborSampler
 from src.core.malloc_tuning import retain_freed_memory
 from src.core.feature_stats import FeatureStats
@@ -72,6 +73,18 @@ class FullGraphBackend(Backend):
 
     def _split_ids(self, split: str) -> np.ndarray:
         return self._split_arrays[split]
+
+    def use_edge_split(self, spec: EdgeSplitSpec) -> EdgeSplit:
+        """The split of the whole graph (as the Neo4j store computes it); then only its training graph stays."""
+        split = split_graph(self.csr, spec)
+        self.csr = training_graph(self.csr, split)
+        self.data.edge_index = torch.from_numpy(csr_edge_index(self.csr))
+        log.info("in-memory backend: edge split %s (seed %d): %s pairs; %d message-passing edges", spec.text,
+                 spec.seed, split.counts(), self.csr.num_edges)
+        return split
+
+    def training_degrees(self) -> torch.Tensor:
+        return torch.from_numpy(np.bincount(self.csr.indices, minlength=self.num_nodes))
 
     def _make_sampler(self, seed: int) -> CSRNeighborSampler:
         return CSRNeighborSampler(self.csr, self.fanouts, seed=seed)

@@ -9,14 +9,17 @@ are this backend's entry in src/backends/registry.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
+import torch
 from neo4j import exceptions as neo4j_exc
 
 from src.backends.database import DatabaseBackend, add_cache_args, check_cache_args, opened_over
 from src.client import Neo4jClient, add_connection_args, connect, settings_from_args
+from src.core.edge_split import HELD_OUT, EdgeSplit, EdgeSplitSpec
 from src.core.errors import Neo4jUnavailable, UsageError, UserError
 from src.core.malloc_tuning import retain_freed_memory
 from src.core.memory_limit import batch_bytes, check_fits
@@ -27,6 +30,7 @@ from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
 from src.neo4jdb import live_edits
 from src.neo4jdb.access import Neo4jAccess
+from src.neo4jdb.edge_split import read_edge_split
 from src.neo4jdb.load.records import changed_since, require_loaded
 from src.neo4jdb.local import local_server_pid
 from src.neo4jdb.procedures import DEFAULT_PROJECTION_MB
@@ -54,6 +58,7 @@ class Neo4jBackend(DatabaseBackend):
         self.graph_store = Neo4jGraphStore(client, self.schema, self.num_nodes)
         self._split_watch = live_edits.SplitWatch(client, self.schema)  # before any split is read
         self._server_pid = local_server_pid(client.settings.uri)
+        self._held_out_prop: str | None = None  # set by use_edge_split (--task link)
 
     def _query_ids(self, query: str, split: str) -> list[int]:
         return self.client.read_tx(lambda tx: tx.run(query, split=split).value("id"))
@@ -62,7 +67,32 @@ class Neo4jBackend(DatabaseBackend):
         return self._split_watch.changed({split: self.split_nodes(split).numpy() for split in self._splits})
 
     def _make_sampler(self, seed: int) -> Neo4jNeighborSampler:
-        return Neo4jNeighborSampler(self.client, self.schema, self.fanouts, seed=seed, access=self.access)
+        return Neo4jNeighborSampler(self.client, self.schema, self.fanouts, seed=seed, access=self.access,
+                                    held_out_prop=self._held_out_prop, num_nodes=self.num_nodes)
+
+    def use_edge_split(self, spec: EdgeSplitSpec) -> EdgeSplit:
+        """The stored split (src/neo4jdb/edge_split.py): the procedures read its training adjacency copy (store
+        or projection), the Cypher path skips the relationships it marks held out."""
+        split, names = read_edge_split(self.client, self.record, spec)
+        self._held_out_prop = names.rel_prop
+        if self.access.use_procedures:
+            self.access = dataclasses.replace(self.access, adj_prop=names.train_adj_prop)
+        log.info("neo4j backend: edge split %s (seed %d): %s pairs; sampling %s", spec.text, spec.seed,
+                 split.counts(), f"{names.train_adj_prop!r} with gnn.*" if self.access.use_procedures
+                 else f"relationships without held-out {names.rel_prop!r}")
+        return split
+
+    def training_degrees(self) -> torch.Tensor:
+        s = self.schema
+        if self._held_out_prop is None:
+            raise ValueError("training_degrees needs use_edge_split first")
+        rows = self.client.read(f"MATCH {s.neighbours_of(f'n:`{s.label}`', f'm:`{s.label}`', 'r')} "
+                                f"WHERE NOT coalesce(r.`{self._held_out_prop}`, '') IN {list(HELD_OUT)!r} "
+                                f"AND n.`{s.id_prop}` IS NOT NULL RETURN m.`{s.id_prop}` AS id, count(*) AS d")
+        degrees = torch.zeros(self.num_nodes, dtype=torch.long)
+        if rows:
+            degrees[torch.tensor([r["id"] for r in rows])] = torch.tensor([r["d"] for r in rows])
+        return degrees
 
     def server_pid(self) -> int | None:
         """Pid of the local Neo4j server (to log its RSS), None for a remote server."""

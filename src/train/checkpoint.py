@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.pt"  # the weights of the epoch with the best validation metric, beside the last epoch's
 _IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "num_layers", "normalize_features",
-                  "model", "heads")
+                  "model", "heads", "task", "decoder")
 # what checkpoints written before a key existed meant
-_IDENTITY_DEFAULTS = {"normalize_features": "none", "model": "sage", "heads": 1}
+_IDENTITY_DEFAULTS = {"normalize_features": "none", "model": "sage", "heads": 1, "task": "node", "decoder": None}
 
 
 @dataclass
@@ -71,7 +71,8 @@ def model_identity(cfg: TrainConfig, num_features: int, num_classes: int) -> dic
     """What a checkpoint must match to be resumed or predicted with (``cfg`` with its modes resolved)."""
     return {"dataset": cfg.dataset, "num_features": int(num_features), "num_classes": int(num_classes),
             "hidden_channels": cfg.hidden_channels, "num_layers": cfg.num_layers,
-            "normalize_features": cfg.normalize_features, "model": cfg.model, "heads": cfg.heads}
+            "normalize_features": cfg.normalize_features, "model": cfg.model, "heads": cfg.heads,
+            "task": cfg.task, "decoder": cfg.decoder if cfg.task == "link" else None}
 
 
 def mix_seeds(*words: int) -> int:

@@ -17,6 +17,7 @@ from src.core import normalize
 from src.core.hetero_fanouts import per_hop_max
 from src.core.errors import UsageError, check_writable_dir
 from src.train.config import TrainConfig
+from src.train.link_flags import add_link_args, check_link_flags
 from src.train.metrics import CHOICES
 from src.train.model import MODELS
 from src.train.run_log import check_tensorboard
@@ -101,6 +102,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     arg("--collective_timeout_s", "how long a rank waits for its peers in a collective or request before "
         "it stops, naming the peer as crashed or hung (a crashed peer is noticed at once)",
         type=float, default=_D.collective_timeout_s)
+    add_link_args(parser)
     return parser
 
 
@@ -177,6 +179,7 @@ def parse_training_config(
         size = len(flags["run_name"].encode("utf-8"))
         _check(size <= MAX_RUN_NAME_BYTES,
                f"--run_name is {size} bytes long; a folder name holds at most {MAX_RUN_NAME_BYTES}: pick a shorter name")
+    check_link_flags(flags)
     check_writable_dir(flags["log_dir"], "--log_dir")
     check_writable_dir(flags["checkpoint_dir"], "--checkpoint_dir")
     settings = {f.name: flags[f.name] for f in dataclasses.fields(TrainConfig) if f.name not in ("fanouts", "flags")}

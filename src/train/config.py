@@ -51,4 +51,12 @@ class TrainConfig:
     trim: bool = True  # trim_to_layer; False computes every layer on every sampled node (for comparison)
     metric: str = "auto"  # src/train/metrics.py; "auto" is the dataset's default, resolved at start
     patience: int = 0  # stop after this many evaluations without a better validation metric; 0 = never
+    task: str = "node"  # node | link (src/train/link.py, flags in src/train/link_flags.py)
+    edge_split: str = "0.85,0.05,0.10"
+    edge_split_seed: int = 0
+    neg_ratio: float = 1.0
+    neg_sampling: str = "uniform"
+    decoder: str = "dot"
+    eval_negatives: int = 100
+    hits_k: int = 20
     flags: dict[str, Any] = field(default_factory=dict, repr=False)

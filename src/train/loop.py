@@ -36,6 +36,7 @@ from src.train.checkpoint import (BEST_FILE, CHECKPOINT_FILE, Progress, load_che
                                   model_identity, restore_rank_state, save_best, save_checkpoint, seed_all)
 from src.train.config import TrainConfig
 from src.train.evaluate import evaluate
+from src.train.link import LinkTask, resolve_link_metric
 from src.train.finite import require_finite_loss, require_finite_weights
 from src.train.metrics import SHORT, resolve_metric
 from src.train.model import batch_logits, build_model
@@ -96,6 +97,46 @@ def timed_allreduce_hook(timer: AllreduceTimer, bucket):  # noqa: ANN001, ANN201
 
     return future.then(done)
 
+class NodeTask:
+    """Node classification (the default ``--task node``): train seeds, cross-entropy, accuracy/F1/AUC.
+
+    :class:`src.train.link.LinkTask` is the other task; the loop only calls what both provide."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.train_items = backend.split_nodes("train")
+
+    @staticmethod
+    def eval_fields() -> dict[str, None]:
+        return {}
+
+    @staticmethod
+    def loader(backend: Backend, shard: Tensor, seed: int) -> Any:
+        return backend.make_loader(shard, shuffle=False, seed=seed)
+
+    @staticmethod
+    def build_model(cfg: TrainConfig, identity: dict[str, Any]) -> nn.Module:
+        return build_model(cfg.model, identity["num_features"], cfg.hidden_channels, identity["num_classes"],
+                           cfg.num_layers, cfg.dropout, cfg.heads)
+
+    @staticmethod
+    def step(model: nn.Module, batch: Data, trim: bool) -> tuple[Tensor, int, int, int]:
+        """(loss, correct, labelled, seeds) of one batch."""
+        bs = int(batch.batch_size)
+        out = batch_logits(model, batch, trim)
+        target = batch.y[:bs]
+        return F.cross_entropy(out, target), int((out.argmax(dim=-1) == target).sum()), bs, bs
+
+    @staticmethod
+    def evaluate(model: nn.Module, backend: Backend, cfg: TrainConfig, epoch: int) -> dict[str, Any]:
+        subset = {"max_seeds": cfg.max_eval_seeds, "subset_seed": cfg.seed, "trim": cfg.trim}
+        val = evaluate(model, backend, "val", seed=mix_seeds(cfg.seed, epoch, 2), **subset)
+        test = evaluate(model, backend, "test", seed=mix_seeds(cfg.seed, epoch, 3), **subset)
+        return {f"{split}_{key}": value for split, values in (("val", val), ("test", test)) for key, value in values.items()}
+
+
+Task = NodeTask | LinkTask
+
+
 @contextmanager
 def joined(cfg: TrainConfig) -> Iterator[list[int]]:
     """The job's process group with the ranks' flags checked (yields every rank's batch size).
@@ -129,12 +170,13 @@ def train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int] | None = No
 def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[str, Any]:
     rank, world = distributed.rank(), distributed.world_size()
     # auto resolved once: the log, the checkpoint and every batch carry the mode actually used
-    cfg = dataclasses.replace(cfg, normalize_features=backend.normalize_features(cfg.normalize_features),
-                              metric=resolve_metric(cfg.metric, backend.num_classes, backend.recorded_metric()))
+    task: Task = LinkTask.prepare(backend, cfg) if cfg.task == "link" else NodeTask(backend)
+    metric = (resolve_link_metric(cfg.metric) if cfg.task == "link"
+              else resolve_metric(cfg.metric, backend.num_classes, backend.recorded_metric()))
+    cfg = dataclasses.replace(cfg, normalize_features=backend.normalize_features(cfg.normalize_features), metric=metric)
     identity = model_identity(cfg, backend.num_features, backend.num_classes)
     seed_all(cfg.seed)  # identical initial weights on every rank
-    model = backend.make_model(cfg) or build_model(cfg.model, identity["num_features"], cfg.hidden_channels,
-                                                   identity["num_classes"], cfg.num_layers, cfg.dropout, cfg.heads)
+    model = backend.make_model(cfg) or task.build_model(cfg, identity)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     seed_all(mix_seeds(cfg.seed, rank, 1))  # but rank-specific dropout masks
     ckpt_path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
@@ -165,17 +207,18 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
                    num_nodes=stats.get("num_nodes"), num_edges=stats.get("num_edges"),
                    resumed_from_epoch=start_epoch - 1 if state is not None else None, batch_sizes=batch_sizes)
         monitor = MemoryMonitor(backend.server_pid())
-        train_seeds = backend.split_nodes("train")
+        train_seeds = task.train_items
         if len(train_seeds) == 0:
-            raise UserError(f"dataset {cfg.dataset!r} has no train nodes: check its split")
+            raise UserError(f"dataset {cfg.dataset!r} has no train {'pairs' if cfg.task == 'link' else 'nodes'}: "
+                            "check its split")
         for epoch in range(start_epoch, cfg.epochs + 1):
             if progress.stopped_early:
                 break
-            if epoch > start_epoch:
-                train_seeds = _follow_split_edits(backend, train_seeds, logger)
-            record = _train_epoch(ddp_model, optimizer, backend, cfg, train_seeds, batch_sizes, epoch,
+            if epoch > start_epoch and isinstance(task, NodeTask):  # node splits edited in the database
+                task.train_items = _follow_split_edits(backend, task.train_items, logger)
+            record = _train_epoch(ddp_model, optimizer, backend, cfg, task, batch_sizes, epoch,
                                   timer, monitor, logger)
-            improved = _finish_epoch(record, model, backend, cfg, progress, monitor)
+            improved = _finish_epoch(record, model, backend, cfg, task, progress, monitor)
             logger.log("epoch", **record)
             save_checkpoint(ckpt_path, model, optimizer, epoch, identity, progress)  # first: what --resume needs
             if improved:
@@ -208,10 +251,11 @@ def _follow_split_edits(backend: Backend, train_seeds: Tensor, logger: RunLogger
 
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Backend,
-                 cfg: TrainConfig, train_seeds: Tensor, batch_sizes: list[int], epoch: int,
+                 cfg: TrainConfig, task: Task, batch_sizes: list[int], epoch: int,
                  timer: AllreduceTimer, monitor: MemoryMonitor, logger: RunLogger) -> dict[str, Any]:
     """One epoch over this rank's shard; logs each step, returns the epoch record so far."""
     rank, world = distributed.rank(), distributed.world_size()
+    train_seeds = task.train_items
     shard = epoch_shard(train_seeds, seed=cfg.seed, epoch=epoch, rank=rank, world_size=world,
                         batch_sizes=batch_sizes)
     num_steps = steps_per_epoch(len(train_seeds), batch_sizes, cfg.max_steps_per_epoch)
@@ -222,7 +266,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
     loss_sum, correct, total = 0.0, 0, 0
     model.train()
     start = time.perf_counter()
-    batches = iter(backend.make_loader(shard, shuffle=False, seed=mix_seeds(cfg.seed, epoch, rank)))
+    batches = iter(task.loader(backend, shard, mix_seeds(cfg.seed, epoch, rank)))
     bar = tqdm(total=num_steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=rank != 0,
                leave=False, dynamic_ncols=True)
     for step in range(1, num_steps + 1):
@@ -233,10 +277,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
         t_wait = time.perf_counter() - t0
         timer.reset()
         t1 = time.perf_counter()
-        bs = int(batch.batch_size)
-        out = batch_logits(model, batch, cfg.trim)
-        target = batch.y[:bs]
-        loss = F.cross_entropy(out, target)
+        loss, batch_correct, labelled, bs = task.step(model, batch, cfg.trim)
         loss_value = require_finite_loss(loss, epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -249,8 +290,8 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
             "t_fetch": _opt_float(batch, "t_fetch"),
             "t_forward_backward": t_compute - (t_allreduce or 0.0), "t_allreduce": t_allreduce,
         }
-        correct += int((out.argmax(dim=-1) == target).sum())
-        total += bs
+        correct += batch_correct
+        total += labelled
         loss_sum += step_rec["loss"]
         for key, value in sums.items():
             if step_rec[key] is not None:
@@ -270,14 +311,14 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
         "epoch": epoch,
         "loss": float(totals[0] / totals[1]),
         "train_acc": float(totals[2] / totals[3]),
-        **EVAL_FIELDS,
+        **EVAL_FIELDS, **task.eval_fields(),
         "epoch_time": epoch_time,
         **sums,
         "seeds_per_s": len(shard) / epoch_time,
         "rss_mb": rss, "neo4j_rss_mb": server_rss,
     }
 
-def _finish_epoch(record: dict[str, Any], model: nn.Module, backend: Backend, cfg: TrainConfig,
+def _finish_epoch(record: dict[str, Any], model: nn.Module, backend: Backend, cfg: TrainConfig, task: Task,
                   progress: Progress, monitor: MemoryMonitor) -> bool:
     """Evaluate if due, update the run bookkeeping, complete ``record`` for the epoch event.
 
@@ -286,13 +327,9 @@ def _finish_epoch(record: dict[str, Any], model: nn.Module, backend: Backend, cf
     t0 = time.perf_counter()
     improved = False
     if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-        subset = {"max_seeds": cfg.max_eval_seeds, "subset_seed": cfg.seed, "trim": cfg.trim}
-        val = evaluate(model, backend, "val", seed=mix_seeds(cfg.seed, epoch, 2), **subset)
-        test = evaluate(model, backend, "test", seed=mix_seeds(cfg.seed, epoch, 3), **subset)
-        for split, values in (("val", val), ("test", test)):
-            record.update({f"{split}_{key}": value for key, value in values.items()})
+        record.update(task.evaluate(model, backend, cfg, epoch))
         key = SHORT[cfg.metric]
-        record.update(metric=cfg.metric, val_metric=val.get(key), test_metric=test.get(key))
+        record.update(metric=cfg.metric, val_metric=record.get(f"val_{key}"), test_metric=record.get(f"test_{key}"))
         improved = progress.record_eval(epoch, record, cfg.patience)
     record["t_eval"] = time.perf_counter() - t0
     progress.epoch_times.append(record["epoch_time"])

@@ -21,6 +21,7 @@ from src.core.record import DatasetRecord
 from src.core.schema import DATASET_LABEL, GraphSchema
 from src.data.graph import GraphDataset
 from src.data.loading import FeatureLayout, LoadConfig, LoadReport, check_complete, dataset_flags
+from src.neo4jdb.edge_split import SPLIT_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -207,4 +208,5 @@ def delete_dataset(client: Neo4jClient, name: str, label: str, rel_type: str) ->
          f"IN TRANSACTIONS OF {RESET_TX_ROWS} ROWS", {"name": name}),
     ):
         client.run_autocommit(query, **params)
+    client.write(f"MATCH (s:`{SPLIT_LABEL}` {{dataset: $name}}) DELETE s", name=name)  # its edge split went with the graph
     client.write(f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) DELETE d", name=name)
