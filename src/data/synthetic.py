@@ -41,13 +41,14 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from src.core.errors import UsageError, UserError
 from src.data import shapes
+from src.data.npy_writer import NpyWriter
 
 log = logging.getLogger(__name__)
 
@@ -160,49 +161,6 @@ def synthetic_dir_name(params: Mapping[str, Any]) -> str:
     )
 
 
-class _NpyWriter:
-    """Sequentially writes a C-ordered ``.npy`` file whose shape is known up front.
-
-    Plain file writes instead of a writable memmap, so written pages do not count towards the
-    process RSS.
-    """
-
-    def __init__(self, path: Path, dtype: str, shape: tuple[int, ...]) -> None:
-        self.path = path
-        self.dtype = np.dtype(dtype)
-        self.expected = int(np.prod(shape, dtype=np.int64))
-        self.written = 0
-        self.fh: BinaryIO = open(path, "wb")
-        np.lib.format.write_array_header_1_0(
-            self.fh, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
-        )
-
-    def write(self, arr: np.ndarray) -> None:
-        arr = np.ascontiguousarray(arr, dtype=self.dtype)
-        self.fh.write(memoryview(arr).cast("B"))
-        self.written += arr.size
-
-    def copy_from(self, raw: Path) -> None:
-        """Append the raw contents of ``raw`` (same dtype), streamed with a bounded buffer."""
-        with open(raw, "rb") as src:
-            shutil.copyfileobj(src, self.fh, 16 << 20)
-        self.written += os.path.getsize(raw) // self.dtype.itemsize
-
-    def close(self) -> None:
-        self.fh.close()
-        if self.written != self.expected:
-            raise RuntimeError(f"{self.path}: wrote {self.written} items, expected {self.expected}")
-
-    def __enter__(self) -> "_NpyWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.fh.close()
-
-
 def sorted_unique(keys: np.ndarray) -> np.ndarray:
     """Sorted distinct values; sort + mask is ~10x faster than numpy 2's hash-based np.unique here."""
     keys = np.sort(keys)
@@ -278,7 +236,7 @@ def generate(
     class_w = np.where(counts > 0, cw[np.maximum(ends - 1, 0)], 0.0) - cw_before
     last = np.maximum(ends - 1, 0)
 
-    with _NpyWriter(out / "y.npy", "<i8", (n,)) as yw:
+    with NpyWriter(out / "y.npy", "<i8", (n,)) as yw:
         for _, lo, hi in _blocks(n, NODE_BLOCK):
             yw.write(y[lo:hi])
     for code, name in enumerate(("train_idx", "val_idx", "test_idx")):
@@ -289,7 +247,7 @@ def generate(
     means = np.random.default_rng([seed, _S_MEANS, 0]).normal(
         0.0, FEATURE_SIGNAL / math.sqrt(f), size=(c, f)
     ).astype(np.float32)
-    with _NpyWriter(out / "x.npy", "<f4", (n, f)) as xw, tqdm(
+    with NpyWriter(out / "x.npy", "<f4", (n, f)) as xw, tqdm(
         total=n, unit="node", unit_scale=True, desc="synthetic features", disable=not progress
     ) as bar:
         for b, lo, hi in _blocks(n, NODE_BLOCK):
@@ -316,7 +274,7 @@ def generate(
             del a, bb
     del perm, cw, y
 
-    with _NpyWriter(out / "edge_index.npy", "<i8", (2, num_edges)) as ew:
+    with NpyWriter(out / "edge_index.npy", "<i8", (2, num_edges)) as ew:
         ew.copy_from(src_path)
         ew.copy_from(dst_path)
     src_path.unlink()
