@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch_geometric.data import FeatureStore, GraphStore
+from torch_geometric.data import FeatureStore
 from torch_geometric.data.feature_store import TensorAttr
 from torch_geometric.data.graph_store import EdgeAttr, EdgeLayout
 
 from src.core.hetero_fanouts import EdgeType
+from src.core.pyg_stores import ReadOnlyEdgeTypes
 
 
 class HeteroRowStore(FeatureStore):
@@ -103,8 +104,8 @@ class InMemoryHeteroRows(HeteroRowStore):
         return x, y
 
 
-class HeteroEdgeMetadata(GraphStore):
-    """The edge types and their sizes, never an edge list: the samplers read neighbourhoods themselves."""
+class HeteroEdgeMetadata(ReadOnlyEdgeTypes):
+    """The edge types and their sizes."""
 
     def __init__(self, num_nodes: dict[str, int], num_edges: dict[EdgeType, int]) -> None:
         super().__init__()
@@ -112,14 +113,3 @@ class HeteroEdgeMetadata(GraphStore):
                                size=(num_nodes[e[0]], num_nodes[e[2]])) for e in num_edges]
         self.num_edges = dict(num_edges)
 
-    def get_all_edge_attrs(self) -> list[EdgeAttr]:
-        return list(self.attrs)
-
-    def _get_edge_index(self, edge_attr: EdgeAttr) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} holds no edge list; sample with the backend's sampler")
-
-    def _put_edge_index(self, edge_index: object, edge_attr: EdgeAttr) -> bool:
-        raise NotImplementedError(f"{type(self).__name__} is read-only")
-
-    def _remove_edge_index(self, edge_attr: EdgeAttr) -> bool:
-        raise NotImplementedError(f"{type(self).__name__} is read-only")

@@ -76,19 +76,14 @@ class NodeRowStore(FeatureStore):
         raise NotImplementedError(f"{type(self).__name__} is read-only")
 
 
-class EdgeMetadataStore(GraphStore):
-    """Edge-type metadata of one homogeneous graph, never its edge list: the in-database and
-    partitioned samplers read neighbourhoods themselves, ``NodeLoader`` only needs the type."""
+class ReadOnlyEdgeTypes(GraphStore):
+    """A ``GraphStore`` of edge attributes only, never an edge list: the in-database and
+    partitioned samplers read neighbourhoods themselves, ``NodeLoader`` only needs the types."""
 
-    def __init__(self, num_nodes: int, num_edges: int) -> None:
-        super().__init__()
-        self.num_nodes = num_nodes
-        self.num_edges = num_edges
-        self.edge_attr = EdgeAttr(edge_type=None, layout=EdgeLayout.COO, is_sorted=False,
-                                  size=(num_nodes, num_nodes))
+    attrs: list[EdgeAttr]
 
     def get_all_edge_attrs(self) -> list[EdgeAttr]:
-        return [self.edge_attr]
+        return list(self.attrs)
 
     def _get_edge_index(self, edge_attr: EdgeAttr) -> tuple[Tensor, Tensor]:
         raise NotImplementedError(f"{type(self).__name__} holds no edge list; sample with the backend's sampler")
@@ -98,6 +93,18 @@ class EdgeMetadataStore(GraphStore):
 
     def _remove_edge_index(self, edge_attr: EdgeAttr) -> bool:
         raise NotImplementedError(f"{type(self).__name__} is read-only")
+
+
+class EdgeMetadataStore(ReadOnlyEdgeTypes):
+    """Edge-type metadata of one homogeneous graph."""
+
+    def __init__(self, num_nodes: int, num_edges: int) -> None:
+        super().__init__()
+        self.num_nodes = num_nodes
+        self.num_edges = num_edges
+        self.edge_attr = EdgeAttr(edge_type=None, layout=EdgeLayout.COO, is_sorted=False,
+                                  size=(num_nodes, num_nodes))
+        self.attrs = [self.edge_attr]
 
 
 class CypherGraphStore(EdgeMetadataStore):
