@@ -119,7 +119,7 @@ def check_fits(what: str, parts: dict[str, int], fix: str, limit: MemoryLimit | 
     if need > limit.bytes:
         raise MemoryWall(f"{what} needs ~{mib(need)} ({listed}, {mib(now)} in use, +{RUNTIME_MARGIN - 1:.0%} margin) "
                          f"but the memory limit is {mib(limit.bytes)} ({limit.source}): {fix}")
-    log.info("memory preflight: %s needs ~%s of %s (%s)", what, mib(need), mib(limit.bytes), limit.source)
+    log.debug("memory preflight: %s needs ~%s of %s (%s)", what, mib(need), mib(limit.bytes), limit.source)
     return need
 
 
