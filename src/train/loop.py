@@ -22,7 +22,6 @@ from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch_geometric.data import Data
@@ -35,11 +34,10 @@ from src.train.agreement import agree, epoch_shard, steps_per_epoch
 from src.train.checkpoint import (BEST_FILE, CHECKPOINT_FILE, Progress, load_checkpoint, mix_seeds,
                                   model_identity, restore_rank_state, save_best, save_checkpoint, seed_all)
 from src.train.config import TrainConfig
-from src.train.evaluate import evaluate
 from src.train.link import LinkTask, resolve_link_metric
+from src.train.node_task import NodeTask
 from src.train.finite import require_finite_loss, require_finite_weights
 from src.train.metrics import SHORT, resolve_metric
-from src.train.model import batch_logits, build_model
 from src.train.run_log import MemoryMonitor, RunLogger
 
 log = logging.getLogger(__name__)
@@ -96,43 +94,6 @@ def timed_allreduce_hook(timer: AllreduceTimer, bucket):  # noqa: ANN001, ANN201
         return fut.value()[0]
 
     return future.then(done)
-
-class NodeTask:
-    """Node classification (the default ``--task node``): train seeds, cross-entropy, accuracy/F1/AUC.
-
-    :class:`src.train.link.LinkTask` is the other task; the loop only calls what both provide."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.train_items = backend.split_nodes("train")
-
-    @staticmethod
-    def eval_fields() -> dict[str, None]:
-        return {}
-
-    @staticmethod
-    def loader(backend: Backend, shard: Tensor, seed: int) -> Any:
-        return backend.make_loader(shard, shuffle=False, seed=seed)
-
-    @staticmethod
-    def build_model(cfg: TrainConfig, identity: dict[str, Any]) -> nn.Module:
-        return build_model(cfg.model, identity["num_features"], cfg.hidden_channels, identity["num_classes"],
-                           cfg.num_layers, cfg.dropout, cfg.heads)
-
-    @staticmethod
-    def step(model: nn.Module, batch: Data, trim: bool) -> tuple[Tensor, int, int, int]:
-        """(loss, correct, labelled, seeds) of one batch."""
-        bs = int(batch.batch_size)
-        out = batch_logits(model, batch, trim)
-        target = batch.y[:bs]
-        return F.cross_entropy(out, target), int((out.argmax(dim=-1) == target).sum()), bs, bs
-
-    @staticmethod
-    def evaluate(model: nn.Module, backend: Backend, cfg: TrainConfig, epoch: int) -> dict[str, Any]:
-        subset = {"max_seeds": cfg.max_eval_seeds, "subset_seed": cfg.seed, "trim": cfg.trim}
-        val = evaluate(model, backend, "val", seed=mix_seeds(cfg.seed, epoch, 2), **subset)
-        test = evaluate(model, backend, "test", seed=mix_seeds(cfg.seed, epoch, 3), **subset)
-        return {f"{split}_{key}": value for split, values in (("val", val), ("test", test)) for key, value in values.items()}
-
 
 Task = NodeTask | LinkTask
 
