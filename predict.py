@@ -165,6 +165,20 @@ def predict_links(args: argparse.Namespace, info, cfg, opened, t0: float) -> int
     if not neo4j and (args.pairs_query is not None or args.write_relationship is not None):
         raise UsageError(f"--{'pairs_query' if args.pairs_query is not None else 'write_relationship'} applies to Neo4j "
                          f"runs; this {info.backend} run writes an .npz (--output)")
+    # what can be checked without the database, before the backend opens
+    from src.core.schema import validate_identifier
+
+    validate_identifier(args.write_relationship or "PREDICTED_LINK", "--write_relationship")
+    if args.pairs_file is not None and Path(args.pairs_file).suffix not in (".npy", ".csv"):
+        raise UsageError(f"--pairs_file {args.pairs_file}: give a .npy [P, 2] array or a .csv of two id columns")
+    if args.where is not None:
+        from src.neo4jdb.write_back import check_predicate
+
+        check_predicate(args.where)
+    if args.pairs_query is not None:
+        from src.neo4jdb.link_write_back import check_pairs_query
+
+        check_pairs_query(args.pairs_query)
     with opened as backend:
         cfg.normalize_features = backend.normalize_features(cfg.normalize_features)
         model, epoch = load_link_model(cfg, backend)
