@@ -138,7 +138,8 @@ class Backend(ABC):
     def use_edge_split(self, spec: EdgeSplitSpec) -> EdgeSplit:
         """From now on every sampler of this backend samples the training graph of ``spec``'s edge split
         (its validation and test pairs removed); returns the split. Backends without it say so in one line."""
-        raise UserError(f"--task link is not supported by the {self.name} backend: use the neo4j backend or in-memory-alternative.py --full_graph")
+        raise UserError(f"--task link is not supported by the {self.name} backend: use a homogeneous dataset on the neo4j, "
+                        "ladybug or in-memory backend")
 
     def training_degrees(self) -> Tensor:
         """How often each node is a neighbour in the training graph (weights of degree-biased negatives)."""
