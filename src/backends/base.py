@@ -138,11 +138,18 @@ class Backend(ABC):
     def use_edge_split(self, spec: EdgeSplitSpec) -> EdgeSplit:
         """From now on every sampler of this backend samples the training graph of ``spec``'s edge split
         (its validation and test pairs removed); returns the split. Backends without it say so in one line."""
-        raise UserError(f"--task link is not supported by the {type(self).__name__}: use the neo4j backend or in-memory-alternative.py --full_graph")
+        raise UserError(f"--task link is not supported by the {self.name} backend: use a homogeneous dataset on the neo4j, "
+                        "ladybug or in-memory backend")
 
     def training_degrees(self) -> Tensor:
         """How often each node is a neighbour in the training graph (weights of degree-biased negatives)."""
         raise UserError(f"degree-biased negatives are not supported by the {self.name} backend")
+
+    def linked_nodes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every node ``ids[i]`` shares an edge with in either direction, as (positions ``i``, nodes): the
+        candidates predicted links leave out (src/train/link_predict.py). Backends without it say so."""
+        raise UserError(f"predicted links are not supported by the {self.name} backend: use the neo4j backend or "
+                        "in-memory-alternative.py --full_graph")
 
     def make_link_loader(self, pairs: Tensor, *, seed: int, neg_sampling: NegativeSampling | None,
                          exclude_targets: bool = False) -> PrefetchLoader:

@@ -86,6 +86,16 @@ class FullGraphBackend(Backend):
     def training_degrees(self) -> torch.Tensor:
         return torch.from_numpy(np.bincount(self.csr.indices, minlength=self.num_nodes))
 
+    def linked_nodes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """In- and out-neighbours of ``ids`` in the graph as loaded (an edge split's held-out pairs included)."""
+        src, dst = np.asarray(self.data.edge_index[0]), np.asarray(self.data.edge_index[1])
+        pos = np.full(self.num_nodes, -1, dtype=np.int64)
+        pos[ids] = np.arange(len(ids))
+        at = np.concatenate([pos[src], pos[dst]])
+        other = np.concatenate([dst, src])
+        keep = at >= 0
+        return at[keep], other[keep]
+
     def _make_sampler(self, seed: int) -> CSRNeighborSampler:
         return CSRNeighborSampler(self.csr, self.fanouts, seed=seed)
 

@@ -32,6 +32,8 @@ import torch.distributed as dist
 from torch import Tensor
 
 from src.backends.base import Backend
+from src.core.csr import CSRGraph
+from src.core.edge_split import EdgeSplit, EdgeSplitSpec, split_pairs, unique_pairs
 from src.core.errors import UsageError, UserError
 from src.core.feature_stats import FeatureStats
 from src.core.paths import REPO_DIR
@@ -97,6 +99,27 @@ class PartitionedBackend(Backend):
 
     def _make_sampler(self, seed: int) -> PartitionedSampler:
         return PartitionedSampler(self.router, self.fanouts, seed=seed)
+
+    def use_edge_split(self, spec: EdgeSplitSpec) -> EdgeSplit:
+        """The split of the whole graph's pairs (every rank's in-edges gathered, so every rank computes the same
+        split, equal to the in-memory and Neo4j ones); then each partition keeps only its training edges, and
+        no rank samples before every partition has (a barrier: peers answer hops from their partitions)."""
+        part, n = self.part, self.num_nodes
+        local_dst = np.repeat(np.arange(len(part.nodes)), np.diff(part.csr.indptr))
+        src, dst = part.csr.indices, part.nodes[local_dst]
+        every = distributed.all_gather_objects(unique_pairs(np.stack([src, dst]), n))
+        split = split_pairs(np.unique(np.concatenate(every), axis=0), n, spec)
+        keep = ~split.is_held_out(src, dst)
+        indptr = np.zeros(len(part.nodes) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(local_dst[keep], minlength=len(part.nodes)), out=indptr[1:])
+        part.csr = CSRGraph(indptr=indptr, indices=src[keep])
+        distributed.barrier()
+        log.info("partitioned backend: edge split %s (seed %d): %s pairs; %d local message-passing edges",
+                 spec.text, spec.seed, split.counts(), part.csr.num_edges)
+        return split
+
+    def training_degrees(self) -> Tensor:
+        return distributed.all_reduce_sum(torch.from_numpy(np.bincount(self.part.csr.indices, minlength=self.num_nodes)))
 
     def _loader_data(self) -> tuple[PartitionedFeatureStore, EdgeMetadataStore]:
         return self.feature_store, self.graph_store

@@ -142,6 +142,7 @@ class PartitionedSampler(HopSampler):
     def __init__(self, router: PartitionRouter, fanouts: list[int], seed: int | None = None) -> None:
         super().__init__(fanouts, seed)
         self.router = router
+        self.num_nodes = len(router.part.node_map)  # link batches draw negatives from every node
 
     def hop(self, frontier: np.ndarray, fanout: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         seeds = rng.integers(0, np.iinfo(np.int64).max, size=self.router.world_size)

@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from src.backends.database import DatabaseBackend, add_cache_args, check_cache_args, opened_over
+from src.core.edge_split import EdgeSplit, EdgeSplitSpec, split_pairs, unique_pairs
 from src.core.errors import UsageError
 from src.core.hot_nodes import cypher_query
 from src.core.pyg_stores import CypherGraphStore
@@ -25,7 +26,7 @@ from src.core.row_fetch import DatabaseFeatureStore
 from src.core.schema import GraphSchema, validate_dataset_name
 from src.ladybugdb.client import LOAD_HINT, LadybugClient, add_ladybug_args, default_path, path_from_args
 from src.ladybugdb.loader import dataset_record, require_loaded
-from src.ladybugdb.sampler import LadybugNeighborSampler
+from src.ladybugdb.sampler import HeldOutIndex, LadybugNeighborSampler
 from src.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,35 @@ class LadybugBackend(DatabaseBackend):
                                                  cache_mb=cache_mb)
         self.feature_store.warm_cache(cache_warm)
         self.graph_store = CypherGraphStore(client, self.schema, self.num_nodes)
+        self._held_out: HeldOutIndex | None = None  # set by use_edge_split (--task link)
 
     def _query_ids(self, query: str, split: str) -> list[int]:
         return [row[0] for row in self.client.execute(query, split=split)]
 
     def _make_sampler(self, seed: int) -> LadybugNeighborSampler:
-        return LadybugNeighborSampler(self.client, self.schema, self.num_nodes, self.fanouts, seed=seed)
+        return LadybugNeighborSampler(self.client, self.schema, self.num_nodes, self.fanouts, seed=seed,
+                                      held_out=self._held_out)
+
+    def linked_nodes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nodes ``ids`` share a relationship with (either direction), as (positions in ``ids``, ids)."""
+        s = self.schema
+        rows = self.client.execute(f"MATCH (n:`{s.label}`)-[:`{s.rel_type}`]-(m:`{s.label}`) WHERE n.`{s.id_prop}` IN $ids "
+                                   f"RETURN n.`{s.id_prop}`, m.`{s.id_prop}`", ids=[int(i) for i in ids])
+        got = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+        return np.searchsorted(ids, got[:, 0]), got[:, 1]
+
+    def use_edge_split(self, spec: EdgeSplitSpec) -> EdgeSplit:
+        """The split of the stored graph's pairs, computed here (the file is read-only; the same function of the
+        pair set as Neo4j's stored split and the in-memory one); samplers skip its held-out pairs from now on."""
+        s = self.schema
+        rows = self.client.execute(f"MATCH (u:`{s.label}`)-[:`{s.rel_type}`]->(v:`{s.label}`) "
+                                   f"RETURN u.`{s.id_prop}`, v.`{s.id_prop}`")
+        edges = np.asarray(rows, dtype=np.int64).reshape(-1, 2).T
+        split = split_pairs(unique_pairs(edges, self.num_nodes), self.num_nodes, spec)
+        self._held_out = HeldOutIndex(split)
+        log.info("ladybug backend: edge split %s (seed %d): %s pairs; hops skip the held-out ones", spec.text,
+                 spec.seed, split.counts())
+        return split
 
 
 # -- registry entry (src/backends/registry.py) ------------------------------------------------

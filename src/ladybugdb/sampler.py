@@ -31,6 +31,7 @@ import logging
 
 import numpy as np
 
+from src.core.edge_split import EdgeSplit, pair_keys
 from src.core.sampling import HopSampler
 from src.core.minstd import MINSTD_MODULUS
 from src.ladybugdb.client import LadybugClient
@@ -45,11 +46,14 @@ _FLOYD = f"""list_reduce(list_concat([[s0]], list_transform(range(d - $fanout, d
              THEN e[1] ELSE ((a[1] * 48271) % {MINSTD_MODULUS}) % (e[1] + 1) END)))"""
 
 
-def hop_query(schema: GraphSchema) -> str:
-    """The Cypher that samples one hop: distinct ``$ids``, a list of states per id, ``$fanout``."""
+def hop_query(schema: GraphSchema, held_out: bool = False) -> str:
+    """The Cypher that samples one hop: distinct ``$ids``, a list of states per id, ``$fanout``; ``held_out``:
+    without the edges whose unordered pair key (``min * $n + max``, src/core/edge_split.py) is in ``$held``."""
     s = schema
+    skip = (f" AND NOT list_contains($held, CASE WHEN u.`{s.id_prop}` < v.`{s.id_prop}` THEN u.`{s.id_prop}` * $n + "
+            f"v.`{s.id_prop}` ELSE v.`{s.id_prop}` * $n + u.`{s.id_prop}` END)") if held_out else ""
     return f"""
-MATCH (u:`{s.label}`)-[:`{s.rel_type}`]->(v:`{s.label}`) WHERE v.`{s.id_prop}` IN $ids
+MATCH (u:`{s.label}`)-[:`{s.rel_type}`]->(v:`{s.label}`) WHERE v.`{s.id_prop}` IN $ids{skip}
 WITH v.`{s.id_prop}` AS v, list_sort(collect(u.`{s.id_prop}`)) AS nbrs
 WITH v, nbrs, size(nbrs) AS d, $states[list_position($ids, v)] AS states
 UNWIND range(1, size(states)) AS r
@@ -59,16 +63,35 @@ RETURN v, r, CASE WHEN $fanout < 0 OR d <= $fanout THEN nbrs
 """
 
 
+class HeldOutIndex:
+    """An edge split's held-out pair keys by endpoint: each hop sends only those that touch its frontier."""
+
+    def __init__(self, split: EdgeSplit) -> None:
+        pairs = np.concatenate([split.val, split.test])
+        keys = pair_keys(pairs[:, 0], pairs[:, 1], split.num_nodes)
+        owner = np.concatenate([pairs[:, 0], pairs[:, 1]])
+        order = np.argsort(owner, kind="stable")
+        self.owner, self.keys = owner[order], np.concatenate([keys, keys])[order]
+
+    def touching(self, ids: np.ndarray) -> list[int]:
+        """Keys of the held-out pairs with an endpoint in ``ids`` (``[-1]`` for none: a typed empty list)."""
+        lo, hi = np.searchsorted(self.owner, ids, "left"), np.searchsorted(self.owner, ids, "right")
+        got = np.unique(np.concatenate([self.keys[a:b] for a, b in zip(lo, hi)])) if len(ids) else np.zeros(0, np.int64)
+        return got.tolist() or [-1]
+
+
 class LadybugNeighborSampler(HopSampler):
     """``BaseSampler`` for ``NodeLoader`` over a Ladybug database (thread-safe, see :class:`HopSampler`)."""
 
     def __init__(self, client: LadybugClient, schema: GraphSchema, num_nodes: int, fanouts: list[int],
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, held_out: HeldOutIndex | None = None) -> None:
+        """``held_out``: an edge split's validation and test pairs, never sampled (--task link)."""
         super().__init__(fanouts, seed)
         self.client = client
         self.schema = schema
         self.num_nodes = int(num_nodes)
-        self._query = hop_query(schema)
+        self.held_out = held_out
+        self._query = hop_query(schema, held_out is not None)
         self.queries = 0
 
     def hop(self, frontier: np.ndarray, fanout: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -86,8 +109,9 @@ class LadybugNeighborSampler(HopSampler):
         group_start = np.cumsum(group_size) - group_size
         per_id = np.split(states[positions], group_start[1:])
         self.queries += 1
+        extra = {} if self.held_out is None else {"held": self.held_out.touching(uniq), "n": self.num_nodes}
         rows = self.client.execute(self._query, ids=uniq.tolist(), states=[g.tolist() for g in per_id],
-                                   fanout=int(fanout))
+                                   fanout=int(fanout), **extra)
         picked: list[list[int]] = [[] for _ in range(len(frontier))]  # degree 0: no row
         if rows:
             v = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))

@@ -14,6 +14,7 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 from neo4j import exceptions as neo4j_exc
 
@@ -93,6 +94,14 @@ class Neo4jBackend(DatabaseBackend):
         if rows:
             degrees[torch.tensor([r["id"] for r in rows])] = torch.tensor([r["d"] for r in rows])
         return degrees
+
+    def linked_nodes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nodes of the dataset that ``ids`` share a relationship with (either direction), read now with Cypher."""
+        s = self.schema
+        rows = self.client.read(f"UNWIND range(0, size($ids) - 1) AS i MATCH (n:`{s.label}` {{`{s.id_prop}`: $ids[i]}})"
+                                f"-[:`{s.rel_type}`]-(m:`{s.label}`) WHERE m.`{s.id_prop}` IS NOT NULL "
+                                f"RETURN i, m.`{s.id_prop}` AS m", ids=[int(i) for i in ids])
+        return (np.asarray([r["i"] for r in rows], dtype=np.int64), np.asarray([r["m"] for r in rows], dtype=np.int64))
 
     def server_pid(self) -> int | None:
         """Pid of the local Neo4j server (to log its RSS), None for a remote server."""

@@ -12,9 +12,13 @@ What is stored (``python loaders/edge_split.py``):
 
 The split is computed from the stored adjacency copy with :func:`src.core.edge_split.split_graph`,
 the function the in-memory backend applies to the source file, so both train on the same split.
-The training copy is a snapshot: the plugin keeps only ``adj_prop`` current, so a relationship
-count or dataset fingerprint different from the recorded one stops training with one line
-(re-split with ``--reset``).
+The plugin keeps the split current under edits (``LiveSplit.java``, in the editing transaction): a
+relationship created later is a training edge (appended to ``nbrs_train`` as to ``nbrs``) unless its
+pair is held out, when it gets the pair's mark; a deleted one leaves ``nbrs_train``; the record's pair
+counts and ``rel_count`` follow, so a deleted held-out pair leaves the split (the next run reads it one
+lower) and the split never reads as stale. Without the plugin (or after a reload) a relationship count
+or dataset fingerprint different from the recorded one stops training with one line (re-split with
+``--reset``). Marks edited by hand are not maintained.
 """
 from __future__ import annotations
 

@@ -98,10 +98,8 @@ def run_backend(info: RunInfo, overrides: dict[str, Any] | None = None
 
 
 def load_model(cfg: TrainConfig, backend: Backend) -> tuple[nn.Module, int]:
-    """The run's last checkpoint in eval mode, checked against the backend's dataset; and its epoch."""
-    if cfg.task == "link":
-        raise UserError(f"run {cfg.run_name!r} trained --task link: predict.py writes node predictions, and writing "
-                        "predicted links back is not implemented yet")
+    """A node-classification run's last checkpoint in eval mode, checked against the backend's dataset; and its
+    epoch (link runs: src/train/link_predict.py)."""
     identity = model_identity(cfg, backend.num_features, backend.num_classes)
     path = Path(cfg.checkpoint_dir) / str(cfg.run_name) / CHECKPOINT_FILE
     state = load_checkpoint(path, identity)

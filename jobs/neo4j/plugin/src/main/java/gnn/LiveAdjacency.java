@@ -42,7 +42,7 @@ final class LiveAdjacency {
     static final String RECORD_LABEL = "GnnDataset";
 
     /** One dataset as its record names it. */
-    record Dataset(String label, String relType, String idProp, String adjProp, String direction) {
+    record Dataset(String name, String label, String relType, String idProp, String adjProp, String direction) {
         Label nodeLabel() {
             return Label.label(label);
         }
@@ -63,7 +63,7 @@ final class LiveAdjacency {
                     continue;
                 }
                 Object adj = n.getProperty("adjacency", null);
-                out.add(new Dataset((String) label, (String) rel, string(n.getProperty("id_prop", null), "id"),
+                out.add(new Dataset(string(n.getProperty("name", null), ""), (String) label, (String) rel, string(n.getProperty("id_prop", null), "id"),
                         adj instanceof String && !((String) adj).isEmpty() ? (String) adj : null,
                         string(n.getProperty("direction", null), "in")));
             }
@@ -95,6 +95,7 @@ final class LiveAdjacency {
             for (Dataset d : datasets) {
                 if (d.adjProp() != null) {
                     maintain(d, data, tx, deleted);
+                    LiveSplit.maintain(d, data, tx, deleted);  // its edge split's training copy and counts
                 }
             }
         }
@@ -105,7 +106,7 @@ final class LiveAdjacency {
     }
 
     /** What a deleted node was: its labels and properties as of before the transaction. */
-    private static final class Deleted {
+    static final class Deleted {
         final TransactionData data;
         final Map<Long, List<String>> labels = new HashMap<>();
         final Map<Long, Map<String, Object>> properties = new HashMap<>();
@@ -144,7 +145,7 @@ final class LiveAdjacency {
     }
 
     /** Neighbour ids one owner gains and loses in this transaction. */
-    private static final class Edit {
+    static final class Edit {
         final Node owner;
         final LongList added = new LongList(4);
         final LongList removed = new LongList(4);
@@ -183,11 +184,11 @@ final class LiveAdjacency {
             }
         }
         for (Edit edit : edits.values()) {
-            apply(d, edit, tx);
+            apply(d, d.adjProp(), null, edit, tx);
         }
     }
 
-    private static void record(TreeMap<Long, Edit> edits, Node owner, long neighbour, boolean created, TransactionData data) {
+    static void record(TreeMap<Long, Edit> edits, Node owner, long neighbour, boolean created, TransactionData data) {
         if (data.isDeleted(owner)) {
             return;  // its list goes with it
         }
@@ -195,10 +196,14 @@ final class LiveAdjacency {
         (created ? edit.added : edit.removed).add(neighbour);
     }
 
-    private static void apply(Dataset d, Edit edit, Transaction tx) {
+    /**
+     * Applies one owner's edit to its list in {@code prop}; a list found inconsistent is rebuilt from the
+     * relationships, without those whose {@code heldOutProp} marks them held out (null: all of them).
+     */
+    static void apply(Dataset d, String prop, String heldOutProp, Edit edit, Transaction tx) {
         Node owner = edit.owner;
         tx.acquireWriteLock(owner);  // then read: the latest committed list, no concurrent lost update
-        Object raw = owner.getProperty(d.adjProp(), null);
+        Object raw = owner.getProperty(prop, null);
         LongList list = raw instanceof byte[] bytes && bytes.length % Long.BYTES == 0
                 ? wrap(LongList.fromLittleEndianBytes(bytes, "adjacency")) : null;
         boolean consistent = list != null;
@@ -210,9 +215,9 @@ final class LiveAdjacency {
                 list.add(edit.added.values[i]);
             }
         } else {
-            list = fromRelationships(d, owner);  // the copy was not current: take the truth
+            list = fromRelationships(d, owner, heldOutProp);  // the copy was not current: take the truth
         }
-        owner.setProperty(d.adjProp(), list.toLittleEndianBytes());
+        owner.setProperty(prop, list.toLittleEndianBytes());
     }
 
     private static LongList wrap(long[] values) {
@@ -234,7 +239,7 @@ final class LiveAdjacency {
     }
 
     /** The owner's neighbour ids from its relationships as they are in this transaction. */
-    private static LongList fromRelationships(Dataset d, Node owner) {
+    private static LongList fromRelationships(Dataset d, Node owner, String heldOutProp) {
         Direction dir = switch (d.direction()) {
             case "out" -> Direction.OUTGOING;
             case "undirected" -> Direction.BOTH;
@@ -242,6 +247,9 @@ final class LiveAdjacency {
         };
         LongList list = new LongList(16);
         for (Relationship r : owner.getRelationships(dir, RelationshipType.withName(d.relType()))) {
+            if (heldOutProp != null && LiveSplit.isHeldOut(r.getProperty(heldOutProp, null))) {
+                continue;
+            }
             Node other = r.getOtherNode(owner);
             if (other.hasLabel(d.nodeLabel()) && other.getProperty(d.idProp(), null) instanceof Number id) {
                 list.add(id.longValue());
