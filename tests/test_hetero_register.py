@@ -216,3 +216,25 @@ def test_bad_input_is_one_line_and_writes_nothing(client, small_graph, case: str
     assert not client.read(f"MATCH (d:`{DATASET_LABEL}` {{name: $n}}) RETURN d", n=name)
     assert not client.read(f"MATCH (n) WHERE n:`{p}` OR n:`{a}` OR n:`{v}` UNWIND keys(n) AS k "
                            "WITH k WHERE k STARTS WITH 'gnn_' RETURN k LIMIT 1")
+
+
+def test_degree_features_read_what_neo4j_holds_now(client, registered) -> None:
+    """A relationship added with plain Cypher shows in the next fetch's degree features; removed, it goes."""
+    ds, name, labels, types, orders, before = registered
+    schema = require_hetero(client, name)
+    rows = Neo4jHeteroRows(client, schema, use_procedures=False, degrees=True)
+    author = labels["author"]
+    cols = [(e[1], way) for e, way in rows.degrees[author]]
+    assert cols == [(types["written_by"], "in"), (types["writes"], "out")]
+    ids = np.array([0, 1, 2])
+    x0 = rows.fetch(author, ids, True, False)[0]
+    eid = client.write(f"MATCH (a:`{author}` {{`{schema.id_prop}`: 1}}), (p:`{labels['paper']}` "
+                       f"{{`{schema.id_prop}`: 0}}) CREATE (a)-[r:`{types['writes']}`]->(p) RETURN elementId(r) AS e")[0]["e"]
+    try:
+        x1 = rows.fetch(author, ids, True, False)[0]
+        assert torch.equal(x1[[0, 2]], x0[[0, 2]]) and torch.equal(x1[1, 0], x0[1, 0])
+        assert torch.equal(x1[1, 1], torch.log1p(torch.expm1(x0[1, 1]).round() + 1))
+    finally:
+        client.write("MATCH ()-[r]->() WHERE elementId(r) = $e DELETE r", e=eid)
+    assert torch.equal(rows.fetch(author, ids, True, False)[0], x0)
+    assert checksums(client, labels, types) == before

@@ -5,7 +5,9 @@ by the homogeneous hop layout, and ``to_hetero`` traces it with torch.fx, which 
 arithmetic does not survive; one SAGEConv per relationship type, summed per destination type, is
 what ``to_hetero(GraphSAGE, aggr="sum")`` builds. Inputs per node type: a linear projection of
 ``x`` where the type has features, else a learnable embedding row per node (``--featureless
-embedding``, looked up by the batch's ``n_id``) or one learnable row for the type (``constant``).
+embedding``, looked up by the batch's ``n_id``) or one learnable row for the type (``constant``);
+with ``--featureless degree`` the backend's row store gives those types degree features
+(src/core/hetero_stores.py), so they arrive here as featured types.
 Node types that no relationship points to keep their own linear update. The last layer computes
 only the target type (what the loss reads), so DDP sees every parameter used in every step.
 """
