@@ -180,6 +180,23 @@ def test_one_rank_training_with_degree_features_equal_losses_on_both_backends(cl
         start = next(e for e in events if e["event"] == "run_start")
         assert start["config"]["featureless"] == "degree"
     assert losses["in_memory"] == pytest.approx(losses["neo4j"], rel=1e-5)
+    # predict.py for hetero runs: an .npz from the in-memory run, node properties from the Neo4j run
+    out = tmp_path / "pred.npz"
+    for backend, extra in (("in_memory", ["--output", str(out)]), ("neo4j", ["--write_property", "pred_deg"])):
+        res = subprocess.run([sys.executable, str(REPO / "predict.py"), "--run_name", f"deg-{backend}", "--log_dir",
+                              str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "ckpt"), *extra,
+                              "--no_progress"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-3000:]
+    n = ds.node_types["paper"].num_nodes
+    memory = np.load(out)
+    assert np.array_equal(memory["ids"], np.arange(n))
+    label = schema.node("paper").label
+    recs = client.read(f"MATCH (n:`{label}`) RETURN n.id AS i, n.pred_deg AS p ORDER BY i")
+    stored = np.array([r["p"] for r in recs])
+    assert len(stored) == n and (stored == memory["pred"]).mean() > 0.99
+    client.write(f"MATCH (n:`{label}`) REMOVE n.pred_deg")
+    client.write("MATCH (b:GnnLoadBatch {dataset: 'predict:deg-neo4j'}) DELETE b")
+    client.write("MATCH (j:GnnPrediction {key: 'predict:deg-neo4j'}) DELETE j")
 
 
 def test_degree_features_replace_the_embedding_tables(hetero) -> None:

@@ -151,22 +151,63 @@ def test_samples_and_rows_equal_the_in_memory_sampler_on_the_graph_read_back(cli
     assert checksums(client, labels, types) == before
 
 
-def test_training_on_the_registered_graph_lowers_the_loss(client, registered, tmp_path: Path) -> None:
+FULL = "1000,1000"  # whole neighbourhoods: predictions do not depend on batching or the sampling seed
+
+
+@pytest.fixture(scope="module")
+def trained(registered, tmp_path_factory):
+    """The registered graph trained for 2 epochs through main-neo4j-backend.py (1 rank)."""
     ds, name, labels, types, orders, before = registered
-    fanouts = ";".join(f"{types[r]}:4,3" for r in RELS)
+    tmp = tmp_path_factory.mktemp("hrun")
+    fanouts = ";".join(f"{types[r]}:{FULL}" for r in RELS)
     res = subprocess.run([sys.executable, str(REPO / "main-neo4j-backend.py"), "--dataset", name, "--target_type",
                           labels["paper"], "--fanouts", fanouts, "--num_layers", "2", "--epochs", "2",
                           "--batch_size", "64", "--hidden_channels", "32", "--lr", "0.01", "--seed", "1",
-                          "--run_name", "hreg", "--log_dir", str(tmp_path / "logs"),
-                          "--checkpoint_dir", str(tmp_path / "ckpt")],
-                         capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path)
+                          "--featureless", "degree", "--run_name", "hreg", "--log_dir", str(tmp / "logs"),
+                          "--checkpoint_dir", str(tmp / "ckpt")],
+                         capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp)
     assert res.returncode == 0, res.stderr[-3000:]
-    events = [json.loads(line) for line in (tmp_path / "logs" / "hreg" / "rank0.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in (tmp / "logs" / "hreg" / "rank0.jsonl").read_text().splitlines()]
+    return tmp, events
+
+
+def test_training_on_the_registered_graph_lowers_the_loss(client, registered, trained) -> None:
+    ds, name, labels, types, orders, before = registered
+    tmp, events = trained
     steps = [e["loss"] for e in events if e["event"] == "step"]
     epochs = [e for e in events if e["event"] == "epoch"]
     assert len(epochs) == 2 and epochs[1]["loss"] < epochs[0]["loss"], [e["loss"] for e in epochs]
     assert np.mean(steps[-3:]) < 0.9 * np.mean(steps[:3]), steps
     assert checksums(client, labels, types) == before
+
+
+def test_predictions_written_back_to_the_target_type_match_the_run(client, registered, trained) -> None:
+    ds, name, labels, types, orders, before = registered
+    tmp, events = trained
+    schema = require_hetero(client, name)
+    flags = ["--run_name", "hreg", "--log_dir", str(tmp / "logs"), "--checkpoint_dir", str(tmp / "ckpt"),
+             "--write_property", "pred_cat", "--write_proba", "pred_proba", "--write_embedding", "pred_emb",
+             "--no_progress"]
+    res = subprocess.run([sys.executable, str(REPO / "predict.py"), *flags], capture_output=True, text=True,
+                         timeout=TIMEOUT, cwd=tmp)
+    assert res.returncode == 0, res.stderr[-3000:]
+    n = ds.node_types["paper"].num_nodes
+    assert f"predicted {n} nodes" in res.stdout and f"to {n} :{labels['paper']} nodes" in res.stdout, res.stdout
+    rows = client.read(f"MATCH (n:`{labels['paper']}`) RETURN n.category AS c, n.pred_cat AS p, n.pred_proba AS q, "
+                       f"size(n.pred_emb) AS e, n.`{schema.split_prop}` AS s")
+    assert all(isinstance(r["p"], str) and len(r["q"]) == ds.num_classes and r["e"] == 32 for r in rows)
+    test = [r for r in rows if r["s"] == "test"]
+    acc = sum(r["p"] == r["c"] for r in test) / len(test)
+    assert acc == pytest.approx([e for e in events if e["event"] == "epoch"][-1]["test_acc"], abs=1e-9)
+    assert not client.read(f"MATCH (n) WHERE n:`{labels['author']}` OR n:`{labels['venue']}` "
+                           "RETURN n.pred_cat AS p LIMIT 1")[0]["p"]
+    res = subprocess.run([sys.executable, str(REPO / "predict.py"), *flags[:8], "--write_property", "category",
+                          "--no_progress"], capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp)
+    assert res.returncode != 0 and "'category' is a property the dataset" in res.stderr.strip().splitlines()[-1]
+    client.write(f"MATCH (n:`{labels['paper']}`) REMOVE n.pred_cat, n.pred_proba, n.pred_emb")
+    assert checksums(client, labels, types) == before  # nothing else was touched
+    client.write("MATCH (b:GnnLoadBatch {dataset: 'predict:hreg'}) DELETE b")
+    client.write("MATCH (j:GnnPrediction {key: 'predict:hreg'}) DELETE j")
 
 
 @pytest.fixture

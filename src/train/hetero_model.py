@@ -29,7 +29,7 @@ class HeteroSAGE(nn.Module):
                  featureless: str = "embedding") -> None:
         """``node_types``: ``{type: (num_nodes, num_features)}`` (0 features: featureless)."""
         super().__init__()
-        if featureless not in ("embedding", "constant"):
+        if featureless not in ("embedding", "constant"):  # degree: the row store's x (src/core/hetero_stores.py)
             raise ValueError(f"featureless must be embedding or constant, got {featureless!r}")
         self.target, self.num_layers, self.featureless = target, num_layers, featureless
         self.inputs = nn.ModuleDict({
@@ -49,6 +49,7 @@ class HeteroSAGE(nn.Module):
             self.skips.append(nn.ModuleDict({} if last else {t: nn.Linear(hidden_channels, dim)
                                                               for t in node_types if t not in dsts}))
         self.dropout = nn.Dropout(dropout)
+        self.keep_last_hidden, self.last_hidden = False, None  # predict.py's embeddings (as the zoo's models)
 
     def _input(self, batch: HeteroData, node_type: str) -> Tensor:
         layer = self.inputs[node_type]
@@ -62,6 +63,8 @@ class HeteroSAGE(nn.Module):
         h = {t: self._input(batch, t) for t in self.inputs}
         edges = {e: batch[e].edge_index for e in batch.edge_types}
         for i, (conv, skips, types) in enumerate(zip(self.convs, self.skips, self.layer_types)):
+            if self.keep_last_hidden and i == self.num_layers - 1:
+                self.last_hidden = h[self.target].detach()
             out = conv(h, {e: edges[e] for e in types})
             for t, skip in skips.items():
                 out[t] = skip(h[t])
