@@ -46,15 +46,16 @@ class HeteroBackend(Backend):
         return sum(self.edge_counts.values())
 
     def make_model(self, cfg: Any) -> nn.Module:
-        from src.train.hetero_model import HeteroSAGE
+        from src.train.hetero_model import HeteroGNN
 
         if len(next(iter(self.type_fanouts.values()))) != cfg.num_layers:
             raise UsageError(f"--fanouts has {len(next(iter(self.type_fanouts.values())))} hops per relationship "
                              f"type but --num_layers is {cfg.num_layers}: give one fanout per layer")
         rows = self._loader_data()[0]  # widths as the batches carry them (degree features included)
-        return HeteroSAGE({t: (v[0], rows.num_features[t]) for t, v in self.node_types.items()},
-                          list(self.type_fanouts), self.input_type, cfg.hidden_channels, self.num_classes,
-                          cfg.num_layers, cfg.dropout, "embedding" if self.featureless == "degree" else self.featureless)
+        return HeteroGNN({t: (v[0], rows.num_features[t]) for t, v in self.node_types.items()},
+                         list(self.type_fanouts), self.input_type, cfg.hidden_channels, self.num_classes,
+                         cfg.num_layers, cfg.dropout, "embedding" if self.featureless == "degree" else self.featureless,
+                         model=cfg.model, heads=cfg.heads)
 
     def _batch_transform(self) -> Callable[[HeteroData], HeteroData]:
         target = self.input_type
