@@ -12,7 +12,8 @@ probabilities and the final-layer embedding, are SET on the nodes in batched tra
 killed write-back resumes where it stopped when re-run, a re-run of a finished one overwrites the
 same properties, nothing else is touched. In-memory and Ladybug runs write an .npz (ids, pred,
 proba, embedding) to --output; Ladybug runs also SET them as columns of the node table in the run's
-database file (added when missing; a re-run overwrites only those columns). This script only wires flags to src/train/predict.py and
+database file (added when missing; a re-run overwrites only those columns). A heterogeneous run
+(--target_type) predicts its target type's nodes, written back or to the .npz the same way. This script only wires flags to src/train/predict.py and
 src/neo4jdb/write_back.py.
 """
 from __future__ import annotations

@@ -279,3 +279,22 @@ def test_degree_features_read_what_neo4j_holds_now(client, registered) -> None:
         client.write("MATCH ()-[r]->() WHERE elementId(r) = $e DELETE r", e=eid)
     assert torch.equal(rows.fetch(author, ids, True, False)[0], x0)
     assert checksums(client, labels, types) == before
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--node_label", "X"], "--node_label do not apply to a heterogeneous registration"),
+    (["--export", "x.npz"], "--export do not apply to a heterogeneous registration"),
+    (["--relationships", "W:A->P,W:A->P"], "--relationships names W more than once"),
+    (["--relationships", "W:A=>P"], "--relationships entry 'W:A=>P': write [NAME=]TYPE:SourceLabel->DestinationLabel"),
+])
+def test_bad_flags_are_one_line_before_neo4j(extra: list[str], expect: str) -> None:
+    flags = ["--name", "n1", "--node_types", "P:f,A", "--relationships", "W:A->P", "--target_type", "P",
+             "--target", "c", "--split", "random:0.5,0.25,0.25"]
+    for flag, value in zip(extra[::2], extra[1::2]):
+        if flag in flags:
+            flags[flags.index(flag) + 1] = value
+        else:
+            flags += [flag, value]
+    res = cli(*flags, "--neo4j_uri", "bolt://127.0.0.1:1")  # nothing may talk to Neo4j
+    assert res.returncode == 2, res.stderr
+    assert expect in res.stderr.strip().splitlines()[-1], res.stderr
