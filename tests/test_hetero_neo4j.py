@@ -205,7 +205,7 @@ def test_degree_features_replace_the_embedding_tables(hetero) -> None:
     from src.in_memory.hetero import InMemoryHeteroBackend
 
     ds, _ = hetero
-    cfg = SimpleNamespace(num_layers=2, hidden_channels=8, dropout=0.0, featureless="degree")
+    cfg = SimpleNamespace(num_layers=2, hidden_channels=8, dropout=0.0, featureless="degree", model="sage", heads=1)
     backend = InMemoryHeteroBackend(ds, target_type="paper", fanouts=FANOUTS, batch_size=8, num_loader_threads=1,
                                     featureless="degree")
     model = backend.make_model(cfg)
