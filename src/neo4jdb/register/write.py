@@ -25,6 +25,7 @@ from src.core.feature_stats import FeatureStats, FeatureSums
 from src.core.schema import GraphSchema
 from src.data.loading import LoadConfig
 from src.neo4jdb.load.unwind import run_batches
+from src.neo4jdb.register.hetero_spec import HeteroRegisterSpec
 from src.neo4jdb.register.inspect import GraphFacts
 from src.neo4jdb.register.spec import SPLIT_VALUES, RegisterSpec
 
@@ -88,7 +89,7 @@ def class_indices(targets: np.ndarray, classes: list[Any]) -> np.ndarray:
     return np.array([index.get(t, -1) if t is not None else -1 for t in targets], dtype=np.int64)
 
 
-def random_split_codes(y: np.ndarray, spec: RegisterSpec) -> np.ndarray:
+def random_split_codes(y: np.ndarray, spec: RegisterSpec | HeteroRegisterSpec) -> np.ndarray:
     """Split code per dense id (0 none, 1 train, 2 val, 3 test): a seeded permutation of the labelled
     nodes cut by the fractions, per class when ``--stratify``."""
     frac = spec.random_split
