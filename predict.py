@@ -12,7 +12,8 @@ probabilities and the final-layer embedding, are SET on the nodes in batched tra
 killed write-back resumes where it stopped when re-run, a re-run of a finished one overwrites the
 same properties, nothing else is touched. In-memory and Ladybug runs write an .npz (ids, pred,
 proba, embedding) to --output; Ladybug runs also SET them as columns of the node table in the run's
-database file (added when missing; a re-run overwrites only those columns). This script only wires flags to src/train/predict.py and
+database file (added when missing; a re-run overwrites only those columns). A heterogeneous run
+(--target_type) predicts its target type's nodes, written back or to the .npz the same way. This script only wires flags to src/train/predict.py and
 src/neo4jdb/write_back.py.
 
 Runs trained with --task link write predicted links instead (src/train/link_predict.py):
@@ -105,14 +106,20 @@ def main(argv: list[str] | None = None) -> int:
         names = {"--write_property": args.write_property, "--write_proba": args.write_proba,
                  "--write_embedding": args.write_embedding}
         if info.backend == "neo4j":
-            from src.neo4jdb.write_back import Neo4jWriter, check_properties, select_ids
+            from src.neo4jdb.write_back import Neo4jWriter, WriteTarget, check_properties, select_ids
 
-            props = check_properties(backend.record, names)
-            ids = select_ids(backend.client, backend.schema, args.where)
+            if cfg.target_type:  # a heterogeneous dataset: the target type's nodes
+                from src.neo4jdb.hetero.schema import hetero_record
+
+                target = WriteTarget.of_hetero(backend.schema, hetero_record(backend.client, cfg.dataset) or {})
+            else:
+                target = WriteTarget.of_record(backend.record)
+            props = check_properties(target, names)
+            ids = select_ids(backend.client, target, args.where)
             chunks = -(-len(ids) // backend.batch_size)
             request = {"where": args.where or "", "num_nodes": len(ids), "num_chunks": chunks, "epoch": epoch,
                        "batch_size": backend.batch_size, "embedding_format": args.embedding_format}
-            writer = Neo4jWriter(backend.client, backend.record, args.run_name, props, request=request,
+            writer = Neo4jWriter(backend.client, target, args.run_name, props, request=request,
                                  embedding_format=args.embedding_format)
         else:
             import numpy as np

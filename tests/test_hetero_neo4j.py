@@ -16,7 +16,7 @@ from src.client import Neo4jClient
 from src.core.errors import UserError
 from src.core.hetero_fanouts import parse_fanouts
 from src.core.hetero_sampling import HeteroCSR, HeteroCSRSampler
-from src.core.hetero_stores import HeteroEdgeMetadata
+from src.core.hetero_stores import HeteroEdgeMetadata, InMemoryHeteroRows
 from src.data.hetero import HeteroGraphDataset, NodeTypeData
 from src.data.loading import LoadConfig
 from src.data.synthetic_hetero import generate_hetero
@@ -130,3 +130,84 @@ def test_procedure_draws_uniformly_per_relationship_type(client: Neo4jClient, he
             np.add.at(counts, np.searchsorted(csr.indices[csr.indptr[node]:csr.indptr[node + 1]], ids), 1)
         assert counts.sum() == 300 * fanout
         assert stats.chisquare(counts).pvalue > 1e-3, (edge_type, counts)
+
+
+def test_degree_features_equal_on_both_backends_and_count_the_typed_degrees(client: Neo4jClient, hetero) -> None:
+    ds, schema = hetero
+    memory = InMemoryHeteroRows(ds, degrees=True)
+    e = ds.edges
+    expect = {"author": np.stack([np.bincount(e[("paper", "written_by", "author")][1], minlength=ds.node_types[
+        "author"].num_nodes), np.bincount(e[("author", "writes", "paper")][0], minlength=ds.node_types["author"].num_nodes)],
+        axis=1), "venue": np.bincount(e[("venue", "publishes", "paper")][0],
+                                      minlength=ds.node_types["venue"].num_nodes)[:, None]}
+    assert memory.num_features == {"paper": 8, "author": 2, "venue": 1}
+    for use_procedures in (True, False):
+        rows = Neo4jHeteroRows(client, schema, use_procedures=use_procedures, degrees=True)
+        assert rows.num_features == memory.num_features
+        for t, want in expect.items():
+            ids = np.r_[np.arange(0, ds.node_types[t].num_nodes, 7), [0, 0]]  # a repeated id is answered twice
+            x, _ = rows.fetch(t, ids, True, False)
+            assert torch.equal(x, memory.fetch(t, ids, True, False)[0]), t
+            assert torch.equal(x, torch.from_numpy(np.log1p(want[ids].astype(np.float32)))), t
+            assert want[ids].sum() > 0
+        x, y = rows.fetch("paper", np.arange(5), True, True)  # featured types keep their own rows
+        assert torch.equal(x, torch.from_numpy(ds.node_types["paper"].x[:5]))
+
+
+def test_one_rank_training_with_degree_features_equal_losses_on_both_backends(client: Neo4jClient, hetero,
+                                                                              tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    ds, schema = hetero
+    losses = {}
+    for backend, script in (("in_memory", "in-memory-alternative.py"), ("neo4j", "main-neo4j-backend.py")):
+        res = subprocess.run([sys.executable, str(REPO / script), "--dataset", ds.name, "--target_type", "paper",
+                              "--fanouts", FANOUTS, "--num_layers", "2", "--epochs", "2", "--batch_size", "128",
+                              "--hidden_channels", "16", "--seed", "1", "--featureless", "degree", "--eval_every", "2",
+                              "--run_name", f"deg-{backend}", "--log_dir", str(tmp_path / "logs"),
+                              "--checkpoint_dir", str(tmp_path / "ckpt")],
+                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-3000:]
+        events = [json.loads(line) for line in (tmp_path / "logs" / f"deg-{backend}" / "rank0.jsonl").read_text()
+                  .splitlines()]
+        epochs = [e["loss"] for e in events if e["event"] == "epoch"]
+        assert epochs[1] < epochs[0], epochs
+        losses[backend] = [e["loss"] for e in events if e["event"] == "step"]
+        start = next(e for e in events if e["event"] == "run_start")
+        assert start["config"]["featureless"] == "degree"
+    assert losses["in_memory"] == pytest.approx(losses["neo4j"], rel=1e-5)
+    # predict.py for hetero runs: an .npz from the in-memory run, node properties from the Neo4j run
+    out = tmp_path / "pred.npz"
+    for backend, extra in (("in_memory", ["--output", str(out)]), ("neo4j", ["--write_property", "pred_deg"])):
+        res = subprocess.run([sys.executable, str(REPO / "predict.py"), "--run_name", f"deg-{backend}", "--log_dir",
+                              str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "ckpt"), *extra,
+                              "--no_progress"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-3000:]
+    n = ds.node_types["paper"].num_nodes
+    memory = np.load(out)
+    assert np.array_equal(memory["ids"], np.arange(n))
+    label = schema.node("paper").label
+    recs = client.read(f"MATCH (n:`{label}`) RETURN n.id AS i, n.pred_deg AS p ORDER BY i")
+    stored = np.array([r["p"] for r in recs])
+    assert len(stored) == n and (stored == memory["pred"]).mean() > 0.99
+    client.write(f"MATCH (n:`{label}`) REMOVE n.pred_deg")
+    client.write("MATCH (b:GnnLoadBatch {dataset: 'predict:deg-neo4j'}) DELETE b")
+    client.write("MATCH (j:GnnPrediction {key: 'predict:deg-neo4j'}) DELETE j")
+
+
+def test_degree_features_replace_the_embedding_tables(hetero) -> None:
+    from types import SimpleNamespace
+
+    from src.in_memory.hetero import InMemoryHeteroBackend
+
+    ds, _ = hetero
+    cfg = SimpleNamespace(num_layers=2, hidden_channels=8, dropout=0.0, featureless="degree", model="sage", heads=1)
+    backend = InMemoryHeteroBackend(ds, target_type="paper", fanouts=FANOUTS, batch_size=8, num_loader_threads=1,
+                                    featureless="degree")
+    model = backend.make_model(cfg)
+    assert not any(isinstance(m, torch.nn.Embedding) for m in model.modules())
+    assert {t: m.in_features for t, m in model.inputs.items()} == {"paper": 8, "author": 2, "venue": 1}

@@ -16,7 +16,7 @@ from torch_geometric.data import HeteroData
 from src.backends.base import Backend
 from src.core.errors import UsageError
 from src.core.hetero_fanouts import EdgeType, Fanouts, check_node_type, parse_fanouts
-from src.core.hetero_stores import HeteroEdgeMetadata
+from src.core.hetero_stores import FEATURELESS, HeteroEdgeMetadata
 from src.data.hetero import require_target
 
 
@@ -25,7 +25,10 @@ class HeteroBackend(Backend):
 
     def __init__(self, *, dataset: str, node_types: dict[str, tuple[int, int, bool]],
                  edge_types: dict[EdgeType, int], target_type: str, num_classes: int, fanouts: str,
-                 batch_size: int, num_loader_threads: int) -> None:
+                 batch_size: int, num_loader_threads: int, featureless: str = "embedding") -> None:
+        if featureless not in FEATURELESS:
+            raise UsageError(f"--featureless must be one of {', '.join(FEATURELESS)} (got {featureless!r})")
+        self.featureless = featureless
         check_node_type(target_type, list(node_types))
         require_target(dataset, target_type, {t: {"labelled": v[2]} for t, v in node_types.items()})
         self.type_fanouts: Fanouts = parse_fanouts(fanouts, list(edge_types))
@@ -43,14 +46,16 @@ class HeteroBackend(Backend):
         return sum(self.edge_counts.values())
 
     def make_model(self, cfg: Any) -> nn.Module:
-        from src.train.hetero_model import HeteroSAGE
+        from src.train.hetero_model import HeteroGNN
 
         if len(next(iter(self.type_fanouts.values()))) != cfg.num_layers:
             raise UsageError(f"--fanouts has {len(next(iter(self.type_fanouts.values())))} hops per relationship "
                              f"type but --num_layers is {cfg.num_layers}: give one fanout per layer")
-        return HeteroSAGE({t: (v[0], v[1]) for t, v in self.node_types.items()}, list(self.type_fanouts),
-                          self.input_type, cfg.hidden_channels, self.num_classes, cfg.num_layers, cfg.dropout,
-                          cfg.featureless)
+        rows = self._loader_data()[0]  # widths as the batches carry them (degree features included)
+        return HeteroGNN({t: (v[0], rows.num_features[t]) for t, v in self.node_types.items()},
+                         list(self.type_fanouts), self.input_type, cfg.hidden_channels, self.num_classes,
+                         cfg.num_layers, cfg.dropout, "embedding" if self.featureless == "degree" else self.featureless,
+                         model=cfg.model, heads=cfg.heads)
 
     def _batch_transform(self) -> Callable[[HeteroData], HeteroData]:
         target = self.input_type

@@ -5,6 +5,13 @@ Why: ``NodeLoader`` over ``(FeatureStore, GraphStore)`` with a ``HeteroSamplerOu
 edge types (``EdgeAttr(edge_type=(src, rel, dst))``); the in-memory and the Neo4j backends answer
 the same way and differ only in :meth:`HeteroRowStore.fetch_type`. Featureless types expose no
 ``x`` (the model embeds them by ``n_id``); only labelled types expose ``y``.
+
+``--featureless degree`` gives featureless types an ``x`` of their own: ``log1p`` of the node's
+degree per relationship type touching the type (:func:`degree_columns`: in-degree over each type
+pointing to it, then out-degree over each type leaving it, in the dataset's order), counting only
+neighbours of the declared types, as the samplers do. Each wing counts from its own storage
+(:meth:`HeteroRowStore.fetch_degrees`: the in-memory edge lists, or the relationships Neo4j holds at
+fetch time), and the float32 ``log1p`` of the same integers is the same on every backend.
 """
 from __future__ import annotations
 
@@ -22,14 +29,47 @@ from src.core.hetero_fanouts import EdgeType
 from src.core.pyg_stores import ReadOnlyEdgeTypes
 
 
-class HeteroRowStore(FeatureStore):
-    """Read-only ``x``/``y`` per node type; ``num_nodes``/``num_features`` per type (0 features: none)."""
+FEATURELESS = ("embedding", "constant", "degree")
+Degree = tuple[EdgeType, str]  # (edge type, "in" | "out")
 
-    def __init__(self, num_nodes: dict[str, int], num_features: dict[str, int], labelled: set[str]) -> None:
+
+def degree_columns(num_features: dict[str, int], edge_types: list[EdgeType]) -> dict[str, list[Degree]]:
+    """The degree columns of every featureless type: in-degree per edge type ending at it, then out-degree
+    per edge type starting at it (a type that no edge type touches gets none, and one zero column)."""
+    return {t: [(e, "in") for e in edge_types if e[2] == t] + [(e, "out") for e in edge_types if e[0] == t]
+            for t, f in num_features.items() if not f}
+
+
+class HeteroRowStore(FeatureStore):
+    """Read-only ``x``/``y`` per node type; ``num_nodes``/``num_features`` per type (0 features: none).
+
+    ``degree_edges``: the dataset's edge types when featureless types get degree features
+    (``--featureless degree``), else None."""
+
+    def __init__(self, num_nodes: dict[str, int], num_features: dict[str, int], labelled: set[str],
+                 degree_edges: list[EdgeType] | None = None) -> None:
         super().__init__()
         self.num_nodes = dict(num_nodes)
-        self.num_features = dict(num_features)
+        self.stored_features = dict(num_features)
+        self.degrees = {} if degree_edges is None else degree_columns(num_features, degree_edges)
+        self.num_features = {t: max(1, len(self.degrees[t])) if t in self.degrees else f
+                             for t, f in num_features.items()}
         self.labelled = set(labelled)
+
+    def fetch_degrees(self, node_type: str, ids: np.ndarray) -> np.ndarray:
+        """int64 [len(ids), len(self.degrees[node_type])]: the degrees of :func:`degree_columns`."""
+        raise NotImplementedError(f"{type(self).__name__} has no degree features")
+
+    def fetch(self, node_type: str, ids: np.ndarray, want_x: bool, want_y: bool
+              ) -> tuple[Tensor | None, Tensor | None]:
+        """:meth:`fetch_type`, with the degree features of a featureless type as its ``x``."""
+        if node_type not in self.degrees or not want_x:
+            return self.fetch_type(node_type, ids, want_x, want_y)
+        x = np.zeros((len(ids), self.num_features[node_type]), dtype=np.float32)
+        if self.degrees[node_type] and len(ids):
+            x[:] = np.log1p(self.fetch_degrees(node_type, ids).astype(np.float32))
+        y = self.fetch_type(node_type, ids, False, True)[1] if want_y else None
+        return torch.from_numpy(x), y
 
     @abstractmethod
     def fetch_type(self, node_type: str, ids: np.ndarray, want_x: bool, want_y: bool
@@ -51,14 +91,14 @@ class HeteroRowStore(FeatureStore):
             by_type.setdefault(a.group_name, []).append(i)
         for node_type, idx in by_type.items():
             names = {attrs[i].attr_name for i in idx}
-            x, y = self.fetch_type(node_type, self._ids(attrs[idx[0]]), "x" in names, "y" in names)
+            x, y = self.fetch(node_type, self._ids(attrs[idx[0]]), "x" in names, "y" in names)
             for i in idx:
                 out[i] = x if attrs[i].attr_name == "x" else y
         return [out[i] for i in range(len(attrs))]
 
     def _get_tensor(self, attr: TensorAttr) -> Tensor:
         self._check(attr)
-        x, y = self.fetch_type(attr.group_name, self._ids(attr), attr.attr_name == "x", attr.attr_name == "y")
+        x, y = self.fetch(attr.group_name, self._ids(attr), attr.attr_name == "x", attr.attr_name == "y")
         return x if attr.attr_name == "x" else y
 
     def _check(self, attr: TensorAttr) -> None:
@@ -90,11 +130,18 @@ class HeteroRowStore(FeatureStore):
 class InMemoryHeteroRows(HeteroRowStore):
     """Rows of a :class:`~src.data.hetero.HeteroGraphDataset` held in RAM (the oracle)."""
 
-    def __init__(self, ds: Any) -> None:
+    def __init__(self, ds: Any, degrees: bool = False) -> None:
         super().__init__({t: d.num_nodes for t, d in ds.node_types.items()},
                          {t: d.num_features for t, d in ds.node_types.items()},
-                         {t for t, d in ds.node_types.items() if d.y is not None})
+                         {t for t, d in ds.node_types.items() if d.y is not None},
+                         degree_edges=list(ds.edges) if degrees else None)
         self.ds = ds
+        self._degree_table = {t: np.stack([np.bincount(ds.edges[e][1 if way == "in" else 0],
+                                                       minlength=self.num_nodes[t]) for e, way in cols], axis=1)
+                              for t, cols in self.degrees.items() if cols}
+
+    def fetch_degrees(self, node_type: str, ids: np.ndarray) -> np.ndarray:
+        return self._degree_table[node_type][ids].astype(np.int64, copy=False)
 
     def fetch_type(self, node_type: str, ids: np.ndarray, want_x: bool, want_y: bool
                    ) -> tuple[Tensor | None, Tensor | None]:

@@ -41,7 +41,8 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Backend
         backend: Backend = InMemoryHeteroBackend(load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir),
                                                  target_type=cfg.target_type,
                                                  fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
-                                                 num_loader_threads=cfg.num_loader_threads)
+                                                 num_loader_threads=cfg.num_loader_threads,
+                                                 featureless=cfg.featureless)
     elif args.full_graph:
         dataset = load_dataset(cfg.dataset, root=cfg.dataset_root_dir)  # memory-mapped: nothing read yet
         preflight.check_full_graph(dataset, cfg)

@@ -149,7 +149,8 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
             return Neo4jHeteroBackend(client, require_hetero(client, cfg.dataset), target_type=cfg.target_type,
                                       fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
                                       num_loader_threads=cfg.num_loader_threads,
-                                      use_procedures=False if args.cypher_only else None)
+                                      use_procedures=False if args.cypher_only else None,
+                                      featureless=cfg.featureless)
         record = require_loaded(client, cfg.dataset)
         check_fits(f"the Neo4j trainer of {record.name} (batch {cfg.batch_size}, fanouts {cfg.fanouts})",
                    {"batches": batch_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,

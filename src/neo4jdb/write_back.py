@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import neo4j
@@ -47,7 +48,36 @@ def check_predicate(where: str) -> str:
     return where
 
 
-def select_ids(client: Neo4jClient, schema: GraphSchema, where: str | None) -> np.ndarray:
+@dataclass(frozen=True)
+class WriteTarget:
+    """The nodes predictions go to: a label and its dense id property; class values (empty: indices); the
+    properties the dataset stores or was built from (never overwritten)."""
+
+    name: str
+    label: str
+    id_prop: str
+    classes: tuple[Any, ...]
+    reserved: frozenset[str]
+
+    @classmethod
+    def of_record(cls, record: DatasetRecord) -> WriteTarget:
+        s, props = record.schema, record.properties
+        return cls(record.name, s.label, s.id_prop, tuple(props.get("class_values") or ()), frozenset(
+            {s.id_prop, s.x_prop, s.y_prop, s.split_prop, s.adj_prop, *(props.get("feature_properties") or []),
+             props.get("target_property"), props.get("split_source")} - {None}))
+
+    @classmethod
+    def of_hetero(cls, schema: Any, props: dict[str, Any]) -> WriteTarget:
+        """The target type's nodes of a heterogeneous dataset (``schema``: its HeteroSchema, ``props``: its record)."""
+        features = {f.split(":", 1)[1] for f in props.get("feature_properties") or []}
+        return cls(schema.dataset, schema.node(schema.target_type).label, schema.id_prop,
+                   tuple(props.get("class_values") or ()), frozenset(
+                       {schema.id_prop, schema.x_prop, schema.y_prop, schema.split_prop, "id", "x", "y", "split",
+                        *(p for f in features for p in f.split("+")), props.get("target_property"),
+                        props.get("split_source")} - {None}))
+
+
+def select_ids(client: Neo4jClient, schema: GraphSchema | WriteTarget, where: str | None) -> np.ndarray:
     """Sorted dense ids of the dataset's nodes that ``where`` selects (all without it), read-only."""
     s = schema
     cond = f"WHERE ({check_predicate(where)}) " if where else ""
@@ -59,18 +89,16 @@ def select_ids(client: Neo4jClient, schema: GraphSchema, where: str | None) -> n
     return np.sort(np.asarray([i for i in ids if i is not None], dtype=np.int64))
 
 
-def check_properties(record: DatasetRecord, names: dict[str, str | None]) -> dict[str, str]:
+def check_properties(target: WriteTarget, names: dict[str, str | None]) -> dict[str, str]:
     """The properties to write, validated and not one the dataset stores or reads (ids, rows, sources)."""
-    s = record.schema
-    reserved = {s.id_prop, s.x_prop, s.y_prop, s.split_prop, s.adj_prop, *(record.properties.get("feature_properties") or []),
-                record.properties.get("target_property"), record.properties.get("split_source")}
+    reserved = target.reserved
     out = {}
     for flag, prop in names.items():
         if prop is None:
             continue
         validate_identifier(prop, flag)
         if prop in reserved:
-            raise UsageError(f"{flag} {prop!r} is a property the dataset {record.name!r} stores or was built from; "
+            raise UsageError(f"{flag} {prop!r} is a property the dataset {target.name!r} stores or was built from; "
                              "choose another name, e.g. predicted_class")
         out[flag] = prop
     if len(set(out.values())) != len(out):
@@ -79,18 +107,18 @@ def check_properties(record: DatasetRecord, names: dict[str, str | None]) -> dic
 
 
 class Neo4jWriter:
-    """Writes predictions as node properties of ``record``'s nodes in resumable marked chunks."""
+    """Writes predictions as node properties of ``target``'s nodes in resumable marked chunks."""
 
-    def __init__(self, client: Neo4jClient, record: DatasetRecord, run: str, props: dict[str, str],
+    def __init__(self, client: Neo4jClient, target: WriteTarget, run: str, props: dict[str, str],
                  *, request: dict[str, Any], embedding_format: str = "list") -> None:
-        self.client, self.record, self.props = client, record, props
+        self.client, self.target, self.props = client, target, props
         self.embedding_format = embedding_format
-        self.classes = list(record.properties.get("class_values") or [])
+        self.classes = list(target.classes)
         self.key = f"predict:{run}"
         self.kind = ",".join(f"{k}={v}" for k, v in sorted(props.items()))
         self.request = {**request, "kind": self.kind}
         self._done = self._start()
-        s = record.schema
+        s = target
         sets = [f"n.`{props['--write_property']}` = r.p"]
         if "--write_proba" in props:
             sets.append(f"n.`{props['--write_proba']}` = r.q")
@@ -139,7 +167,7 @@ class Neo4jWriter:
                 return
             wrote = tx.run(self.query, rows=rows).single()["c"]
             if wrote != len(rows):
-                raise UserError(f"{len(rows) - wrote} nodes of {self.record.name!r} vanished during the write-back; "
+                raise UserError(f"{len(rows) - wrote} nodes of {self.target.name!r} vanished during the write-back; "
                                 "run predict.py again")
             tx.run(f"CREATE (:`{BATCH_LABEL}` {{dataset: $dataset, kind: $kind, idx: $idx, rows: $rows}})",
                    marker).consume()
@@ -155,4 +183,4 @@ class Neo4jWriter:
             raise UserError(f"write-back {self.key} wrote {rec['rows']} of {want} nodes; run predict.py again to finish it")
         self.client.write(f"MATCH (j:`{JOB_LABEL}` {{key: $key}}) SET j.complete = true", key=self.key)
         names = ", ".join(self.props.values())
-        return f"wrote {names} to {want} :{self.record.label} nodes"
+        return f"wrote {names} to {want} :{self.target.label} nodes"

@@ -26,7 +26,8 @@ from src.train.config import TrainConfig
 # Flags every rank must share: the model, its training schedule, and every collective's shape.
 MUST_MATCH = ("dataset", "model", "heads", "num_layers", "fanouts", "hidden_channels", "epochs", "lr",
               "weight_decay", "dropout", "seed", "eval_every", "max_steps_per_epoch", "max_eval_seeds",
-              "normalize_features", "metric", "patience", "trim", "resume", "run_name", "num_nodes")
+              "normalize_features", "metric", "patience", "trim", "resume", "run_name", "num_nodes", "target_type",
+              "featureless")
 
 
 def agree(cfg: TrainConfig) -> list[int]:

@@ -72,7 +72,8 @@ def model_identity(cfg: TrainConfig, num_features: int, num_classes: int) -> dic
     return {"dataset": cfg.dataset, "num_features": int(num_features), "num_classes": int(num_classes),
             "hidden_channels": cfg.hidden_channels, "num_layers": cfg.num_layers,
             "normalize_features": cfg.normalize_features, "model": cfg.model, "heads": cfg.heads,
-            "task": cfg.task, "decoder": cfg.decoder if cfg.task == "link" else None}
+            "task": cfg.task, "decoder": cfg.decoder if cfg.task == "link" else None,
+            **({"target_type": cfg.target_type, "featureless": cfg.featureless} if cfg.target_type else {})}
 
 
 def mix_seeds(*words: int) -> int:

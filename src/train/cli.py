@@ -56,7 +56,8 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     arg("--target_type", "heterogeneous dataset: the labelled node type to classify (a typed GraphSAGE, "
         "HeteroConv of SAGEConvs, then trains on it); none: a homogeneous dataset", default=_D.target_type)
     arg("--featureless", "heterogeneous dataset: input of node types without features: embedding (a learnable "
-        "row per node) or constant (a single learnable row per type)", choices=("embedding", "constant"),
+        "row per node), constant (a single learnable row per type) or degree (log1p of the node's degree per "
+        "relationship type, counted where the graph is stored)", choices=("embedding", "constant", "degree"),
         default=_D.featureless)
     arg("--model", "the GNN (PyG's models, trimmed per layer): sage = GraphSAGE (mean), gcn = GCN, gat = GAT, "
         "gin = GIN", choices=MODELS, default=_D.model)

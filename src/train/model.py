@@ -145,7 +145,7 @@ def batch_logits(model: nn.Module, batch: Data, trim: bool = True) -> Tensor:
     """The model's logits for the batch's seeds (its first ``batch_size`` nodes)."""
     bs = int(batch.batch_size)
     if isinstance(batch, HeteroData):  # typed models read the whole batch (src/train/hetero_model.py)
-        return model(batch)[:bs]
+        return model(batch, trim)[:bs]
     hops = getattr(batch, "num_sampled_nodes", None) if trim else None
     layers = getattr(getattr(model, "module", model), "num_layers", -1)  # under DDP: the wrapped model's
     if hops is None or len(hops) != layers + 1:  # a sample of another depth cannot be trimmed

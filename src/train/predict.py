@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import nn
+from torch_geometric.data import HeteroData
 from tqdm import tqdm
 
 from src.backends.base import Backend
@@ -105,7 +106,7 @@ def load_model(cfg: TrainConfig, backend: Backend) -> tuple[nn.Module, int]:
     state = load_checkpoint(path, identity)
     if state is None:
         raise UserError(f"run {cfg.run_name!r} has no checkpoint at {path}; train it first (or pass its --checkpoint_dir)")
-    model = model_from_identity(identity, cfg.dropout)
+    model = backend.make_model(cfg) or model_from_identity(identity, cfg.dropout)  # typed: the backend's
     model.load_state_dict(state["model"])
     return model.eval(), int(state["epoch"])
 
@@ -136,7 +137,7 @@ def predict(model: nn.Module, backend: Backend, ids: np.ndarray, writer: Predict
                 batch = next(batches)
                 n = int(batch.batch_size)
                 logits = batch_logits(model, batch)
-                got = batch.n_id[:n].numpy()
+                got = seed_ids(batch, n)
                 if not np.array_equal(got, ids[slice(*chunks[k])]):
                     raise RuntimeError("the loader's batches do not follow the seed order")
                 writer.write(k, Prediction(
@@ -148,6 +149,13 @@ def predict(model: nn.Module, backend: Backend, ids: np.ndarray, writer: Predict
     finally:
         model.keep_last_hidden, model.last_hidden = False, None
     return predicted, skipped
+
+
+def seed_ids(batch: Any, n: int) -> np.ndarray:
+    """The ids of a batch's ``n`` seeds (of the target type in a heterogeneous batch)."""
+    if isinstance(batch, HeteroData):
+        return next(batch[t].n_id[:n].numpy() for t in batch.node_types if "batch_size" in batch[t])
+    return batch.n_id[:n].numpy()
 
 
 def predict_seed(cfg: TrainConfig) -> int:

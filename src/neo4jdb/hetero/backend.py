@@ -14,16 +14,17 @@ class Neo4jHeteroBackend(HeteroBackend):
     name = "neo4j"
 
     def __init__(self, client: Neo4jClient, schema: HeteroSchema, *, target_type: str, fanouts: str,
-                 batch_size: int, num_loader_threads: int, use_procedures: bool | None = None) -> None:
+                 batch_size: int, num_loader_threads: int, use_procedures: bool | None = None,
+                 featureless: str = "embedding") -> None:
         super().__init__(dataset=schema.dataset, node_types={t.name: (t.num_nodes, t.num_features, t.labelled)
                                                              for t in schema.node_types},
                          edge_types={r.edge_type: r.num_edges for r in schema.rel_types}, target_type=target_type,
                          num_classes=schema.num_classes, fanouts=fanouts, batch_size=batch_size,
-                         num_loader_threads=num_loader_threads)
+                         num_loader_threads=num_loader_threads, featureless=featureless)
         self.client = client
         self.schema = schema
         self.use_procedures = use_procedures
-        self.rows = Neo4jHeteroRows(client, schema, use_procedures=use_procedures)
+        self.rows = Neo4jHeteroRows(client, schema, use_procedures=use_procedures, degrees=featureless == "degree")
         self._server_pid = local_server_pid(client.settings.uri)
 
     def _split_ids(self, split: str) -> np.ndarray:

@@ -137,6 +137,9 @@ def delete_hetero(client: Neo4jClient, name: str) -> None:
     props = hetero_record(client, name)
     if props is None:
         return
+    if props.get("method") == "register":  # the user's own graph: never deleted, only unregistered
+        raise UserError(f"dataset {name!r} is a graph registered in place (`{props.get('register_command')}`); "
+                        "remove its registration with loaders/register_graph.py --name NAME --reset, not the loader")
     schema = HeteroSchema.from_record(props)
     client.write(f"MATCH (d:`{DATASET_LABEL}` {{name: $name}}) SET d.complete = false", name=name)
     for r in schema.rel_types:

@@ -129,10 +129,12 @@ class Neo4jHeteroSampler(HeteroHopSampler):
 class Neo4jHeteroRows(HeteroRowStore):
     """``x``/``y`` per node type from Neo4j (``gnn.fetchRows`` per label, else Cypher)."""
 
-    def __init__(self, client: Neo4jClient, schema: HeteroSchema, use_procedures: bool | None = None) -> None:
+    def __init__(self, client: Neo4jClient, schema: HeteroSchema, use_procedures: bool | None = None,
+                 degrees: bool = False) -> None:
         super().__init__({t.name: t.num_nodes for t in schema.node_types},
                          {t.name: t.num_features for t in schema.node_types},
-                         {t.name for t in schema.node_types if t.labelled})
+                         {t.name for t in schema.node_types if t.labelled},
+                         degree_edges=schema.edge_types if degrees else None)
         self.client = client
         self.schema = schema
         self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
@@ -142,7 +144,7 @@ class Neo4jHeteroRows(HeteroRowStore):
 
     def fetch_type(self, node_type: str, ids: np.ndarray, want_x: bool, want_y: bool
                    ) -> tuple[Tensor | None, Tensor | None]:
-        f = self.num_features[node_type]
+        f = self.stored_features[node_type]
         if len(ids) == 0:
             return torch.zeros((0, f)), torch.zeros(0, dtype=torch.long)
         if self.use_procedures and f:
@@ -150,6 +152,23 @@ class Neo4jHeteroRows(HeteroRowStore):
         else:
             x, y = self._cypher_rows(node_type, ids, f)
         return (torch.from_numpy(x) if want_x else None), (torch.from_numpy(y) if want_y else None)
+
+    def fetch_degrees(self, node_type: str, ids: np.ndarray) -> np.ndarray:
+        """The degrees Neo4j holds now: one COUNT subquery per column over the relationships themselves."""
+        s = self.schema
+        counts = []
+        for e, way in self.degrees[node_type]:
+            r = s.rel(e)
+            other = s.node(r.src if way == "in" else r.dst).label
+            arrow = f"<-[:`{r.rel_type}`]-" if way == "in" else f"-[:`{r.rel_type}`]->"
+            counts.append(f"COUNT {{ (n){arrow}(m:`{other}`) WHERE m.`{s.id_prop}` IS NOT NULL }}")
+        query = (f"UNWIND $ids AS i MATCH (n:`{s.node(node_type).label}` {{`{s.id_prop}`: i}}) "
+                 f"RETURN collect([{', '.join(counts)}]) AS d")
+        rec = self.client.read_tx(lambda tx: tx.run(query, ids=ids.tolist()).single(strict=True))
+        if len(rec["d"]) != len(ids):
+            raise UserError(f"{len(ids) - len(rec['d'])} of the requested {node_type} nodes of dataset "
+                            f"{s.dataset!r} are not in Neo4j; reload it")
+        return np.asarray(rec["d"], dtype=np.int64).reshape(len(ids), len(counts))
 
     def _cypher_rows(self, node_type: str, ids: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
         s, label = self.schema, self.schema.node(node_type).label

@@ -4,7 +4,9 @@ Why: every reader (sampler, feature store, backend) must map node types to label
 relationship types the same way the loader wrote them. A node type ``t`` of dataset ``d`` is the
 label ``<d>_<t>`` (``default_label``), a relationship ``r`` the type ``<d>_<r>``, so two datasets
 never share labels or types; ids are dense per type (property ``id``), features ``x`` (float32-le
-bytes) on featured types, ``y``/``split`` on labelled types. The record keeps the node and
+bytes) on featured types, ``y``/``split`` on labelled types. A graph registered in place
+(src/neo4jdb/register/hetero.py) keeps the user's labels and types and namespaced property names,
+which the record names (``id_prop``, ``x_prop``, ``y_prop``, ``split_prop``). The record keeps the node and
 relationship types as JSON (``node_types``, ``rel_types``); it has no ``label``/``rel_type``, so the
 homogeneous readers and the plugin's live-adjacency hook skip it.
 """
@@ -60,6 +62,8 @@ class HeteroSchema:
         names = {t.name for t in self.node_types}
         for t in self.node_types:
             validate_identifier(t.label, "label")
+        for prop in (self.id_prop, self.x_prop, self.y_prop, self.split_prop):
+            validate_identifier(prop, "property name")
         for r in self.rel_types:
             validate_identifier(r.rel_type, "relationship type")
             bad = [t for t in (r.src, r.dst) if t not in names]
@@ -96,7 +100,8 @@ class HeteroSchema:
                 "node_types": json.dumps([t.__dict__ for t in self.node_types]),
                 "rel_types": json.dumps([r.__dict__ for r in self.rel_types]),
                 "num_nodes": sum(t.num_nodes for t in self.node_types),
-                "num_edges": sum(r.num_edges for r in self.rel_types)}
+                "num_edges": sum(r.num_edges for r in self.rel_types), "id_prop": self.id_prop,
+                "x_prop": self.x_prop, "y_prop": self.y_prop, "split_prop": self.split_prop}
 
     @classmethod
     def from_record(cls, props: Mapping[str, Any]) -> HeteroSchema:
@@ -105,7 +110,8 @@ class HeteroSchema:
                             "scripts (no --target_type)")
         return cls(str(props["name"]), tuple(NodeTypeSpec(**t) for t in json.loads(props["node_types"])),
                    tuple(RelTypeSpec(**r) for r in json.loads(props["rel_types"])), str(props["target_type"]),
-                   int(props["num_classes"]))
+                   int(props["num_classes"]), **{k: str(props[k]) for k in ("id_prop", "x_prop", "y_prop", "split_prop")
+                                                 if props.get(k)})
 
 
 def hetero_record(client: Any, name: str) -> dict[str, Any] | None:

@@ -48,14 +48,24 @@ def _types(raw: list[str]) -> set[str]:
 
 def check_names(client: Neo4jClient, spec: RegisterSpec) -> None:
     """The label and the relationship type exist (a typo would otherwise register an empty graph)."""
+    check_labels(client, [spec.label], "--node_label")
+    check_rel_types(client, [spec.rel_type], "--rel_type")
+
+
+def check_labels(client: Neo4jClient, wanted: list[str], flag: str) -> None:
     labels = client.read("CALL db.labels() YIELD label RETURN collect(label) AS l")[0]["l"]
-    if spec.label not in labels:
-        raise UserError(f"unknown label {spec.label!r} in Neo4j database {client.database!r} (labels there: "
-                        f"{', '.join(sorted(labels)[:20]) or 'none'}); pass the label of your nodes as --node_label")
+    for label in wanted:
+        if label not in labels:
+            raise UserError(f"unknown label {label!r} in Neo4j database {client.database!r} (labels there: "
+                            f"{', '.join(sorted(labels)[:20]) or 'none'}); pass the label of your nodes in {flag}")
+
+
+def check_rel_types(client: Neo4jClient, wanted: list[str], flag: str) -> None:
     types = client.read("CALL db.relationshipTypes() YIELD relationshipType AS t RETURN collect(t) AS l")[0]["l"]
-    if spec.rel_type not in types:
-        raise UserError(f"unknown relationship type {spec.rel_type!r} in Neo4j database {client.database!r} (types "
-                        f"there: {', '.join(sorted(types)[:20]) or 'none'}); pass your relationship type as --rel_type")
+    for rel_type in wanted:
+        if rel_type not in types:
+            raise UserError(f"unknown relationship type {rel_type!r} in Neo4j database {client.database!r} (types "
+                            f"there: {', '.join(sorted(types)[:20]) or 'none'}); pass your relationship type in {flag}")
 
 
 def inspect_graph(client: Neo4jClient, spec: RegisterSpec) -> GraphFacts:
@@ -64,18 +74,19 @@ def inspect_graph(client: Neo4jClient, spec: RegisterSpec) -> GraphFacts:
     L = spec.label
     num_nodes = client.count_nodes(L)
     rels = client.read(f"MATCH (:`{L}`)-[r:`{spec.rel_type}`]->(:`{L}`) RETURN count(r) AS c")[0]["c"]
-    kind, width, missing_x = _check_features(client, spec, num_nodes)
-    classes, missing_y = _check_target(client, spec)
-    split_counts = _check_split(client, spec) if spec.split_prop else {}
+    kind, width, missing_x = check_features(client, L, spec.features, spec.missing_features, num_nodes)
+    classes, missing_y = check_target(client, L, spec.target, spec.missing_target)
+    split_counts = check_split(client, L, spec.split_prop) if spec.split_prop else {}
     return GraphFacts(num_nodes=num_nodes, num_relationships=int(rels), num_features=width, feature_kind=kind,
                       classes=classes, missing_features=missing_x, missing_target=missing_y, split_counts=split_counts)
 
 
-def _check_features(client: Neo4jClient, spec: RegisterSpec, num_nodes: int) -> tuple[str, int, int]:
-    L, props = spec.label, spec.features
+def check_features(client: Neo4jClient, L: str, props: tuple[str, ...], missing_policy: str, num_nodes: int
+                   ) -> tuple[str, int, int]:
+    """(kind, width, nodes without features) of the feature properties ``props`` of label ``L``."""
     present = " AND ".join(f"n.`{p}` IS NOT NULL" for p in props)
     missing = client.read(f"MATCH (n:`{L}`) WHERE NOT ({present}) RETURN count(n) AS c")[0]["c"]
-    if missing and spec.missing_features == "error":
+    if missing and missing_policy == "error":
         what = f"feature property {props[0]!r}" if len(props) == 1 else f"one of the feature properties {','.join(props)}"
         raise UserError(f"{missing} of {num_nodes} :{L} nodes lack {what}; set it on them, or pass "
                         "--missing_features zero to give them all-zero features")
@@ -128,12 +139,12 @@ def _check_features(client: Neo4jClient, spec: RegisterSpec, num_nodes: int) -> 
     return "list", lo, int(missing)
 
 
-def _check_target(client: Neo4jClient, spec: RegisterSpec) -> tuple[list[Any], int]:
-    L, t = spec.label, spec.target
+def check_target(client: Neo4jClient, L: str, t: str, missing_policy: str) -> tuple[list[Any], int]:
+    """(sorted class vocabulary, nodes without target) of the target property ``t`` of label ``L``."""
     rec = client.read(f"MATCH (n:`{L}`) RETURN count(n) - count(n.`{t}`) AS missing, "
                       f"collect(DISTINCT valueType(n.`{t}`)) AS types")[0]
     missing, types = int(rec["missing"]), _types(rec["types"]) - {"NULL"}
-    if missing and spec.missing_target == "error":
+    if missing and missing_policy == "error":
         raise UserError(f"{missing} :{L} nodes lack the target property {t!r}; set it on them, or pass "
                         "--missing_target unlabelled to leave them unlabelled (no split)")
     if not types:
@@ -148,8 +159,8 @@ def _check_target(client: Neo4jClient, spec: RegisterSpec) -> tuple[list[Any], i
     return vocab, missing
 
 
-def _check_split(client: Neo4jClient, spec: RegisterSpec) -> dict[str, int]:
-    L, s = spec.label, spec.split_prop
+def check_split(client: Neo4jClient, L: str, s: str) -> dict[str, int]:
+    """Nodes per split of the split property ``s`` of label ``L`` (other values refused)."""
     rows = client.read(f"MATCH (n:`{L}`) RETURN n.`{s}` AS v, count(*) AS c")
     counts: dict[str, int] = {}
     unknown = []

@@ -105,7 +105,8 @@ def register(client: Neo4jClient, spec: RegisterSpec, config: LoadConfig, *, res
     done = done_batches(client, spec.name)
     t = time.perf_counter()
     facts.num_nodes = n  # the nodes that got ids (the same as checked unless nodes came or went meanwhile)
-    report.written["rows"], stats = write.write_rows(client, spec, facts, y, codes, done.get("rows", set()), config)
+    report.written["rows"], stats = write.write_rows(client, write.RowJob.of(spec, facts), y, codes,
+                                                           done.get("rows", set()), config)
     report.phases["rows"] = time.perf_counter() - t
     t = time.perf_counter()
     report.written["adjacency"] = write.write_adjacency(client, spec, n, done.get("adjacency", set()), config)
@@ -125,6 +126,9 @@ def register(client: Neo4jClient, spec: RegisterSpec, config: LoadConfig, *, res
 
 def _refuse_other(record: dict[str, Any], spec: RegisterSpec, allow_other_request: bool = False) -> None:
     """A name that holds a loaded dataset, or another registration request, is not overwritten."""
+    if record.get("hetero"):
+        raise UserError(f"the name {spec.name!r} already holds a heterogeneous dataset "
+                        f"(`{record.get('register_command') or record.get('source')}`); choose another --name")
     if record.get("method") != METHOD:
         raise UserError(f"the name {spec.name!r} already holds dataset {record.get('name')!r} loaded by the loader "
                         f"(source {record.get('source')}, label {record.get('label')}); choose another --name")

@@ -20,6 +20,11 @@ MISSING_FEATURES = ("error", "zero")
 MISSING_TARGET = ("error", "unlabelled")
 
 
+def registration_prefix(name: str) -> str:
+    """``gnn_<name>_``: the prefix of a registration's own property names."""
+    return f"gnn_{re.sub(r'[^A-Za-z0-9_]', '_', default_label(name))}_"
+
+
 @dataclass(frozen=True)
 class RandomSplit:
     """Seeded random split of the labelled nodes by fractions (stratified by class when asked)."""
@@ -90,7 +95,7 @@ class RegisterSpec:
     @property
     def prefix(self) -> str:
         """``gnn_<name>_``: the registration's own properties never collide with the user's or another's."""
-        return f"gnn_{re.sub(r'[^A-Za-z0-9_]', '_', default_label(self.name))}_"
+        return registration_prefix(self.name)
 
     @property
     def schema(self) -> GraphSchema:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from src.core.feature_stats import FeatureStats, FeatureSums
 from src.core.schema import GraphSchema
 from src.data.loading import LoadConfig
 from src.neo4jdb.load.unwind import run_batches
+from src.neo4jdb.register.hetero_spec import HeteroRegisterSpec
 from src.neo4jdb.register.inspect import GraphFacts
 from src.neo4jdb.register.spec import SPLIT_VALUES, RegisterSpec
 
@@ -44,8 +46,16 @@ def _internal_order(element_ids: list[str]) -> np.ndarray:
 def assign_ids(client: Neo4jClient, spec: RegisterSpec, config: LoadConfig) -> tuple[int, np.ndarray]:
     """Dense ids 0..N-1 on the nodes lacking one; returns (ids written, the target value of each id)."""
     s = spec.schema
+    return assign_dense_ids(client, s.dataset, s.label, s.id_prop, spec.target, spec.batch_nodes, config)
+
+
+def assign_dense_ids(client: Neo4jClient, dataset: str, label: str, id_prop: str, read_prop: str | None,
+                     batch_nodes: int, config: LoadConfig) -> tuple[int, np.ndarray]:
+    """Dense ids 0..N-1 (property ``id_prop``) on the ``label`` nodes lacking one, in the store's order;
+    returns (ids written, the value of ``read_prop`` (None when not given) of each id)."""
+    read = f"n.`{read_prop}`" if read_prop else "null"
     rows = client.read_tx(lambda tx: [tuple(r) for r in tx.run(
-        f"MATCH (n:`{s.label}`) RETURN elementId(n) AS e, n.`{s.id_prop}` AS i, n.`{spec.target}` AS t")])
+        f"MATCH (n:`{label}`) RETURN elementId(n) AS e, n.`{id_prop}` AS i, {read} AS t")])
     n = len(rows)
     targets = np.empty(n, dtype=object)
     have = [(i, t) for _, i, t in rows if i is not None]
@@ -54,18 +64,18 @@ def assign_ids(client: Neo4jClient, spec: RegisterSpec, config: LoadConfig) -> t
     todo = [(e, t) for e, i, t in rows if i is None]
     first = len(have)
     if have and max(i for i, _ in have) != first - 1:
-        raise UserError(f"dense ids {s.id_prop!r} on :{s.label} are not 0..{first - 1}; start the registration "
+        raise UserError(f"dense ids {id_prop!r} on :{label} are not 0..{first - 1}; start the registration "
                         f"over with --reset")
     order = _internal_order([e for e, _ in todo])
-    query = f"UNWIND $rows AS r MATCH (n) WHERE elementId(n) = r.e SET n.`{s.id_prop}` = r.i RETURN count(n) AS c"
-    with tqdm(total=n, initial=first, unit="node", unit_scale=True, desc=f"{s.dataset} ids",
+    query = f"UNWIND $rows AS r MATCH (n) WHERE elementId(n) = r.e SET n.`{id_prop}` = r.i RETURN count(n) AS c"
+    with tqdm(total=n, initial=first, unit="node", unit_scale=True, desc=f"{dataset} ids",
               disable=not config.progress) as bar:
-        for lo in range(0, len(order), spec.batch_nodes):
-            chunk = order[lo:lo + spec.batch_nodes]
+        for lo in range(0, len(order), batch_nodes):
+            chunk = order[lo:lo + batch_nodes]
             batch = [{"e": todo[k][0], "i": first + lo + j} for j, k in enumerate(chunk.tolist())]
             wrote = client.write_tx(lambda tx: tx.run(query, rows=batch).single()["c"])
             if wrote != len(batch):
-                raise UserError(f"{len(batch) - wrote} :{s.label} nodes were deleted during the registration; "
+                raise UserError(f"{len(batch) - wrote} :{label} nodes were deleted during the registration; "
                                 "run it again")
             for j, k in enumerate(chunk.tolist()):
                 targets[first + lo + j] = todo[k][1]
@@ -79,7 +89,7 @@ def class_indices(targets: np.ndarray, classes: list[Any]) -> np.ndarray:
     return np.array([index.get(t, -1) if t is not None else -1 for t in targets], dtype=np.int64)
 
 
-def random_split_codes(y: np.ndarray, spec: RegisterSpec) -> np.ndarray:
+def random_split_codes(y: np.ndarray, spec: RegisterSpec | HeteroRegisterSpec) -> np.ndarray:
     """Split code per dense id (0 none, 1 train, 2 val, 3 test): a seeded permutation of the labelled
     nodes cut by the fractions, per class when ``--stratify``."""
     frac = spec.random_split
@@ -95,48 +105,81 @@ def random_split_codes(y: np.ndarray, spec: RegisterSpec) -> np.ndarray:
     return codes
 
 
-def write_rows(client: Neo4jClient, spec: RegisterSpec, facts: GraphFacts, y: np.ndarray,
-               split_codes: np.ndarray | None, done: set[int], config: LoadConfig) -> tuple[int, FeatureStats | None]:
+@dataclass(frozen=True)
+class RowJob:
+    """The packed rows of one label: where to read (the user's properties) and write (the namespaced ones)."""
+
+    dataset: str
+    label: str
+    id_prop: str
+    x_prop: str
+    y_prop: str
+    split_prop: str
+    features: tuple[str, ...]  # empty: no x written (a featureless heterogeneous type)
+    feature_kind: str
+    num_features: int
+    num_nodes: int
+    user_split: str | None  # the user's split property, when the split is not random
+    batch_nodes: int
+    labelled: bool = True  # y and split written
+    kind: str = "rows"  # the batch markers' kind
+
+    @classmethod
+    def of(cls, spec: RegisterSpec, facts: GraphFacts) -> RowJob:
+        s = spec.schema
+        return cls(s.dataset, s.label, s.id_prop, s.x_prop, s.y_prop, s.split_prop, spec.features, facts.feature_kind,
+                   facts.num_features, facts.num_nodes, spec.split_prop, spec.batch_nodes)
+
+
+def write_rows(client: Neo4jClient, job: RowJob, y: np.ndarray | None, split_codes: np.ndarray | None,
+               done: set[int], config: LoadConfig) -> tuple[int, FeatureStats | None]:
     """Packed float32 rows, class index and split of every node; returns (rows written, stats if all were)."""
-    s, L = spec.schema, spec.label
-    n, f = facts.num_nodes, facts.num_features
-    if facts.feature_kind == "scalars":
-        read_x = "[" + ", ".join(f"n.`{p}`" for p in spec.features) + "]"
+    L, n, f = job.label, job.num_nodes, job.num_features
+    if not job.features:
+        read_x = "null"
+    elif job.feature_kind == "scalars":
+        read_x = "[" + ", ".join(f"n.`{p}`" for p in job.features) + "]"
     else:
-        read_x = f"n.`{spec.features[0]}`"
-    read_split = f", n.`{spec.split_prop}` AS s" if spec.split_prop else ""
-    read = f"UNWIND range($lo, $hi - 1) AS i MATCH (n:`{L}` {{`{s.id_prop}`: i}}) RETURN i, {read_x} AS x{read_split}"
+        read_x = f"n.`{job.features[0]}`"
+    read_split = f", n.`{job.user_split}` AS s" if job.user_split and job.labelled else ""
+    read = f"UNWIND range($lo, $hi - 1) AS i MATCH (n:`{L}` {{`{job.id_prop}`: i}}) RETURN i, {read_x} AS x{read_split}"
     sums, lock = FeatureSums(f), threading.Lock()
 
     def params(lo: int, hi: int) -> dict[str, Any]:
         recs = client.read(read, lo=lo, hi=hi)
         if len(recs) != hi - lo:
-            raise UserError(f"nodes {lo}..{hi - 1} of {s.dataset!r} have no dense id {s.id_prop!r}; start over with --reset")
+            raise UserError(f"nodes {lo}..{hi - 1} of {job.dataset!r} have no dense id {job.id_prop!r}; start over "
+                            "with --reset")
         recs.sort(key=lambda r: r["i"])
-        x = np.zeros((hi - lo, f), dtype=np.float32)
-        for k, r in enumerate(recs):
-            v = r["x"]
-            if v is None or (facts.feature_kind == "scalars" and None in v):
-                continue  # --missing_features zero (the checks refused it otherwise)
-            x[k] = np.frombuffer(bytes(v), dtype="<f4") if facts.feature_kind == "bytes" else v
-        if not np.isfinite(x).all():
-            raise UserError(f"features of :{L} nodes {lo}..{hi - 1} hold NaN or infinite values; replace them with "
-                            "finite numbers, then run the registration again")
-        with lock:
-            sums.add(x)
-        if split_codes is not None:
-            splits = SPLIT_CODES[split_codes[lo:hi]].tolist()
-        else:
-            splits = [SPLIT_VALUES.get(r["s"].lower()) if isinstance(r["s"], str) else None for r in recs]
-        ys = y[lo:hi].tolist()
-        xs = split_rows(*encode_rows(x, DENSE))
-        return {"rows": [{"id": lo + k, "x": xs[k], "y": ys[k], "split": splits[k] if ys[k] >= 0 else None}
-                         for k in range(hi - lo)]}
+        rows: list[dict[str, Any]] = [{"id": lo + k} for k in range(hi - lo)]
+        if job.features:
+            x = np.zeros((hi - lo, f), dtype=np.float32)
+            for k, r in enumerate(recs):
+                v = r["x"]
+                if v is None or (job.feature_kind == "scalars" and None in v):
+                    continue  # --missing_features zero (the checks refused it otherwise)
+                x[k] = np.frombuffer(bytes(v), dtype="<f4") if job.feature_kind == "bytes" else v
+            if not np.isfinite(x).all():
+                raise UserError(f"features of :{L} nodes {lo}..{hi - 1} hold NaN or infinite values; replace them "
+                                "with finite numbers, then run the registration again")
+            with lock:
+                sums.add(x)
+            for row, xs in zip(rows, split_rows(*encode_rows(x, DENSE))):
+                row["x"] = xs
+        if job.labelled:
+            if split_codes is not None:
+                splits = SPLIT_CODES[split_codes[lo:hi]].tolist()
+            else:
+                splits = [SPLIT_VALUES.get(r["s"].lower()) if isinstance(r["s"], str) else None for r in recs]
+            for row, yk, sk in zip(rows, y[lo:hi].tolist(), splits):
+                row["y"], row["split"] = yk, sk if yk >= 0 else None
+        return {"rows": rows}
 
-    query = (f"UNWIND $rows AS r MATCH (n:`{L}` {{`{s.id_prop}`: r.id}}) "
-             f"SET n.`{s.x_prop}` = r.x, n.`{s.y_prop}` = r.y, n.`{s.split_prop}` = r.split")
-    batch = min(spec.batch_nodes, max(1, (8 << 20) // (4 * max(f, 1))))
-    written = run_batches(client, s.dataset, "rows", n, batch, done, query, params, config)
+    sets = ([f"n.`{job.x_prop}` = r.x"] if job.features else []) + (
+        [f"n.`{job.y_prop}` = r.y", f"n.`{job.split_prop}` = r.split"] if job.labelled else [])
+    query = f"UNWIND $rows AS r MATCH (n:`{L}` {{`{job.id_prop}`: r.id}}) SET {', '.join(sets)}"
+    batch = min(job.batch_nodes, max(1, (8 << 20) // (4 * max(f, 1))))
+    written = run_batches(client, job.dataset, job.kind, n, batch, done, query, params, config)
     return written, (sums.result() if not done else None)
 
 
