@@ -167,6 +167,9 @@ def load_hetero(args: argparse.Namespace, config: LoadConfig, options: dict) -> 
     if args.backend != "neo4j" or args.name or args.node_label or args.rel_type or args.method == "import":
         raise UsageError(f"--dataset {SYNTHETIC_HETERO} loads into Neo4j with UNWIND under its own names: drop "
                          "--backend ladybug, --name, --node_label, --rel_type and --method import")
+    if args.feature_format not in ("auto", "dense"):
+        raise UsageError(f"--feature_format {args.feature_format} applies to homogeneous graphs only; heterogeneous "
+                         "ones store dense float32 rows")
     named = params_from_name(args.dataset)
     if (named is not None or args.dataset.strip().lower() == OGBN_MAG) and options:
         raise UsageError(f"--{' --'.join(options)} apply only to --dataset {SYNTHETIC_HETERO}, not {args.dataset!r}")
