@@ -34,6 +34,7 @@ from src.ladybugdb.client import DEFAULT_DIR, LadybugClient, add_ladybug_args, p
 from src.data.loading import (
     EDGE_BATCH,
     FEATURE_FORMATS,
+    INT8_MAX_ERROR,
     IMPORT_MIN_EDGES,
     METHODS,
     NODE_BATCH,
@@ -82,11 +83,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=None,
                    help=f"rows per transaction for unwind (default: {NODE_BATCH:,} nodes, capped at 16 MiB of "
                         f"features, and {EDGE_BATCH:,} relationships); a resumed load keeps its first batch size")
-    p.add_argument("--feature_format", choices=FEATURE_FORMATS, default="auto",
+    p.add_argument("--feature_format", "--feature_encoding", choices=FEATURE_FORMATS, default="auto",
                    help="how node features are stored in x: dense (F float32 per node) or sparse ((column, value) "
                         f"pairs of the non-zeros); auto (default): sparse when under {SPARSE_MAX_DENSITY * 100:g}%% of "
-                        "the values are non-zero (e.g. coauthor_phy, cora), else dense. Fixed when a load starts; "
-                        "an existing load keeps its format (use --reset to change it). Neo4j only")
+                        "the values are non-zero (e.g. coauthor_phy, cora), else dense. Compressed dense rows, decoded "
+                        "to float32 by the trainer: float16 (2 bytes a value; |x| <= 65504), bfloat16 (2 bytes, "
+                        "float32's range), int8 (1 byte, per-column scale and offset; refused when its error on a "
+                        f"sample exceeds {INT8_MAX_ERROR * 100:g}%% unless --force_encoding). Fixed when a load starts; "
+                        "an existing load keeps its format (--reset to change it). Neo4j only")
+    p.add_argument("--force_encoding", action="store_true",
+                   help="load int8 features even when their measured quantisation error is above the bound (warns)")
     p.add_argument("--workers", type=int, default=2,
                    help="parallel writer threads for unwind into Neo4j, worker threads of the bulk import "
                         "(default: %(default)s)")
@@ -127,7 +133,7 @@ def main() -> int:
     if not (args.dataset.endswith(".npz") and Path(args.dataset).is_file()):
         validate_dataset_name(args.dataset, "--dataset")
     config = LoadConfig(method=args.method, batch_size=args.batch_size, workers=args.workers, reset=args.reset,
-                        feature_format=args.feature_format)
+                        feature_format=args.feature_format, force_encoding=args.force_encoding)
     options = {k: getattr(args, k) for k in SYNTHETIC_FLAGS if getattr(args, k) is not None}
     hetero = (args.dataset.strip().lower() in (SYNTHETIC_HETERO, OGBN_MAG)
               or params_from_name(args.dataset) is not None)
@@ -140,8 +146,6 @@ def main() -> int:
     if args.backend == "ladybug":
         if args.method != "auto":
             raise UsageError("--method applies to Neo4j only; drop it for --backend ladybug")
-        if args.feature_format == "sparse":
-            raise UsageError("--feature_format sparse applies to Neo4j only; Ladybug stores dense rows")
         report = load_ladybug(args, config, options)
     else:
         client = connect(settings_from_args(args), max_retry_time=args.neo4j_retry_s)
@@ -163,6 +167,9 @@ def load_hetero(args: argparse.Namespace, config: LoadConfig, options: dict) -> 
     if args.backend != "neo4j" or args.name or args.node_label or args.rel_type or args.method == "import":
         raise UsageError(f"--dataset {SYNTHETIC_HETERO} loads into Neo4j with UNWIND under its own names: drop "
                          "--backend ladybug, --name, --node_label, --rel_type and --method import")
+    if args.feature_format not in ("auto", "dense"):
+        raise UsageError(f"--feature_format {args.feature_format} applies to homogeneous graphs only; heterogeneous "
+                         "ones store dense float32 rows")
     named = params_from_name(args.dataset)
     if (named is not None or args.dataset.strip().lower() == OGBN_MAG) and options:
         raise UsageError(f"--{' --'.join(options)} apply only to --dataset {SYNTHETIC_HETERO}, not {args.dataset!r}")
@@ -181,6 +188,7 @@ def load_ladybug(args: argparse.Namespace, config: LoadConfig, options: dict) ->
     """The dataset into its Ladybug file (opened read-write: Ladybug allows one writer)."""
     from src.ladybugdb import loader as ladybug_loader
 
+    ladybug_loader.check_feature_format(config)
     dataset = load_dataset(args.dataset, root=args.dataset_root_dir, **options)
     schema = GraphSchema.for_dataset(args.name or dataset.name, label=args.node_label, rel_type=args.rel_type)
     path = path_from_args(args, schema.dataset)

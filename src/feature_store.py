@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from src.client import Neo4jClient
-from src.core.codecs import DENSE
+from src.core.codecs import DENSE, ColumnAffine
 from src.core.hot_nodes import cypher_query
 from src.core.record import DatasetRecord
 from src.core.row_fetch import DatabaseFeatureStore
@@ -35,10 +35,12 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
     """
 
     def __init__(self, client: Neo4jClient, schema: GraphSchema, num_nodes: int, num_features: int,
-                 *, encoding: str = DENSE, density: float | None = None, cache_mb: float = 0.0,
+                 *, encoding: str = DENSE, density: float | None = None, quant: ColumnAffine | None = None,
+                 cache_mb: float = 0.0,
                  chunk_size: int = 20_000, access: Neo4jAccess | None = None) -> None:
         """``access`` None: the procedures when the server has them, relationships, no projection."""
-        super().__init__(schema, num_nodes, num_features, encoding=encoding, density=density, cache_mb=cache_mb,
+        super().__init__(schema, num_nodes, num_features, encoding=encoding, density=density, quant=quant,
+                         cache_mb=cache_mb,
                          chunk_size=chunk_size)
         self.client = client
         self.access = access if access is not None else Neo4jAccess.resolve(client, schema)
@@ -56,7 +58,7 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
     def from_record(cls, client: Neo4jClient, record: DatasetRecord, **kwargs: object) -> Neo4jFeatureStore:
         """The store of the dataset ``record`` describes (names, sizes, encoding)."""
         return cls(client, record.schema, record.num_nodes, record.num_features,
-                   encoding=record.feature_encoding, density=record.feature_density, **kwargs)
+                   encoding=record.feature_encoding, density=record.feature_density, quant=record.quant(), **kwargs)
 
     @property
     def use_procedures(self) -> bool:
@@ -82,7 +84,7 @@ class Neo4jFeatureStore(DatabaseFeatureStore):
         if not self.use_procedures:
             return super()._read_into(ids, x, y, at)
         x, y = procedures.fetch_rows(self.client, self.schema, ids, num_features=self.num_features,
-                                     encoding=self.encoding, row_bytes=self.row_bytes,
+                                     encoding=self.encoding, quant=self.quant, row_bytes=self.row_bytes,
                                      projection_mb=self.access.projection_mb,
                                      out=None if x is None else (x, y), at=at)
         self._count(len(ids), -(-len(ids) // procedures.rows_per_call(self.row_bytes)))

@@ -1,8 +1,10 @@
 """Byte codecs of what the databases store per node: feature rows and packed adjacency.
 
 Formats (README "Storage model"): dense rows are F little-endian float32; sparse rows the
-non-zeros as (int32 column, float32 value) pairs; adjacency the in-neighbour ids as int64.
-Both loaders write these bytes and every reader decodes them here, bit for bit.
+non-zeros as (int32 column, float32 value) pairs; compressed dense rows (``--feature_format
+float16|bfloat16|int8``) F half floats, bfloat16 or 8-bit codes with a per-column scale and offset
+(src/core/lossy_codecs.py); adjacency the in-neighbour ids as int64. Both loaders write these
+bytes (:func:`encode_rows`) and every reader decodes them here (:func:`decode_rows`), bit for bit.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import scipy.sparse as sp
 
 from src.core.arrays import put_rows
 from src.core.errors import UserError
+from src.core.lossy_codecs import (BFLOAT16, BYTES_PER_VALUE, FLOAT16, LOSSY_ENCODINGS, UINT8_AFFINE, ColumnAffine,
+                                   decode_lossy, encode_lossy)
 from src.core.schema import GraphSchema
 
 # How feature rows ``x`` are stored (the dataset record's ``feature_encoding``).
@@ -21,7 +25,10 @@ DENSE = "float32-le"  # F little-endian float32, 4*F bytes per node
 
 SPARSE = "sparse-int32-float32-le"  # (int32 column, float32 value) pairs of the non-zeros, 8 bytes each
 
-FEATURE_ENCODINGS = (DENSE, SPARSE)
+FEATURE_ENCODINGS = (DENSE, SPARSE, *LOSSY_ENCODINGS)
+# --feature_format names of the encodings (auto picks DENSE or SPARSE by density)
+FORMAT_ENCODINGS = {"dense": DENSE, "sparse": SPARSE, "float16": FLOAT16, "bfloat16": BFLOAT16,
+                    "int8": UINT8_AFFINE}
 
 # auto stores rows sparse below this fraction of non-zeros: 8 bytes per non-zero instead of 4 per
 # column, so 10% is at least 5x smaller (coauthor_phy, 0.4%: ~120x).
@@ -46,23 +53,25 @@ def feature_density(x: Any) -> float:
     return np.count_nonzero(sample.view(np.uint32)) / sample.size
 
 def choose_feature_encoding(density: float, requested: str = "auto") -> str:
-    """``requested`` (auto, dense, sparse or an encoding name) -> DENSE or SPARSE; auto by ``density``."""
-    aliases = {"dense": DENSE, "sparse": SPARSE}
+    """``requested`` (auto, a :data:`FORMAT_ENCODINGS` name or an encoding) -> the encoding; auto by ``density``."""
     if requested == "auto":
         return SPARSE if density < SPARSE_MAX_DENSITY else DENSE
-    encoding = aliases.get(requested, requested)
+    encoding = FORMAT_ENCODINGS.get(requested, requested)
     if encoding not in FEATURE_ENCODINGS:
-        raise ValueError(f"unknown feature encoding {requested!r}; use auto, dense or sparse")
+        raise ValueError(f"unknown feature encoding {requested!r}; use auto, {', '.join(FORMAT_ENCODINGS)}")
     return encoding
 
 def row_bytes(encoding: str, num_features: int, density: float | None = None) -> int:
     """Expected stored bytes per node: sizes batches of writes and fetches (``density`` None: dense)."""
     if encoding == SPARSE:
         return 8 * max(1, int(np.ceil((1.0 if density is None else density) * num_features)))
-    return 4 * num_features
+    return BYTES_PER_VALUE.get(encoding, 4) * num_features
 
-def encode_rows(x: Any, encoding: str = DENSE) -> tuple[bytes, np.ndarray]:
+def encode_rows(x: Any, encoding: str = DENSE, quant: ColumnAffine | None = None) -> tuple[bytes, np.ndarray]:
     """Rows of ``x`` (float32 ndarray or scipy CSR) as concatenated bytes + int64 byte length per row.
+
+    ``quant``: the column scale and offset of ``uint8-affine`` rows (the dataset record's). Compressed
+    rows whose values do not fit the encoding (float16 beyond 65504, non-finite 8-bit) are a ValueError.
 
     Sparse rows list their non-zeros by ascending column; zeros are found on the bit pattern, so
     ``-0.0`` and NaN survive bit for bit. An all-zero row is the single pair ``(0, +0.0)``, never
@@ -71,6 +80,9 @@ def encode_rows(x: Any, encoding: str = DENSE) -> tuple[bytes, np.ndarray]:
     if encoding == DENSE:
         dense = np.ascontiguousarray(x.toarray() if sp.issparse(x) else x, dtype="<f4")
         return dense.tobytes(), np.full(dense.shape[0], 4 * dense.shape[1], dtype=np.int64)
+    if encoding in LOSSY_ENCODINGS:
+        n, f = x.shape
+        return encode_lossy(x, encoding, quant), np.full(n, BYTES_PER_VALUE[encoding] * f, dtype=np.int64)
     if encoding != SPARSE:
         raise ValueError(f"unknown feature encoding {encoding!r}")
     n, f = x.shape
@@ -102,9 +114,9 @@ def split_rows(raw: bytes, lengths: np.ndarray) -> list[bytes]:
     ends = np.cumsum(lengths).tolist()
     return [raw[a:b] for a, b in zip([0, *ends[:-1]], ends)]
 
-def encode_features(x: Any, encoding: str = DENSE) -> list[bytes]:
+def encode_features(x: Any, encoding: str = DENSE, quant: ColumnAffine | None = None) -> list[bytes]:
     """Rows of ``x`` as one ``bytes`` value per node in ``encoding`` (see :func:`encode_rows`)."""
-    return split_rows(*encode_rows(x, encoding))
+    return split_rows(*encode_rows(x, encoding, quant))
 
 @contextlib.contextmanager
 def stored_rows_errors(schema: GraphSchema, encoding: str, num_features: int) -> Iterator[None]:
@@ -117,7 +129,8 @@ def stored_rows_errors(schema: GraphSchema, encoding: str, num_features: int) ->
                         f"{encoding} rows of {num_features} features ({exc}); reload the dataset") from None
 
 def decode_rows(raw: bytes, lengths: np.ndarray, num_features: int, encoding: str = DENSE,
-                out: np.ndarray | None = None, at: np.ndarray | slice | None = None) -> np.ndarray:
+                out: np.ndarray | None = None, at: np.ndarray | slice | None = None,
+                quant: ColumnAffine | None = None) -> np.ndarray:
     """Concatenated stored rows with their byte lengths -> dense writable float32 ``[len(lengths), F]``.
 
     Vectorised: one ``np.frombuffer`` over all rows and, for sparse rows, one scatter. ``out``
@@ -125,7 +138,8 @@ def decode_rows(raw: bytes, lengths: np.ndarray, num_features: int, encoding: st
     less per batch on the feature-fetch path. With ``at`` (row indices, or a slice, of ``out``: one
     row per stored row), row ``i`` goes to ``out[at][i]`` instead, ``out`` being any float32
     ``[m, F]``: rows land straight in their place in a batch. Raises ``ValueError`` when the bytes
-    do not fit ``encoding`` and ``num_features``.
+    do not fit ``encoding`` and ``num_features``. Compressed rows decode to float32 here
+    (src/core/lossy_codecs.py; ``quant``: the record's column scale and offset for ``uint8-affine``).
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     n = len(lengths)
@@ -149,6 +163,17 @@ def decode_rows(raw: bytes, lengths: np.ndarray, num_features: int, encoding: st
             out[at] = rows
         else:
             put_rows(out, at, rows)
+        return out
+    if encoding in LOSSY_ENCODINGS:
+        width = BYTES_PER_VALUE[encoding] * num_features
+        if n and (lengths != width).any():
+            bad = int(lengths[lengths != width][0])
+            raise ValueError(f"a row holds {bad} bytes, expected {width} ({num_features} {encoding} values)")
+        if isinstance(at, slice) and out[at].flags.c_contiguous:
+            decode_lossy(raw, n, num_features, encoding, quant, out=out[at])
+        else:
+            put_rows(out, np.arange(len(out))[at] if isinstance(at, slice) else at,
+                     decode_lossy(raw, n, num_features, encoding, quant))
         return out
     if encoding != SPARSE:
         raise ValueError(f"unknown feature encoding {encoding!r}")
@@ -182,7 +207,8 @@ def _sparse_pairs(raw: bytes, lengths: np.ndarray, num_features: int) -> tuple[n
         raise ValueError(f"a sparse row has column {int(cols.max())}, beyond {num_features} features")
     return lengths // 8, cols, pairs[:, 1].copy()
 
-def decode_features(rows: list[bytes], num_features: int, encoding: str = DENSE) -> np.ndarray:
+def decode_features(rows: list[bytes], num_features: int, encoding: str = DENSE,
+                    quant: ColumnAffine | None = None) -> np.ndarray:
     """Stored rows (one ``bytes`` per node) back to a dense float32 ``[len(rows), F]`` array."""
     lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    return decode_rows(b"".join(rows), lengths, num_features, encoding)
+    return decode_rows(b"".join(rows), lengths, num_features, encoding, quant=quant)

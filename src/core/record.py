@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from src.core.codecs import DENSE
+from src.core.codecs import DENSE, FEATURE_ENCODINGS, UINT8_AFFINE, ColumnAffine
+from src.core.errors import UserError
 from src.core.schema import GraphSchema
 
 METRICS = ("accuracy", "f1", "roc_auc")  # src/train/metrics.py computes them
@@ -43,6 +44,7 @@ class DatasetRecord:
     fingerprint: str | None = None
     load_seconds: float | None = None
     feature_stats: bytes | None = None  # FeatureStats.to_bytes(), for --normalize_features
+    feature_quant: bytes | None = None  # ColumnAffine.to_bytes() of uint8-affine rows (src/core/lossy_codecs.py)
     properties: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -61,8 +63,25 @@ class DatasetRecord:
             feature_density=None if density is None else float(density),
             adjacency=props.get("adjacency") or None, fingerprint=props.get("fingerprint"),
             load_seconds=None if seconds is None else float(seconds),
-            feature_stats=bytes(props["feature_stats"]) if props.get("feature_stats") else None, properties=dict(props),
+            feature_stats=bytes(props["feature_stats"]) if props.get("feature_stats") else None,
+            feature_quant=bytes(props["feature_quant"]) if props.get("feature_quant") else None, properties=dict(props),
         )
+
+    def quant(self) -> ColumnAffine | None:
+        """The column scale and offset the rows were encoded with (``uint8-affine`` only); a record whose
+        encoding this code does not know, or an 8-bit one without its scales, is a one-line UserError."""
+        if self.feature_encoding not in FEATURE_ENCODINGS:
+            raise UserError(f"dataset {self.name!r} stores features as {self.feature_encoding!r}, which this "
+                            f"version cannot read (known: {', '.join(FEATURE_ENCODINGS)}); reload it")
+        if self.feature_encoding != UINT8_AFFINE:
+            return None
+        try:
+            if self.feature_quant is None:
+                raise ValueError("it has none")
+            return ColumnAffine.from_bytes(self.feature_quant, self.num_features)
+        except ValueError as exc:
+            raise UserError(f"dataset {self.name!r} stores 8-bit features but its record's column scale and "
+                            f"offset (feature_quant) are unreadable ({exc}); reload it with --reset") from None
 
     @property
     def schema(self) -> GraphSchema:

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from src.core.arrays import put_rows, stable_argsort_ids, take_rows
-from src.core.codecs import DENSE, SPARSE, decode_rows, decode_rows_csr, row_bytes, stored_rows_errors
+from src.core.codecs import DENSE, SPARSE, ColumnAffine, decode_rows, decode_rows_csr, row_bytes, stored_rows_errors
 from src.core.errors import UsageError, UserError
 from src.core.feature_cache import FeatureCache
 from src.core.hot_nodes import WARM_POLICIES
@@ -70,11 +70,14 @@ class DatabaseFeatureStore(NodeRowStore):
     where = "Neo4j"
 
     def __init__(self, schema: GraphSchema, num_nodes: int, num_features: int, *, encoding: str = DENSE,
-                 density: float | None = None, cache_mb: float = 0.0, chunk_size: int = 20_000) -> None:
-        """``encoding``/``density``: the dataset record's ``feature_encoding``/``feature_density``."""
+                 density: float | None = None, quant: ColumnAffine | None = None, cache_mb: float = 0.0,
+                 chunk_size: int = 20_000) -> None:
+        """``encoding``/``density``/``quant``: the dataset record's ``feature_encoding``/``feature_density``/
+        :meth:`~src.core.record.DatasetRecord.quant` (compressed rows are decoded to float32 before the cache)."""
         super().__init__(num_nodes, num_features)
         self.schema = schema
         self.encoding = encoding
+        self.quant = quant
         self.row_bytes = row_bytes(encoding, num_features, density)
         self.chunk_size = chunk_size
         if cache_mb > 0 and encoding == SPARSE:
@@ -274,7 +277,7 @@ class DatabaseFeatureStore(NodeRowStore):
             x, y = np.empty((len(ids), self.num_features), dtype=np.float32), np.empty(len(ids), dtype=np.int64)
         at = slice(0, len(ids)) if at is None else at
         with stored_rows_errors(self.schema, self.encoding, self.num_features):
-            decode_rows(b"".join(rows), lengths, self.num_features, self.encoding, out=x, at=at)
+            decode_rows(b"".join(rows), lengths, self.num_features, self.encoding, out=x, at=at, quant=self.quant)
         y[at] = labels
         return x, y
 

@@ -6,21 +6,30 @@ tell users the same way how to (finish a) load; none of it needs a database driv
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
-from src.core.codecs import choose_feature_encoding, feature_density, row_bytes
+from src.core.codecs import (DENSE, DENSITY_SAMPLE, FLOAT16, FORMAT_ENCODINGS, LOSSY_ENCODINGS, UINT8_AFFINE, ColumnAffine,
+                             choose_feature_encoding, feature_density, row_bytes)
+from src.core.lossy_codecs import FLOAT16_MAX, column_range, relative_error
 from src.core.errors import UsageError, UserError
 from src.core.record import DatasetRecord
 from src.core.schema import SPLITS, GraphSchema
 from src.data.graph import GraphDataset
 from src.data.synthetic import synthetic_params_from_name
 
+log = logging.getLogger(__name__)
+
 METHODS = ("auto", "unwind", "import")
-FEATURE_FORMATS = ("auto", "dense", "sparse")
+FEATURE_FORMATS = ("auto", *FORMAT_ENCODINGS)  # auto, dense, sparse, float16, bfloat16, int8
+# int8 (uint8-affine) codes whose RMS error on a sample of rows exceeds this fraction of a typical
+# column's spread are refused unless forced: one outlier stretches its column's 255 steps (Gaussian
+# columns measure ~0.5%; with one 100-sigma outlier per column ~15%)
+INT8_MAX_ERROR = 0.05
 NODE_BATCH = 10_000  # nodes per transaction
 EDGE_BATCH = 50_000  # relationships per transaction
 NODE_BATCH_BYTES = 16 << 20  # cap on feature bytes per node transaction (wide features, small heap)
@@ -63,6 +72,7 @@ class LoadConfig:
     import_memory: str = "2g"  # off-heap memory of the bulk importer
     dense_node_threshold: int = DENSE_NODE_THRESHOLD  # bulk importer: relationships from which a node is dense
     feature_format: str = "auto"  # auto: sparse rows below SPARSE_MAX_DENSITY non-zeros (src/core/codecs.py)
+    force_encoding: bool = False  # int8 codes beyond INT8_MAX_ERROR loaded anyway (with a warning)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -85,15 +95,49 @@ class LoadConfig:
 
 @dataclass(frozen=True)
 class FeatureLayout:
-    """How a load stores ``x``: the encoding (src/core/codecs.py) and the density that chose it."""
+    """How a load stores ``x``: the encoding (src/core/codecs.py), the density that chose it and, for
+    compressed rows, the column scale and offset (8-bit) and the relative error measured on a sample."""
 
     encoding: str
     density: float
+    quant: ColumnAffine | None = None
+    error: float | None = None
 
     @classmethod
-    def choose(cls, ds: GraphDataset, requested: str) -> "FeatureLayout":
+    def choose(cls, ds: GraphDataset, requested: str, force: bool = False) -> "FeatureLayout":
+        """The layout of ``requested`` (a --feature_format); compressed encodings that do not fit the
+        features are a one-line UserError (float16 beyond 65504; int8 error above INT8_MAX_ERROR unless ``force``)."""
         density = feature_density(ds.x)
-        return cls(choose_feature_encoding(density, requested), density)
+        try:
+            encoding = choose_feature_encoding(density, requested)
+        except ValueError as exc:
+            raise UsageError(f"invalid --feature_format: {exc}") from None
+        if encoding not in LOSSY_ENCODINGS:
+            return cls(encoding, density)
+        lo, hi, finite = column_range(ds.x)
+        if encoding == FLOAT16 and ds.num_nodes and max(-float(lo.min()), float(hi.max())) > FLOAT16_MAX:
+            raise UserError(f"--feature_format float16: features of {ds.name} reach "
+                            f"{max(-float(lo.min()), float(hi.max())):.6g}, beyond float16's {FLOAT16_MAX:g}; "
+                            "use --feature_format bfloat16 (float32's range) or int8, or scale the features")
+        quant = None
+        if encoding == UINT8_AFFINE:
+            if not finite:
+                raise UserError(f"--feature_format int8: features of {ds.name} hold NaN or infinite values, "
+                                "which 8-bit codes cannot store; use float16, bfloat16 or dense")
+            quant = ColumnAffine.from_range(lo, hi)
+        rows = np.unique(np.linspace(0, max(ds.num_nodes - 1, 0), min(ds.num_nodes, DENSITY_SAMPLE)).astype(np.int64))
+        error = relative_error(ds.features(rows), encoding, quant)
+        what = (f"--feature_format {requested}: RMS error {100 * error:.3g}% of a typical column's spread, "
+                f"measured on {len(rows)} rows of {ds.name}")
+        if encoding == UINT8_AFFINE and error > INT8_MAX_ERROR:
+            if not force:
+                raise UserError(f"{what}, above the {100 * INT8_MAX_ERROR:g}% bound (outliers stretch their columns' "
+                                "255 steps); use --feature_format float16 or bfloat16, or pass --force_encoding "
+                                "to load it anyway")
+            log.warning("%s, above the %g%% bound; loading it anyway (--force_encoding)", what, 100 * INT8_MAX_ERROR)
+        else:
+            log.info("%s", what)
+        return cls(encoding, density, quant, error)
 
     def row_bytes(self, num_features: int) -> int:
         return row_bytes(self.encoding, num_features, self.density)
@@ -152,6 +196,17 @@ def check_complete(record: DatasetRecord | None, name: str, where: str, command:
         raise UserError(f"dataset {name!r} is only partly loaded in {where} (an interrupted load); "
                         f"finish it with `{command}`")
     return record
+
+
+def check_stored_format(record: Any, requested: str, name: str) -> None:
+    """A load keeps the feature encoding it started with: an explicit ``--feature_format`` naming another
+    is a one-line UserError (so rows are never written or read in two encodings)."""
+    if requested == "auto":
+        return
+    want, have = FORMAT_ENCODINGS[requested], record.get("feature_encoding") or DENSE
+    if want != have:
+        raise UserError(f"dataset {name!r} is stored with feature encoding {have}, not {want} (--feature_format "
+                        f"{requested}); pass --reset to reload it as {want}, or drop --feature_format")
 
 
 def dataset_flags(name: str) -> str:

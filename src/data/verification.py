@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from src.core.codecs import DENSE, decode_features, encode_rows, split_rows
+from src.core.codecs import DENSE, LOSSY_ENCODINGS, decode_features, encode_rows, split_rows
 from src.core.errors import UserError
 from src.core.record import DatasetRecord
 from src.core.schema import DATASET_LABEL, GraphSchema
@@ -58,7 +58,7 @@ def verify_loaded(client: GraphClient, ds: GraphDataset, schema: GraphSchema, *,
     want_split = {SPLIT_NAMES[c]: int(n) for c, n in zip(*np.unique(codes, return_counts=True))}
     if got_split != want_split:
         problems.append(f"split counts {got_split} instead of {want_split}")
-    problems += _check_feature_sample(client, ds, s, _stored_encoding(client, s.dataset))
+    problems += _check_feature_sample(client, ds, s, _stored_record(client, s.dataset))
     if adjacency:
         missing = sum(r["c"] for r in hist if r["no_adj"])
         problems += [f"{missing} nodes have no {s.adj_prop!r}"] if missing else check_adjacency(client, ds, s)
@@ -67,14 +67,18 @@ def verify_loaded(client: GraphClient, ds: GraphDataset, schema: GraphSchema, *,
                         "reload it with --reset")
 
 
-def _stored_encoding(client: GraphClient, name: str) -> str:
-    """The feature encoding the dataset's record names (else dense, as for Ladybug's records)."""
+def _stored_record(client: GraphClient, name: str) -> DatasetRecord | None:
+    """The dataset's record (its feature encoding; None: dense, as for Ladybug's records)."""
     recs = client.read(f"MATCH (d:`{DATASET_LABEL}`) WHERE d.name = $name RETURN properties(d) AS p", name=name)
-    return DatasetRecord.from_properties(recs[0]["p"]).feature_encoding if recs else DENSE
+    return DatasetRecord.from_properties(recs[0]["p"]) if recs else None
 
 
-def _check_feature_sample(client: GraphClient, ds: GraphDataset, s: GraphSchema, encoding: str) -> list[str]:
-    """A few rows, stored bytes and decoded values, bit for bit (catches encoding bugs)."""
+def _check_feature_sample(client: GraphClient, ds: GraphDataset, s: GraphSchema, record: DatasetRecord | None
+                          ) -> list[str]:
+    """A few rows, stored bytes and decoded values, bit for bit (catches encoding bugs); compressed rows
+    decode within their encoding's rounding of the source."""
+    encoding = record.feature_encoding if record is not None else DENSE
+    quant = record.quant() if record is not None else None
     if ds.num_nodes == 0:
         return []
     ids = np.unique(np.random.default_rng().integers(0, ds.num_nodes, VERIFY_SAMPLE))
@@ -83,13 +87,21 @@ def _check_feature_sample(client: GraphClient, ds: GraphDataset, s: GraphSchema,
     if [r["id"] for r in recs] != ids.tolist():
         return ["sampled node ids are missing"]
     stored = [bytes(r["x"] or b"") for r in recs]
-    if stored != split_rows(*encode_rows(feature_rows(ds, ids), encoding)):
+    if stored != split_rows(*encode_rows(feature_rows(ds, ids), encoding, quant)):
         return [f"sampled feature rows differ from the source (encoding {encoding})"]
     try:
-        got = decode_features(stored, ds.num_features, encoding)
+        got = decode_features(stored, ds.num_features, encoding, quant)
     except ValueError as exc:
         return [f"sampled feature rows do not decode: {exc}"]
-    if got.tobytes() != np.ascontiguousarray(ds.features(ids), dtype="<f4").tobytes():
+    source = np.ascontiguousarray(ds.features(ids), dtype="<f4")
+    if encoding in LOSSY_ENCODINGS:
+        # half a step of the encoding: 2^-9 relative (bfloat16; float16: 2^-12), half an 8-bit step
+        tol = np.abs(source) * 2.0 ** -8 + (0.51 * quant.scale + 1e-6 * np.abs(quant.offset) if quant else 2.0 ** -24)
+        with np.errstate(invalid="ignore"):
+            close = (np.abs(got - source) <= tol) | (got == source) | (np.isnan(got) & np.isnan(source))
+        if not close.all():
+            return [f"sampled feature rows decode beyond {encoding}'s rounding of the source"]
+    elif got.tobytes() != source.tobytes():
         return ["sampled feature rows decode to other values than the source"]
     return []
 

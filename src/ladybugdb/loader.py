@@ -29,7 +29,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from src.data.graph import GraphDataset
-from src.core.errors import UserError
+from src.core.errors import UsageError, UserError
 from src.ladybugdb.client import LOAD_HINT, LadybugClient
 from src.data.loading import SPLIT_NAMES, EDGE_BATCH, LoadConfig, LoadReport, check_complete, check_counts, dataset_flags
 from src.data.verification import verify_loaded
@@ -63,11 +63,19 @@ def require_loaded(client: LadybugClient, name: str) -> DatasetRecord:
                           f"{LOAD_HINT} {dataset_flags(name)} --ladybug_path {client.path}")
 
 
+def check_feature_format(config: LoadConfig) -> None:
+    """Ladybug stores dense float32 rows only: another ``--feature_format`` is one line."""
+    if config.feature_format not in ("auto", "dense"):
+        raise UsageError(f"--feature_format {config.feature_format} applies to Neo4j only; Ladybug stores dense "
+                         "float32 rows")
+
+
 def ensure_loaded(client: LadybugClient, dataset: GraphDataset, schema: GraphSchema | None = None,
                   config: LoadConfig | None = None) -> LoadReport:
     """Make ``dataset`` present and complete in the (read-write) Ladybug database of ``client``."""
     t0 = time.perf_counter()
     config = config or LoadConfig()
+    check_feature_format(config)
     schema = schema or GraphSchema.for_dataset(dataset.name)
     fingerprint = dataset.fingerprint()
     client.execute(f"CREATE NODE TABLE IF NOT EXISTS `{DATASET_LABEL}`({RECORD_COLUMNS})")

@@ -35,7 +35,7 @@ from src.client import Neo4jClient
 from src.core.minstd import MINSTD_MODULUS, hop_states  # noqa: F401 (hop_states: part of this API)
 from src.core.sampling import RelabelledHop
 from src.core.errors import UserError
-from src.core.codecs import DENSE, SPARSE, decode_rows, decode_rows_csr, stored_rows_errors
+from src.core.codecs import DENSE, SPARSE, ColumnAffine, decode_rows, decode_rows_csr, stored_rows_errors
 from src.core.schema import GraphSchema
 
 log = logging.getLogger(__name__)
@@ -198,13 +198,15 @@ def _check_known(schema: GraphSchema, ids: np.ndarray, counts: np.ndarray) -> No
 
 
 def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num_features: int | None = None,
-               encoding: str = DENSE, row_bytes: int | None = None, projection_mb: float = 0.0,
+               encoding: str = DENSE, quant: ColumnAffine | None = None, row_bytes: int | None = None,
+               projection_mb: float = 0.0,
                out: tuple[np.ndarray, np.ndarray] | None = None, at: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """Features ``float32 [len(ids), F]`` and labels ``int64 [len(ids)]`` in ``ids`` order (repeats allowed).
 
-    ``encoding`` is how ``x`` is stored (the dataset record's ``feature_encoding``); rows are
-    decoded to dense here. ``num_features`` (``F``) is required for sparse rows; for dense rows it
+    ``encoding`` is how ``x`` is stored (the dataset record's ``feature_encoding``, with ``quant`` its
+    column scale and offset for 8-bit rows); rows are decoded to dense float32 here (the procedure
+    returns the stored bytes as they are, whatever their width). ``num_features`` (``F``) is required for sparse rows; for dense rows it
     comes from the stored bytes if not given. ``row_bytes`` (expected stored bytes per node) sizes
     the calls. Missing ids raise :class:`UserError`, as in :class:`Neo4jFeatureStore`.
     ``projection_mb``: see the module docstring. ``out=(x, y)`` receives the rows instead of new
@@ -227,7 +229,7 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
         lengths = np.frombuffer(rec["lengths"], dtype="<i4")
         rows = slice(start, stop) if at is None else at[start:stop]
         with stored_rows_errors(schema, encoding, num_features):
-            decode_rows(rec["x"], lengths, num_features, encoding, out=x, at=rows)
+            decode_rows(rec["x"], lengths, num_features, encoding, out=x, at=rows, quant=quant)
         y[rows] = np.frombuffer(rec["y"], dtype="<i8")
         start = stop
     return x, y

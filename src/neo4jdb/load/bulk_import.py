@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from src.client import Neo4jClient
-from src.core.codecs import DENSE, encode_rows
+from src.core.codecs import DENSE, ColumnAffine, encode_rows
 from src.core.errors import UserError
 from src.core.schema import GraphSchema
 from src.data.graph import GraphDataset
@@ -114,7 +114,8 @@ def load_offline(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fin
                     _drop_store(server, IMPORT_DATABASE)  # left over by a killed load
                     t = time.perf_counter()
                     with BulkImporter.start(server, schema, ds, workdir, config, IMPORT_DATABASE) as importer:
-                        write_import_arrays(ds, workdir, encoding=layout.encoding, progress=config.progress)
+                        write_import_arrays(ds, workdir, encoding=layout.encoding, quant=layout.quant,
+                                            progress=config.progress)
                         report.phases["arrays"] = time.perf_counter() - t
                         t = time.perf_counter()
                         report.tool_stages = importer.run()
@@ -196,7 +197,8 @@ def recover_import(client: Neo4jClient, server: LocalNeo4j, ds: GraphDataset, sc
     elif pending.get("dataset") == schema.dataset and pending.get("fingerprint") == fingerprint:
         log.warning("finishing the offline import of %r killed after its store was in place", schema.dataset)
         create_bookkeeping_constraints(client)
-        create_record(client, ds, schema, fingerprint, config, FeatureLayout.choose(ds, config.feature_format),
+        create_record(client, ds, schema, fingerprint, config, FeatureLayout.choose(ds, config.feature_format,
+                                                                                 config.force_encoding),
                       "import")
     else:
         raise UserError(f"an offline import of {pending.get('dataset')!r} was killed after writing its graph; "
@@ -337,7 +339,8 @@ def _duration(text: str) -> float:
 # --------------------------------------------------------------------------------------------
 # the importer's input
 # --------------------------------------------------------------------------------------------
-def write_import_arrays(ds: GraphDataset, out_dir: Path, *, encoding: str = DENSE, progress: bool = True,
+def write_import_arrays(ds: GraphDataset, out_dir: Path, *, encoding: str = DENSE,
+                        quant: ColumnAffine | None = None, progress: bool = True,
                         node_chunk: int = 1 << 16, edge_chunk: int = 1 << 22) -> None:
     """The flat little-endian arrays the binary importer reads (layout: jobs/neo4j/importer, BinaryInput).
 
@@ -353,7 +356,7 @@ def write_import_arrays(ds: GraphDataset, out_dir: Path, *, encoding: str = DENS
         with open(out_dir / "x.bin", "wb") as xf:
             offsets = [np.zeros(1, dtype="<i8")]
             for lo, hi in ds.iter_node_chunks(node_chunk):
-                raw, lengths = encode_rows(feature_rows(ds, np.arange(lo, hi)), encoding)
+                raw, lengths = encode_rows(feature_rows(ds, np.arange(lo, hi)), encoding, quant)
                 xf.write(raw)
                 offsets.append(offsets[-1][-1] + np.cumsum(lengths, dtype="<i8"))
                 bar.update(hi - lo)

@@ -21,7 +21,7 @@ from src.client import Neo4jClient
 from src.core.errors import UsageError
 from src.core.schema import DATASET_LABEL, GraphSchema
 from src.data.graph import GraphDataset
-from src.data.loading import FeatureLayout, LoadConfig, LoadReport, check_counts
+from src.data.loading import FeatureLayout, LoadConfig, LoadReport, check_counts, check_stored_format
 from src.data.verification import verify_loaded
 from src.neo4jdb.load.bulk_import import (import_blockers, is_local_server, load_offline, pending_import,
                                              recover_import)
@@ -72,6 +72,8 @@ def ensure_loaded(
         with server_lock(srv.root):
             recover_import(client, srv, dataset, schema, fingerprint, config)
     record = claim(client, dataset, schema, fingerprint, config.reset)
+    if record is not None:
+        check_stored_format(record, config.feature_format, schema.dataset)
     if record is not None and record.get("complete"):
         check_counts(client, dataset, schema, "Neo4j")
         report = LoadReport(schema.dataset, schema.label, schema.rel_type, "already loaded", "none",
@@ -96,12 +98,13 @@ def ensure_loaded(
         with server_lock(srv.root):  # decided again under the lock: a concurrent loader may have loaded it
             return ensure_loaded(client, dataset, schema, config, server=srv, _locked=True)
     elif _choose_method(client, dataset, config, srv) == "import":  # a resumed load is not empty: unwind
-        layout = FeatureLayout.choose(dataset, config.feature_format)
+        layout = FeatureLayout.choose(dataset, config.feature_format, config.force_encoding)
         report = load_offline(client, dataset, schema, fingerprint, config, layout, srv)
     else:
         if record is None:
             record = create_record(client, dataset, schema, fingerprint, config,
-                                   FeatureLayout.choose(dataset, config.feature_format), "unwind")
+                                   FeatureLayout.choose(dataset, config.feature_format, config.force_encoding),
+                                   "unwind")
         report = load_unwind(client, dataset, schema, record, config)
     if report.method != "import":  # the bulk importer wrote the adjacency with the nodes
         t = time.perf_counter()

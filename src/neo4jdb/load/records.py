@@ -163,6 +163,7 @@ def create_record(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, fi
         "num_nodes": ds.num_nodes, "num_edges": ds.num_edges, "num_features": ds.num_features,
         "num_classes": ds.num_classes, "metric": default_metric(ds.num_classes), "fingerprint": fingerprint,
         "feature_encoding": layout.encoding, "feature_density": layout.density,
+        "feature_quant": None if layout.quant is None else layout.quant.to_bytes(), "feature_error": layout.error,
         "complete": False, "method": method, "node_batch": config.node_batch(layout.row_bytes(ds.num_features)),
         "edge_batch": config.edge_batch(),
         "started_at": time.time(),

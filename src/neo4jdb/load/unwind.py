@@ -20,9 +20,10 @@ from neo4j import exceptions as neo4j_exc
 from tqdm import tqdm
 
 from src.client import Neo4jClient
-from src.core.codecs import DENSE, encode_adjacency, encode_rows, split_rows
+from src.core.codecs import encode_adjacency, encode_rows, split_rows
 from src.core.csr import in_adjacency
 from src.core.errors import UserError
+from src.core.record import DatasetRecord
 from src.core.schema import GraphSchema
 from src.data.graph import GraphDataset
 from src.data.loading import SPLIT_NAMES, LoadConfig, LoadReport, feature_rows
@@ -45,7 +46,9 @@ def load_unwind(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, reco
     done = done_batches(client, schema.dataset)
     resumed = any(done.values())
     node_batch, edge_batch = int(record["node_batch"]), int(record["edge_batch"])
-    encoding = record.get("feature_encoding", DENSE)
+    stored = DatasetRecord.from_properties({"name": schema.dataset, "label": schema.label,
+                                            "rel_type": schema.rel_type, **record})
+    encoding, quant = stored.feature_encoding, stored.quant()  # as the load started: a resume keeps them
     if resumed:
         log.info("resuming %s: %d node and %d relationship batches already committed (batches of %d nodes / "
                  "%d relationships, as when the load started)", schema.dataset, len(done["nodes"]),
@@ -58,7 +61,7 @@ def load_unwind(client: Neo4jClient, ds: GraphDataset, schema: GraphSchema, reco
     codes = ds.split_codes()
 
     def node_params(lo: int, hi: int) -> dict[str, Any]:
-        xs = split_rows(*encode_rows(feature_rows(ds, np.arange(lo, hi)), encoding))
+        xs = split_rows(*encode_rows(feature_rows(ds, np.arange(lo, hi)), encoding, quant))
         ys = np.asarray(ds.y[lo:hi]).tolist()
         splits = SPLIT_NAMES[codes[lo:hi]].tolist()
         return {"rows": [{"id": i, "x": x, "y": y, "split": sp}

@@ -42,7 +42,8 @@ def export_npz(client: Neo4jClient, record: DatasetRecord, path: Path, *, batch:
             if len(recs) != hi - lo:
                 raise UserError(f"dataset {record.name!r} lacks nodes {lo}..{hi - 1}; re-run its registration")
             raw = [bytes(r["x"]) for r in recs]
-            decode_rows(b"".join(raw), np.array([len(b) for b in raw]), f, record.feature_encoding, out=x, at=slice(lo, hi))
+            decode_rows(b"".join(raw), np.array([len(b) for b in raw]), f, record.feature_encoding, out=x, at=slice(lo, hi),
+                        quant=record.quant())
             y[lo:hi] = [r["y"] for r in recs]
             split[lo:hi] = [r["split"] for r in recs]
             for r in recs:
