@@ -22,7 +22,6 @@ import logging
 import re
 from typing import Any
 
-import neo4j
 import numpy as np
 from neo4j import exceptions as neo4j_exc
 from neo4j.graph import Node
@@ -32,7 +31,7 @@ from src.core.errors import UsageError, UserError, first_line
 from src.core.record import DatasetRecord
 from src.core.schema import DATASET_LABEL, validate_identifier
 from src.neo4jdb.load.records import BATCH_LABEL, RESET_TX_ROWS, create_bookkeeping_constraints
-from src.neo4jdb.write_back import JOB_LABEL
+from src.neo4jdb.write_back import JOB_LABEL, write_marked_chunk
 from src.train.link_predict import Links, check_pairs
 
 log = logging.getLogger(__name__)
@@ -160,20 +159,8 @@ class Neo4jLinkWriter:
         if links.rank is not None:
             for row, k in zip(rows, links.rank.tolist()):
                 row["k"] = int(k)
-        marker = {"dataset": self.key, "kind": "links", "idx": idx, "rows": len(rows)}
-
-        def work(tx: neo4j.ManagedTransaction) -> None:
-            if tx.run(f"MATCH (b:`{BATCH_LABEL}` {{dataset: $dataset, kind: $kind, idx: $idx}}) RETURN count(b) AS c",
-                      marker).single()["c"]:
-                return
-            wrote = tx.run(self.query, rows=rows).single()["c"] if rows else 0
-            if wrote != len(rows):
-                raise UserError(f"{len(rows) - wrote} endpoints of predicted links vanished from {self.record.name!r} "
-                                "during the write-back; run predict.py again")
-            tx.run(f"CREATE (:`{BATCH_LABEL}` {{dataset: $dataset, kind: $kind, idx: $idx, rows: $rows}})",
-                   marker).consume()
-
-        self.client.write_tx(work)
+        write_marked_chunk(self.client, {"dataset": self.key, "kind": "links", "idx": idx}, self.query, rows,
+                           f"endpoints of predicted links in {self.record.name!r}")
 
     def finish(self) -> str:
         """Every chunk written once (markers add up to the request; the type holds their links), then complete."""

@@ -48,6 +48,27 @@ def check_predicate(where: str) -> str:
     return where
 
 
+def write_marked_chunk(client: Neo4jClient, marker: dict[str, Any], query: str, rows: list[dict[str, Any]],
+                       what: str) -> None:
+    """One chunk of a write-back and its ``GnnLoadBatch`` marker in one transaction; a chunk already marked is skipped.
+
+    ``query`` takes ``$rows`` and returns ``c``, the rows it wrote; fewer means some of ``what``
+    vanished meanwhile, and the transaction (marker included) rolls back with a one-line error.
+    """
+    marker = {**marker, "rows": len(rows)}
+
+    def work(tx: neo4j.ManagedTransaction) -> None:
+        if tx.run(f"MATCH (b:`{BATCH_LABEL}` {{dataset: $dataset, kind: $kind, idx: $idx}}) RETURN count(b) AS c",
+                  marker).single()["c"]:
+            return
+        wrote = tx.run(query, rows=rows).single()["c"] if rows else 0
+        if wrote != len(rows):
+            raise UserError(f"{len(rows) - wrote} {what} vanished during the write-back; run predict.py again")
+        tx.run(f"CREATE (:`{BATCH_LABEL}` {{dataset: $dataset, kind: $kind, idx: $idx, rows: $rows}})", marker).consume()
+
+    client.write_tx(work)
+
+
 @dataclass(frozen=True)
 class WriteTarget:
     """The nodes predictions go to: a label and its dense id property; class values (empty: indices); the
@@ -159,20 +180,8 @@ class Neo4jWriter:
                 e = p.embedding[j]
                 row["e"] = e.astype("<f4").tobytes() if self.embedding_format == "bytes" else e.astype(float).tolist()
             rows.append(row)
-        marker = {"dataset": self.key, "kind": self.kind, "idx": idx, "rows": len(rows)}
-
-        def work(tx: neo4j.ManagedTransaction) -> None:
-            if tx.run(f"MATCH (b:`{BATCH_LABEL}` {{dataset: $dataset, kind: $kind, idx: $idx}}) RETURN count(b) AS c",
-                      marker).single()["c"]:
-                return
-            wrote = tx.run(self.query, rows=rows).single()["c"]
-            if wrote != len(rows):
-                raise UserError(f"{len(rows) - wrote} nodes of {self.target.name!r} vanished during the write-back; "
-                                "run predict.py again")
-            tx.run(f"CREATE (:`{BATCH_LABEL}` {{dataset: $dataset, kind: $kind, idx: $idx, rows: $rows}})",
-                   marker).consume()
-
-        self.client.write_tx(work)
+        write_marked_chunk(self.client, {"dataset": self.key, "kind": self.kind, "idx": idx}, self.query, rows,
+                           f"nodes of {self.target.name!r}")
 
     def finish(self) -> str:
         """Every chunk written exactly once (marker rows add up to the selection), then the job complete."""
