@@ -207,6 +207,7 @@ def test_a_load_keeps_its_encoding(client, synth: GraphDataset, loaded) -> None:
 
 
 @pytest.mark.neo4j
+@pytest.mark.slow  # keeps CI under 25 min; RUN_SLOW=1 runs it
 def test_cora_accuracy_within_tolerance_of_float32(client, loaded_dataset, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     acc = {}

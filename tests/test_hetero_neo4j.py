@@ -154,6 +154,7 @@ def test_degree_features_equal_on_both_backends_and_count_the_typed_degrees(clie
         assert torch.equal(x, torch.from_numpy(ds.node_types["paper"].x[:5]))
 
 
+@pytest.mark.slow  # keeps CI under 25 min; RUN_SLOW=1 runs it
 def test_one_rank_training_with_degree_features_equal_losses_on_both_backends(client: Neo4jClient, hetero,
                                                                               tmp_path) -> None:
     import json

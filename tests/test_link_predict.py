@@ -255,6 +255,7 @@ def test_bad_link_requests_are_one_line(client, trained, extra, expected) -> Non
     assert client.count_relationships("PREDICTED_LINK") == 0
 
 
+@pytest.mark.slow  # keeps CI under 25 min; RUN_SLOW=1 runs it
 def test_in_memory_link_run_writes_top_k_to_a_file(tmp_path: Path) -> None:
     run = "mem_links"
     res = subprocess.run([sys.executable, str(REPO / "in-memory-alternative.py"), "--dataset", "cora", "--full_graph",

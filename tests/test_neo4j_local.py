@@ -65,6 +65,7 @@ def test_start_status_stop_idempotent(tmp_path, shared_lib: str) -> None:
     assert srv.state() is None
 
 
+@pytest.mark.slow  # keeps CI under 25 min; RUN_SLOW=1 runs it
 def test_password_starting_with_dash_is_set_and_accepted(tmp_path, shared_lib: str) -> None:
     """Generated passwords come from token_urlsafe, whose alphabet has "-": one starting with it is
     a value for neo4j-admin set-initial-password, not an option (1 in 64 first starts failed)."""
