@@ -31,12 +31,11 @@ from src.core.errors import UsageError, UserError, first_line
 from src.core.record import DatasetRecord
 from src.core.schema import DATASET_LABEL, validate_identifier
 from src.neo4jdb.load.records import BATCH_LABEL, RESET_TX_ROWS, create_bookkeeping_constraints
-from src.neo4jdb.write_back import JOB_LABEL, write_marked_chunk
+from src.neo4jdb.write_back import JOB_LABEL, cypher_text_problem, write_marked_chunk
 from src.train.link_predict import Links, check_pairs
 
 log = logging.getLogger(__name__)
 
-_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _WRITES = re.compile(r"\b(CREATE|MERGE|SET|DELETE|DETACH|REMOVE|CALL|LOAD|FOREACH|USE|FINISH|DROP|ALTER|GRANT|DENY|"
                      r"REVOKE|START|STOP|SHOW|TERMINATE|EXPLAIN|PROFILE)\b", re.IGNORECASE)
 
@@ -71,13 +70,12 @@ def check_relationship_type(client: Neo4jClient, record: DatasetRecord, run: str
 
 def check_pairs_query(query: str) -> str:
     """``query`` if it reads as a read-only query (string literals aside), else a :class:`UsageError`."""
-    bare = _STRINGS.sub("''", query)
-    if ";" in bare or "`" in bare or "//" in bare or "/*" in bare:
+    bare, bad = cypher_text_problem(query, _WRITES)
+    if bad == "punctuation":
         raise UsageError(f"--pairs_query {query!r}: a query cannot hold ';', backticks or comments; write e.g. "
                          "\"MATCH (a:Paper)-[:CITES]->(b) RETURN a, b LIMIT 100\"")
-    bad = _WRITES.search(bare)
     if bad:
-        raise UsageError(f"--pairs_query {query!r}: {bad.group(1).upper()} is not allowed; write a query that only "
+        raise UsageError(f"--pairs_query {query!r}: {bad} is not allowed; write a query that only "
                          "reads, e.g. \"MATCH (a:Paper), (b:Paper) WHERE a.year = 2000 RETURN a, b\"")
     if not re.search(r"\bRETURN\b", bare, re.IGNORECASE):
         raise UsageError(f"--pairs_query {query!r} returns nothing: end it with RETURN <source>, <destination>")

@@ -33,15 +33,24 @@ _FORBIDDEN = re.compile(r"\b(CREATE|MERGE|SET|DELETE|DETACH|REMOVE|CALL|LOAD|FOR
 _STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
+def cypher_text_problem(text: str, forbidden: re.Pattern[str]) -> tuple[str, str | None]:
+    """``text`` with its string literals blanked, and what refuses it: ``"punctuation"`` (``;``, backticks,
+    comments), the first ``forbidden`` keyword, or None. The one text check of Cypher given as a flag."""
+    bare = _STRINGS.sub("''", text)
+    if ";" in bare or "`" in bare or "//" in bare or "/*" in bare:
+        return bare, "punctuation"
+    bad = forbidden.search(bare)
+    return bare, bad.group(1).upper() if bad else None
+
+
 def check_predicate(where: str) -> str:
     """``where`` if it reads as a predicate over ``n`` (string literals aside), else a :class:`UsageError`."""
-    bare = _STRINGS.sub("''", where)
-    if ";" in bare or "`" in bare or "//" in bare or "/*" in bare:
+    bare, bad = cypher_text_problem(where, _FORBIDDEN)
+    if bad == "punctuation":
         raise UsageError(f"--where {where!r}: a predicate cannot hold ';', backticks or comments; write e.g. "
                          "\"n.year >= 2000\"")
-    bad = _FORBIDDEN.search(bare)
     if bad:
-        raise UsageError(f"--where {where!r}: {bad.group(1).upper()} is not allowed in a predicate; write a "
+        raise UsageError(f"--where {where!r}: {bad} is not allowed in a predicate; write a "
                          "condition on n such as \"n.year >= 2000 AND n.category IS NULL\"")
     if not bare.strip():
         raise UsageError("--where is empty: omit it to predict every node")

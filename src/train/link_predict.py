@@ -32,6 +32,7 @@ from src.core.errors import UsageError, UserError
 from src.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, model_identity
 from src.train.config import TrainConfig
 from src.train.link import LinkTask
+from src.train.predict import pending_chunks
 
 SCORE_ELEMENTS = 1 << 24  # floats one scoring piece may hold (64 MiB): rows x candidates (x H for the MLP decoder)
 PAIR_CHUNK = 5000  # pairs per written chunk (one transaction on Neo4j)
@@ -145,9 +146,7 @@ def predict_top_k(model: nn.Module, emb: Tensor, ids: np.ndarray, k: int, writer
                   neighbours: Neighbours | None, progress: bool = True) -> tuple[int, int]:
     """Top-``k`` links of each of the sorted ``ids`` against every node of ``emb`` (row = node id), in chunks
     of ``chunk`` query nodes; ``neighbours`` None: linked nodes stay candidates. Returns (nodes now, skipped)."""
-    chunks = [(lo, min(lo + chunk, len(ids))) for lo in range(0, len(ids), chunk)]
-    done = writer.done()
-    skipped = sum(chunks[c][1] - chunks[c][0] for c in done if c < len(chunks))
+    chunks, done, skipped = pending_chunks(len(ids), chunk, writer)
     predicted = 0
     with tqdm(total=len(ids), initial=skipped, unit="node", unit_scale=True, desc="top-k", disable=not progress) as bar:
         for c, (lo, hi) in enumerate(chunks):
@@ -170,9 +169,7 @@ def predict_pairs(model: nn.Module, emb: Tensor, emb_ids: np.ndarray, pairs: np.
                   progress: bool = True) -> tuple[int, int]:
     """Scores of ``pairs`` ``[P, 2]`` (in order) from ``emb`` (rows = sorted ``emb_ids``), in chunks of
     :data:`PAIR_CHUNK`. Returns (pairs scored now, skipped as already written)."""
-    chunks = [(lo, min(lo + PAIR_CHUNK, len(pairs))) for lo in range(0, len(pairs), PAIR_CHUNK)]
-    done = writer.done()
-    skipped = sum(chunks[c][1] - chunks[c][0] for c in done if c < len(chunks))
+    chunks, done, skipped = pending_chunks(len(pairs), PAIR_CHUNK, writer)
     scored = 0
     with tqdm(total=len(pairs), initial=skipped, unit="pair", unit_scale=True, desc="score", disable=not progress) as bar:
         for c, (lo, hi) in enumerate(chunks):

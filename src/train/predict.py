@@ -111,6 +111,14 @@ def load_model(cfg: TrainConfig, backend: Backend) -> tuple[nn.Module, int]:
     return model.eval(), int(state["epoch"])
 
 
+def pending_chunks(n: int, size: int, writer: Any) -> tuple[list[tuple[int, int]], set[int], int]:
+    """The ``[lo, hi)`` chunks of ``size`` over ``n`` items, the indices ``writer`` has written already, and
+    how many items those hold (a resumed write-back skips them)."""
+    chunks = [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+    done = writer.done()
+    return chunks, done, sum(chunks[k][1] - chunks[k][0] for k in done if k < len(chunks))
+
+
 @torch.no_grad()
 def predict(model: nn.Module, backend: Backend, ids: np.ndarray, writer: PredictionWriter, *, seed: int,
             proba: bool, embedding: bool, progress: bool = True) -> tuple[int, int]:
@@ -119,11 +127,8 @@ def predict(model: nn.Module, backend: Backend, ids: np.ndarray, writer: Predict
     The embedding is the input of the last layer (the final hidden representation). Returns
     (nodes predicted now, nodes skipped as already written).
     """
-    bs = backend.batch_size
-    chunks = [(lo, min(lo + bs, len(ids))) for lo in range(0, len(ids), bs)]
-    done = writer.done()
+    chunks, done, skipped = pending_chunks(len(ids), backend.batch_size, writer)
     todo = [k for k in range(len(chunks)) if k not in done]
-    skipped = sum(chunks[k][1] - chunks[k][0] for k in done if k < len(chunks))
     if not todo:
         return 0, skipped
     seeds = torch.from_numpy(np.concatenate([ids[slice(*chunks[k])] for k in todo]).astype(np.int64))
