@@ -24,16 +24,11 @@ from src.neo4jdb.edge_split import write_edge_split
 from src.train.checkpoint import CHECKPOINT_FILE
 from src.train.link_model import build_link_model
 from tests.conftest import REPO
+from tests.subprocs import TIMEOUT, predict_cli, train_in_memory_cora
 
-TIMEOUT = 300
 FULL = [200, 200]  # above cora's largest degree (168): whole neighbourhoods, so embeddings do not depend on batching
 K = 5
 CHUNKS = -(-2708 // 128)  # the run's batch size: query nodes per written chunk
-
-
-def predict_cli(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "predict.py"), *args, "--no_progress"],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 @pytest.fixture(scope="module")
@@ -258,12 +253,8 @@ def test_bad_link_requests_are_one_line(client, trained, extra, expected) -> Non
 @pytest.mark.slow  # keeps CI under 25 min; RUN_SLOW=1 runs it
 def test_in_memory_link_run_writes_top_k_to_a_file(tmp_path: Path) -> None:
     run = "mem_links"
-    res = subprocess.run([sys.executable, str(REPO / "in-memory-alternative.py"), "--dataset", "cora", "--full_graph",
-                          "--task", "link", "--epochs", "1", "--fanouts", "5,5", "--num_layers", "2", "--hidden_channels",
-                          "16", "--batch_size", "512", "--run_name", run, "--log_dir", str(tmp_path / "logs"),
-                          "--checkpoint_dir", str(tmp_path / "ckpt")], capture_output=True, text=True,
-                         timeout=TIMEOUT, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-2000:]
+    train_in_memory_cora(tmp_path, run, "--task", "link", "--fanouts", "5,5", "--num_layers", "2",
+                         "--hidden_channels", "16", "--batch_size", "512")
     out = tmp_path / "links.npz"
     res = predict_cli("--run_name", run, "--log_dir", str(tmp_path / "logs"), "--output", str(out), "--top_k", "4")
     assert res.returncode == 0 and str(out) in res.stdout, res.stderr[-2000:]

@@ -19,15 +19,10 @@ from src.data.sources import load_dataset
 from src.neo4jdb.load.records import require_loaded
 from src.neo4jdb.register.run import registration_record, unregister
 from tests.conftest import REPO
+from tests.subprocs import TIMEOUT, predict_cli, train_in_memory_cora
 from tests.native_graph import create_native_graph, delete_graph, one_direction, user_data_checksum
 
-TIMEOUT = 300
 FULL = "200,200"  # above cora's largest degree (168): whole neighbourhoods, so predictions do not depend on batching
-
-
-def predict_cli(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "predict.py"), *args, "--no_progress"],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 def last_epoch(log_dir: Path, run: str) -> dict:
@@ -149,12 +144,8 @@ def test_bad_requests_are_one_line(trained) -> None:
 
 def test_in_memory_run_writes_predictions_to_a_file(tmp_path: Path) -> None:
     run = "mem_pred"
-    res = subprocess.run([sys.executable, str(REPO / "in-memory-alternative.py"), "--dataset", "cora", "--full_graph",
-                          "--epochs", "1", "--fanouts", FULL, "--num_layers", "2", "--hidden_channels", "32",
-                          "--batch_size", "256", "--run_name", run, "--log_dir", str(tmp_path / "logs"),
-                          "--checkpoint_dir", str(tmp_path / "ckpt")], capture_output=True, text=True,
-                         timeout=TIMEOUT, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-2000:]
+    train_in_memory_cora(tmp_path, run, "--fanouts", FULL, "--num_layers", "2", "--hidden_channels", "32",
+                         "--batch_size", "256")
     out = tmp_path / "pred.npz"
     res = predict_cli("--run_name", run, "--log_dir", str(tmp_path / "logs"), "--output", str(out), "--write_proba", "p")
     assert res.returncode == 0 and str(out) in res.stdout, res.stderr[-2000:]

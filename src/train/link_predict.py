@@ -32,7 +32,7 @@ from src.core.errors import UsageError, UserError
 from src.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, model_identity
 from src.train.config import TrainConfig
 from src.train.link import LinkTask
-from src.train.predict import pending_chunks
+from src.train.predict import write_pending
 
 SCORE_ELEMENTS = 1 << 24  # floats one scoring piece may hold (64 MiB): rows x candidates (x H for the MLP decoder)
 PAIR_CHUNK = 5000  # pairs per written chunk (one transaction on Neo4j)
@@ -146,22 +146,16 @@ def predict_top_k(model: nn.Module, emb: Tensor, ids: np.ndarray, k: int, writer
                   neighbours: Neighbours | None, progress: bool = True) -> tuple[int, int]:
     """Top-``k`` links of each of the sorted ``ids`` against every node of ``emb`` (row = node id), in chunks
     of ``chunk`` query nodes; ``neighbours`` None: linked nodes stay candidates. Returns (nodes now, skipped)."""
-    chunks, done, skipped = pending_chunks(len(ids), chunk, writer)
-    predicted = 0
-    with tqdm(total=len(ids), initial=skipped, unit="node", unit_scale=True, desc="top-k", disable=not progress) as bar:
-        for c, (lo, hi) in enumerate(chunks):
-            if c in done:
-                continue
-            q = ids[lo:hi]
-            at, other = neighbours(q) if neighbours is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-            cols, values = _chunk_top_k(model.decoder, emb, q, at, other, k)
-            keep = cols >= 0
-            rank = np.broadcast_to(np.arange(1, cols.shape[1] + 1), cols.shape)
-            writer.write(c, Links(src=np.repeat(q, keep.sum(axis=1)), dst=cols[keep], score=probability(values[keep]),
-                                  rank=rank[keep]))
-            predicted += len(q)
-            bar.update(len(q))
-    return predicted, skipped
+    def write_chunk(c: int, lo: int, hi: int) -> None:
+        q = ids[lo:hi]
+        at, other = neighbours(q) if neighbours is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        cols, values = _chunk_top_k(model.decoder, emb, q, at, other, k)
+        keep = cols >= 0
+        rank = np.broadcast_to(np.arange(1, cols.shape[1] + 1), cols.shape)
+        writer.write(c, Links(src=np.repeat(q, keep.sum(axis=1)), dst=cols[keep], score=probability(values[keep]),
+                              rank=rank[keep]))
+
+    return write_pending(len(ids), chunk, writer, write_chunk, unit="node", desc="top-k", progress=progress)
 
 
 @torch.no_grad()
@@ -169,19 +163,13 @@ def predict_pairs(model: nn.Module, emb: Tensor, emb_ids: np.ndarray, pairs: np.
                   progress: bool = True) -> tuple[int, int]:
     """Scores of ``pairs`` ``[P, 2]`` (in order) from ``emb`` (rows = sorted ``emb_ids``), in chunks of
     :data:`PAIR_CHUNK`. Returns (pairs scored now, skipped as already written)."""
-    chunks, done, skipped = pending_chunks(len(pairs), PAIR_CHUNK, writer)
-    scored = 0
-    with tqdm(total=len(pairs), initial=skipped, unit="pair", unit_scale=True, desc="score", disable=not progress) as bar:
-        for c, (lo, hi) in enumerate(chunks):
-            if c in done:
-                continue
-            u, v = pairs[lo:hi, 0], pairs[lo:hi, 1]
-            hu = emb[torch.from_numpy(np.searchsorted(emb_ids, u))]
-            hv = emb[torch.from_numpy(np.searchsorted(emb_ids, v))]
-            writer.write(c, Links(src=u, dst=v, score=probability(model.decoder(hu, hv).numpy())))
-            scored += hi - lo
-            bar.update(hi - lo)
-    return scored, skipped
+    def write_chunk(c: int, lo: int, hi: int) -> None:
+        u, v = pairs[lo:hi, 0], pairs[lo:hi, 1]
+        hu = emb[torch.from_numpy(np.searchsorted(emb_ids, u))]
+        hv = emb[torch.from_numpy(np.searchsorted(emb_ids, v))]
+        writer.write(c, Links(src=u, dst=v, score=probability(model.decoder(hu, hv).numpy())))
+
+    return write_pending(len(pairs), PAIR_CHUNK, writer, write_chunk, unit="pair", desc="score", progress=progress)
 
 
 def check_pairs(pairs: np.ndarray, num_nodes: int, source: str) -> np.ndarray:

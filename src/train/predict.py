@@ -14,7 +14,7 @@ import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -117,6 +117,21 @@ def pending_chunks(n: int, size: int, writer: Any) -> tuple[list[tuple[int, int]
     chunks = [(lo, min(lo + size, n)) for lo in range(0, n, size)]
     done = writer.done()
     return chunks, done, sum(chunks[k][1] - chunks[k][0] for k in done if k < len(chunks))
+
+
+def write_pending(n: int, size: int, writer: Any, write_chunk: Callable[[int, int, int], None], *, unit: str,
+                  desc: str, progress: bool) -> tuple[int, int]:
+    """``write_chunk(c, lo, hi)`` for each chunk ``writer`` has not written yet, under a progress bar that
+    starts at the skipped items. Returns (items written now, items skipped as already written)."""
+    chunks, done, skipped = pending_chunks(n, size, writer)
+    written = 0
+    with tqdm(total=n, initial=skipped, unit=unit, unit_scale=True, desc=desc, disable=not progress) as bar:
+        for c, (lo, hi) in enumerate(chunks):
+            if c not in done:
+                write_chunk(c, lo, hi)
+                written += hi - lo
+                bar.update(hi - lo)
+    return written, skipped
 
 
 @torch.no_grad()

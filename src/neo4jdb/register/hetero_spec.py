@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from src.core.errors import UsageError
 from src.core.schema import validate_dataset_name, validate_identifier
-from src.neo4jdb.register.spec import MISSING_FEATURES, MISSING_TARGET, RandomSplit, registration_prefix
+from src.neo4jdb.register.spec import RandomSplit, check_split_and_policies, registration_prefix
 
 _REL = re.compile(r"^(?:(?P<name>[^=:]+)=)?(?P<type>[^:]+):(?P<src>[^-]+)->(?P<dst>.+)$")
 
@@ -84,14 +84,7 @@ class HeteroRegisterSpec:
         validate_identifier(self.target, "--target")
         if self.split_prop:
             validate_identifier(self.split_prop, "--split property")
-        if (self.split_prop is None) == (self.random_split is None):
-            raise UsageError("--split needs one of PROP or random:TRAIN,VAL,TEST")
-        if self.stratify and self.random_split is None:
-            raise UsageError("--stratify applies to --split random:... only")
-        if self.missing_features not in MISSING_FEATURES or self.missing_target not in MISSING_TARGET:
-            raise UsageError("--missing_features must be error|zero and --missing_target error|unlabelled")
-        if self.batch_nodes <= 0:
-            raise UsageError(f"--batch_nodes must be > 0 (got {self.batch_nodes})")
+        check_split_and_policies(self)
         if len(self.prefix) + 5 > 64:
             raise UsageError(f"--name {self.name!r} is too long for its property names ({self.prefix}split): use "
                              "at most 54 characters")

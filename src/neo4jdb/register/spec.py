@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from src.core.errors import UsageError
 from src.core.schema import DIRECTIONS, GraphSchema, default_label, validate_dataset_name, validate_identifier
@@ -45,6 +46,19 @@ class RandomSplit:
         return cls(*parts)
 
 
+def check_split_and_policies(spec: Any) -> None:
+    """The checks a homogeneous and a heterogeneous registration share: one split source, ``--stratify``
+    only with a random split, the missing-value policies, a positive batch size."""
+    if (spec.split_prop is None) == (spec.random_split is None):
+        raise UsageError("--split needs one of PROP or random:TRAIN,VAL,TEST")
+    if spec.stratify and spec.random_split is None:
+        raise UsageError("--stratify applies to --split random:... only")
+    if spec.missing_features not in MISSING_FEATURES or spec.missing_target not in MISSING_TARGET:
+        raise UsageError("--missing_features must be error|zero and --missing_target error|unlabelled")
+    if spec.batch_nodes <= 0:
+        raise UsageError(f"--batch_nodes must be > 0 (got {spec.batch_nodes})")
+
+
 @dataclass(frozen=True)
 class RegisterSpec:
     """One registration request; every identifier validated here, before anything talks to Neo4j."""
@@ -75,14 +89,7 @@ class RegisterSpec:
             raise UsageError(f"--features repeats a property: {','.join(self.features)}")
         if self.direction not in DIRECTIONS:
             raise UsageError(f"--direction must be one of {', '.join(DIRECTIONS)} (got {self.direction!r})")
-        if (self.split_prop is None) == (self.random_split is None):
-            raise UsageError("--split needs one of PROP or random:TRAIN,VAL,TEST")
-        if self.stratify and self.random_split is None:
-            raise UsageError("--stratify applies to --split random:... only")
-        if self.missing_features not in MISSING_FEATURES or self.missing_target not in MISSING_TARGET:
-            raise UsageError("--missing_features must be error|zero and --missing_target error|unlabelled")
-        if self.batch_nodes <= 0:
-            raise UsageError(f"--batch_nodes must be > 0 (got {self.batch_nodes})")
+        check_split_and_policies(self)
         self.schema  # noqa: B018 - the namespaced names must be valid identifiers too
 
     @classmethod
