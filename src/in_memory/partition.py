@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from src.data.graph import GraphDataset, to_undirected
+from src.data.hetero import HeteroGraphDataset
 from src.data.sources import load_dataset
 from src.core.arrays import segment_arange
 from src.core.csr import in_adjacency
@@ -37,6 +38,9 @@ from src.in_memory.partition_format import (
     partition_dir,
     read_meta,
 )
+from src.in_memory.hetero_partition import partition_hetero
+from src.in_memory.hetero_partition_format import HETERO_FORMAT
+from src.data.hetero_sources import is_hetero_name, load_hetero_dataset
 from src.train.run_log import max_rss_mb
 from src.core.sparse_features import dataset_rows_csr, holds_sparse
 
@@ -89,7 +93,8 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
     """
     check_config(cfg)
     check_writable_dir(cfg.output_dir, "--output_dir")
-    ds = load_dataset(cfg.dataset, root=cfg.dataset_root_dir)
+    ds = _load(cfg)
+    write = partition_hetero if isinstance(ds, HeteroGraphDataset) else _partition
     k = cfg.num_partitions
     if k > ds.num_nodes:
         raise UsageError(f"--num_partitions {k} exceeds the {ds.num_nodes} nodes of {ds.name!r}")
@@ -99,10 +104,11 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
     if existing is not None:
         keys = ("fingerprint", "num_partitions") if any_method else _IDENTITY
         diff = [key for key in keys if existing.get(key) != wanted[key]]
-        if not diff and existing.get("format") != FORMAT_VERSION:  # a cache of ours: just redo it
-            log.warning("%s was written in partition format %s; partitioning again in format %d",
-                        root, existing.get("format"), FORMAT_VERSION)
-            return PartitionResult(root, _partition(ds, cfg, root, wanted["fingerprint"]), created=True)
+        fmt = HETERO_FORMAT if isinstance(ds, HeteroGraphDataset) else FORMAT_VERSION
+        if not diff and existing.get("format") != fmt:  # a cache of ours: just redo it
+            log.warning("%s was written in partition format %s; partitioning again in format %s",
+                        root, existing.get("format"), fmt)
+            return PartitionResult(root, write(ds, cfg, root, wanted["fingerprint"]), created=True)
         if not diff:
             log.info("already partitioned: %s (%s, k=%d, %s)", root, ds.name, k, existing.get("method"))
             return PartitionResult(root, existing, created=False)
@@ -113,7 +119,14 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
                              "pass --overwrite to replace it or choose another --output_dir")
     elif root.exists():
         log.warning("%s has no %s (an interrupted run): replacing it", root, META_FILE)
-    return PartitionResult(root, _partition(ds, cfg, root, wanted["fingerprint"]), created=True)
+    return PartitionResult(root, write(ds, cfg, root, wanted["fingerprint"]), created=True)
+
+
+def _load(cfg: PartitionConfig) -> GraphDataset | HeteroGraphDataset:
+    """The graph to partition: a heterogeneous one (src/data/hetero_sources.py) by its name, else ``load_dataset``."""
+    if is_hetero_name(cfg.dataset):
+        return load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir)
+    return load_dataset(cfg.dataset, root=cfg.dataset_root_dir)
 
 
 def ensure_main() -> None:

@@ -37,6 +37,28 @@ class RouterStats:
     local_frontier: int = 0
     remote_frontier: int = 0
 
+def by_owner(owners: np.ndarray, world_size: int) -> list[tuple[int, np.ndarray]]:
+    """``(owner, positions)`` for every owner of at least one node (``owners``: the owner of each)."""
+    order = np.argsort(owners, kind="stable")
+    bounds = np.searchsorted(owners[order], np.arange(world_size + 1))
+    return [(r, order[bounds[r]:bounds[r + 1]]) for r in range(world_size) if bounds[r + 1] > bounds[r]]
+
+
+def in_frontier_order(n: int, groups: list[tuple[int, np.ndarray]],
+                      results: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The owners' ``(counts, neighbours)`` of their frontier positions, put back in frontier order."""
+    if len(groups) == 1:
+        return results[groups[0][0]]
+    positions = np.concatenate([pos for _, pos in groups])
+    counts_cat = np.concatenate([results[r][0] for r, _ in groups])
+    neighbours_cat = np.concatenate([results[r][1] for r, _ in groups])
+    counts = np.empty(n, dtype=np.int64)
+    counts[positions] = counts_cat
+    start = np.empty(n, dtype=np.int64)
+    start[positions] = np.cumsum(counts_cat) - counts_cat
+    return counts, neighbours_cat[segment_arange(start, counts)]
+
+
 class PartitionRouter:
     """Answers sample/feature requests for ANY nodes: locally or from their owners."""
 
@@ -53,12 +75,7 @@ class PartitionRouter:
                 setattr(self.stats, key, getattr(self.stats, key) + value)
 
     def _by_owner(self, ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """``(owner, positions in ids)`` for every owner with at least one of ``ids``."""
-        owners = self.part.node_map[ids]
-        order = np.argsort(owners, kind="stable")
-        bounds = np.searchsorted(owners[order], np.arange(self.world_size + 1))
-        return [(r, order[bounds[r]:bounds[r + 1]]) for r in range(self.world_size)
-                if bounds[r + 1] > bounds[r]]
+        return by_owner(self.part.node_map[ids], self.world_size)
 
     def sample(self, frontier: np.ndarray, fanout: int, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One hop for every frontier node; owner ``r`` samples its share with ``seeds[r]``."""
@@ -76,16 +93,7 @@ class PartitionRouter:
             counts, neighbours = self.service.result(req)
             results[r] = counts.numpy(), neighbours.numpy()
             self._count(remote_frontier=len(counts))
-        if len(groups) == 1:
-            return results[groups[0][0]]
-        positions = np.concatenate([pos for _, pos in groups])
-        counts_cat = np.concatenate([results[r][0] for r, _ in groups])
-        neighbours_cat = np.concatenate([results[r][1] for r, _ in groups])
-        counts = np.empty(len(frontier), dtype=np.int64)
-        counts[positions] = counts_cat
-        start = np.empty(len(frontier), dtype=np.int64)
-        start[positions] = np.cumsum(counts_cat) - counts_cat
-        return counts, neighbours_cat[segment_arange(start, counts)]
+        return in_frontier_order(len(frontier), groups, results)
 
     def features(self, ids: np.ndarray) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray]:
         """``(x [len(ids), F] float32, y [len(ids)] int64)`` in ``ids`` order; ``x`` is CSR when
