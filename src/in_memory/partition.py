@@ -38,8 +38,6 @@ from src.in_memory.partition_format import (
     partition_dir,
     read_meta,
 )
-from src.in_memory.hetero_partition import partition_hetero
-from src.in_memory.hetero_partition_format import HETERO_FORMAT
 from src.data.hetero_sources import is_hetero_name, load_hetero_dataset
 from src.train.run_log import max_rss_mb
 from src.core.sparse_features import dataset_rows_csr, holds_sparse
@@ -94,7 +92,12 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
     check_config(cfg)
     check_writable_dir(cfg.output_dir, "--output_dir")
     ds = _load(cfg)
-    write = partition_hetero if isinstance(ds, HeteroGraphDataset) else _partition
+    write, fmt = _partition, FORMAT_VERSION
+    if isinstance(ds, HeteroGraphDataset):  # imported here: its sampler module loads torch
+        from src.in_memory.hetero_partition import partition_hetero
+        from src.in_memory.hetero_partition_format import HETERO_FORMAT
+
+        write, fmt = partition_hetero, HETERO_FORMAT
     k = cfg.num_partitions
     if k > ds.num_nodes:
         raise UsageError(f"--num_partitions {k} exceeds the {ds.num_nodes} nodes of {ds.name!r}")
@@ -104,7 +107,6 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
     if existing is not None:
         keys = ("fingerprint", "num_partitions") if any_method else _IDENTITY
         diff = [key for key in keys if existing.get(key) != wanted[key]]
-        fmt = HETERO_FORMAT if isinstance(ds, HeteroGraphDataset) else FORMAT_VERSION
         if not diff and existing.get("format") != fmt:  # a cache of ours: just redo it
             log.warning("%s was written in partition format %s; partitioning again in format %s",
                         root, existing.get("format"), fmt)
