@@ -12,10 +12,7 @@ through any relationship type), so a batch's first-hop rows are mostly local.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,12 +20,11 @@ from typing import Any
 import numpy as np
 
 from src.core.arrays import segment_arange
-from src.core.errors import UsageError, UserError
+from src.core.errors import UsageError
 from src.core.hetero_sampling import HeteroCSR
 from src.core.schema import SPLITS
 from src.data.hetero import HeteroGraphDataset
-from src.in_memory.hetero_partition_format import (HETERO_FORMAT, META_FILE, NODE_MAP_DIR, node_dir, part_dir,
-                                                   rel_dir)
+from src.in_memory.hetero_partition_format import HETERO_FORMAT, NODE_MAP_DIR, node_dir, part_dir, rel_dir
 from src.train.run_log import max_rss_mb
 
 log = logging.getLogger(__name__)
@@ -50,8 +46,8 @@ def hetero_assignment(ds: HeteroGraphDataset, k: int, method: str, seed: int) ->
 
 
 def partition_hetero(ds: HeteroGraphDataset, cfg: Any, root: Path, fingerprint: str) -> dict[str, Any]:
-    """Assign, write into a temporary sibling folder, then swap it in (meta.json last), as the homogeneous one."""
-    from src.in_memory.partition import _swap_in
+    """Assign and write (``write_atomically``: a temporary sibling folder swapped in, meta.json last)."""
+    from src.in_memory.partition import write_atomically
 
     start = time.perf_counter()
     k = cfg.num_partitions
@@ -60,17 +56,16 @@ def partition_hetero(ds: HeteroGraphDataset, cfg: Any, root: Path, fingerprint: 
         raise UsageError(f"--num_partitions {k} exceeds the nodes of type {empty[0]!r} of {ds.name!r} "
                          f"({ds.node_types[empty[0]].num_nodes}); use fewer partitions")
     maps = hetero_assignment(ds, k, cfg.method, cfg.seed)
-    tmp = root.with_name(f".{root.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        (tmp / NODE_MAP_DIR).mkdir(parents=True)
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        (tmp / NODE_MAP_DIR).mkdir()
         for t, owners in maps.items():
             np.save(tmp / NODE_MAP_DIR / f"{t}.npy", owners.astype(np.min_scalar_type(max(k - 1, 0))))
         graph = HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()})
         parts = [_write_part(ds, graph, maps, p, tmp) for p in range(k)]
         cut = sum(int(np.count_nonzero(maps[s][e[0]] != maps[d][e[1]])) for (s, _, d), e in ds.edges.items())
         nodes, rels = ds.describe()
-        meta = {"format": HETERO_FORMAT, "hetero": True, "dataset": ds.name, "fingerprint": fingerprint,
+        return {"format": HETERO_FORMAT, "hetero": True, "dataset": ds.name, "fingerprint": fingerprint,
                 "node_types": nodes, "rel_types": rels, "target_type": ds.target_type, "num_classes": ds.num_classes,
                 "num_nodes": ds.num_nodes, "num_edges": ds.num_edges, "num_partitions": k, "method": cfg.method,
                 "seed": cfg.seed, "partitions": parts, "edge_cut": cut,
@@ -78,15 +73,9 @@ def partition_hetero(ds: HeteroGraphDataset, cfg: Any, root: Path, fingerprint: 
                 "balance": float(max(sum(p["nodes"].values()) for p in parts) / (ds.num_nodes / k)),
                 "time_s": time.perf_counter() - start, "peak_rss_mb": max_rss_mb(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
-        _swap_in(tmp, root)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"cannot write partitions to {root} ({exc.strerror or exc}): free space or pick "
-                        "another --output_dir") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    meta = write_atomically(root, fill)
+    cut = meta["edge_cut"]
     log.info("partitioned %s into %d (%s, every node type) in %.1f s: edge cut %d (%.2f%%)", ds.name, k,
              cfg.method, meta["time_s"], cut, 100 * meta["edge_cut_fraction"])
     return meta

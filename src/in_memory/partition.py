@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -159,17 +159,15 @@ def _partition(ds: GraphDataset, cfg: PartitionConfig, root: Path, fingerprint: 
     else:
         node_map = random_assignment(ds.num_nodes, k, cfg.seed)
     t_assign = time.perf_counter() - start
-    tmp = root.with_name(f".{root.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
+
+    def fill(tmp: Path) -> dict[str, Any]:
         np.save(tmp / NODE_MAP_FILE, node_map.astype(np.min_scalar_type(max(k - 1, 0))))
         sparse = holds_sparse(ds.x)
         parts = _write_parts(ds, edge_index, node_map, k, tmp, sparse=sparse)
         cut = int(np.count_nonzero(node_map[edge_index[0]] != node_map[edge_index[1]]))
         sizes = np.array([p["nodes"] for p in parts], dtype=np.float64)
         train = np.array([p["train"] for p in parts], dtype=np.float64)
-        meta = {
+        return {
             "format": FORMAT_VERSION,
             "dataset": ds.name,
             "fingerprint": fingerprint,
@@ -193,17 +191,31 @@ def _partition(ds: GraphDataset, cfg: PartitionConfig, root: Path, fingerprint: 
             "peak_rss_mb": max_rss_mb(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+
+    meta = write_atomically(root, fill)
+    cut = meta["edge_cut"]
+    log.info("partitioned %s into %d (%s) in %.1f s: edge cut %d (%.2f%%), balance %.3f",
+             ds.name, k, cfg.method, meta["time_s"], cut, 100 * meta["edge_cut_fraction"], meta["balance"])
+    return meta
+
+
+def write_atomically(root: Path, fill: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """``fill(tmp)`` writes the partitions into a temporary sibling folder and returns their meta, written last as
+    meta.json; then the folder is swapped in. Nothing half-written stays behind (a full disk is one line)."""
+    tmp = root.with_name(f".{root.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        meta = fill(tmp)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
         _swap_in(tmp, root)
-    except OSError as exc:  # e.g. disk full: nothing half-written stays behind
+    except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"cannot write partitions to {root} ({exc.strerror or exc}): free space or pick "
                         "another --output_dir") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("partitioned %s into %d (%s) in %.1f s: edge cut %d (%.2f%%), balance %.3f",
-             ds.name, k, cfg.method, meta["time_s"], cut, 100 * meta["edge_cut_fraction"], meta["balance"])
     return meta
 
 
