@@ -31,7 +31,7 @@ from src.core.hetero_sampling import HeteroHopSampler
 from src.core.hetero_stores import HeteroRowStore
 from src.in_memory.hetero_partition_format import LocalHeteroPartition
 from src.in_memory.partitioned import PartitionedBackend
-from src.in_memory.router import PartitionRouter, by_owner, in_frontier_order
+from src.in_memory.router import PartitionRouter, by_owner
 from src.in_memory.rpc_service import PeerService
 
 log = logging.getLogger(__name__)
@@ -45,20 +45,11 @@ class HeteroPartitionRouter(PartitionRouter):
     def typed_sample(self, edge_type: EdgeType, frontier: np.ndarray, fanout: int, states: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
         e = self.part.edge_types.index(edge_type)
-        groups = by_owner(self.part.node_map[edge_type[2]][frontier], self.world_size)
-        pending = {r: self.service.submit(r, "typed_sample", e, torch.from_numpy(frontier[pos]), fanout,
-                                          torch.from_numpy(np.ascontiguousarray(states[pos])))
-                   for r, pos in groups if r != self.part.index}
-        results = {}
-        for r, pos in groups:
-            if r == self.part.index:
-                results[r] = self.part.typed_sample(e, frontier[pos], fanout, states[pos])
-                self._count(local_frontier=len(pos))
-        for r, req in pending.items():
-            counts, neighbours = self.service.result(req)
-            results[r] = counts.numpy(), neighbours.numpy()
-            self._count(remote_frontier=len(counts))
-        return in_frontier_order(len(frontier), groups, results)
+        return self.sample_by_owner(
+            frontier, by_owner(self.part.node_map[edge_type[2]][frontier], self.world_size),
+            lambda r, pos: ("typed_sample", e, torch.from_numpy(frontier[pos]), fanout,
+                            torch.from_numpy(np.ascontiguousarray(states[pos]))),
+            lambda r, pos: self.part.typed_sample(e, frontier[pos], fanout, states[pos]))
 
     def typed_rows(self, node_type: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(x [len(ids), F], y [len(ids)])`` in ``ids`` order: held rows here, the rest from their owners."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,6 +37,9 @@ class RouterStats:
     remote_rows: int = 0
     local_frontier: int = 0
     remote_frontier: int = 0
+
+Hop = tuple[np.ndarray, np.ndarray]  # (counts per frontier node, neighbours)
+
 
 def by_owner(owners: np.ndarray, world_size: int) -> list[tuple[int, np.ndarray]]:
     """``(owner, positions)`` for every owner of at least one node (``owners``: the owner of each)."""
@@ -81,13 +85,20 @@ class PartitionRouter:
         """One hop for every frontier node; owner ``r`` samples its share with ``seeds[r]``."""
         if len(frontier) == 0:  # the previous hop found no new nodes
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        groups = self._by_owner(frontier)
-        pending = {r: self.service.submit(r, "sample", torch.from_numpy(frontier[pos]), fanout, int(seeds[r]))
-                   for r, pos in groups if r != self.part.index}
+        return self.sample_by_owner(
+            frontier, self._by_owner(frontier),
+            lambda r, pos: ("sample", torch.from_numpy(frontier[pos]), fanout, int(seeds[r])),
+            lambda r, pos: self.part.sample(frontier[pos], fanout, int(seeds[r])))
+
+    def sample_by_owner(self, frontier: np.ndarray, groups: list[tuple[int, np.ndarray]],
+                        request: Callable[[int, np.ndarray], tuple], local: Callable[[int, np.ndarray], Hop]) -> Hop:
+        """A hop of ``frontier``: owner ``r`` of positions ``pos`` gets ``request(r, pos)`` (kind and arguments),
+        this rank's share is ``local(r, pos)``; the answers are put back in frontier order."""
+        pending = {r: self.service.submit(r, *request(r, pos)) for r, pos in groups if r != self.part.index}
         results = {}
         for r, pos in groups:
             if r == self.part.index:
-                results[r] = self.part.sample(frontier[pos], fanout, int(seeds[r]))
+                results[r] = local(r, pos)
                 self._count(local_frontier=len(pos))
         for r, req in pending.items():
             counts, neighbours = self.service.result(req)
