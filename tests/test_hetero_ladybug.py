@@ -26,6 +26,7 @@ from src.data.synthetic_hetero import generate_hetero
 from src.ladybugdb.client import LadybugClient
 from src.ladybugdb.hetero_loader import ensure_hetero_loaded, require_hetero
 from src.ladybugdb.hetero_sampler import LadybugHeteroRows, LadybugHeteroSampler
+from tests.backend_checks import same_hetero_samples
 from tests.test_hetero_training import FLAGS, REPO, run_two_ranks
 
 FANOUTS = "writes:3,2;written_by:2,2;cites:4,3;publishes:1,1"
@@ -54,14 +55,7 @@ def test_ladybug_samples_equal_in_memory_samples(loaded, seed: int) -> None:
     memory = HeteroCSRSampler(HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()}),
                               fanouts, seed=seed)
     ladybug = LadybugHeteroSampler(client, spec, fanouts, seed=seed)
-    seeds = torch.cat([torch.arange(3, 140, 4), torch.tensor([7, 7])])  # a repeated seed is sampled at each position
-    inputs = NodeSamplerInput(input_id=None, node=seeds, input_type="paper")
-    a, b = memory.sample_from_nodes(inputs), ladybug.sample_from_nodes(inputs)
-    for t in a.node:
-        assert torch.equal(a.node[t], b.node[t]), t
-    for e in a.row:
-        assert torch.equal(a.row[e], b.row[e]) and torch.equal(a.col[e], b.col[e]), e
-    assert a.num_sampled_nodes == b.num_sampled_nodes and a.num_sampled_edges == b.num_sampled_edges
+    a = same_hetero_samples(memory, ladybug)
     assert sum(a.num_sampled_edges[("paper", "cites", "paper")]) > 0
 
 
@@ -123,3 +117,4 @@ def test_bad_input_is_one_line(loaded, tmp_path: Path, args: list[str], message:
                          capture_output=True, text=True, timeout=300)
     lines = out.stderr.strip().splitlines()
     assert out.returncode in (1, 2) and message in lines[-1] and "Traceback" not in out.stderr, out.stderr[-2000:]
+
