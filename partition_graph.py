@@ -20,7 +20,8 @@ def main() -> int:
     def arg(name: str, help: str, **kwargs: object) -> None:
         parser.add_argument(name, help=f"{help} (default: %(default)s)", **kwargs)
 
-    parser.add_argument("--dataset", required=True, help="dataset name, e.g. cora, amazon_cs, ogbn-arxiv")
+    parser.add_argument("--dataset", required=True, help="dataset name, e.g. cora, amazon_cs, ogbn-arxiv; "
+                        "heterogeneous: ogbn-mag or synthetic_hetero_n..")
     parser.add_argument("--num_partitions", type=int, required=True,
                         help="number of partitions k (= ranks of the training job)")
     arg("--dataset_root_dir", "directory holding the datasets; None = the project's usual places", default=None)
@@ -37,7 +38,8 @@ def main() -> int:
                           overwrite=args.overwrite, seed=args.seed)
     result = partition_dataset(cfg)
     meta = result.meta
-    sizes = ", ".join(str(p["nodes"]) for p in meta["partitions"])
+    sizes = ", ".join(" ".join(f"{t} {n}" for t, n in p["nodes"].items()) if meta.get("hetero") else str(p["nodes"])
+                      for p in meta["partitions"])  # a heterogeneous graph: every node type partitioned
     what = "partitioned" if result.created else "already partitioned (nothing to do)"
     print(f"{what}: {result.root}: {meta['dataset']} in {meta['num_partitions']} partitions "
           f"({meta['method']}, seed {meta['seed']}); nodes per partition {sizes}")

@@ -44,7 +44,8 @@ def open_backend(dataset: str, backend: str, args: argparse.Namespace):  # noqa:
     common = dict(target_type="paper", fanouts=args.fanouts, batch_size=args.batch_size,
                   num_loader_threads=args.threads)
     if backend == "in_memory":
-        from src.in_memory.hetero import InMemoryHeteroBackend, load_hetero_dataset
+        from src.data.hetero_sources import load_hetero_dataset
+        from src.in_memory.hetero import InMemoryHeteroBackend
 
         return InMemoryHeteroBackend(load_hetero_dataset(dataset), **common)
     from src.client import connect

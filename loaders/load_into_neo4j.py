@@ -161,12 +161,14 @@ def main() -> int:
 
 def load_hetero(args: argparse.Namespace, config: LoadConfig, options: dict) -> LoadReport:
     """A heterogeneous graph (synthetic_hetero, src/data/synthetic_hetero.py; ogbn-mag, src/data/ogb_mag.py)
-    into Neo4j (UNWIND only, under its own names)."""
+    into Neo4j (UNWIND only, under its own names) or its Ladybug file."""
     from src.neo4jdb.hetero.load import ensure_hetero_loaded
 
-    if args.backend != "neo4j" or args.name or args.node_label or args.rel_type or args.method == "import":
-        raise UsageError(f"--dataset {SYNTHETIC_HETERO} loads into Neo4j with UNWIND under its own names: drop "
-                         "--backend ladybug, --name, --node_label, --rel_type and --method import")
+    if args.name or args.node_label or args.rel_type or args.method == "import":
+        raise UsageError(f"--dataset {SYNTHETIC_HETERO} loads with UNWIND under its own names: drop "
+                         "--name, --node_label, --rel_type and --method import")
+    if args.backend == "ladybug" and args.method != "auto":
+        raise UsageError("--method applies to Neo4j only; drop it for --backend ladybug")
     if args.feature_format not in ("auto", "dense"):
         raise UsageError(f"--feature_format {args.feature_format} applies to homogeneous graphs only; heterogeneous "
                          "ones store dense float32 rows")
@@ -177,6 +179,14 @@ def load_hetero(args: argparse.Namespace, config: LoadConfig, options: dict) -> 
         dataset = load_ogbn_mag(args.dataset_root_dir)
     else:
         dataset = generate_hetero(**(named or options))
+    if args.backend == "ladybug":  # its own tables per type (src/ladybugdb/hetero_loader.py)
+        from src.ladybugdb import hetero_loader
+
+        path = path_from_args(args, dataset.name)
+        with LadybugClient(path, read_only=False, buffer_mb=args.ladybug_buffer_mb, max_threads=2) as lb:
+            report = hetero_loader.ensure_hetero_loaded(lb, dataset, config)
+        print(f"Ladybug database: {path}", flush=True)
+        return report
     client = connect(settings_from_args(args), max_retry_time=args.neo4j_retry_s)
     try:
         return ensure_hetero_loaded(client, dataset, config)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -23,6 +23,20 @@ from src.core.sampling import HopSampler
 from src.data.graph import GraphDataset
 from src.core.codecs import SPARSE
 from src.train.model import batch_logits, build_model
+
+
+def same_hetero_samples(memory, other, seed_type: str = "paper") -> Any:
+    """Both typed samplers' outputs for the same seeds (a repeated one included, sampled at each position), which
+    must be equal node for node and edge for edge; returns the in-memory one."""
+    seeds = torch.cat([torch.arange(3, 140, 4), torch.tensor([7, 7])])
+    inputs = NodeSamplerInput(input_id=None, node=seeds, input_type=seed_type)
+    a, b = memory.sample_from_nodes(inputs), other.sample_from_nodes(inputs)
+    for t in a.node:
+        assert torch.equal(a.node[t], b.node[t]), t
+    for e in a.row:
+        assert torch.equal(a.row[e], b.row[e]) and torch.equal(a.col[e], b.col[e]), e
+    assert a.num_sampled_nodes == b.num_sampled_nodes and a.num_sampled_edges == b.num_sampled_edges
+    return a
 
 
 def sample(sampler: HopSampler, seeds: np.ndarray):

@@ -24,6 +24,7 @@ from src.neo4jdb.hetero.load import delete_hetero, ensure_hetero_loaded
 from src.neo4jdb import procedures
 from src.neo4jdb.hetero.sampler import HETERO_PROCEDURE, Neo4jHeteroRows, Neo4jHeteroSampler
 from src.neo4jdb.hetero.schema import require_hetero
+from tests.backend_checks import same_hetero_samples
 
 FANOUTS = "writes:3,2;written_by:2,2;cites:4,3;publishes:1,1"
 
@@ -55,14 +56,7 @@ def test_neo4j_samples_equal_in_memory_samples(client: Neo4jClient, hetero, seed
     memory = HeteroCSRSampler(HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()}),
                               fanouts, seed=seed)
     neo4j = Neo4jHeteroSampler(client, schema, fanouts, seed=seed, use_procedures=procedure)
-    seeds = torch.cat([torch.arange(3, 140, 4), torch.tensor([7, 7])])  # a repeated seed is sampled at each position
-    inputs = NodeSamplerInput(input_id=None, node=seeds, input_type="paper")
-    a, b = memory.sample_from_nodes(inputs), neo4j.sample_from_nodes(inputs)
-    for t in a.node:
-        assert torch.equal(a.node[t], b.node[t]), t
-    for e in a.row:
-        assert torch.equal(a.row[e], b.row[e]) and torch.equal(a.col[e], b.col[e]), e
-    assert a.num_sampled_nodes == b.num_sampled_nodes and a.num_sampled_edges == b.num_sampled_edges
+    a = same_hetero_samples(memory, neo4j)
     assert sum(a.num_sampled_edges[("paper", "cites", "paper")]) > 0
     if procedure:
         assert neo4j.queries == 1  # every hop and relationship type in one call
@@ -212,3 +206,4 @@ def test_degree_features_replace_the_embedding_tables(hetero) -> None:
     model = backend.make_model(cfg)
     assert not any(isinstance(m, torch.nn.Embedding) for m in model.modules())
     assert {t: m.in_features for t, m in model.inputs.items()} == {"paper": 8, "author": 2, "venue": 1}
+

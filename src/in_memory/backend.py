@@ -2,7 +2,8 @@
 
 ``--full_graph`` gives every rank the whole graph (:class:`~src.in_memory.full_graph.FullGraphBackend`);
 otherwise each rank holds one METIS partition and asks its peers for the rest
-(:func:`~src.in_memory.partitioned.open_partitioned_backend`).
+(:func:`~src.in_memory.partitioned.open_partitioned_backend`). A heterogeneous dataset (``--target_type``)
+takes the same two ways: src/in_memory/hetero.py, src/in_memory/hetero_partitioned.py.
 """
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ def check_args(args: argparse.Namespace) -> None:
 
 @contextmanager
 def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Backend]:
-    if cfg.target_type:  # a heterogeneous dataset: the whole graph on every rank (src/in_memory/hetero.py)
-        from src.in_memory.hetero import InMemoryHeteroBackend, load_hetero_dataset
+    if cfg.target_type and args.full_graph:  # a heterogeneous dataset, whole on every rank (src/in_memory/hetero.py)
+        from src.data.hetero_sources import load_hetero_dataset
+        from src.in_memory.hetero import InMemoryHeteroBackend
 
         backend: Backend = InMemoryHeteroBackend(load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir),
                                                  target_type=cfg.target_type,

@@ -4,24 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from src.backends.hetero import HeteroBackend
-from src.core.errors import UsageError
 from src.core.hetero_sampling import HeteroCSR, HeteroCSRSampler
 from src.core.hetero_stores import InMemoryHeteroRows
 from src.data.hetero import HeteroGraphDataset
-from src.data.ogb_mag import OGBN_MAG, load_ogbn_mag
-from src.data.synthetic_hetero import generate_hetero, params_from_name
-
-
-def load_hetero_dataset(name: str, root: str | None = None) -> HeteroGraphDataset:
-    """A heterogeneous dataset by name: ``ogbn-mag`` (read by ogb under ``root``) or a generated
-    ``synthetic_hetero_n..`` graph."""
-    if name.strip().lower().replace("_", "-") == OGBN_MAG:
-        return load_ogbn_mag(root)
-    params = params_from_name(name)
-    if params is None:
-        raise UsageError(f"unknown heterogeneous dataset {name!r}; generated graphs are named like "
-                         "synthetic_hetero_n10000_d10_f32_c4_s0 (loaders/load_into_neo4j.py --dataset synthetic_hetero)")
-    return generate_hetero(**params)
 
 
 class InMemoryHeteroBackend(HeteroBackend):

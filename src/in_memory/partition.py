@@ -17,12 +17,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
 
 from src.data.graph import GraphDataset, to_undirected
+from src.data.hetero import HeteroGraphDataset
 from src.data.sources import load_dataset
 from src.core.arrays import segment_arange
 from src.core.csr import in_adjacency
@@ -37,6 +38,7 @@ from src.in_memory.partition_format import (
     partition_dir,
     read_meta,
 )
+from src.data.hetero_sources import is_hetero_name, load_hetero_dataset
 from src.train.run_log import max_rss_mb
 from src.core.sparse_features import dataset_rows_csr, holds_sparse
 
@@ -89,7 +91,13 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
     """
     check_config(cfg)
     check_writable_dir(cfg.output_dir, "--output_dir")
-    ds = load_dataset(cfg.dataset, root=cfg.dataset_root_dir)
+    ds = _load(cfg)
+    write, fmt = _partition, FORMAT_VERSION
+    if isinstance(ds, HeteroGraphDataset):  # imported here: its sampler module loads torch
+        from src.in_memory.hetero_partition import partition_hetero
+        from src.in_memory.hetero_partition_format import HETERO_FORMAT
+
+        write, fmt = partition_hetero, HETERO_FORMAT
     k = cfg.num_partitions
     if k > ds.num_nodes:
         raise UsageError(f"--num_partitions {k} exceeds the {ds.num_nodes} nodes of {ds.name!r}")
@@ -99,10 +107,10 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
     if existing is not None:
         keys = ("fingerprint", "num_partitions") if any_method else _IDENTITY
         diff = [key for key in keys if existing.get(key) != wanted[key]]
-        if not diff and existing.get("format") != FORMAT_VERSION:  # a cache of ours: just redo it
-            log.warning("%s was written in partition format %s; partitioning again in format %d",
-                        root, existing.get("format"), FORMAT_VERSION)
-            return PartitionResult(root, _partition(ds, cfg, root, wanted["fingerprint"]), created=True)
+        if not diff and existing.get("format") != fmt:  # a cache of ours: just redo it
+            log.warning("%s was written in partition format %s; partitioning again in format %s",
+                        root, existing.get("format"), fmt)
+            return PartitionResult(root, write(ds, cfg, root, wanted["fingerprint"]), created=True)
         if not diff:
             log.info("already partitioned: %s (%s, k=%d, %s)", root, ds.name, k, existing.get("method"))
             return PartitionResult(root, existing, created=False)
@@ -113,7 +121,14 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
                              "pass --overwrite to replace it or choose another --output_dir")
     elif root.exists():
         log.warning("%s has no %s (an interrupted run): replacing it", root, META_FILE)
-    return PartitionResult(root, _partition(ds, cfg, root, wanted["fingerprint"]), created=True)
+    return PartitionResult(root, write(ds, cfg, root, wanted["fingerprint"]), created=True)
+
+
+def _load(cfg: PartitionConfig) -> GraphDataset | HeteroGraphDataset:
+    """The graph to partition: a heterogeneous one (src/data/hetero_sources.py) by its name, else ``load_dataset``."""
+    if is_hetero_name(cfg.dataset):
+        return load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir)
+    return load_dataset(cfg.dataset, root=cfg.dataset_root_dir)
 
 
 def ensure_main() -> None:
@@ -144,17 +159,15 @@ def _partition(ds: GraphDataset, cfg: PartitionConfig, root: Path, fingerprint: 
     else:
         node_map = random_assignment(ds.num_nodes, k, cfg.seed)
     t_assign = time.perf_counter() - start
-    tmp = root.with_name(f".{root.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
+
+    def fill(tmp: Path) -> dict[str, Any]:
         np.save(tmp / NODE_MAP_FILE, node_map.astype(np.min_scalar_type(max(k - 1, 0))))
         sparse = holds_sparse(ds.x)
         parts = _write_parts(ds, edge_index, node_map, k, tmp, sparse=sparse)
         cut = int(np.count_nonzero(node_map[edge_index[0]] != node_map[edge_index[1]]))
         sizes = np.array([p["nodes"] for p in parts], dtype=np.float64)
         train = np.array([p["train"] for p in parts], dtype=np.float64)
-        meta = {
+        return {
             "format": FORMAT_VERSION,
             "dataset": ds.name,
             "fingerprint": fingerprint,
@@ -178,17 +191,31 @@ def _partition(ds: GraphDataset, cfg: PartitionConfig, root: Path, fingerprint: 
             "peak_rss_mb": max_rss_mb(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+
+    meta = write_atomically(root, fill)
+    cut = meta["edge_cut"]
+    log.info("partitioned %s into %d (%s) in %.1f s: edge cut %d (%.2f%%), balance %.3f",
+             ds.name, k, cfg.method, meta["time_s"], cut, 100 * meta["edge_cut_fraction"], meta["balance"])
+    return meta
+
+
+def write_atomically(root: Path, fill: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """``fill(tmp)`` writes the partitions into a temporary sibling folder and returns their meta, written last as
+    meta.json; then the folder is swapped in. Nothing half-written stays behind (a full disk is one line)."""
+    tmp = root.with_name(f".{root.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        meta = fill(tmp)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
         _swap_in(tmp, root)
-    except OSError as exc:  # e.g. disk full: nothing half-written stays behind
+    except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"cannot write partitions to {root} ({exc.strerror or exc}): free space or pick "
                         "another --output_dir") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("partitioned %s into %d (%s) in %.1f s: edge cut %d (%.2f%%), balance %.3f",
-             ds.name, k, cfg.method, meta["time_s"], cut, 100 * meta["edge_cut_fraction"], meta["balance"])
     return meta
 
 

@@ -106,6 +106,9 @@ def load_partition(root: Path, index: int) -> LocalPartition:
     meta = read_meta(root)
     if meta is None:
         raise UserError(f"no complete partitioning at {root} (no meta.json)")
+    if meta.get("hetero"):
+        raise UserError(f"dataset {meta.get('dataset')!r} is heterogeneous: pass --target_type "
+                        f"{meta.get('target_type')} (and per-type --fanouts)")
     folder = part_dir(root, index)
     try:
         names = ("nodes", "indptr", "indices", "halo", "y")

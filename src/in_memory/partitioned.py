@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Sequence
 
@@ -42,6 +43,7 @@ from src.core.schema import SPLITS
 from src.core.sparse_features import feature_nbytes
 from src.core.memory_limit import MemoryWall
 from src.in_memory import preflight
+from src.in_memory.hetero_partition_format import LocalHeteroPartition, load_hetero_partition
 from src.in_memory.partition import PartitionConfig
 from src.in_memory.partition_format import LocalPartition, load_partition, partition_dir
 from src.in_memory.router import PartitionedFeatureStore, PartitionedSampler, PartitionRouter
@@ -166,6 +168,10 @@ def open_partitioned_backend(cfg: TrainConfig, partition_root: str) -> Partition
     the folder.  Ranks check that they all loaded the same partitioning before training.
     """
     rank, world = cfg.node_rank, cfg.num_nodes
+    from src.in_memory.hetero_partitioned import PartitionedHeteroBackend, check_hetero_partition
+
+    if cfg.target_type:
+        check_hetero_partition(cfg)
     distributed.init(cfg)  # train() reuses this group and destroys it at the end
     try:
         slow = dist.new_group(backend="gloo", timeout=PARTITION_TIMEOUT) if world > 1 else None
@@ -174,12 +180,12 @@ def open_partitioned_backend(cfg: TrainConfig, partition_root: str) -> Partition
         if isinstance(name, UserError):
             raise name
         root = partition_dir(partition_root, name, world)
-        part: LocalPartition | None = None
+        part: LocalPartition | LocalHeteroPartition | None = None
         try:
             preflight.check_partition(root, rank, cfg)
-            part = load_partition(root, rank)
+            part = _load_local(root, rank, cfg)
             mine: tuple[str | None, Any] = (None, (part.identity(), part.splits))
-        except MemoryWall as exc:
+        except (MemoryWall, UsageError) as exc:
             mine = (f"rank {rank}: {exc}", None)
         except UserError as exc:
             mine = (f"rank {rank}: {exc}; on several machines run `python partition_graph.py --dataset "
@@ -198,8 +204,23 @@ def open_partitioned_backend(cfg: TrainConfig, partition_root: str) -> Partition
     except BaseException:
         distributed.destroy()
         raise
+    if isinstance(part, LocalHeteroPartition):
+        return PartitionedHeteroBackend(part, service, splits, world_size=world, target_type=str(cfg.target_type),
+                                        fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
+                                        num_loader_threads=cfg.num_loader_threads, featureless=cfg.featureless)
     return PartitionedBackend(part, service, splits, world_size=world, fanouts=cfg.fanouts,
                               batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads)
+
+
+def _load_local(root: Path, rank: int, cfg: TrainConfig) -> LocalPartition | LocalHeteroPartition:
+    """This rank's partition: heterogeneous with ``--target_type`` (src/in_memory/hetero_partitioned.py)."""
+    if not cfg.target_type:
+        return load_partition(root, rank)
+    from src.in_memory.hetero_partitioned import check_hetero_partition
+
+    part = load_hetero_partition(root, rank)
+    check_hetero_partition(cfg, part)
+    return part
 
 
 def _partition_on_rank0(cfg: TrainConfig, partition_root: str) -> str | UserError:

@@ -48,6 +48,13 @@ def partition_needs(root: Path, rank: int, cfg: TrainConfig) -> dict[str, int]:
     def size(*names: str) -> int:
         return sum((folder / n).stat().st_size for n in names if (folder / n).exists())
 
+    if meta.get("hetero"):  # src/in_memory/hetero_partition_format.py: every file of the folder is loaded
+        files = sum(f.stat().st_size for f in folder.rglob("*.npy"))
+        maps = sum(f.stat().st_size for f in (root / "node_map").glob("*.npy"))
+        width = max((n["num_features"] for n in meta["node_types"]), default=0)
+        return {"partition files": files, "node maps": maps,
+                "batches": batch_bytes(cfg.batch_size, cfg.fanouts, int(meta["num_nodes"]), width,
+                                       cfg.num_loader_threads + 1)}
     features = size("x.npy", "x_data.npy", "x_indices.npy", "x_indptr.npy")
     node_map = (root / meta["node_map"]).stat().st_size if meta.get("node_map") else 0
     return {"features": features, "topology": size("indptr.npy", "indices.npy", "nodes.npy"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +38,31 @@ class RouterStats:
     local_frontier: int = 0
     remote_frontier: int = 0
 
+Hop = tuple[np.ndarray, np.ndarray]  # (counts per frontier node, neighbours)
+
+
+def by_owner(owners: np.ndarray, world_size: int) -> list[tuple[int, np.ndarray]]:
+    """``(owner, positions)`` for every owner of at least one node (``owners``: the owner of each)."""
+    order = np.argsort(owners, kind="stable")
+    bounds = np.searchsorted(owners[order], np.arange(world_size + 1))
+    return [(r, order[bounds[r]:bounds[r + 1]]) for r in range(world_size) if bounds[r + 1] > bounds[r]]
+
+
+def in_frontier_order(n: int, groups: list[tuple[int, np.ndarray]],
+                      results: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The owners' ``(counts, neighbours)`` of their frontier positions, put back in frontier order."""
+    if len(groups) == 1:
+        return results[groups[0][0]]
+    positions = np.concatenate([pos for _, pos in groups])
+    counts_cat = np.concatenate([results[r][0] for r, _ in groups])
+    neighbours_cat = np.concatenate([results[r][1] for r, _ in groups])
+    counts = np.empty(n, dtype=np.int64)
+    counts[positions] = counts_cat
+    start = np.empty(n, dtype=np.int64)
+    start[positions] = np.cumsum(counts_cat) - counts_cat
+    return counts, neighbours_cat[segment_arange(start, counts)]
+
+
 class PartitionRouter:
     """Answers sample/feature requests for ANY nodes: locally or from their owners."""
 
@@ -53,39 +79,32 @@ class PartitionRouter:
                 setattr(self.stats, key, getattr(self.stats, key) + value)
 
     def _by_owner(self, ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """``(owner, positions in ids)`` for every owner with at least one of ``ids``."""
-        owners = self.part.node_map[ids]
-        order = np.argsort(owners, kind="stable")
-        bounds = np.searchsorted(owners[order], np.arange(self.world_size + 1))
-        return [(r, order[bounds[r]:bounds[r + 1]]) for r in range(self.world_size)
-                if bounds[r + 1] > bounds[r]]
+        return by_owner(self.part.node_map[ids], self.world_size)
 
     def sample(self, frontier: np.ndarray, fanout: int, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One hop for every frontier node; owner ``r`` samples its share with ``seeds[r]``."""
         if len(frontier) == 0:  # the previous hop found no new nodes
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        groups = self._by_owner(frontier)
-        pending = {r: self.service.submit(r, "sample", torch.from_numpy(frontier[pos]), fanout, int(seeds[r]))
-                   for r, pos in groups if r != self.part.index}
+        return self.sample_by_owner(
+            frontier, self._by_owner(frontier),
+            lambda r, pos: ("sample", torch.from_numpy(frontier[pos]), fanout, int(seeds[r])),
+            lambda r, pos: self.part.sample(frontier[pos], fanout, int(seeds[r])))
+
+    def sample_by_owner(self, frontier: np.ndarray, groups: list[tuple[int, np.ndarray]],
+                        request: Callable[[int, np.ndarray], tuple], local: Callable[[int, np.ndarray], Hop]) -> Hop:
+        """A hop of ``frontier``: owner ``r`` of positions ``pos`` gets ``request(r, pos)`` (kind and arguments),
+        this rank's share is ``local(r, pos)``; the answers are put back in frontier order."""
+        pending = {r: self.service.submit(r, *request(r, pos)) for r, pos in groups if r != self.part.index}
         results = {}
         for r, pos in groups:
             if r == self.part.index:
-                results[r] = self.part.sample(frontier[pos], fanout, int(seeds[r]))
+                results[r] = local(r, pos)
                 self._count(local_frontier=len(pos))
         for r, req in pending.items():
             counts, neighbours = self.service.result(req)
             results[r] = counts.numpy(), neighbours.numpy()
             self._count(remote_frontier=len(counts))
-        if len(groups) == 1:
-            return results[groups[0][0]]
-        positions = np.concatenate([pos for _, pos in groups])
-        counts_cat = np.concatenate([results[r][0] for r, _ in groups])
-        neighbours_cat = np.concatenate([results[r][1] for r, _ in groups])
-        counts = np.empty(len(frontier), dtype=np.int64)
-        counts[positions] = counts_cat
-        start = np.empty(len(frontier), dtype=np.int64)
-        start[positions] = np.cumsum(counts_cat) - counts_cat
-        return counts, neighbours_cat[segment_arange(start, counts)]
+        return in_frontier_order(len(frontier), groups, results)
 
     def features(self, ids: np.ndarray) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray]:
         """``(x [len(ids), F] float32, y [len(ids)] int64)`` in ``ids`` order; ``x`` is CSR when

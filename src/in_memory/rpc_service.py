@@ -46,12 +46,21 @@ class PartitionHandler(Protocol):
     def sample(self, frontier: np.ndarray, fanout: int, seed: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-_HANDLER: PartitionHandler | None = None
+class HeteroPartitionHandler(Protocol):
+    """A heterogeneous partition serves per type (src/in_memory/hetero_partition_format.py): types by index."""
+
+    def typed_sample(self, edge_type: int, frontier: np.ndarray, fanout: int, states: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def typed_rows(self, node_type: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+_HANDLER: PartitionHandler | HeteroPartitionHandler | None = None
 SLAB_BYTES = 2 << 20
 """Rows are copied in slabs of about this size, so no thread holds a whole batch's rows twice."""
 
 
-def _handler() -> PartitionHandler:
+def _handler() -> Any:
     if _HANDLER is None:  # a request racing the shutdown of this rank
         raise RuntimeError("this rank's partition service is shut down")
     return _HANDLER
@@ -66,6 +75,16 @@ def _serve_features(ids: Tensor) -> tuple[RowBlock, Tensor]:
     handler = _handler()
     local = handler.to_local(ids.numpy())
     return RowBlock.gather(handler.x, local), torch.from_numpy(handler.y[local])
+
+
+def _serve_typed_sample(edge_type: int, frontier: Tensor, fanout: int, states: Tensor) -> tuple[Tensor, Tensor]:
+    counts, neighbours = _handler().typed_sample(edge_type, frontier.numpy(), fanout, states.numpy())
+    return torch.from_numpy(counts), torch.from_numpy(neighbours)
+
+
+def _serve_typed_rows(node_type: int, ids: Tensor) -> tuple[Tensor, Tensor]:
+    x, y = _handler().typed_rows(node_type, ids.numpy())
+    return torch.from_numpy(x), torch.from_numpy(y)
 
 
 @dataclass
@@ -147,7 +166,8 @@ def _col_dtype(num_cols: int) -> type:
     return np.int16 if num_cols <= 1 << 16 else np.int32
 
 
-_REQUESTS = {"sample": _serve_sample, "features": _serve_features}
+_REQUESTS = {"sample": _serve_sample, "features": _serve_features, "typed_sample": _serve_typed_sample,
+             "typed_rows": _serve_typed_rows}
 
 
 class PeerError(UserError):
@@ -187,7 +207,7 @@ class Pending:
 class PeerService:
     """This rank's RPC agent: serves ``handler`` to peers, sends requests to them."""
 
-    def __init__(self, cfg: ServiceConfig, handler: PartitionHandler) -> None:
+    def __init__(self, cfg: ServiceConfig, handler: PartitionHandler | HeteroPartitionHandler) -> None:
         global _HANDLER
         if cfg.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {cfg.concurrency}")
@@ -242,7 +262,7 @@ class PeerService:
             raise UserError(f"rank {cfg.rank}: starting the RPC service at {where} failed: {detail}")
 
     def submit(self, owner: int, kind: str, *args: object) -> Pending:
-        """Send one request (``kind`` "sample" or "features") to rank ``owner``; waits while
+        """Send one request (``kind`` a key of ``_REQUESTS``) to rank ``owner``; waits while
         ``concurrency`` requests of this rank are already in flight."""
         self._slots.acquire()
         try:

@@ -4,7 +4,8 @@ Ladybug is Kuzu's maintained fork: a graph database that speaks Cypher and runs 
 process, with no server. Each rank opens the database read-only (many processes may), samples
 with :class:`~src.ladybugdb.sampler.LadybugNeighborSampler` (one query per hop per batch) and
 fetches rows with :class:`LadybugFeatureStore`; the rest is the shared
-:class:`~src.backends.database.DatabaseBackend`, so batches are built exactly as with Neo4j.
+:class:`~src.backends.database.DatabaseBackend`, so batches are built exactly as with Neo4j. A
+heterogeneous dataset (``--target_type``) is src/ladybugdb/hetero_backend.py.
 Ladybug's memory (its buffer pool, ``--ladybug_buffer_mb``) is part of the trainer's RSS.
 """
 from __future__ import annotations
@@ -25,6 +26,8 @@ from src.core.record import DatasetRecord
 from src.core.row_fetch import DatabaseFeatureStore
 from src.core.schema import GraphSchema, validate_dataset_name
 from src.ladybugdb.client import LOAD_HINT, LadybugClient, add_ladybug_args, default_path, path_from_args
+from src.ladybugdb.hetero_backend import LadybugHeteroBackend
+from src.ladybugdb.hetero_loader import hetero_record, require_hetero
 from src.ladybugdb.loader import dataset_record, require_loaded
 from src.ladybugdb.sampler import HeldOutIndex, LadybugNeighborSampler
 from src.train.config import TrainConfig
@@ -111,13 +114,23 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 @contextmanager
-def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[LadybugBackend]:
+def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[LadybugBackend | LadybugHeteroBackend]:
     """Open the dataset's file read-only and the backend over it; the client is closed on every exit."""
     validate_dataset_name(cfg.dataset, "--dataset")
     client = LadybugClient(path_from_args(args, cfg.dataset), read_only=True, buffer_mb=args.ladybug_buffer_mb,
                            max_threads=args.ladybug_threads, dataset=cfg.dataset)
 
-    def build() -> LadybugBackend:
+    def build() -> LadybugBackend | LadybugHeteroBackend:
+        if cfg.target_type:  # a heterogeneous dataset (src/ladybugdb/hetero_backend.py)
+            if args.cache_mb:
+                raise UsageError("--cache_mb applies to homogeneous datasets only; drop it with --target_type")
+            return LadybugHeteroBackend(client, require_hetero(client, cfg.dataset), target_type=cfg.target_type,
+                                        fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
+                                        num_loader_threads=cfg.num_loader_threads, featureless=cfg.featureless)
+        hetero = hetero_record(client, cfg.dataset)
+        if hetero is not None:
+            raise UsageError(f"dataset {cfg.dataset!r} is heterogeneous: pass --target_type {hetero['target_type']} "
+                             "(and per-type --fanouts)")
         return LadybugBackend(client, require_loaded(client, cfg.dataset), fanouts=cfg.fanouts,
                               batch_size=cfg.batch_size, num_loader_threads=cfg.num_loader_threads,
                               cache_mb=args.cache_mb, cache_warm=args.cache_warm)

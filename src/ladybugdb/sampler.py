@@ -52,15 +52,41 @@ def hop_query(schema: GraphSchema, held_out: bool = False) -> str:
     s = schema
     skip = (f" AND NOT list_contains($held, CASE WHEN u.`{s.id_prop}` < v.`{s.id_prop}` THEN u.`{s.id_prop}` * $n + "
             f"v.`{s.id_prop}` ELSE v.`{s.id_prop}` * $n + u.`{s.id_prop}` END)") if held_out else ""
+    return typed_hop_query(s.label, s.rel_type, s.label, s.id_prop, skip)
+
+
+def typed_hop_query(src: str, rel_type: str, dst: str, id_prop: str, skip: str = "") -> str:
+    """The hop query over ``(u:src)-[:rel_type]->(v:dst)`` (validated identifiers); ``skip``: more conditions."""
     return f"""
-MATCH (u:`{s.label}`)-[:`{s.rel_type}`]->(v:`{s.label}`) WHERE v.`{s.id_prop}` IN $ids{skip}
-WITH v.`{s.id_prop}` AS v, list_sort(collect(u.`{s.id_prop}`)) AS nbrs
+MATCH (u:`{src}`)-[:`{rel_type}`]->(v:`{dst}`) WHERE v.`{id_prop}` IN $ids{skip}
+WITH v.`{id_prop}` AS v, list_sort(collect(u.`{id_prop}`)) AS nbrs
 WITH v, nbrs, size(nbrs) AS d, $states[list_position($ids, v)] AS states
 UNWIND range(1, size(states)) AS r
 WITH v, r, nbrs, d, states[r] AS s0
 RETURN v, r, CASE WHEN $fanout < 0 OR d <= $fanout THEN nbrs
   ELSE list_transform(list_slice({_FLOYD}, 2, $fanout + 1), i -> nbrs[i + 1]) END AS picked
 """
+
+
+def run_hop(client: LadybugClient, query: str, frontier: np.ndarray, states: np.ndarray, fanout: int,
+            **extra: object) -> tuple[np.ndarray, np.ndarray]:
+    """``(counts, neighbours)`` of one hop query: distinct ids sent once, each frontier position drawn with its state."""
+    uniq, inverse = np.unique(frontier, return_inverse=True)
+    positions = np.argsort(inverse, kind="stable")  # frontier positions grouped by distinct id
+    group_size = np.bincount(inverse, minlength=len(uniq))
+    group_start = np.cumsum(group_size) - group_size
+    per_id = np.split(np.asarray(states, np.int64)[positions], group_start[1:])
+    rows = client.execute(query, ids=uniq.tolist(), states=[g.tolist() for g in per_id], fanout=int(fanout), **extra)
+    picked: list[list[int]] = [[] for _ in range(len(frontier))]  # degree 0: no row
+    if rows:
+        v = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        r = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
+        where = positions[group_start[np.searchsorted(uniq, v)] + r - 1]
+        for pos, row in zip(where.tolist(), rows):
+            picked[pos] = row[2]
+    counts = np.fromiter((len(p) for p in picked), dtype=np.int64, count=len(picked))
+    flat = np.fromiter((u for p in picked for u in p), dtype=np.int64, count=int(counts.sum()))
+    return counts, flat
 
 
 class HeldOutIndex:
@@ -103,22 +129,7 @@ class LadybugNeighborSampler(HopSampler):
             raise KeyError(f"nodes {bad} of dataset {self.schema.dataset!r} are not in Ladybug "
                            f"(ids are 0..{self.num_nodes - 1})")
         states = rng.integers(1, MINSTD_MODULUS, size=len(frontier), dtype=np.int64)
-        uniq, inverse = np.unique(frontier, return_inverse=True)
-        positions = np.argsort(inverse, kind="stable")  # frontier positions grouped by distinct id
-        group_size = np.bincount(inverse, minlength=len(uniq))
-        group_start = np.cumsum(group_size) - group_size
-        per_id = np.split(states[positions], group_start[1:])
         self.queries += 1
-        extra = {} if self.held_out is None else {"held": self.held_out.touching(uniq), "n": self.num_nodes}
-        rows = self.client.execute(self._query, ids=uniq.tolist(), states=[g.tolist() for g in per_id],
-                                   fanout=int(fanout), **extra)
-        picked: list[list[int]] = [[] for _ in range(len(frontier))]  # degree 0: no row
-        if rows:
-            v = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-            r = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
-            where = positions[group_start[np.searchsorted(uniq, v)] + r - 1]
-            for pos, row in zip(where.tolist(), rows):
-                picked[pos] = row[2]
-        counts = np.fromiter((len(p) for p in picked), dtype=np.int64, count=len(picked))
-        flat = np.fromiter((u for p in picked for u in p), dtype=np.int64, count=int(counts.sum()))
-        return counts, flat
+        extra = {} if self.held_out is None else {"held": self.held_out.touching(np.unique(frontier)),
+                                                   "n": self.num_nodes}
+        return run_hop(self.client, self._query, frontier, states, fanout, **extra)
