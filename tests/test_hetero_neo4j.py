@@ -22,7 +22,8 @@ from src.data.loading import LoadConfig
 from src.data.synthetic_hetero import generate_hetero
 from src.neo4jdb.hetero.load import delete_hetero, ensure_hetero_loaded
 from src.neo4jdb import procedures
-from src.neo4jdb.hetero.sampler import HETERO_PROCEDURE, Neo4jHeteroRows, Neo4jHeteroSampler
+from src.neo4jdb.hetero.rows import Neo4jHeteroRows
+from src.neo4jdb.hetero.sampler import HETERO_PROCEDURE, Neo4jHeteroSampler
 from src.neo4jdb.hetero.schema import require_hetero
 
 FANOUTS = "writes:3,2;written_by:2,2;cites:4,3;publishes:1,1"
@@ -45,16 +46,25 @@ def test_record_describes_the_types_and_rerun_is_a_noop(client: Neo4jClient, het
     assert ensure_hetero_loaded(client, ds, LoadConfig(progress=False)).status == "already loaded"
 
 
+def typed_projections(client: Neo4jClient, schema) -> dict[str, str]:
+    """State of the server's per-relationship-type projections of ``schema``'s dataset, by relationship type."""
+    return {p["key"].split("/typed:")[1].split("/")[0]: p["state"] for p in procedures.projections(client)
+            if "/typed:" in p["key"] and p["key"].split("/")[1] in {t.label for t in schema.node_types}}
+
+
 @pytest.mark.parametrize("seed", [0, 5])
-@pytest.mark.parametrize("procedure", [False, True], ids=["cypher", "gnn.sampleHeteroHops"])
-def test_neo4j_samples_equal_in_memory_samples(client: Neo4jClient, hetero, seed: int, procedure: bool) -> None:
+@pytest.mark.parametrize("path", ["cypher", "store", "projection"])
+def test_neo4j_samples_equal_in_memory_samples(client: Neo4jClient, hetero, seed: int, path: str) -> None:
+    """The Cypher fallback, the procedure over the store and over its per-type projection: one sample."""
     ds, schema = hetero
+    procedure = path != "cypher"
     if procedure and HETERO_PROCEDURE not in procedures.installed(client):
         pytest.fail("the server's gnn.* plugin has no gnn.sampleHeteroHops: restart it with the current plugin")
     fanouts = parse_fanouts(FANOUTS, ds.edge_types)
     memory = HeteroCSRSampler(HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()}),
                               fanouts, seed=seed)
-    neo4j = Neo4jHeteroSampler(client, schema, fanouts, seed=seed, use_procedures=procedure)
+    neo4j = Neo4jHeteroSampler(client, schema, fanouts, seed=seed, use_procedures=procedure,
+                               projection_mb=64.0 if path == "projection" else 0.0)
     seeds = torch.cat([torch.arange(3, 140, 4), torch.tensor([7, 7])])  # a repeated seed is sampled at each position
     inputs = NodeSamplerInput(input_id=None, node=seeds, input_type="paper")
     a, b = memory.sample_from_nodes(inputs), neo4j.sample_from_nodes(inputs)
@@ -66,6 +76,8 @@ def test_neo4j_samples_equal_in_memory_samples(client: Neo4jClient, hetero, seed
     assert sum(a.num_sampled_edges[("paper", "cites", "paper")]) > 0
     if procedure:
         assert neo4j.queries == 1  # every hop and relationship type in one call
+    if path == "projection":  # every relationship type sampled from its own in-heap CSR
+        assert typed_projections(client, schema) == {r.rel_type: "ready" for r in schema.rel_types}
 
 
 def test_fanout_zero_is_never_sent_or_sampled(client: Neo4jClient, hetero) -> None:

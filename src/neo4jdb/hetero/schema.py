@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from src.core.errors import UserError
 from src.core.hetero_fanouts import EdgeType
-from src.core.schema import DATASET_LABEL, default_label, validate_dataset_name, validate_identifier
+from src.core.schema import DATASET_LABEL, GraphSchema, default_label, validate_dataset_name, validate_identifier
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,11 @@ class HeteroSchema:
                 return t
         raise UserError(f"dataset {self.dataset!r} has no node type {name!r}; node types: "
                         f"{', '.join(t.name for t in self.node_types)}")
+
+    def type_schema(self, node_type: str) -> GraphSchema:
+        """The names of one node type's rows as the homogeneous readers take them (one label, dense ids)."""
+        return GraphSchema(dataset=self.dataset, label=self.node(node_type).label, rel_type=self.rel_types[0].rel_type,
+                           id_prop=self.id_prop, x_prop=self.x_prop, y_prop=self.y_prop)
 
     @property
     def edge_types(self) -> list[EdgeType]:

@@ -1,0 +1,158 @@
+package gnn;
+
+import java.util.Arrays;
+
+import org.neo4j.graphdb.Direction;
+import org.neo4j.logging.Log;
+import org.neo4j.storageengine.api.RelationshipSelection;
+
+/**
+ * The in-neighbours of one relationship type of a heterogeneous dataset, as gnn.sampleHeteroHops reads
+ * them: the sources of a (:dst) node's incoming relType relationships that are (:src) nodes with an
+ * integer id, their ids sorted ascending (parallel relationships kept), the order
+ * src/core/hetero_sampling.py's HeteroCSR and the Cypher fallback share.
+ *
+ * <p>Two readers, the same lists: {@link Store} walks the relationships through kernel cursors on every
+ * call; {@link Projected} is an in-heap CSR per relationship type ({@link Projections}: built by the first
+ * call with a budget, shared, dropped by any write, so a batch after a commit samples the edited graph).
+ */
+final class TypedTopology {
+    private TypedTopology() {
+    }
+
+    /** The projection of {@code relType} from (:src) to (:dst) when the budget allows one, else the store. */
+    static Topology of(KernelGraph dst, KernelGraph src, String relType, long budget, Log log) {
+        Projected p = Projections.get(Projections.key(dst, "typed:" + relType, src.label, src.idProp), dst, budget,
+                log, b -> Projected.build(dst, src, relType, b));
+        return p != null ? p.view() : new Store(dst, src, relType);
+    }
+
+    /** Reads one node's typed neighbours from the store per call (references: node references). */
+    static final class Store implements Topology {
+        private final KernelGraph dst;
+        private final KernelGraph src;
+        private final RelationshipSelection incoming;
+        private final LongList refs = new LongList(64);
+        private final LongList ids = new LongList(64);
+
+        Store(KernelGraph dst, KernelGraph src, String relType) {
+            this.dst = dst;
+            this.src = src;
+            // an unknown type matches no relationship: every node then has degree 0, as in Cypher
+            this.incoming = RelationshipSelection.selection(dst.tokens.relationshipType(relType), Direction.INCOMING);
+        }
+
+        @Override
+        public long nodeRef(long id) {
+            return dst.nodeRef(id);
+        }
+
+        @Override
+        public int loadNeighbours(long ref) {
+            refs.clear();
+            ids.clear();
+            dst.node(ref).relationships(dst.relCursor, incoming);
+            while (dst.relCursor.next()) {
+                refs.add(dst.relCursor.sourceNodeReference());
+            }
+            for (int p = 0; p < refs.size; p++) {
+                long id = src.datasetId(refs.values[p]);
+                if (id != KernelGraph.NO_ID) {
+                    ids.add(id);
+                }
+            }
+            Arrays.sort(ids.values, 0, ids.size);
+            return ids.size;
+        }
+
+        @Override
+        public long neighbourId(int p) {
+            return ids.values[p];
+        }
+    }
+
+    /** CSR by (:dst) slot of the sorted (:src) neighbour ids; ids are ints (projected ids are below 2^31). */
+    static final class Projected implements Projection {
+        private final ProjectedNodes nodes;
+        private final long[] offsets;
+        private final int[] neighbours;
+
+        private Projected(ProjectedNodes nodes, long[] offsets, int[] neighbours) {
+            this.nodes = nodes;
+            this.offsets = offsets;
+            this.neighbours = neighbours;
+        }
+
+        @Override
+        public long bytes() {
+            return nodes.bytes() + 8L * offsets.length + 4L * neighbours.length;
+        }
+
+        @Override
+        public int nodes() {
+            return nodes.size();
+        }
+
+        Topology view() {
+            return new Topology() {
+                private long base;
+
+                @Override
+                public long nodeRef(long id) {
+                    return nodes.slot(id);
+                }
+
+                @Override
+                public int loadNeighbours(long slot) {
+                    base = offsets[(int) slot];
+                    return (int) (offsets[(int) slot + 1] - base);
+                }
+
+                @Override
+                public long neighbourId(int p) {
+                    return neighbours[(int) (base + p)];
+                }
+            };
+        }
+
+        /** One scan of each label and one walk of every (:dst) node's incoming relType relationships. */
+        static Projected build(KernelGraph dst, KernelGraph src, String relType, Budget budget) throws NotProjectable {
+            ProjectedNodes.Scan sources = ProjectedNodes.scan(src, budget);
+            ProjectedNodes.Scan scan = src.label.equals(dst.label) ? sources : ProjectedNodes.scan(dst, budget);
+            int n = scan.nodes().size();
+            budget.charge(8L * (n + 1), "neighbour offsets");
+            long[] offsets = new long[n + 1];
+            int[] nbrs = new int[Math.max(16, n)];
+            budget.charge(4L * nbrs.length, "neighbour ids");
+            RelationshipSelection incoming = RelationshipSelection.selection(dst.tokens.relationshipType(relType),
+                    Direction.INCOMING);
+            int size = 0;
+            for (int k = 0; k < n; k++) {
+                int start = size;
+                try {
+                    dst.node(scan.refs()[k]).relationships(dst.relCursor, incoming);
+                } catch (IllegalStateException e) {  // deleted during the build
+                    throw new NotProjectable(e.getMessage());
+                }
+                while (dst.relCursor.next()) {
+                    int slot = sources.slotOfRef(dst.relCursor.sourceNodeReference());
+                    if (slot < 0) {
+                        continue;  // not a (:src) node with an id: never a neighbour
+                    }
+                    if (size == nbrs.length) {
+                        if (size >= Integer.MAX_VALUE - 16) {
+                            throw new NotProjectable("more than 2^31 neighbour ids");
+                        }
+                        int grown = (int) Math.min(Integer.MAX_VALUE - 8, 2L * nbrs.length);
+                        budget.charge(4L * (grown - nbrs.length), "neighbour ids");
+                        nbrs = Arrays.copyOf(nbrs, grown);
+                    }
+                    nbrs[size++] = (int) sources.nodes().ids[slot];
+                }
+                Arrays.sort(nbrs, start, size);
+                offsets[k + 1] = size;
+            }
+            return new Projected(scan.nodes(), offsets, Arrays.copyOf(nbrs, size));
+        }
+    }
+}
