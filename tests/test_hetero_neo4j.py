@@ -108,6 +108,89 @@ def test_rows_per_type_bit_exact_through_node_loader(client: Neo4jClient, hetero
         assert "x" not in batch["author"] and len(batch["author"].n_id) > 0
 
 
+def test_rows_bit_exact_through_the_per_type_cache_and_a_cypher_edit_is_seen_at_once(client: Neo4jClient,
+                                                                                      hetero) -> None:
+    ds, schema = hetero
+    rows = Neo4jHeteroRows(client, schema, cache_mb=1.0, projection_mb=16.0)
+    assert set(rows.stores) == {"paper"}  # authors and venues have no stored rows to cache
+    store, paper = rows.stores["paper"], ds.node_types["paper"]
+    assert store.cache is not None and store.freshness is not None and store.cache.capacity >= paper.num_nodes
+    ids = np.r_[np.arange(0, 300, 3), [6, 6]]
+    for _ in range(2):  # misses read and admitted, then hits
+        x, y = rows.fetch("paper", ids, True, True)
+        assert x.numpy().view(np.uint32).tobytes() == paper.x[ids].view(np.uint32).tobytes()
+        assert torch.equal(y, torch.from_numpy(paper.y[ids]))
+    assert store.cache.hit_rate >= 0.49 and len(store.cache) == len(np.unique(ids))
+    label, edited = schema.node("paper").label, np.full(paper.num_features, 7.5, np.float32)
+    client.write(f"MATCH (n:`{label}` {{id: 9}}) SET n.x = $x, n.y = 2", x=edited.tobytes())
+    try:  # the cached row 9 is dropped before the next fetch reads: it sees the edit, row 12 stays cached
+        x, y = rows.fetch("paper", np.array([9, 12]), True, True)
+        assert x[0].numpy().tobytes() == edited.tobytes() and int(y[0]) == 2
+        assert x[1].numpy().tobytes() == paper.x[12].tobytes() and rows.cache_stats()["paper"]["dropped"] == 1
+    finally:
+        client.write(f"MATCH (n:`{label}` {{id: 9}}) SET n.x = $x, n.y = $y", x=paper.x[9].tobytes(),
+                     y=int(paper.y[9]))
+    assert rows.fetch("paper", np.array([9]), True, False)[0].numpy().tobytes() == paper.x[9].tobytes()
+
+
+def test_typed_relationship_created_or_deleted_with_cypher_is_sampled_by_the_next_batch(client: Neo4jClient,
+                                                                                       hetero) -> None:
+    ds, schema = hetero
+    writes = schema.rel(("author", "writes", "paper"))
+    sampler = Neo4jHeteroSampler(client, schema, parse_fanouts("writes:-1", ds.edge_types, default=[0]), seed=0,
+                                 use_procedures=True, projection_mb=64.0)
+
+    def authors_of_paper_5() -> list[int]:
+        out = sampler.sample_from_nodes(NodeSamplerInput(None, torch.tensor([5]), input_type="paper"))
+        return sorted(out.node["author"][out.row[("author", "writes", "paper")]].tolist())
+
+    before = authors_of_paper_5()
+    assert typed_projections(client, schema)[writes.rel_type] == "ready"
+    newcomer = next(a for a in range(ds.node_types["author"].num_nodes) if a not in before)
+    author, paper = schema.node("author").label, schema.node("paper").label
+    client.write(f"MATCH (a:`{author}` {{id: $a}}), (p:`{paper}` {{id: 5}}) "
+                 f"CREATE (a)-[:`{writes.rel_type}` {{gnn_test: true}}]->(p)", a=newcomer)
+    try:
+        assert authors_of_paper_5() == sorted(before + [newcomer])
+        assert typed_projections(client, schema)[writes.rel_type] == "ready"  # rebuilt after the write
+    finally:
+        client.write(f"MATCH ()-[r:`{writes.rel_type}` {{gnn_test: true}}]->() DELETE r")
+    assert authors_of_paper_5() == before
+
+
+def test_projection_over_budget_falls_back_to_the_store_and_over_the_cap_is_one_line(client: Neo4jClient,
+                                                                                     hetero) -> None:
+    from src.core.errors import UsageError
+    from src.neo4jdb.backend import check_projection_cap
+
+    ds, schema = hetero
+    client.write("CREATE (:GnnTestWrite)")  # any write drops the projections built so far
+    client.write("MATCH (t:GnnTestWrite) DELETE t")
+    fanouts = parse_fanouts(FANOUTS, ds.edge_types)
+    memory = HeteroCSRSampler(HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()}),
+                              fanouts, seed=4)
+    small = Neo4jHeteroSampler(client, schema, fanouts, seed=4, use_procedures=True, projection_mb=0.01)
+    inputs = NodeSamplerInput(input_id=None, node=torch.arange(0, 200, 5), input_type="paper")
+    a, b = memory.sample_from_nodes(inputs), small.sample_from_nodes(inputs)
+    assert all(torch.equal(a.node[t], b.node[t]) for t in a.node)
+    assert all(torch.equal(a.row[e], b.row[e]) and torch.equal(a.col[e], b.col[e]) for e in a.row)
+    states = typed_projections(client, schema)
+    assert states and all(v.startswith("not projected: needs more than the budget") for v in states.values()), states
+    with pytest.raises(UsageError, match="refuses --projection_mb 1e[+]07: .*projection cap"):
+        check_projection_cap(client, schema.type_schema("paper"), 1e7)
+
+
+def test_one_cache_budget_split_across_types_by_their_row_bytes() -> None:
+    from src.core.feature_cache import FeatureCache, split_budget
+
+    whole = split_budget(100.0, {"paper": (1000, 8), "author": (4000, 2)})
+    assert [FeatureCache(mb, f).capacity for mb, f in ((whole["paper"], 8), (whole["author"], 2))] == [1000, 4000]
+    part = split_budget(0.05, {"paper": (1000, 8), "author": (4000, 2)})
+    assert sum(part.values()) == pytest.approx(0.05)
+    fractions = [FeatureCache(part["paper"], 8).capacity / 1000, FeatureCache(part["author"], 2).capacity / 4000]
+    assert fractions[0] == pytest.approx(fractions[1], abs=0.01) and 0.3 < fractions[0] < 0.5
+
+
 def test_relationship_endpoints_must_be_declared_node_types() -> None:
     nodes = {"paper": NodeTypeData(3, y=np.zeros(3, np.int64))}
     with pytest.raises(UserError, match="author is not a declared node type"):
