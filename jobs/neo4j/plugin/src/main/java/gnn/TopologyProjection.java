@@ -10,27 +10,12 @@ import org.neo4j.logging.Log;
  * reads them (adjacency property, or relationship-iteration order), so sampling from it draws the
  * same neighbours. A neighbour id is an int: node ids of projected datasets are below 2^31.
  */
-final class TopologyProjection implements Projection {
-    private final ProjectedNodes nodes;
-    private final long[] offsets;
-    private final int[] neighbours;
+final class TopologyProjection extends CsrProjection {
     private final BatchNodes.BySlot.Pool marks;
 
     private TopologyProjection(ProjectedNodes nodes, long[] offsets, int[] neighbours) {
-        this.nodes = nodes;
-        this.offsets = offsets;
-        this.neighbours = neighbours;
+        super(nodes, offsets, neighbours);
         this.marks = new BatchNodes.BySlot.Pool(nodes.size());
-    }
-
-    @Override
-    public long bytes() {
-        return nodes.bytes() + 8L * offsets.length + 4L * neighbours.length;
-    }
-
-    @Override
-    public int nodes() {
-        return nodes.size();
     }
 
     /**
@@ -60,27 +45,9 @@ final class TopologyProjection implements Projection {
         return count;
     }
 
-    /** A reader for one call: references are slots. */
+    @Override
     Topology view() {
-        return new Topology() {
-            private long base;
-
-            @Override
-            public long nodeRef(long id) {
-                return nodes.slot(id);
-            }
-
-            @Override
-            public int loadNeighbours(long slot) {
-                base = offsets[(int) slot];
-                return (int) (offsets[(int) slot + 1] - base);
-            }
-
-            @Override
-            public long neighbourId(int p) {
-                return neighbours[(int) (base + p)];
-            }
-
+        return new Reader() {
             @Override
             public BatchNodes batchNodes(int expected) {
                 return new BatchNodes.BySlot(this, marks);

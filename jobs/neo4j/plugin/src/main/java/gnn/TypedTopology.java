@@ -71,48 +71,10 @@ final class TypedTopology {
         }
     }
 
-    /** CSR by (:dst) slot of the sorted (:src) neighbour ids; ids are ints (projected ids are below 2^31). */
-    static final class Projected implements Projection {
-        private final ProjectedNodes nodes;
-        private final long[] offsets;
-        private final int[] neighbours;
-
+    /** CSR by (:dst) slot of the sorted (:src) neighbour ids. */
+    static final class Projected extends CsrProjection {
         private Projected(ProjectedNodes nodes, long[] offsets, int[] neighbours) {
-            this.nodes = nodes;
-            this.offsets = offsets;
-            this.neighbours = neighbours;
-        }
-
-        @Override
-        public long bytes() {
-            return nodes.bytes() + 8L * offsets.length + 4L * neighbours.length;
-        }
-
-        @Override
-        public int nodes() {
-            return nodes.size();
-        }
-
-        Topology view() {
-            return new Topology() {
-                private long base;
-
-                @Override
-                public long nodeRef(long id) {
-                    return nodes.slot(id);
-                }
-
-                @Override
-                public int loadNeighbours(long slot) {
-                    base = offsets[(int) slot];
-                    return (int) (offsets[(int) slot + 1] - base);
-                }
-
-                @Override
-                public long neighbourId(int p) {
-                    return neighbours[(int) (base + p)];
-                }
-            };
+            super(nodes, offsets, neighbours);
         }
 
         /** One scan of each label and one walk of every (:dst) node's incoming relType relationships. */
