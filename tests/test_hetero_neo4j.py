@@ -80,6 +80,35 @@ def test_neo4j_samples_equal_in_memory_samples(client: Neo4jClient, hetero, seed
         assert typed_projections(client, schema) == {r.rel_type: "ready" for r in schema.rel_types}
 
 
+@pytest.mark.parametrize("path", ["cypher", "store", "projection"])
+def test_reverse_types_sample_the_relationships_backwards_as_the_in_memory_sampler(client: Neo4jClient, hetero,
+                                                                                    path: str) -> None:
+    """``rev_<rel>`` types (nothing stored: the same relationships from the other side) on every path."""
+    ds, schema = hetero
+    ds, schema = ds.with_reverse(), schema.with_reverse()
+    assert schema.edge_types == ds.edge_types and ("author", "rev_written_by", "paper") in ds.edge_types
+    fanouts = parse_fanouts(FANOUTS + ";rev_writes:3,2;rev_cites:2,2;rev_publishes:2,1", ds.edge_types,
+                            default=[1, 1])
+    memory = HeteroCSRSampler(HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()}),
+                              fanouts, seed=3)
+    neo4j = Neo4jHeteroSampler(client, schema, fanouts, seed=3, use_procedures=path != "cypher",
+                               projection_mb=64.0 if path == "projection" else 0.0)
+    inputs = NodeSamplerInput(input_id=None, node=torch.arange(0, 120, 3), input_type="paper")
+    a, b = memory.sample_from_nodes(inputs), neo4j.sample_from_nodes(inputs)
+    assert all(torch.equal(a.node[t], b.node[t]) for t in a.node)
+    for e in a.row:
+        assert torch.equal(a.row[e], b.row[e]) and torch.equal(a.col[e], b.col[e]), e
+    assert sum(a.num_sampled_edges[("paper", "rev_publishes", "venue")]) > 0  # venues now receive messages
+    if path == "projection":
+        assert sum("/typed-reversed:" in p["key"] and p["state"] == "ready" for p in procedures.projections(client)) \
+            == len(ds.edge_types) // 2
+    rows = Neo4jHeteroRows(client, schema, use_procedures=path != "cypher", degrees=True)
+    want = InMemoryHeteroRows(ds, degrees=True)
+    assert rows.num_features == want.num_features == {"paper": 8, "author": 4, "venue": 2}
+    ids = np.arange(0, ds.node_types["venue"].num_nodes, 3)
+    assert torch.equal(rows.fetch("venue", ids, True, False)[0], want.fetch("venue", ids, True, False)[0])
+
+
 def test_fanout_zero_is_never_sent_or_sampled(client: Neo4jClient, hetero) -> None:
     ds, schema = hetero
     for procedure in (False, True):

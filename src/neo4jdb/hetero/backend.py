@@ -18,9 +18,12 @@ class Neo4jHeteroBackend(HeteroBackend):
 
     def __init__(self, client: Neo4jClient, schema: HeteroSchema, *, target_type: str, fanouts: str,
                  batch_size: int, num_loader_threads: int, use_procedures: bool | None = None,
-                 featureless: str = "embedding", cache_mb: float = 0.0, projection_mb: float = 0.0) -> None:
+                 featureless: str = "embedding", cache_mb: float = 0.0, projection_mb: float = 0.0,
+                 add_reverse: bool = False) -> None:
         """``cache_mb``: the rank's feature cache over all featured types; ``projection_mb``: the server heap its
-        per-type projections (rows per label, CSR per relationship type) may use (0: the store)."""
+        per-type projections (rows per label, CSR per relationship type) may use (0: the store);
+        ``add_reverse``: also sample every relationship type backwards (``rev_<rel>``, :meth:`HeteroSchema.with_reverse`)."""
+        schema = schema.with_reverse() if add_reverse else schema
         super().__init__(dataset=schema.dataset, node_types={t.name: (t.num_nodes, t.num_features, t.labelled)
                                                              for t in schema.node_types},
                          edge_types={r.edge_type: r.num_edges for r in schema.rel_types}, target_type=target_type,

@@ -78,7 +78,8 @@ class Neo4jHeteroRows(HeteroRowStore):
         for e, way in self.degrees[node_type]:
             r = s.rel(e)
             other = s.node(r.src if way == "in" else r.dst).label
-            arrow = f"<-[:`{r.rel_type}`]-" if way == "in" else f"-[:`{r.rel_type}`]->"
+            inward = (way == "in") != r.reverse  # a rev_ type's in-degree is its relationships' out-degree
+            arrow = f"<-[:`{r.rel_type}`]-" if inward else f"-[:`{r.rel_type}`]->"
             counts.append(f"COUNT {{ (n){arrow}(m:`{other}`) WHERE m.`{s.id_prop}` IS NOT NULL }}")
         found = self._per_id(node_type, ids, f"[{', '.join(counts)}]")
         return np.asarray(found, dtype=np.int64).reshape(len(ids), len(counts))

@@ -4,7 +4,7 @@ With the plugin, ONE ``gnn.sampleHeteroHops`` call per batch samples every hop a
 and relabels per node type on the server (jobs/neo4j/plugin, ``HeteroProcedures``). Without it (the
 fallback) the sampler is :class:`~src.core.hetero_sampling.HeteroHopSampler` with one Cypher query per
 (hop, relationship type): for each frontier node of the destination label, its in-neighbours of the
-source label through that relationship type, ordered by dense id (the order the in-memory
+source label through that relationship type (its out-neighbours for a ``rev_`` type), ordered by dense id (the order the in-memory
 :class:`~src.core.hetero_sampling.HeteroCSR` stores), then Floyd's draw over the minstd state the
 client sends per node: exactly the in-memory sampler's sample for the same seed. Only nodes with the
 label and an integer id are neighbours.
@@ -37,12 +37,13 @@ def typed_hop_query(s: HeteroSchema, edge_type: EdgeType) -> str:
     """One hop of one relationship type for ``$ids`` (destination ids) with ``$states`` and ``$fanout``."""
     r = s.rel(edge_type)
     src, dst = s.node(r.src).label, s.node(r.dst).label
+    arrow = f"-[:`{r.rel_type}`]->" if r.reverse else f"<-[:`{r.rel_type}`]-"
     step = f"((st[0] * 48271) % {MINSTD_MODULUS})"
     return f"""
 UNWIND range(0, size($ids) - 1) AS k
 MATCH (n:`{dst}` {{`{s.id_prop}`: $ids[k]}})
 CALL (n) {{
-  OPTIONAL MATCH (n)<-[:`{r.rel_type}`]-(m:`{src}`) WHERE m.`{s.id_prop}` IS NOT NULL
+  OPTIONAL MATCH (n){arrow}(m:`{src}`) WHERE m.`{s.id_prop}` IS NOT NULL
   WITH m.`{s.id_prop}` AS m ORDER BY m
   RETURN collect(m) AS nbrs
 }}
@@ -79,9 +80,12 @@ class Neo4jHeteroSampler(HeteroHopSampler):
                       "rel_types": [schema.rel(e).rel_type for e in self.edge_types],
                       "srcs": [types.index(e[0]) for e in self.edge_types],
                       "dsts": [types.index(e[2]) for e in self.edge_types],
-                      "fanouts": [self.fanouts[e] for e in self.edge_types], "projection_mb": float(projection_mb)}
-        self._hops_query = procedures.procedure_call(HETERO_PROCEDURE, _HOPS_ARGS, "counts, locals, nodes",
-                                                     projection_mb)
+                      "fanouts": [self.fanouts[e] for e in self.edge_types], "projection_mb": float(projection_mb),
+                      "reversed": [schema.rel(e).reverse for e in self.edge_types]}
+        reverse = any(self._call["reversed"])  # only then passed: a plugin without rev_ types refuses the call
+        self._hops_query = procedures.procedure_call(
+            HETERO_PROCEDURE, _HOPS_ARGS + (", $projection_mb, $reversed" if reverse else ""), "counts, locals, nodes",
+            0.0 if reverse else projection_mb)
         self.queries = 0
 
     def sample_multi_hop(self, seed_type: str, seeds: np.ndarray, bases: np.ndarray) -> HeteroSamplerOutput:

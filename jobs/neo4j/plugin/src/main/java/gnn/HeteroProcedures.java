@@ -54,13 +54,14 @@ public final class HeteroProcedures {
 
     @Procedure(name = "gnn.sampleHeteroHops", mode = Mode.READ)
     @Description("gnn.sampleHeteroHops(labels, idProp, relTypes, srcTypes, dstTypes, seedType, seeds, fanouts, hopStates,"
-            + " projectionMb = 0)"
+            + " projectionMb = 0, reversed = [])"
             + " :: (counts :: LIST<BYTES>, locals :: LIST<BYTES>, nodes :: LIST<BYTES>) - labels[t]: the label of node"
             + " type t; relationship type i goes from node type srcTypes[i] to dstTypes[i]; seeds: packed int64 LE ids"
             + " of node type seedType; fanouts[i][hop] (0: none, -1: all); hopStates[hop][i]: minstd client states."
             + " Hop k samples, for every relationship type in order, the nodes of its destination type new in hop k-1"
             + " (hop 0: the seeds); new nodes are numbered per node type in order of first appearance. projectionMb > 0:"
-            + " may build/use an in-heap projection per relationship type.")
+            + " may build/use an in-heap projection per relationship type. reversed[i] true: type i is the reverse of"
+            + " relTypes[i] (relationships from dstTypes[i] to srcTypes[i], walked backwards).")
     public Stream<HeteroHopsResult> sampleHeteroHops(
             @Name("labels") List<String> labels,
             @Name("idProp") String idProp,
@@ -71,7 +72,8 @@ public final class HeteroProcedures {
             @Name("seeds") Object seedBytes,
             @Name("fanouts") List<List<Long>> fanouts,
             @Name("hopStates") List<List<Long>> hopStates,
-            @Name(value = "projectionMb", defaultValue = "0") double projectionMb) {
+            @Name(value = "projectionMb", defaultValue = "0") double projectionMb,
+            @Name(value = "reversed", defaultValue = "[]") List<Boolean> reversed) {
         int types = labels.size();
         int rels = relTypes.size();
         if (srcTypes.size() != rels || dstTypes.size() != rels || fanouts.size() != rels) {
@@ -89,7 +91,8 @@ public final class HeteroProcedures {
             List<Topology> topologies = new ArrayList<>();
             for (int i = 0; i < rels; i++) {
                 topologies.add(TypedTopology.of(graphs.get(dstTypes.get(i).intValue()),
-                        graphs.get(srcTypes.get(i).intValue()), relTypes.get(i), budget, log));
+                        graphs.get(srcTypes.get(i).intValue()), relTypes.get(i),
+                        i < reversed.size() && Boolean.TRUE.equals(reversed.get(i)), budget, log));
             }
             return Stream.of(sample(labels, idProp, srcTypes, dstTypes, (int) seedType, seeds, fanouts, hopStates,
                     topologies, types, rels, hops));

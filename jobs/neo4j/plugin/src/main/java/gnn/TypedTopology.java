@@ -20,11 +20,22 @@ final class TypedTopology {
     private TypedTopology() {
     }
 
-    /** The projection of {@code relType} from (:src) to (:dst) when the budget allows one, else the store. */
-    static Topology of(KernelGraph dst, KernelGraph src, String relType, long budget, Log log) {
-        Projected p = Projections.get(Projections.key(dst, "typed:" + relType, src.label, src.idProp), dst, budget,
-                log, b -> Projected.build(dst, src, relType, b));
-        return p != null ? p.view() : new Store(dst, src, relType);
+    /**
+     * The projection of {@code relType} from (:src) to (:dst) when the budget allows one, else the store.
+     * {@code reversed}: the relationships point from (:dst) to (:src) and are walked backwards (a {@code rev_}
+     * edge type: a node's neighbours are the targets of its outgoing relationships).
+     */
+    static Topology of(KernelGraph dst, KernelGraph src, String relType, boolean reversed, long budget, Log log) {
+        String what = (reversed ? "typed-reversed:" : "typed:") + relType;
+        Projected p = Projections.get(Projections.key(dst, what, src.label, src.idProp), dst, budget,
+                log, b -> Projected.build(dst, src, selection(dst, relType, reversed), b));
+        return p != null ? p.view() : new Store(dst, src, selection(dst, relType, reversed));
+    }
+
+    /** The relationships whose other ends are a node's neighbours; an unknown type matches none (degree 0, as Cypher). */
+    private static RelationshipSelection selection(KernelGraph g, String relType, boolean reversed) {
+        return RelationshipSelection.selection(g.tokens.relationshipType(relType),
+                reversed ? Direction.OUTGOING : Direction.INCOMING);
     }
 
     /** Reads one node's typed neighbours from the store per call (references: node references). */
@@ -35,11 +46,10 @@ final class TypedTopology {
         private final LongList refs = new LongList(64);
         private final LongList ids = new LongList(64);
 
-        Store(KernelGraph dst, KernelGraph src, String relType) {
+        Store(KernelGraph dst, KernelGraph src, RelationshipSelection incoming) {
             this.dst = dst;
             this.src = src;
-            // an unknown type matches no relationship: every node then has degree 0, as in Cypher
-            this.incoming = RelationshipSelection.selection(dst.tokens.relationshipType(relType), Direction.INCOMING);
+            this.incoming = incoming;
         }
 
         @Override
@@ -53,7 +63,7 @@ final class TypedTopology {
             ids.clear();
             dst.node(ref).relationships(dst.relCursor, incoming);
             while (dst.relCursor.next()) {
-                refs.add(dst.relCursor.sourceNodeReference());
+                refs.add(dst.relCursor.otherNodeReference());
             }
             for (int p = 0; p < refs.size; p++) {
                 long id = src.datasetId(refs.values[p]);
@@ -77,8 +87,9 @@ final class TypedTopology {
             super(nodes, offsets, neighbours);
         }
 
-        /** One scan of each label and one walk of every (:dst) node's incoming relType relationships. */
-        static Projected build(KernelGraph dst, KernelGraph src, String relType, Budget budget) throws NotProjectable {
+        /** One scan of each label and one walk of every (:dst) node's relationships of the selection. */
+        static Projected build(KernelGraph dst, KernelGraph src, RelationshipSelection incoming, Budget budget)
+                throws NotProjectable {
             ProjectedNodes.Scan sources = ProjectedNodes.scan(src, budget);
             ProjectedNodes.Scan scan = src.label.equals(dst.label) ? sources : ProjectedNodes.scan(dst, budget);
             int n = scan.nodes().size();
@@ -86,8 +97,6 @@ final class TypedTopology {
             long[] offsets = new long[n + 1];
             int[] nbrs = new int[Math.max(16, n)];
             budget.charge(4L * nbrs.length, "neighbour ids");
-            RelationshipSelection incoming = RelationshipSelection.selection(dst.tokens.relationshipType(relType),
-                    Direction.INCOMING);
             int size = 0;
             for (int k = 0; k < n; k++) {
                 int start = size;
@@ -97,7 +106,7 @@ final class TypedTopology {
                     throw new NotProjectable(e.getMessage());
                 }
                 while (dst.relCursor.next()) {
-                    int slot = sources.slotOfRef(dst.relCursor.sourceNodeReference());
+                    int slot = sources.slotOfRef(dst.relCursor.otherNodeReference());
                     if (slot < 0) {
                         continue;  // not a (:src) node with an id: never a neighbour
                     }
