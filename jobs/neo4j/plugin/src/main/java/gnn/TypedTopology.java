@@ -8,8 +8,8 @@ import org.neo4j.storageengine.api.RelationshipSelection;
 
 /**
  * The in-neighbours of one relationship type of a heterogeneous dataset, as gnn.sampleHeteroHops reads
- * them: the sources of a (:dst) node's incoming relType relationships that are (:src) nodes with an
- * integer id, their ids sorted ascending (parallel relationships kept), the order
+ * them: the other ends of a (:dst) node's incoming relType relationships (outgoing ones for a reversed
+ * type) that are (:src) nodes with an integer id, their ids sorted ascending (parallel relationships kept), the order
  * src/core/hetero_sampling.py's HeteroCSR and the Cypher fallback share.
  *
  * <p>Two readers, the same lists: {@link Store} walks the relationships through kernel cursors on every
@@ -42,14 +42,14 @@ final class TypedTopology {
     static final class Store implements Topology {
         private final KernelGraph dst;
         private final KernelGraph src;
-        private final RelationshipSelection incoming;
+        private final RelationshipSelection selection;
         private final LongList refs = new LongList(64);
         private final LongList ids = new LongList(64);
 
-        Store(KernelGraph dst, KernelGraph src, RelationshipSelection incoming) {
+        Store(KernelGraph dst, KernelGraph src, RelationshipSelection selection) {
             this.dst = dst;
             this.src = src;
-            this.incoming = incoming;
+            this.selection = selection;
         }
 
         @Override
@@ -61,7 +61,7 @@ final class TypedTopology {
         public int loadNeighbours(long ref) {
             refs.clear();
             ids.clear();
-            dst.node(ref).relationships(dst.relCursor, incoming);
+            dst.node(ref).relationships(dst.relCursor, selection);
             while (dst.relCursor.next()) {
                 refs.add(dst.relCursor.otherNodeReference());
             }
@@ -88,7 +88,7 @@ final class TypedTopology {
         }
 
         /** One scan of each label and one walk of every (:dst) node's relationships of the selection. */
-        static Projected build(KernelGraph dst, KernelGraph src, RelationshipSelection incoming, Budget budget)
+        static Projected build(KernelGraph dst, KernelGraph src, RelationshipSelection selection, Budget budget)
                 throws NotProjectable {
             ProjectedNodes.Scan sources = ProjectedNodes.scan(src, budget);
             ProjectedNodes.Scan scan = src.label.equals(dst.label) ? sources : ProjectedNodes.scan(dst, budget);
@@ -101,7 +101,7 @@ final class TypedTopology {
             for (int k = 0; k < n; k++) {
                 int start = size;
                 try {
-                    dst.node(scan.refs()[k]).relationships(dst.relCursor, incoming);
+                    dst.node(scan.refs()[k]).relationships(dst.relCursor, selection);
                 } catch (IllegalStateException e) {  // deleted during the build
                     throw new NotProjectable(e.getMessage());
                 }
