@@ -1,6 +1,5 @@
 package gnn;
 
-import java.util.Arrays;
 
 import org.neo4j.internal.kernel.api.NodeCursor;
 import org.neo4j.logging.Log;
@@ -59,11 +58,7 @@ final class TopologyProjection extends CsrProjection {
     static TopologyProjection build(KernelGraph g, StoreTopology store, Budget budget) throws NotProjectable {
         ProjectedNodes.Scan scan = ProjectedNodes.scan(g, budget);
         int n = scan.nodes().size();
-        budget.charge(8L * (n + 1), "neighbour offsets");
-        long[] offsets = new long[n + 1];
-        int[] nbrs = new int[Math.max(16, n)];
-        budget.charge(4L * nbrs.length, "neighbour ids");
-        int size = 0;
+        CsrProjection.Builder csr = new CsrProjection.Builder(n, budget);
         for (int k = 0; k < n; k++) {
             int d;
             try {
@@ -71,24 +66,17 @@ final class TopologyProjection extends CsrProjection {
             } catch (IllegalArgumentException | IllegalStateException e) {  // a node without adjacency, a delete
                 throw new NotProjectable(e.getMessage());
             }
-            if (size + (long) d > Integer.MAX_VALUE - 8) {
-                throw new NotProjectable("more than 2^31 neighbour ids");
-            }
-            if (size + d > nbrs.length) {
-                int grown = (int) Math.min(Integer.MAX_VALUE - 8, Math.max(size + (long) d, 2L * nbrs.length));
-                budget.charge(4L * (grown - nbrs.length), "neighbour ids");
-                nbrs = Arrays.copyOf(nbrs, grown);
-            }
+            csr.reserve(d);
             for (int p = 0; p < d; p++) {
                 long id = store.usesAdjacency() ? store.neighbourId(p) : sourceId(scan, store.sourceRef(p), g);
                 if ((int) id != id) {
                     throw new NotProjectable("neighbour id " + id + " does not fit an int");
                 }
-                nbrs[size++] = (int) id;
+                csr.nbrs[csr.size++] = (int) id;
             }
-            offsets[k + 1] = size;
+            csr.end(k);
         }
-        return new TopologyProjection(scan.nodes(), offsets, Arrays.copyOf(nbrs, size));
+        return new TopologyProjection(scan.nodes(), csr.offsets, csr.neighbours());
     }
 
     private static long sourceId(ProjectedNodes.Scan scan, long ref, KernelGraph g) throws NotProjectable {

@@ -93,13 +93,9 @@ final class TypedTopology {
             ProjectedNodes.Scan sources = ProjectedNodes.scan(src, budget);
             ProjectedNodes.Scan scan = src.label.equals(dst.label) ? sources : ProjectedNodes.scan(dst, budget);
             int n = scan.nodes().size();
-            budget.charge(8L * (n + 1), "neighbour offsets");
-            long[] offsets = new long[n + 1];
-            int[] nbrs = new int[Math.max(16, n)];
-            budget.charge(4L * nbrs.length, "neighbour ids");
-            int size = 0;
+            CsrProjection.Builder csr = new CsrProjection.Builder(n, budget);
             for (int k = 0; k < n; k++) {
-                int start = size;
+                int start = csr.size;
                 try {
                     dst.node(scan.refs()[k]).relationships(dst.relCursor, selection);
                 } catch (IllegalStateException e) {  // deleted during the build
@@ -107,23 +103,15 @@ final class TypedTopology {
                 }
                 while (dst.relCursor.next()) {
                     int slot = sources.slotOfRef(dst.relCursor.otherNodeReference());
-                    if (slot < 0) {
-                        continue;  // not a (:src) node with an id: never a neighbour
+                    if (slot >= 0) {  // else not a (:src) node with an id: never a neighbour
+                        csr.reserve(1);
+                        csr.nbrs[csr.size++] = (int) sources.nodes().ids[slot];
                     }
-                    if (size == nbrs.length) {
-                        if (size >= Integer.MAX_VALUE - 16) {
-                            throw new NotProjectable("more than 2^31 neighbour ids");
-                        }
-                        int grown = (int) Math.min(Integer.MAX_VALUE - 8, 2L * nbrs.length);
-                        budget.charge(4L * (grown - nbrs.length), "neighbour ids");
-                        nbrs = Arrays.copyOf(nbrs, grown);
-                    }
-                    nbrs[size++] = (int) sources.nodes().ids[slot];
                 }
-                Arrays.sort(nbrs, start, size);
-                offsets[k + 1] = size;
+                Arrays.sort(csr.nbrs, start, csr.size);
+                csr.end(k);
             }
-            return new Projected(scan.nodes(), offsets, Arrays.copyOf(nbrs, size));
+            return new Projected(scan.nodes(), csr.offsets, csr.neighbours());
         }
     }
 }
