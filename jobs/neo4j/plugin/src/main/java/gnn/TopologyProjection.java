@@ -1,6 +1,5 @@
 package gnn;
 
-
 import org.neo4j.internal.kernel.api.NodeCursor;
 import org.neo4j.logging.Log;
 
