@@ -22,7 +22,8 @@ from src.data.loading import LoadConfig
 from src.data.synthetic_hetero import generate_hetero
 from src.neo4jdb.hetero.load import delete_hetero, ensure_hetero_loaded
 from src.neo4jdb import procedures
-from src.neo4jdb.hetero.sampler import HETERO_PROCEDURE, Neo4jHeteroRows, Neo4jHeteroSampler
+from src.neo4jdb.hetero.rows import Neo4jHeteroRows
+from src.neo4jdb.hetero.sampler import HETERO_PROCEDURE, Neo4jHeteroSampler
 from src.neo4jdb.hetero.schema import require_hetero
 from tests.backend_checks import same_hetero_samples
 
@@ -46,20 +47,60 @@ def test_record_describes_the_types_and_rerun_is_a_noop(client: Neo4jClient, het
     assert ensure_hetero_loaded(client, ds, LoadConfig(progress=False)).status == "already loaded"
 
 
+def typed_projections(client: Neo4jClient, schema) -> dict[str, str]:
+    """State of the server's per-relationship-type projections of ``schema``'s dataset, by relationship type."""
+    return {p["key"].split("/typed:")[1].split("/")[0]: p["state"] for p in procedures.projections(client)
+            if "/typed:" in p["key"] and p["key"].split("/")[1] in {t.label for t in schema.node_types}}
+
+
 @pytest.mark.parametrize("seed", [0, 5])
-@pytest.mark.parametrize("procedure", [False, True], ids=["cypher", "gnn.sampleHeteroHops"])
-def test_neo4j_samples_equal_in_memory_samples(client: Neo4jClient, hetero, seed: int, procedure: bool) -> None:
+@pytest.mark.parametrize("path", ["cypher", "store", "projection"])
+def test_neo4j_samples_equal_in_memory_samples(client: Neo4jClient, hetero, seed: int, path: str) -> None:
+    """The Cypher fallback, the procedure over the store and over its per-type projection: one sample."""
     ds, schema = hetero
+    procedure = path != "cypher"
     if procedure and HETERO_PROCEDURE not in procedures.installed(client):
         pytest.fail("the server's gnn.* plugin has no gnn.sampleHeteroHops: restart it with the current plugin")
     fanouts = parse_fanouts(FANOUTS, ds.edge_types)
     memory = HeteroCSRSampler(HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()}),
                               fanouts, seed=seed)
-    neo4j = Neo4jHeteroSampler(client, schema, fanouts, seed=seed, use_procedures=procedure)
+    neo4j = Neo4jHeteroSampler(client, schema, fanouts, seed=seed, use_procedures=procedure,
+                               projection_mb=64.0 if path == "projection" else 0.0)
     a = same_hetero_samples(memory, neo4j)
     assert sum(a.num_sampled_edges[("paper", "cites", "paper")]) > 0
     if procedure:
         assert neo4j.queries == 1  # every hop and relationship type in one call
+    if path == "projection":  # every relationship type sampled from its own in-heap CSR
+        assert typed_projections(client, schema) == {r.rel_type: "ready" for r in schema.rel_types}
+
+
+@pytest.mark.parametrize("path", ["cypher", "store", "projection"])
+def test_reverse_types_sample_the_relationships_backwards_as_the_in_memory_sampler(client: Neo4jClient, hetero,
+                                                                                    path: str) -> None:
+    """``rev_<rel>`` types (nothing stored: the same relationships from the other side) on every path."""
+    ds, schema = hetero
+    ds, schema = ds.with_reverse(), schema.with_reverse()
+    assert schema.edge_types == ds.edge_types and ("author", "rev_written_by", "paper") in ds.edge_types
+    fanouts = parse_fanouts(FANOUTS + ";rev_writes:3,2;rev_cites:2,2;rev_publishes:2,1", ds.edge_types,
+                            default=[1, 1])
+    memory = HeteroCSRSampler(HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()}),
+                              fanouts, seed=3)
+    neo4j = Neo4jHeteroSampler(client, schema, fanouts, seed=3, use_procedures=path != "cypher",
+                               projection_mb=64.0 if path == "projection" else 0.0)
+    inputs = NodeSamplerInput(input_id=None, node=torch.arange(0, 120, 3), input_type="paper")
+    a, b = memory.sample_from_nodes(inputs), neo4j.sample_from_nodes(inputs)
+    assert all(torch.equal(a.node[t], b.node[t]) for t in a.node)
+    for e in a.row:
+        assert torch.equal(a.row[e], b.row[e]) and torch.equal(a.col[e], b.col[e]), e
+    assert sum(a.num_sampled_edges[("paper", "rev_publishes", "venue")]) > 0  # venues now receive messages
+    if path == "projection":
+        assert sum("/typed-reversed:" in p["key"] and p["state"] == "ready" for p in procedures.projections(client)) \
+            == len(ds.edge_types) // 2
+    rows = Neo4jHeteroRows(client, schema, use_procedures=path != "cypher", degrees=True)
+    want = InMemoryHeteroRows(ds, degrees=True)
+    assert rows.num_features == want.num_features == {"paper": 8, "author": 4, "venue": 2}
+    ids = np.arange(0, ds.node_types["venue"].num_nodes, 3)
+    assert torch.equal(rows.fetch("venue", ids, True, False)[0], want.fetch("venue", ids, True, False)[0])
 
 
 def test_fanout_zero_is_never_sent_or_sampled(client: Neo4jClient, hetero) -> None:
@@ -88,6 +129,89 @@ def test_rows_per_type_bit_exact_through_node_loader(client: Neo4jClient, hetero
         assert batch["paper"].x.numpy().view(np.uint32).tobytes() == paper.x[ids].view(np.uint32).tobytes()
         assert torch.equal(batch["paper"].y, torch.from_numpy(paper.y[ids]))
         assert "x" not in batch["author"] and len(batch["author"].n_id) > 0
+
+
+def test_rows_bit_exact_through_the_per_type_cache_and_a_cypher_edit_is_seen_at_once(client: Neo4jClient,
+                                                                                      hetero) -> None:
+    ds, schema = hetero
+    rows = Neo4jHeteroRows(client, schema, cache_mb=1.0, projection_mb=16.0)
+    assert set(rows.stores) == {"paper"}  # authors and venues have no stored rows to cache
+    store, paper = rows.stores["paper"], ds.node_types["paper"]
+    assert store.cache is not None and store.freshness is not None and store.cache.capacity >= paper.num_nodes
+    ids = np.r_[np.arange(0, 300, 3), [6, 6]]
+    for _ in range(2):  # misses read and admitted, then hits
+        x, y = rows.fetch("paper", ids, True, True)
+        assert x.numpy().view(np.uint32).tobytes() == paper.x[ids].view(np.uint32).tobytes()
+        assert torch.equal(y, torch.from_numpy(paper.y[ids]))
+    assert store.cache.hit_rate >= 0.49 and len(store.cache) == len(np.unique(ids))
+    label, edited = schema.node("paper").label, np.full(paper.num_features, 7.5, np.float32)
+    client.write(f"MATCH (n:`{label}` {{id: 9}}) SET n.x = $x, n.y = 2", x=edited.tobytes())
+    try:  # the cached row 9 is dropped before the next fetch reads: it sees the edit, row 12 stays cached
+        x, y = rows.fetch("paper", np.array([9, 12]), True, True)
+        assert x[0].numpy().tobytes() == edited.tobytes() and int(y[0]) == 2
+        assert x[1].numpy().tobytes() == paper.x[12].tobytes() and rows.cache_stats()["paper"]["dropped"] == 1
+    finally:
+        client.write(f"MATCH (n:`{label}` {{id: 9}}) SET n.x = $x, n.y = $y", x=paper.x[9].tobytes(),
+                     y=int(paper.y[9]))
+    assert rows.fetch("paper", np.array([9]), True, False)[0].numpy().tobytes() == paper.x[9].tobytes()
+
+
+def test_typed_relationship_created_or_deleted_with_cypher_is_sampled_by_the_next_batch(client: Neo4jClient,
+                                                                                       hetero) -> None:
+    ds, schema = hetero
+    writes = schema.rel(("author", "writes", "paper"))
+    sampler = Neo4jHeteroSampler(client, schema, parse_fanouts("writes:-1", ds.edge_types, default=[0]), seed=0,
+                                 use_procedures=True, projection_mb=64.0)
+
+    def authors_of_paper_5() -> list[int]:
+        out = sampler.sample_from_nodes(NodeSamplerInput(None, torch.tensor([5]), input_type="paper"))
+        return sorted(out.node["author"][out.row[("author", "writes", "paper")]].tolist())
+
+    before = authors_of_paper_5()
+    assert typed_projections(client, schema)[writes.rel_type] == "ready"
+    newcomer = next(a for a in range(ds.node_types["author"].num_nodes) if a not in before)
+    author, paper = schema.node("author").label, schema.node("paper").label
+    client.write(f"MATCH (a:`{author}` {{id: $a}}), (p:`{paper}` {{id: 5}}) "
+                 f"CREATE (a)-[:`{writes.rel_type}` {{gnn_test: true}}]->(p)", a=newcomer)
+    try:
+        assert authors_of_paper_5() == sorted(before + [newcomer])
+        assert typed_projections(client, schema)[writes.rel_type] == "ready"  # rebuilt after the write
+    finally:
+        client.write(f"MATCH ()-[r:`{writes.rel_type}` {{gnn_test: true}}]->() DELETE r")
+    assert authors_of_paper_5() == before
+
+
+def test_projection_over_budget_falls_back_to_the_store_and_over_the_cap_is_one_line(client: Neo4jClient,
+                                                                                     hetero) -> None:
+    from src.core.errors import UsageError
+    from src.neo4jdb.backend import check_projection_cap
+
+    ds, schema = hetero
+    client.write("CREATE (:GnnTestWrite)")  # any write drops the projections built so far
+    client.write("MATCH (t:GnnTestWrite) DELETE t")
+    fanouts = parse_fanouts(FANOUTS, ds.edge_types)
+    memory = HeteroCSRSampler(HeteroCSR.from_edges(ds.edges, {t: d.num_nodes for t, d in ds.node_types.items()}),
+                              fanouts, seed=4)
+    small = Neo4jHeteroSampler(client, schema, fanouts, seed=4, use_procedures=True, projection_mb=0.01)
+    inputs = NodeSamplerInput(input_id=None, node=torch.arange(0, 200, 5), input_type="paper")
+    a, b = memory.sample_from_nodes(inputs), small.sample_from_nodes(inputs)
+    assert all(torch.equal(a.node[t], b.node[t]) for t in a.node)
+    assert all(torch.equal(a.row[e], b.row[e]) and torch.equal(a.col[e], b.col[e]) for e in a.row)
+    states = typed_projections(client, schema)
+    assert states and all(v.startswith("not projected: needs more than the budget") for v in states.values()), states
+    with pytest.raises(UsageError, match="refuses --projection_mb 1e[+]07: .*projection cap"):
+        check_projection_cap(client, schema.type_schema("paper"), 1e7)
+
+
+def test_one_cache_budget_split_across_types_by_their_row_bytes() -> None:
+    from src.core.feature_cache import FeatureCache, split_budget
+
+    whole = split_budget(100.0, {"paper": (1000, 8), "author": (4000, 2)})
+    assert [FeatureCache(mb, f).capacity for mb, f in ((whole["paper"], 8), (whole["author"], 2))] == [1000, 4000]
+    part = split_budget(0.05, {"paper": (1000, 8), "author": (4000, 2)})
+    assert sum(part.values()) == pytest.approx(0.05)
+    fractions = [FeatureCache(part["paper"], 8).capacity / 1000, FeatureCache(part["author"], 2).capacity / 4000]
+    assert fractions[0] == pytest.approx(fractions[1], abs=0.01) and 0.3 < fractions[0] < 0.5
 
 
 def test_relationship_endpoints_must_be_declared_node_types() -> None:

@@ -24,7 +24,8 @@ from src.core.hetero_sampling import HeteroCSR, HeteroCSRSampler
 from src.core.schema import DATASET_LABEL
 from src.data.synthetic_hetero import generate_hetero
 from src.neo4jdb.hetero.export import read_hetero
-from src.neo4jdb.hetero.sampler import Neo4jHeteroRows, Neo4jHeteroSampler
+from src.neo4jdb.hetero.rows import Neo4jHeteroRows
+from src.neo4jdb.hetero.sampler import Neo4jHeteroSampler
 from src.neo4jdb.hetero.schema import hetero_record, require_hetero
 from src.neo4jdb.register.hetero import unregister_hetero
 from tests.conftest import REPO

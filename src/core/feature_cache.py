@@ -112,3 +112,19 @@ class FeatureCache:
     @property
     def hit_rate(self) -> float | None:
         return self.hits / self.lookups if self.lookups else None
+
+
+
+def split_budget(budget_mb: float, tables: dict[str, tuple[int, int]]) -> dict[str, float]:
+    """One cache budget in MiB shared by several row tables (``{name: (rows, features)}``): each table gets
+    the same fraction of its rows (a share in proportion to rows x row bytes), all of them when the budget
+    holds every table.
+
+    Why one budget, not one per table: ``--cache_mb`` is the RAM a rank may spend on rows, the figure
+    the memory preflight checks; and an equal fraction of every type is what a batch of uniform samples
+    draws when nothing says which type's rows it needs more often.
+    """
+    need = {t: n * (f * 4 + 8 + 8 + 4) / 2**20 for t, (n, f) in tables.items()}  # FeatureCache's bytes per row
+    total = sum(need.values())
+    frac = min(1.0, budget_mb / total) if total > 0 else 0.0
+    return {t: frac * mb * (1 + 1e-9) for t, mb in need.items()}  # 1e-9: float rounding never costs a whole row

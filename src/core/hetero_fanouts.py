@@ -15,6 +15,13 @@ from src.core.errors import UserError
 
 EdgeType = tuple[str, str, str]
 Fanouts = dict[EdgeType, list[int]]
+REVERSE_PREFIX = "rev_"
+
+
+def reverse_edge_type(edge_type: EdgeType) -> EdgeType:
+    """``(src, rel, dst)`` walked backwards: ``(dst, rev_<rel>, src)``, PyG ``ToUndirected``'s name."""
+    src, rel, dst = edge_type
+    return (dst, REVERSE_PREFIX + rel, src)
 
 
 def _ints(values: Sequence, rel: str) -> list[int]:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from src.core.errors import UserError
+from src.core.hetero_fanouts import reverse_edge_type
 from src.core.schema import validate_identifier
 
 EdgeType = tuple[str, str, str]
@@ -106,6 +107,14 @@ class HeteroGraphDataset:
             if d.x is not None:
                 h.update(np.ascontiguousarray(d.x[:1024], dtype="<f4").tobytes())
         return h.hexdigest()
+
+    def with_reverse(self) -> HeteroGraphDataset:
+        """The same graph with a reverse type ``(dst, rev_<rel>, src)`` (edges flipped) after the stored types,
+        so every node type an edge type touches receives messages (PyG's ``ToUndirected``, which folds a
+        same-type relationship into itself instead; here ``rev_cites`` stays a type of its own)."""
+        rev = {reverse_edge_type(e): np.ascontiguousarray(ei[::-1]) for e, ei in self.edges.items()}
+        return HeteroGraphDataset(self.name, self.node_types, {**self.edges, **rev}, self.target_type, self.num_classes,
+                                  {**self.meta, "reverse": True})
 
     def flatten(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
         """The same graph as one node type: ``(edge_index, x, y, offsets)``.

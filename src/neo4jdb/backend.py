@@ -29,7 +29,7 @@ from src.core.schema import GraphSchema, validate_dataset_name
 from src.feature_store import Neo4jFeatureStore
 from src.graph_sampler import Neo4jNeighborSampler
 from src.graph_store import Neo4jGraphStore
-from src.neo4jdb import live_edits
+from src.neo4jdb import live_edits, procedures
 from src.neo4jdb.access import Neo4jAccess
 from src.neo4jdb.edge_split import read_edge_split
 from src.neo4jdb.load.records import changed_since, require_loaded
@@ -146,11 +146,16 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
             from src.neo4jdb.hetero.backend import Neo4jHeteroBackend
             from src.neo4jdb.hetero.schema import require_hetero
 
-            return Neo4jHeteroBackend(client, require_hetero(client, cfg.dataset), target_type=cfg.target_type,
+            schema = require_hetero(client, cfg.dataset)
+            projection_mb = 0.0 if args.cypher_only or not procedures.has_procedures(client) else args.projection_mb
+            if projection_mb > 0:
+                check_projection_cap(client, schema.type_schema(schema.target_type), projection_mb)
+            return Neo4jHeteroBackend(client, schema, target_type=cfg.target_type,
                                       fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
                                       num_loader_threads=cfg.num_loader_threads,
                                       use_procedures=False if args.cypher_only else None,
-                                      featureless=cfg.featureless)
+                                      featureless=cfg.featureless, cache_mb=args.cache_mb,
+                                      projection_mb=projection_mb)
         record = require_loaded(client, cfg.dataset)
         check_fits(f"the Neo4j trainer of {record.name} (batch {cfg.batch_size}, fanouts {cfg.fanouts})",
                    {"batches": batch_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,

@@ -63,7 +63,7 @@ def rows_per_call(row_bytes: int | None) -> int:
         return ROWS_PER_CALL
     return max(1, min(MAX_ROWS_PER_CALL, CALL_BYTES // row_bytes))
 
-def _call(procedure: str, args: str, columns: str, projection_mb: float) -> str:
+def procedure_call(procedure: str, args: str, columns: str, projection_mb: float) -> str:
     """The CALL of a gnn.* procedure; ``$projection_mb`` is passed only when > 0 (older plugins lack it)."""
     if projection_mb < 0:
         raise ValueError(f"projection_mb must be >= 0 (got {projection_mb})")
@@ -72,17 +72,17 @@ def _call(procedure: str, args: str, columns: str, projection_mb: float) -> str:
 
 
 def _hop_query(projection_mb: float) -> str:
-    return _call("gnn.sampleHop", "$label, $rel_type, $id_prop, $ids, $states, $fanout, $adj_prop",
+    return procedure_call("gnn.sampleHop", "$label, $rel_type, $id_prop, $ids, $states, $fanout, $adj_prop",
                  "counts, neighbours", projection_mb)
 
 
 def _hops_query(projection_mb: float) -> str:
-    return _call("gnn.sampleHops", "$label, $rel_type, $id_prop, $adj_prop, $seeds, $fanouts, $hop_states",
+    return procedure_call("gnn.sampleHops", "$label, $rel_type, $id_prop, $adj_prop, $seeds, $fanouts, $hop_states",
                  "counts, locals, nodes", projection_mb)
 
 
 def _rows_query(projection_mb: float) -> str:
-    return _call("gnn.fetchRows", "$label, $id_prop, $x_prop, $y_prop, $ids", "x, lengths, y, missing",
+    return procedure_call("gnn.fetchRows", "$label, $id_prop, $x_prop, $y_prop, $ids", "x, lengths, y, missing",
                  projection_mb)
 
 _installed: weakref.WeakKeyDictionary[Neo4jClient, frozenset[str]] = weakref.WeakKeyDictionary()

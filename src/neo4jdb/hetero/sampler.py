@@ -4,33 +4,29 @@ With the plugin, ONE ``gnn.sampleHeteroHops`` call per batch samples every hop a
 and relabels per node type on the server (jobs/neo4j/plugin, ``HeteroProcedures``). Without it (the
 fallback) the sampler is :class:`~src.core.hetero_sampling.HeteroHopSampler` with one Cypher query per
 (hop, relationship type): for each frontier node of the destination label, its in-neighbours of the
-source label through that relationship type, ordered by dense id (the order the in-memory
+source label through that relationship type (its out-neighbours for a ``rev_`` type), ordered by dense id (the order the in-memory
 :class:`~src.core.hetero_sampling.HeteroCSR` stores), then Floyd's draw over the minstd state the
 client sends per node: exactly the in-memory sampler's sample for the same seed. Only nodes with the
 label and an integer id are neighbours.
 
-Rows: ``gnn.fetchRows`` per label when the server has the procedures (the same call as the
-homogeneous feature store), else ``UNWIND ... MATCH`` in Cypher; bit for bit the stored float32.
+``projection_mb > 0`` lets the procedure sample from the server's in-heap CSR per relationship type
+(built on first use, shared, dropped by any write: the same samples, bit for bit). Rows per type:
+src/neo4jdb/hetero/rows.py.
 """
 from __future__ import annotations
 
 import logging
 
 import numpy as np
-import torch
 from neo4j import exceptions as neo4j_exc
-from torch import Tensor
 from torch_geometric.sampler import HeteroSamplerOutput
 
 from src.client import Neo4jClient
 from src.core.arrays import segment_arange
-from src.core.codecs import DENSE, decode_rows
 from src.core.errors import UserError
 from src.core.hetero_fanouts import EdgeType, Fanouts
 from src.core.hetero_sampling import HeteroHopSampler, TypedHop, hetero_sampler_output
-from src.core.hetero_stores import HeteroRowStore
 from src.core.minstd import MINSTD_MODULUS
-from src.core.schema import GraphSchema
 from src.neo4jdb import procedures
 from src.neo4jdb.hetero.schema import HeteroSchema
 
@@ -41,12 +37,13 @@ def typed_hop_query(s: HeteroSchema, edge_type: EdgeType) -> str:
     """One hop of one relationship type for ``$ids`` (destination ids) with ``$states`` and ``$fanout``."""
     r = s.rel(edge_type)
     src, dst = s.node(r.src).label, s.node(r.dst).label
+    arrow = f"-[:`{r.rel_type}`]->" if r.reverse else f"<-[:`{r.rel_type}`]-"
     step = f"((st[0] * 48271) % {MINSTD_MODULUS})"
     return f"""
 UNWIND range(0, size($ids) - 1) AS k
 MATCH (n:`{dst}` {{`{s.id_prop}`: $ids[k]}})
 CALL (n) {{
-  OPTIONAL MATCH (n)<-[:`{r.rel_type}`]-(m:`{src}`) WHERE m.`{s.id_prop}` IS NOT NULL
+  OPTIONAL MATCH (n){arrow}(m:`{src}`) WHERE m.`{s.id_prop}` IS NOT NULL
   WITH m.`{s.id_prop}` AS m ORDER BY m
   RETURN collect(m) AS nbrs
 }}
@@ -60,18 +57,18 @@ RETURN collect(k) AS pos, collect([i IN picks | nbrs[i]]) AS nbr
 
 
 HETERO_PROCEDURE = "gnn.sampleHeteroHops"
-_HOPS_CALL = ("CALL gnn.sampleHeteroHops($labels, $id_prop, $rel_types, $srcs, $dsts, $seed_type, $seeds, $fanouts, "
-              "$hop_states) YIELD counts, locals, nodes RETURN counts, locals, nodes")
+_HOPS_ARGS = "$labels, $id_prop, $rel_types, $srcs, $dsts, $seed_type, $seeds, $fanouts, $hop_states"
 
 
 class Neo4jHeteroSampler(HeteroHopSampler):
     """Thread-safe as the homogeneous sampler (per-batch generators, per-call sessions).
 
     ``use_procedures`` None: ONE ``gnn.sampleHeteroHops`` call per batch (every hop and type, relabelled on
-    the server) when the server has it, else one Cypher query per (hop, relationship type)."""
+    the server) when the server has it, else one Cypher query per (hop, relationship type).
+    ``projection_mb``: server heap the procedure's per-relationship-type projections may use (0: the store)."""
 
     def __init__(self, client: Neo4jClient, schema: HeteroSchema, fanouts: Fanouts, seed: int | None = None,
-                 use_procedures: bool | None = None) -> None:
+                 use_procedures: bool | None = None, projection_mb: float = 0.0) -> None:
         super().__init__([t.name for t in schema.node_types], fanouts, seed)
         self.client = client
         self.schema = schema
@@ -83,7 +80,12 @@ class Neo4jHeteroSampler(HeteroHopSampler):
                       "rel_types": [schema.rel(e).rel_type for e in self.edge_types],
                       "srcs": [types.index(e[0]) for e in self.edge_types],
                       "dsts": [types.index(e[2]) for e in self.edge_types],
-                      "fanouts": [self.fanouts[e] for e in self.edge_types]}
+                      "fanouts": [self.fanouts[e] for e in self.edge_types], "projection_mb": float(projection_mb),
+                      "reversed": [schema.rel(e).reverse for e in self.edge_types]}
+        reverse = any(self._call["reversed"])  # only then passed: a plugin without rev_ types refuses the call
+        self._hops_query = procedures.procedure_call(
+            HETERO_PROCEDURE, _HOPS_ARGS + (", $projection_mb, $reversed" if reverse else ""), "counts, locals, nodes",
+            0.0 if reverse else projection_mb)
         self.queries = 0
 
     def sample_multi_hop(self, seed_type: str, seeds: np.ndarray, bases: np.ndarray) -> HeteroSamplerOutput:
@@ -93,7 +95,7 @@ class Neo4jHeteroSampler(HeteroHopSampler):
         params = {**self._call, "seed_type": self.node_types.index(seed_type),
                   "seeds": np.asarray(seeds, dtype="<i8").tobytes(), "hop_states": bases.tolist()}
         try:
-            rec = self.client.read_tx(lambda tx: tx.run(_HOPS_CALL, params).single(strict=True))
+            rec = self.client.read_tx(lambda tx: tx.run(self._hops_query, params).single(strict=True))
         except neo4j_exc.ClientError as exc:
             if "gnn.sampleHeteroHops: no (:" in (exc.message or ""):
                 raise UserError(f"a seed or sampled node of dataset {self.schema.dataset!r} is not in Neo4j "
@@ -124,62 +126,3 @@ class Neo4jHeteroSampler(HeteroHopSampler):
         order = np.argsort(pos, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         return counts[order], flat[segment_arange(starts[order], counts[order])]
-
-
-class Neo4jHeteroRows(HeteroRowStore):
-    """``x``/``y`` per node type from Neo4j (``gnn.fetchRows`` per label, else Cypher)."""
-
-    def __init__(self, client: Neo4jClient, schema: HeteroSchema, use_procedures: bool | None = None,
-                 degrees: bool = False) -> None:
-        super().__init__({t.name: t.num_nodes for t in schema.node_types},
-                         {t.name: t.num_features for t in schema.node_types},
-                         {t.name for t in schema.node_types if t.labelled},
-                         degree_edges=schema.edge_types if degrees else None)
-        self.client = client
-        self.schema = schema
-        self.use_procedures = procedures.has_procedures(client) if use_procedures is None else use_procedures
-        self._graph = {t.name: GraphSchema(dataset=schema.dataset, label=t.label, rel_type=schema.rel_types[0].rel_type,
-                                           id_prop=schema.id_prop, x_prop=schema.x_prop, y_prop=schema.y_prop)
-                       for t in schema.node_types}
-
-    def fetch_type(self, node_type: str, ids: np.ndarray, want_x: bool, want_y: bool
-                   ) -> tuple[Tensor | None, Tensor | None]:
-        f = self.stored_features[node_type]
-        if len(ids) == 0:
-            return torch.zeros((0, f)), torch.zeros(0, dtype=torch.long)
-        if self.use_procedures and f:
-            x, y = procedures.fetch_rows(self.client, self._graph[node_type], ids, num_features=f)
-        else:
-            x, y = self._cypher_rows(node_type, ids, f)
-        return (torch.from_numpy(x) if want_x else None), (torch.from_numpy(y) if want_y else None)
-
-    def fetch_degrees(self, node_type: str, ids: np.ndarray) -> np.ndarray:
-        """The degrees Neo4j holds now: one COUNT subquery per column over the relationships themselves."""
-        s = self.schema
-        counts = []
-        for e, way in self.degrees[node_type]:
-            r = s.rel(e)
-            other = s.node(r.src if way == "in" else r.dst).label
-            arrow = f"<-[:`{r.rel_type}`]-" if way == "in" else f"-[:`{r.rel_type}`]->"
-            counts.append(f"COUNT {{ (n){arrow}(m:`{other}`) WHERE m.`{s.id_prop}` IS NOT NULL }}")
-        query = (f"UNWIND $ids AS i MATCH (n:`{s.node(node_type).label}` {{`{s.id_prop}`: i}}) "
-                 f"RETURN collect([{', '.join(counts)}]) AS d")
-        rec = self.client.read_tx(lambda tx: tx.run(query, ids=ids.tolist()).single(strict=True))
-        if len(rec["d"]) != len(ids):
-            raise UserError(f"{len(ids) - len(rec['d'])} of the requested {node_type} nodes of dataset "
-                            f"{s.dataset!r} are not in Neo4j; reload it")
-        return np.asarray(rec["d"], dtype=np.int64).reshape(len(ids), len(counts))
-
-    def _cypher_rows(self, node_type: str, ids: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
-        s, label = self.schema, self.schema.node(node_type).label
-        query = (f"UNWIND $ids AS i MATCH (n:`{label}` {{`{s.id_prop}`: i}}) "
-                 f"RETURN collect(n.`{s.x_prop}`) AS x, collect(coalesce(n.`{s.y_prop}`, -1)) AS y")
-        rec = self.client.read_tx(lambda tx: tx.run(query, ids=ids.tolist()).single(strict=True))
-        if len(rec["y"]) != len(ids):
-            raise UserError(f"{len(ids) - len(rec['y'])} of the requested {node_type} nodes of dataset "
-                            f"{s.dataset!r} are not in Neo4j; reload it")
-        x = np.zeros((len(ids), f), dtype=np.float32)
-        if f:
-            raw = [bytes(v) for v in rec["x"]]
-            decode_rows(b"".join(raw), np.array([len(v) for v in raw], dtype=np.int64), f, DENSE, out=x)
-        return x, np.asarray(rec["y"], dtype=np.int64)

@@ -12,13 +12,14 @@ homogeneous readers and the plugin's live-adjacency hook skip it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from src.core.errors import UserError
-from src.core.hetero_fanouts import EdgeType
-from src.core.schema import DATASET_LABEL, default_label, validate_dataset_name, validate_identifier
+from src.core.hetero_fanouts import EdgeType, reverse_edge_type
+from src.core.schema import DATASET_LABEL, GraphSchema, default_label, validate_dataset_name, validate_identifier
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class RelTypeSpec:
     dst: str
     rel_type: str
     num_edges: int
+    reverse: bool = False  # a rev_<rel> type: the relationships of rel_type walked from dst back to src
 
     @property
     def edge_type(self) -> EdgeType:
@@ -88,6 +90,18 @@ class HeteroSchema:
         raise UserError(f"dataset {self.dataset!r} has no node type {name!r}; node types: "
                         f"{', '.join(t.name for t in self.node_types)}")
 
+    def type_schema(self, node_type: str) -> GraphSchema:
+        """The names of one node type's rows as the homogeneous readers take them (one label, dense ids)."""
+        return GraphSchema(dataset=self.dataset, label=self.node(node_type).label, rel_type=self.rel_types[0].rel_type,
+                           id_prop=self.id_prop, x_prop=self.x_prop, y_prop=self.y_prop)
+
+    def with_reverse(self) -> HeteroSchema:
+        """Every stored relationship type also walked backwards as ``(dst, rev_<rel>, src)`` (nothing is written:
+        the same relationships, read from their start nodes' side), after the stored types."""
+        rev = tuple(RelTypeSpec(*reverse_edge_type(r.edge_type), rel_type=r.rel_type, num_edges=r.num_edges,
+                                reverse=True) for r in self.rel_types if not r.reverse)
+        return dataclasses.replace(self, rel_types=self.rel_types + rev)
+
     @property
     def edge_types(self) -> list[EdgeType]:
         return [r.edge_type for r in self.rel_types]
@@ -98,7 +112,8 @@ class HeteroSchema:
     def record_properties(self) -> dict[str, Any]:
         return {"hetero": True, "target_type": self.target_type, "num_classes": self.num_classes,
                 "node_types": json.dumps([t.__dict__ for t in self.node_types]),
-                "rel_types": json.dumps([r.__dict__ for r in self.rel_types]),
+                "rel_types": json.dumps([{k: v for k, v in r.__dict__.items() if k != "reverse"}
+                                         for r in self.rel_types if not r.reverse]),
                 "num_nodes": sum(t.num_nodes for t in self.node_types),
                 "num_edges": sum(r.num_edges for r in self.rel_types), "id_prop": self.id_prop,
                 "x_prop": self.x_prop, "y_prop": self.y_prop, "split_prop": self.split_prop}

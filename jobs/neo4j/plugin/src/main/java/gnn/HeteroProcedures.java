@@ -3,17 +3,12 @@ package gnn;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.HashMap;
 import java.util.List;
 import java.util.stream.Stream;
 
-import org.neo4j.graphdb.Direction;
-import org.neo4j.graphdb.Label;
-import org.neo4j.graphdb.Node;
-import org.neo4j.graphdb.Relationship;
-import org.neo4j.graphdb.RelationshipType;
+import org.neo4j.graphdb.GraphDatabaseService;
 import org.neo4j.graphdb.Transaction;
+import org.neo4j.logging.Log;
 import org.neo4j.procedure.Context;
 import org.neo4j.procedure.Description;
 import org.neo4j.procedure.Mode;
@@ -27,11 +22,19 @@ import org.neo4j.procedure.Procedure;
  *
  * <p>A node's neighbours through a relationship type are the sources of its incoming relationships of
  * that type that carry the source type's label and an integer id, sorted by id; the draw is {@link Floyd}
- * with the minstd state {@code hopState(hopStates[hop][type], position)}, as gnn.sampleHops.
+ * with the minstd state {@code hopState(hopStates[hop][type], position)}, as gnn.sampleHops. The lists come
+ * from {@link TypedTopology}: an in-heap CSR per relationship type when {@code projectionMb} allows (shared
+ * with every later call and rank, dropped by any write), else kernel-cursor walks of the store.
  */
 public final class HeteroProcedures {
     @Context
     public Transaction tx;
+
+    @Context
+    public GraphDatabaseService db;
+
+    @Context
+    public Log log;
 
     /** Result of {@link #sampleHeteroHops}; lists are hop-major (hop 0's entries first). */
     public static final class HeteroHopsResult {
@@ -49,56 +52,16 @@ public final class HeteroProcedures {
         }
     }
 
-    /** The sorted typed in-neighbours of one node, as {@link Floyd} reads them (refs: node ids of the kernel). */
-    private static final class TypedNeighbours implements Topology {
-        private final Transaction tx;
-        private final List<String> elementIds;
-        private final RelationshipType type;
-        private final Label source;
-        private final String idProp;
-        private final LongList current = new LongList(64);
-
-        TypedNeighbours(Transaction tx, List<String> elementIds, String relType, String sourceLabel, String idProp) {
-            this.tx = tx;
-            this.elementIds = elementIds;
-            this.type = RelationshipType.withName(relType);
-            this.source = Label.label(sourceLabel);
-            this.idProp = idProp;
-        }
-
-        @Override
-        public long nodeRef(long id) {
-            throw new UnsupportedOperationException("frontier nodes are resolved by the caller");
-        }
-
-        @Override
-        public int loadNeighbours(long ref) {
-            current.clear();
-            Node n = tx.getNodeByElementId(elementIds.get((int) ref));
-            for (Relationship r : n.getRelationships(Direction.INCOMING, type)) {
-                Node m = r.getStartNode();
-                if (m.hasLabel(source) && m.getProperty(idProp, null) instanceof Number id
-                        && !(id instanceof Double) && !(id instanceof Float)) {
-                    current.add(id.longValue());
-                }
-            }
-            Arrays.sort(current.values, 0, current.size);
-            return current.size;
-        }
-
-        @Override
-        public long neighbourId(int p) {
-            return current.values[p];
-        }
-    }
-
     @Procedure(name = "gnn.sampleHeteroHops", mode = Mode.READ)
-    @Description("gnn.sampleHeteroHops(labels, idProp, relTypes, srcTypes, dstTypes, seedType, seeds, fanouts, hopStates)"
+    @Description("gnn.sampleHeteroHops(labels, idProp, relTypes, srcTypes, dstTypes, seedType, seeds, fanouts, hopStates,"
+            + " projectionMb = 0, reversed = [])"
             + " :: (counts :: LIST<BYTES>, locals :: LIST<BYTES>, nodes :: LIST<BYTES>) - labels[t]: the label of node"
             + " type t; relationship type i goes from node type srcTypes[i] to dstTypes[i]; seeds: packed int64 LE ids"
             + " of node type seedType; fanouts[i][hop] (0: none, -1: all); hopStates[hop][i]: minstd client states."
             + " Hop k samples, for every relationship type in order, the nodes of its destination type new in hop k-1"
-            + " (hop 0: the seeds); new nodes are numbered per node type in order of first appearance.")
+            + " (hop 0: the seeds); new nodes are numbered per node type in order of first appearance. projectionMb > 0:"
+            + " may build/use an in-heap projection per relationship type. reversed[i] true: type i is the reverse of"
+            + " relTypes[i] (relationships from dstTypes[i] to srcTypes[i], walked backwards).")
     public Stream<HeteroHopsResult> sampleHeteroHops(
             @Name("labels") List<String> labels,
             @Name("idProp") String idProp,
@@ -108,7 +71,9 @@ public final class HeteroProcedures {
             @Name("seedType") long seedType,
             @Name("seeds") Object seedBytes,
             @Name("fanouts") List<List<Long>> fanouts,
-            @Name("hopStates") List<List<Long>> hopStates) {
+            @Name("hopStates") List<List<Long>> hopStates,
+            @Name(value = "projectionMb", defaultValue = "0") double projectionMb,
+            @Name(value = "reversed", defaultValue = "[]") List<Boolean> reversed) {
         int types = labels.size();
         int rels = relTypes.size();
         if (srcTypes.size() != rels || dstTypes.size() != rels || fanouts.size() != rels) {
@@ -116,25 +81,43 @@ public final class HeteroProcedures {
                     + "one entry per relationship type");
         }
         int hops = hopStates.size();
+        long budget = Budget.mebibytes(projectionMb);  // a request above the server's cap is refused first
         long[] seeds = LongList.fromLittleEndianBytes(seedBytes, "gnn.sampleHeteroHops: seeds");
-        List<HashMap<Long, Integer>> local = new ArrayList<>();
+        List<KernelGraph> graphs = new ArrayList<>();
+        try {
+            for (String label : labels) {
+                graphs.add(new KernelGraph(tx, db.databaseName(), label, idProp));
+            }
+            List<Topology> topologies = new ArrayList<>();
+            for (int i = 0; i < rels; i++) {
+                topologies.add(TypedTopology.of(graphs.get(dstTypes.get(i).intValue()),
+                        graphs.get(srcTypes.get(i).intValue()), relTypes.get(i),
+                        i < reversed.size() && Boolean.TRUE.equals(reversed.get(i)), budget, log));
+            }
+            return Stream.of(sample(labels, idProp, srcTypes, dstTypes, (int) seedType, seeds, fanouts, hopStates,
+                    topologies, types, rels, hops));
+        } finally {
+            graphs.forEach(KernelGraph::close);
+        }
+    }
+
+    private static HeteroHopsResult sample(List<String> labels, String idProp, List<Long> srcTypes, List<Long> dstTypes,
+                                           int st, long[] seeds, List<List<Long>> fanouts, List<List<Long>> hopStates,
+                                           List<Topology> topologies, int types, int rels, int hops) {
+        List<LongLongMap> local = new ArrayList<>();
         List<LongList> frontier = new ArrayList<>();
         int[] size = new int[types];
         for (int t = 0; t < types; t++) {
-            local.add(new HashMap<>());
+            local.add(new LongLongMap(t == st ? Math.max(16, seeds.length * 8) : 256));
             frontier.add(new LongList(16));
         }
-        int st = (int) seedType;
         for (int i = 0; i < seeds.length; i++) {
-            local.get(st).putIfAbsent(seeds[i], i);
+            if (!local.get(st).containsKey(seeds[i])) {
+                local.get(st).put(seeds[i], i);
+            }
             frontier.get(st).add(seeds[i]);
         }
         size[st] = seeds.length;
-        List<String> elementIds = new ArrayList<>(); // per call: the frontier nodes' kernel refs
-        List<TypedNeighbours> topologies = new ArrayList<>();
-        for (int i = 0; i < rels; i++) {
-            topologies.add(new TypedNeighbours(tx, elementIds, relTypes.get(i), labels.get(srcTypes.get(i).intValue()), idProp));
-        }
         Floyd floyd = new Floyd();
         List<byte[]> counts = new ArrayList<>();
         List<byte[]> locals = new ArrayList<>();
@@ -155,20 +138,28 @@ public final class HeteroProcedures {
                     continue;
                 }
                 long base = hopStates.get(hop).get(i);
-                long[] refs = resolve(tx, elementIds, labels.get(dst), idProp, front);
+                Topology topology = topologies.get(i);
+                long[] refs = new long[front.size];
+                for (int p = 0; p < front.size; p++) {
+                    refs[p] = topology.nodeRef(front.values[p]);
+                    if (refs[p] < 0) {
+                        throw new IllegalArgumentException("gnn.sampleHeteroHops: no (:" + labels.get(dst) + " {"
+                                + idProp + ": " + front.values[p] + "}) node");
+                    }
+                }
                 LongList out = new LongList(Math.max(16, front.size));
-                counts.add(floyd.sampleFrontier(topologies.get(i), refs, p -> GnnProcedures.hopState(base, p), fanout, out));
+                counts.add(floyd.sampleFrontier(topology, refs, p -> GnnProcedures.hopState(base, p), fanout, out));
                 ByteBuffer loc = ByteBuffer.allocate(out.size * Integer.BYTES).order(ByteOrder.LITTLE_ENDIAN);
-                HashMap<Long, Integer> map = local.get(src);
+                LongLongMap map = local.get(src);
                 for (int p = 0; p < out.size; p++) {
                     long id = out.values[p];
-                    Integer at = map.get(id);
-                    if (at == null) {
+                    long at = map.get(id, -1);
+                    if (at < 0) {
                         at = size[src]++;
                         map.put(id, at);
                         added.get(src).add(id);
                     }
-                    loc.putInt(at);
+                    loc.putInt((int) at);
                 }
                 locals.add(loc.array());
             }
@@ -177,22 +168,6 @@ public final class HeteroProcedures {
                 frontier.set(t, added.get(t));
             }
         }
-        return Stream.of(new HeteroHopsResult(counts, locals, nodes));
-    }
-
-    /** Refs (positions in {@code elementIds}) of the frontier's nodes; an unknown id is an error. */
-    private static long[] resolve(Transaction tx, List<String> elementIds, String label, String idProp, LongList ids) {
-        Label l = Label.label(label);
-        long[] refs = new long[ids.size];
-        for (int p = 0; p < ids.size; p++) {
-            Node n = tx.findNode(l, idProp, ids.values[p]);
-            if (n == null) {
-                throw new IllegalArgumentException("gnn.sampleHeteroHops: no (:" + label + " {" + idProp + ": "
-                        + ids.values[p] + "}) node");
-            }
-            refs[p] = elementIds.size();
-            elementIds.add(n.getElementId());
-        }
-        return refs;
+        return new HeteroHopsResult(counts, locals, nodes);
     }
 }

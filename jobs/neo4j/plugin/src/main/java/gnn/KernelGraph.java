@@ -245,6 +245,19 @@ final class KernelGraph implements AutoCloseable {
         return checkProps.next() && checkProps.propertyValue() instanceof IntegralValue;
     }
 
+    /** Value returned by {@link #datasetId} for a node that is not a dataset node. */
+    static final long NO_ID = Long.MIN_VALUE;
+
+    /** The integer {@code idProp} of node {@code ref} when it is a live node with the label, else {@link #NO_ID}. */
+    long datasetId(long ref) {
+        read.singleNode(ref, checkCursor);
+        if (!checkCursor.next() || !checkCursor.hasLabel(labelId)) {
+            return NO_ID;
+        }
+        checkCursor.properties(checkProps, PropertySelection.selection(idKey));
+        return checkProps.next() && checkProps.propertyValue() instanceof IntegralValue v ? v.longValue() : NO_ID;
+    }
+
     /** Whether {@code ref} is a live node with the label and {@code idProp = id}. */
     private boolean isNode(long ref, long id) {
         read.singleNode(ref, checkCursor);

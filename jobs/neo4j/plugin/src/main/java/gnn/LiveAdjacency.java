@@ -8,6 +8,8 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 import org.neo4j.graphdb.Direction;
 import org.neo4j.graphdb.Label;
@@ -59,6 +61,10 @@ final class LiveAdjacency {
                 Node n = it.next();
                 Object label = n.getProperty("label", null);
                 Object rel = n.getProperty("rel_type", null);
+                if (Boolean.TRUE.equals(n.getProperty("hetero", null))) {
+                    heteroTypes(n, out);
+                    continue;
+                }
                 if (!(label instanceof String) || !(rel instanceof String)) {
                     continue;
                 }
@@ -69,6 +75,22 @@ final class LiveAdjacency {
             }
         }
         return out;
+    }
+
+    /** A {@code "label": "..."} entry of a hetero record's node_types JSON (labels are validated identifiers). */
+    private static final Pattern TYPE_LABEL = Pattern.compile("\"label\":\\s*\"([^\"\\\\]+)\"");
+
+    /**
+     * One row-only dataset per node type of a heterogeneous record (no adjacency copy: the samplers read
+     * the relationships or a projection that any write drops), so their changed rows are reported too.
+     */
+    private static void heteroTypes(Node record, List<Dataset> out) {
+        String name = string(record.getProperty("name", null), "");
+        String idProp = string(record.getProperty("id_prop", null), "id");
+        Matcher m = TYPE_LABEL.matcher(string(record.getProperty("node_types", null), ""));
+        while (m.find()) {
+            out.add(new Dataset(name, m.group(1), "", idProp, null, "in"));
+        }
     }
 
     private static String string(Object v, String otherwise) {

@@ -1,7 +1,5 @@
 package gnn;
 
-import java.util.Arrays;
-
 import org.neo4j.internal.kernel.api.NodeCursor;
 import org.neo4j.logging.Log;
 
@@ -10,27 +8,12 @@ import org.neo4j.logging.Log;
  * reads them (adjacency property, or relationship-iteration order), so sampling from it draws the
  * same neighbours. A neighbour id is an int: node ids of projected datasets are below 2^31.
  */
-final class TopologyProjection implements Projection {
-    private final ProjectedNodes nodes;
-    private final long[] offsets;
-    private final int[] neighbours;
+final class TopologyProjection extends CsrProjection {
     private final BatchNodes.BySlot.Pool marks;
 
     private TopologyProjection(ProjectedNodes nodes, long[] offsets, int[] neighbours) {
-        this.nodes = nodes;
-        this.offsets = offsets;
-        this.neighbours = neighbours;
+        super(nodes, offsets, neighbours);
         this.marks = new BatchNodes.BySlot.Pool(nodes.size());
-    }
-
-    @Override
-    public long bytes() {
-        return nodes.bytes() + 8L * offsets.length + 4L * neighbours.length;
-    }
-
-    @Override
-    public int nodes() {
-        return nodes.size();
     }
 
     /**
@@ -60,27 +43,9 @@ final class TopologyProjection implements Projection {
         return count;
     }
 
-    /** A reader for one call: references are slots. */
+    @Override
     Topology view() {
-        return new Topology() {
-            private long base;
-
-            @Override
-            public long nodeRef(long id) {
-                return nodes.slot(id);
-            }
-
-            @Override
-            public int loadNeighbours(long slot) {
-                base = offsets[(int) slot];
-                return (int) (offsets[(int) slot + 1] - base);
-            }
-
-            @Override
-            public long neighbourId(int p) {
-                return neighbours[(int) (base + p)];
-            }
-
+        return new Reader() {
             @Override
             public BatchNodes batchNodes(int expected) {
                 return new BatchNodes.BySlot(this, marks);
@@ -92,11 +57,7 @@ final class TopologyProjection implements Projection {
     static TopologyProjection build(KernelGraph g, StoreTopology store, Budget budget) throws NotProjectable {
         ProjectedNodes.Scan scan = ProjectedNodes.scan(g, budget);
         int n = scan.nodes().size();
-        budget.charge(8L * (n + 1), "neighbour offsets");
-        long[] offsets = new long[n + 1];
-        int[] nbrs = new int[Math.max(16, n)];
-        budget.charge(4L * nbrs.length, "neighbour ids");
-        int size = 0;
+        CsrProjection.Builder csr = new CsrProjection.Builder(n, budget);
         for (int k = 0; k < n; k++) {
             int d;
             try {
@@ -104,24 +65,17 @@ final class TopologyProjection implements Projection {
             } catch (IllegalArgumentException | IllegalStateException e) {  // a node without adjacency, a delete
                 throw new NotProjectable(e.getMessage());
             }
-            if (size + (long) d > Integer.MAX_VALUE - 8) {
-                throw new NotProjectable("more than 2^31 neighbour ids");
-            }
-            if (size + d > nbrs.length) {
-                int grown = (int) Math.min(Integer.MAX_VALUE - 8, Math.max(size + (long) d, 2L * nbrs.length));
-                budget.charge(4L * (grown - nbrs.length), "neighbour ids");
-                nbrs = Arrays.copyOf(nbrs, grown);
-            }
+            csr.reserve(d);
             for (int p = 0; p < d; p++) {
                 long id = store.usesAdjacency() ? store.neighbourId(p) : sourceId(scan, store.sourceRef(p), g);
                 if ((int) id != id) {
                     throw new NotProjectable("neighbour id " + id + " does not fit an int");
                 }
-                nbrs[size++] = (int) id;
+                csr.nbrs[csr.size++] = (int) id;
             }
-            offsets[k + 1] = size;
+            csr.end(k);
         }
-        return new TopologyProjection(scan.nodes(), offsets, Arrays.copyOf(nbrs, size));
+        return new TopologyProjection(scan.nodes(), csr.offsets, csr.neighbours());
     }
 
     private static long sourceId(ProjectedNodes.Scan scan, long ref, KernelGraph g) throws NotProjectable {
