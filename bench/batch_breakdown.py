@@ -73,7 +73,7 @@ def neo4j_config(client: Neo4jClient, record: DatasetRecord, encoding: str, fano
         t2 = time.perf_counter()
         sampled = call_times.take()
         x, y = procedures.fetch_rows(client, schema, out.node.numpy(), num_features=f,
-                                     encoding=record.feature_encoding, quant=record.feature_quant,
+                                     encoding=record.feature_encoding, quant=record.quant(),
                                      row_bytes=width, projection_mb=projection_mb)
         t3 = time.perf_counter()
         rows = call_times.take()
@@ -93,7 +93,7 @@ def in_memory_config(name: str, fanouts: list[int]) -> Config:
     ds = load_dataset(name)
     n = ds.num_nodes
     x = torch.from_numpy(np.ascontiguousarray(ds.features(np.arange(n)), dtype=np.float32))
-    y = torch.as_tensor(np.asarray(ds.y), dtype=torch.long)
+    y = torch.from_numpy(np.array(ds.y, dtype=np.int64))
     sampler = CSRNeighborSampler(CSRGraph.from_edge_index(np.ascontiguousarray(ds.edge_index, np.int64), n), fanouts,
                                  seed=0)
 
