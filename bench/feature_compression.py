@@ -57,13 +57,14 @@ def load_graph(name: str, products_nodes: int) -> GraphDataset:
     return load_dataset(name)
 
 
-def variants(client: Neo4jClient, ds: GraphDataset, base: DatasetRecord) -> dict[str, DatasetRecord]:
+def variants(client: Neo4jClient, ds: GraphDataset, base: DatasetRecord,
+             formats: tuple[str, ...] = FORMATS) -> dict[str, DatasetRecord]:
     """Encoding name -> a record reading that encoding's copy of the rows (written here if missing)."""
     out = {}
     if base.feature_encoding == SPARSE:
         out["sparse"] = base
     s = base.schema
-    for fmt in FORMATS:
+    for fmt in formats:
         layout = FeatureLayout.choose(ds, fmt, force=True)
         prop = f"x_{NAMES.get(fmt, fmt)}"
         missing = client.read(f"MATCH (n:`{s.label}`) WHERE n.`{prop}` IS NULL RETURN count(n) AS c")[0]["c"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 
 import neo4j
@@ -32,6 +33,7 @@ import scipy.sparse as sp
 from neo4j import exceptions as neo4j_exc
 
 from src.client import Neo4jClient
+from src.neo4jdb import call_times
 from src.core.minstd import MINSTD_MODULUS, hop_states  # noqa: F401 (hop_states: part of this API)
 from src.core.sampling import RelabelledHop
 from src.core.errors import UserError
@@ -144,7 +146,7 @@ def sample_hop(client: Neo4jClient, schema: GraphSchema, frontier: np.ndarray, s
               "ids": _pack(frontier), "states": _pack(states), "fanout": int(fanout), "adj_prop": adj_prop or "",
               "projection_mb": float(projection_mb)}
     query = _hop_query(projection_mb)
-    rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
+    rec = client.read_tx(lambda tx: call_times.single(tx, "gnn.sampleHop", query, params))
     counts, neighbours = decode_int64(rec["counts"]), decode_int64(rec["neighbours"])
     _check_known(schema, frontier, counts)
     return counts, neighbours
@@ -166,7 +168,7 @@ def sample_hops(client: Neo4jClient, schema: GraphSchema, seeds: np.ndarray, fan
               "adj_prop": adj_prop or "", "seeds": _pack(seeds), "fanouts": [int(k) for k in fanouts],
               "hop_states": np.asarray(hop_states, dtype=np.int64).tolist(), "projection_mb": float(projection_mb)}
     query = _hops_query(projection_mb)
-    rec = client.read_tx(lambda tx: tx.run(query, params).single(strict=True))
+    rec = client.read_tx(lambda tx: call_times.single(tx, "gnn.sampleHops", query, params))
     hops = [RelabelledHop(decode_int64(c), np.frombuffer(loc, dtype="<i4").astype(np.int64), decode_int64(new))
             for c, loc, new in zip(rec["counts"], rec["locals"], rec["nodes"])]
     if hops:
@@ -223,7 +225,7 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
     if out is None:
         out = np.empty((len(ids), num_features), dtype=np.float32), np.empty(len(ids), dtype=np.int64)
     x, y = out
-    start = 0
+    start, began = 0, time.perf_counter()
     for rec, chunk in zip(recs, chunks):
         stop = start + len(chunk)
         lengths = np.frombuffer(rec["lengths"], dtype="<i4")
@@ -232,6 +234,7 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
             decode_rows(rec["x"], lengths, num_features, encoding, out=x, at=rows, quant=quant)
         y[rows] = np.frombuffer(rec["y"], dtype="<i8")
         start = stop
+    call_times.current().decode_s += time.perf_counter() - began
     return x, y
 
 
@@ -258,7 +261,7 @@ def _fetch_records(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, ro
     query = _rows_query(projection_mb)
 
     def work(tx: neo4j.ManagedTransaction) -> list[neo4j.Record]:
-        return [tx.run(query, base, ids=_pack(chunk)).single(strict=True) for chunk in chunks]
+        return [call_times.single(tx, "gnn.fetchRows", query, {**base, "ids": _pack(chunk)}) for chunk in chunks]
 
     recs = client.read_tx(work) if chunks else []
     missing = [i for rec in recs for i in rec["missing"]]
