@@ -283,8 +283,9 @@ def test_one_rank_training_with_degree_features_equal_losses_on_both_backends(cl
 
     ds, schema = hetero
     losses = {}
-    for backend, script in (("in_memory", "in-memory-alternative.py"), ("neo4j", "main-neo4j-backend.py")):
-        res = subprocess.run([sys.executable, str(REPO / script), "--dataset", ds.name, "--target_type", "paper",
+    for backend, script, extra in (("in_memory", "in-memory-alternative.py", ["--full_graph"]),
+                                   ("neo4j", "main-neo4j-backend.py", [])):
+        res = subprocess.run([sys.executable, str(REPO / script), *extra, "--dataset", ds.name, "--target_type", "paper",
                               "--fanouts", FANOUTS, "--num_layers", "2", "--epochs", "2", "--batch_size", "128",
                               "--hidden_channels", "16", "--seed", "1", "--featureless", "degree", "--eval_every", "2",
                               "--run_name", f"deg-{backend}", "--log_dir", str(tmp_path / "logs"),
