@@ -186,12 +186,13 @@ def _unused_pairs(csr: CSRGraph, split: EdgeSplit) -> np.ndarray:
 def _write_train_adjacency(client: Neo4jClient, s: GraphSchema, names: SplitNames, train: CSRGraph,
                            progress: bool) -> None:
     query = (f"UNWIND $rows AS r MATCH (n:`{s.label}` {{`{s.id_prop}`: r.id}}) SET n.`{names.train_adj_prop}` = r.a")
-    blobs = encode_adjacency(train.indptr, train.indices)
+    indptr, indices = train.indptr, train.indices
     with tqdm(total=train.num_nodes, unit="node", desc=f"{s.dataset} training adjacency", disable=not progress) as bar:
-        for lo in range(0, train.num_nodes, BATCH_ROWS):
-            rows = [{"id": i, "a": blobs[i]} for i in range(lo, min(lo + BATCH_ROWS, train.num_nodes))]
-            client.write(query, rows=rows)
-            bar.update(len(rows))
+        for lo in range(0, train.num_nodes, BATCH_ROWS):  # encoded per batch: bounded memory on large graphs
+            hi = min(lo + BATCH_ROWS, train.num_nodes)
+            blobs = encode_adjacency(indptr[lo:hi + 1] - indptr[lo], indices[indptr[lo]:indptr[hi]])
+            client.write(query, rows=[{"id": lo + i, "a": b} for i, b in enumerate(blobs)])
+            bar.update(hi - lo)
 
 
 def _fresh(client: Neo4jClient, record: DatasetRecord, stored: dict) -> str | None:
