@@ -2,18 +2,21 @@
 
     python bench/link_prediction.py accuracy --datasets cora,citeseer [--backends neo4j,in_memory] [-- <flags>]
     python bench/link_prediction.py batches --dataset amazon_cs [--batches 30] [--batch_size 512]
+        [--paths store,projection,in_memory] [--projection_mb 256]
 
 ``accuracy`` trains ``--task link`` with the entry scripts (one rank each; the edge split must be
 stored in Neo4j first: ``python loaders/edge_split.py --dataset D``) and prints, per dataset and
 backend, the epoch with the best validation ROC-AUC and its test ROC-AUC, AP, MRR and Hits@K, read
 from the runs' JSONL logs, with the command of each run. ``batches`` times link batches (sample +
 fetch, PyG ``LinkLoader`` over each backend's sampler, one positive-pair order, same seed) on the
-Neo4j procedures (store and projection) and the in-memory graph. Results go to bench/RESULTS.md.
+Neo4j procedures (store and projection) and the in-memory graph, with the process's peak RSS after
+each path (run one path per process, ``--paths``, for a peak per path). Results go to bench/RESULTS.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shlex
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRY = {"neo4j": ["main-neo4j-backend.py"], "in_memory": ["in-memory-alternative.py", "--full_graph"]}
+PATHS = ("store", "projection", "in_memory")
 DEFAULT_FLAGS = ["--model", "sage", "--num_layers", "2", "--fanouts", "10,5", "--batch_size", "512", "--decoder", "mlp",
                  "--epochs", "20", "--edge_split", "0.85,0.05,0.10", "--edge_split_seed", "0", "--seed", "0"]
 
@@ -67,21 +71,23 @@ def batches(args: argparse.Namespace) -> None:
     from src.neo4jdb.backend import Neo4jBackend
     from src.neo4jdb.load.records import require_loaded
 
+    paths = args.paths.split(",")
+    if unknown := set(paths) - set(PATHS):
+        raise SystemExit(f"--paths: unknown {sorted(unknown)}; choose from {','.join(PATHS)}")
     spec, fanouts = EdgeSplitSpec(), [int(k) for k in args.fanouts.split(",")]
     common = dict(fanouts=fanouts, batch_size=args.batch_size, num_loader_threads=args.threads)
     client = connect()
     record = require_loaded(client, args.dataset)
     backends = {
-        "neo4j procedures (store)": lambda: Neo4jBackend(client, record, **common,
-                                                         access=Neo4jAccess(use_procedures=True, adj_prop="nbrs")),
-        "neo4j procedures (projection)": lambda: Neo4jBackend(
-            client, record, **common, access=Neo4jAccess(use_procedures=True, adj_prop="nbrs", projection_mb=256.0)),
+        "store": lambda: Neo4jBackend(client, record, **common, access=Neo4jAccess(use_procedures=True, adj_prop="nbrs")),
+        "projection": lambda: Neo4jBackend(client, record, **common, access=Neo4jAccess(
+            use_procedures=True, adj_prop="nbrs", projection_mb=args.projection_mb)),
         "in_memory": lambda: FullGraphBackend(load_dataset(args.dataset), **common),
     }
     print(f"| {args.dataset}: path | batches | positive pairs/batch | batches/s | pairs/s | nodes/batch |")
     print("|---|---|---|---|---|---|")
-    for name, make in backends.items():
-        backend = make()
+    for name in paths:
+        backend = backends[name]()
         split = backend.use_edge_split(spec)
         pairs = torch.from_numpy(split.train[np.random.default_rng(0).permutation(len(split.train))]
                                  [:args.batches * args.batch_size])
@@ -91,8 +97,11 @@ def batches(args: argparse.Namespace) -> None:
                                                   exclude_targets=True):
                 nodes += batch.num_nodes
             seconds = time.perf_counter() - start
-        print(f"| {name} | {args.batches} | {args.batch_size} | {args.batches / seconds:.2f} | "
+        label = "in_memory" if name == "in_memory" else f"neo4j procedures ({name})"
+        print(f"| {label} | {args.batches} | {args.batch_size} | {args.batches / seconds:.2f} | "
               f"{args.batches * args.batch_size / seconds:,.0f} | {nodes / args.batches:,.0f} |", flush=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"  (peak RSS of this process so far: {peak:,.0f} MiB)", file=sys.stderr, flush=True)
     client.close()
 
 
@@ -110,6 +119,9 @@ def main() -> int:
     b.add_argument("--batches", type=int, default=30, help="batches per path (default: %(default)s)")
     b.add_argument("--batch_size", type=int, default=512, help="positive pairs per batch (default: %(default)s)")
     b.add_argument("--fanouts", default="10,5", help="fanouts (default: %(default)s)")
+    b.add_argument("--paths", default=",".join(PATHS), help="comma list (default: %(default)s)")
+    b.add_argument("--projection_mb", type=float, default=256.0,
+                   help="projection budget of the projection path, within the server's cap (default: %(default)s)")
     b.add_argument("--threads", type=int, default=2, help="prefetch threads (default: %(default)s)")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []

@@ -13,12 +13,13 @@ import torch
 from torch_geometric.sampler import NegativeSampling
 
 from src.core.csr import CSRGraph
-from src.core.edge_split import EdgeSplitSpec, pair_keys, split_graph, unique_pairs
+from src.core.edge_split import EdgeSplitSpec, pair_keys, split_graph, training_graph, unique_pairs
 from src.core.errors import UsageError, UserError
 from src.in_memory.full_graph import FullGraphBackend
 from src.neo4jdb.access import Neo4jAccess
 from src.neo4jdb.backend import Neo4jBackend
 from src.core.minstd import MINSTD_MODULUS
+from src.neo4jdb import edge_split as stored_edge_split
 from src.neo4jdb.edge_split import read_edge_split, write_edge_split
 from tests.test_procedures import chained_hops, floyd_reference
 
@@ -70,6 +71,22 @@ def test_stored_split_equals_the_in_memory_split(cora, client):
     # undirected pairs together: no pair is in two parts
     keys = [set(pair_keys(p[:, 0], p[:, 1], ds.num_nodes).tolist()) for p in (stored.train, stored.val, stored.test)]
     assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
+
+
+def test_split_written_and_read_in_pages(cora, client, monkeypatch):
+    """Pages and batches smaller than the graph (cora's 2,708 nodes in pages of 1,000, as 1M-node graphs are
+    read) store and read back the same split and the same training adjacency copy as the in-memory split."""
+    ds, _, record = cora
+    monkeypatch.setattr(stored_edge_split, "PAGE_NODES", 1000)
+    monkeypatch.setattr(stored_edge_split, "BATCH_ROWS", 1000)
+    write_edge_split(client, record, SPEC, reset=True, progress=False)
+    stored, names = read_edge_split(client, record, SPEC)
+    csr = CSRGraph.from_edge_index(np.asarray(ds.edge_index), ds.num_nodes)
+    memory = split_graph(csr, SPEC)
+    for part in ("train", "val", "test"):
+        assert np.array_equal(stored.part(part), memory.part(part)), part
+    copy, expected = stored_edge_split.read_adjacency(client, record, names.train_adj_prop), training_graph(csr, memory)
+    assert np.array_equal(copy.indptr, expected.indptr) and np.array_equal(copy.indices, expected.indices)
 
 
 @pytest.mark.parametrize("mode", [*MODES, "in_memory"])

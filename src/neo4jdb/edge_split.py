@@ -31,7 +31,7 @@ from tqdm import tqdm
 from src.client import Neo4jClient
 from src.core.codecs import encode_adjacency
 from src.core.csr import CSRGraph
-from src.core.edge_split import (HELD_OUT, EdgeSplit, EdgeSplitSpec, csr_edge_index, pair_keys, split_graph,
+from src.core.edge_split import (HELD_OUT, PARTS, EdgeSplit, EdgeSplitSpec, csr_edge_index, pair_keys, split_graph,
                                  training_graph, unique_pairs)
 from src.core.errors import UserError
 from src.core.record import DatasetRecord
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 SPLIT_LABEL = "GnnEdgeSplit"
 UNUSED = "unused"
 BATCH_ROWS = 5000
+PAGE_NODES = 100_000  # nodes per read of adjacency copies and marks
 
 
 @dataclass(frozen=True)
@@ -66,22 +67,58 @@ def stored_split(client: Neo4jClient, dataset: str) -> dict | None:
     return dict(rows[0]["p"]) if rows else None
 
 
-def read_csr(client: Neo4jClient, record: DatasetRecord) -> CSRGraph:
+def read_csr(client: Neo4jClient, record: DatasetRecord, *, progress: bool = False) -> CSRGraph:
     """The dataset's neighbour lists from its adjacency copy (the plugin keeps it equal to the relationships)."""
     s = record.schema
     if not record.has_adjacency(s):
         raise UserError(f"dataset {s.dataset!r} has no adjacency property {s.adj_prop!r} to split; reload it with "
                         f"`python loaders/load_into_neo4j.py --dataset {s.dataset}`")
-    rows = client.read(f"MATCH (n:`{s.label}`) WHERE n.`{s.id_prop}` IS NOT NULL "
-                       f"RETURN n.`{s.id_prop}` AS id, n.`{s.adj_prop}` AS a ORDER BY id")
-    n = record.num_nodes
-    if len(rows) != n or (rows and (rows[0]["id"] != 0 or rows[-1]["id"] != n - 1)):
-        raise UserError(f"dataset {s.dataset!r}: {len(rows)} nodes with ids found, the record says {n}; reload it")
-    lists = [np.frombuffer(r["a"] or b"", dtype="<i8") for r in rows]
+    return read_adjacency(client, record, s.adj_prop, progress=progress)
+
+
+def read_adjacency(client: Neo4jClient, record: DatasetRecord, prop: str, *, progress: bool = False) -> CSRGraph:
+    """The packed neighbour lists in node property ``prop``, read in pages of ids so memory stays bounded
+    (a page's records, then numpy) on graphs of millions of nodes; every id 0..N-1 must be there once."""
+    s, n = record.schema, record.num_nodes
+    prop = validate_identifier(prop, "adjacency property")
+    found = int(client.read(f"MATCH (n:`{s.label}`) WHERE n.`{s.id_prop}` IS NOT NULL RETURN count(n) AS c")[0]["c"])
+    if found != n:
+        raise UserError(f"dataset {s.dataset!r}: {found} nodes with ids found, the record says {n}; reload it")
+    query = (f"MATCH (n:`{s.label}`) WHERE n.`{s.id_prop}` >= $lo AND n.`{s.id_prop}` < $hi "
+             f"RETURN n.`{s.id_prop}` AS id, n.`{prop}` AS a ORDER BY id")
+    degrees, pages = np.zeros(n, dtype=np.int64), []
+    with tqdm(total=n, unit="node", desc=f"{s.dataset} {prop}", disable=not progress) as bar:
+        for lo in range(0, n, PAGE_NODES):
+            hi = min(lo + PAGE_NODES, n)
+            rows = client.read(query, lo=lo, hi=hi)
+            if len(rows) != hi - lo or (rows and (rows[0]["id"] != lo or rows[-1]["id"] != hi - 1)):
+                raise UserError(f"dataset {s.dataset!r}: ids {lo}..{hi - 1} are not all present once; reload it")
+            lists = [np.frombuffer(r["a"] or b"", dtype="<i8") for r in rows]
+            degrees[lo:hi] = [len(a) for a in lists]
+            pages.append(np.concatenate(lists).astype(np.int64) if lists else np.zeros(0, np.int64))
+            bar.update(hi - lo)
     indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum([len(a) for a in lists], out=indptr[1:])
-    indices = np.concatenate(lists).astype(np.int64) if lists else np.zeros(0, np.int64)
-    return CSRGraph(indptr=indptr, indices=indices)
+    np.cumsum(degrees, out=indptr[1:])
+    return CSRGraph(indptr=indptr, indices=np.concatenate(pages) if pages else np.zeros(0, np.int64))
+
+
+def read_marked_pairs(client: Neo4jClient, record: DatasetRecord, names: SplitNames, *,
+                      progress: bool = False) -> dict[str, np.ndarray]:
+    """The pairs whose relationships carry each split mark (``val``, ``test``, ``unused``), from pages of
+    source ids: one scan of the relationships, a few id lists per page (not one record per relationship)."""
+    s, n = record.schema, record.num_nodes
+    query = (f"MATCH (a:`{s.label}`) WHERE a.`{s.id_prop}` >= $lo AND a.`{s.id_prop}` < $hi "
+             f"MATCH (a)-[r:`{s.rel_type}`]->(b:`{s.label}`) WHERE r.`{names.rel_prop}` IN $parts "
+             f"AND b.`{s.id_prop}` IS NOT NULL "
+             f"RETURN r.`{names.rel_prop}` AS part, collect(a.`{s.id_prop}`) AS u, collect(b.`{s.id_prop}`) AS v")
+    marked: dict[str, list[np.ndarray]] = {p: [] for p in (*HELD_OUT, UNUSED)}
+    with tqdm(total=n, unit="node", desc=f"{s.dataset} held-out marks", disable=not progress) as bar:
+        for lo in range(0, n, PAGE_NODES):
+            for row in client.read(query, lo=lo, hi=min(lo + PAGE_NODES, n), parts=list(marked)):
+                marked[row["part"]].append(np.array([row["u"], row["v"]], dtype=np.int64))
+            bar.update(min(PAGE_NODES, n - lo))
+    return {p: unique_pairs(np.concatenate(e, axis=1) if e else np.zeros((2, 0), np.int64), n)
+            for p, e in marked.items()}
 
 
 def write_edge_split(client: Neo4jClient, record: DatasetRecord, spec: EdgeSplitSpec, *, reset: bool = False,
@@ -98,7 +135,7 @@ def write_edge_split(client: Neo4jClient, record: DatasetRecord, spec: EdgeSplit
             return {p: int(old[f"num_{p}"]) for p in ("train", "val", "test")}
         raise UserError(f"dataset {s.dataset!r} already has edge split {old.get('fractions')} (seed {old.get('seed')}); "
                         "pass --reset to replace it")
-    csr = read_csr(client, record)
+    csr = read_csr(client, record, progress=progress)
     split = split_graph(csr, spec)
     client.write(f"MERGE (s:`{SPLIT_LABEL}` {{dataset: $name}}) SET s.complete = false", name=s.dataset)
     clear_marks(client, s, names)
@@ -149,12 +186,13 @@ def _unused_pairs(csr: CSRGraph, split: EdgeSplit) -> np.ndarray:
 def _write_train_adjacency(client: Neo4jClient, s: GraphSchema, names: SplitNames, train: CSRGraph,
                            progress: bool) -> None:
     query = (f"UNWIND $rows AS r MATCH (n:`{s.label}` {{`{s.id_prop}`: r.id}}) SET n.`{names.train_adj_prop}` = r.a")
-    blobs = encode_adjacency(train.indptr, train.indices)
+    indptr, indices = train.indptr, train.indices
     with tqdm(total=train.num_nodes, unit="node", desc=f"{s.dataset} training adjacency", disable=not progress) as bar:
-        for lo in range(0, train.num_nodes, BATCH_ROWS):
-            rows = [{"id": i, "a": blobs[i]} for i in range(lo, min(lo + BATCH_ROWS, train.num_nodes))]
-            client.write(query, rows=rows)
-            bar.update(len(rows))
+        for lo in range(0, train.num_nodes, BATCH_ROWS):  # encoded per batch: bounded memory on large graphs
+            hi = min(lo + BATCH_ROWS, train.num_nodes)
+            blobs = encode_adjacency(indptr[lo:hi + 1] - indptr[lo], indices[indptr[lo]:indptr[hi]])
+            client.write(query, rows=[{"id": lo + i, "a": b} for i, b in enumerate(blobs)])
+            bar.update(hi - lo)
 
 
 def _fresh(client: Neo4jClient, record: DatasetRecord, stored: dict) -> str | None:
@@ -167,8 +205,13 @@ def _fresh(client: Neo4jClient, record: DatasetRecord, stored: dict) -> str | No
     return None
 
 
-def read_edge_split(client: Neo4jClient, record: DatasetRecord, spec: EdgeSplitSpec) -> tuple[EdgeSplit, SplitNames]:
-    """The stored split of ``record``'s dataset, which must be ``spec``'s and current (else one line)."""
+def read_edge_split(client: Neo4jClient, record: DatasetRecord, spec: EdgeSplitSpec, *,
+                    progress: bool = False) -> tuple[EdgeSplit, SplitNames]:
+    """The stored split of ``record``'s dataset, which must be ``spec``'s and current (else one line).
+
+    Held-out pairs from the relationship marks; training pairs from the training adjacency copy (what
+    link training samples, kept current by the plugin) less the ``unused`` pairs; counts checked.
+    """
     s, names = record.schema, SplitNames.of(record.schema)
     stored = stored_split(client, s.dataset)
     if stored is None or not stored.get("complete"):
@@ -183,13 +226,16 @@ def read_edge_split(client: Neo4jClient, record: DatasetRecord, spec: EdgeSplitS
         raise UserError(f"the edge split of dataset {s.dataset!r} is stale ({why}); re-split with "
                         f"{make_hint(s.dataset, spec)[:-1]} --reset`")
     n = record.num_nodes
-    parts = {}
-    for part in ("train",) + HELD_OUT:
-        where = f"r.`{names.rel_prop}` IS NULL" if part == "train" else f"r.`{names.rel_prop}` = $part"
-        rows = client.read(f"MATCH (a:`{s.label}`)-[r:`{s.rel_type}`]->(b:`{s.label}`) WHERE {where} "
-                           f"RETURN a.`{s.id_prop}` AS u, b.`{s.id_prop}` AS v", part=part)
-        edges = np.asarray([(r["u"], r["v"]) for r in rows], dtype=np.int64).reshape(-1, 2).T
-        parts[part] = unique_pairs(edges, n)
+    parts = read_marked_pairs(client, record, names, progress=progress)
+    train_edges = csr_edge_index(read_adjacency(client, record, names.train_adj_prop, progress=progress))
+    held = EdgeSplit(spec, n, np.zeros((0, 2), np.int64), parts["val"], parts["test"])
+    if held.is_held_out(*train_edges).any():
+        raise UserError(f"dataset {s.dataset!r}: its training adjacency {names.train_adj_prop!r} holds held-out pairs; "
+                        f"re-split with {make_hint(s.dataset, spec)[:-1]} --reset`")
+    train = unique_pairs(train_edges, n)  # the training graph's pairs, less those beyond the fractions
+    unused = pair_keys(parts[UNUSED][:, 0], parts[UNUSED][:, 1], n)
+    parts["train"] = train[~np.isin(pair_keys(train[:, 0], train[:, 1], n), unused)] if len(unused) else train
+    for part in PARTS:
         if len(parts[part]) != stored.get(f"num_{part}"):
             raise UserError(f"dataset {s.dataset!r}: {len(parts[part])} {part} pairs marked, the edge split recorded "
                             f"{stored.get(f'num_{part}')}; re-split with {make_hint(s.dataset, spec)[:-1]} --reset`")
