@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 FLOAT16 = "float16-le"  # F little-endian IEEE half floats, 2*F bytes per node
 BFLOAT16 = "bfloat16-le"  # F little-endian bfloat16 (upper half of a float32), 2*F bytes per node
@@ -153,7 +152,11 @@ def decode_lossy(raw: bytes | memoryview, n: int, num_features: int, encoding: s
 
 
 def _half_to_float(half: np.ndarray, out: np.ndarray) -> None:
-    """float16 ``half`` into float32 ``out`` through torch's cast (a read-only buffer is only read)."""
+    """float16 ``half`` into float32 ``out`` through torch's cast (a read-only buffer is only read).
+
+    torch is imported here: the loaders and the partitioner use these codecs and stay torch-free."""
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch warns that ``half`` is not writable
         src = torch.from_numpy(half)
