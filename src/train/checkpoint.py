@@ -22,15 +22,17 @@ from src.core.errors import UserError, first_line
 from src.train import distributed
 from src.train.config import TrainConfig
 from src.train.checkpoint_checks import validate_checkpoint
+from src.train.model import model_norm
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.pt"  # the weights of the epoch with the best validation metric, beside the last epoch's
 _IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "num_layers", "normalize_features",
-                  "model", "heads", "task", "decoder")
-# what checkpoints written before a key existed meant
-_IDENTITY_DEFAULTS = {"normalize_features": "none", "model": "sage", "heads": 1, "task": "node", "decoder": None}
+                  "model", "heads", "task", "decoder", "norm")
+# what checkpoints written before a key existed meant (before "norm", GIN had no batch norm)
+_IDENTITY_DEFAULTS = {"normalize_features": "none", "model": "sage", "heads": 1, "task": "node", "decoder": None,
+                      "norm": None}
 
 
 @dataclass
@@ -73,6 +75,7 @@ def model_identity(cfg: TrainConfig, num_features: int, num_classes: int) -> dic
             "hidden_channels": cfg.hidden_channels, "num_layers": cfg.num_layers,
             "normalize_features": cfg.normalize_features, "model": cfg.model, "heads": cfg.heads,
             "task": cfg.task, "decoder": cfg.decoder if cfg.task == "link" else None,
+            "norm": None if cfg.target_type else model_norm(cfg.model),  # typed models (hetero_model.py): none
             **({"target_type": cfg.target_type, "featureless": cfg.featureless} if cfg.target_type else {})}
 
 
@@ -181,6 +184,9 @@ def _read_checkpoint(path: Path, identity: dict[str, Any], model: nn.Module | No
         return f"checkpoint {path} {problem}: {not_ours}"
     theirs = state["identity"]
     theirs = {**_IDENTITY_DEFAULTS, **theirs}
+    if theirs["norm"] != identity["norm"] and theirs["model"] == identity["model"]:  # no flag selects it
+        return (f"checkpoint {path} holds a {theirs['model']} with norm {theirs['norm']}, this code builds it with "
+                f"norm {identity['norm']} (GIN has batch norm since 2026-12-03): retrain it under a new --run_name")
     diff = [k for k in _IDENTITY_KEYS if theirs.get(k) != identity[k]]
     if diff:
         was = ", ".join(f"{k}={theirs.get(k)}" for k in diff)
