@@ -268,16 +268,16 @@ def check_low_degree_nodes_return_all(sampler: HopSampler, ds: GraphDataset, csr
 
 def check_graphsage_trains(backend, ds: GraphDataset, *, database: bool = True, model: str = "sage") -> int:
     """The backend's train split is the source's, batches carry the source's rows, and the model's
-    (GraphSAGE unless told) trimmed loss falls through NodeLoader (6 epochs); a ``database`` backend
+    (GraphSAGE unless told) trimmed loss falls through NodeLoader (6 epochs, GIN 12); a ``database`` backend
     counted its queries. Returns the number of batches."""
     train = backend.split_nodes("train")
     assert np.array_equal(np.sort(train.numpy()), np.sort(np.asarray(ds.train_idx)))
     torch.manual_seed(0)
     net = build_model(model, ds.num_features, 64, ds.num_classes, num_layers=2, dropout=0.0, heads=2)
-    # GIN's batch norms rescale every layer: at 0.01 its loss falls by only about half in these 30 steps
-    opt = torch.optim.Adam(net.parameters(), lr=0.03 if model == "gin" else 0.01)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
     losses = []
-    for epoch in range(6):
+    # GIN's batch norms (and their noisy statistics over a shard's last, small batch) make it learn more slowly
+    for epoch in range(12 if model == "gin" else 6):
         for batch in backend.make_loader(train, shuffle=True, seed=epoch):
             assert batch.t_sample >= 0 and batch.t_fetch >= 0
             x = batch.x.to_dense() if batch.x.is_sparse else batch.x  # sparse-stored rows stay sparse
