@@ -1,7 +1,7 @@
 """Benchmark (not a test): ogbn-products' shape end to end, and the memory wall.
 
     python bench/products_scale.py [--dataset synthetic_products_n2449029_s0] [--jobs neo4j,full,partitioned]
-        [--limit 3g] [--ranks 2] [--out bench_out/products] [-- training flags]
+        [--limit 3g] [--ranks 2] [--projection_mb 0] [--out bench_out/products] [-- training flags]
 
 The graph must be loaded first (``python loaders/load_into_neo4j.py --dataset synthetic --preset
 products --method import``; the loader records its time).  ``partitioned`` is METIS-partitioned
@@ -72,6 +72,8 @@ def _partition(dataset: str, ranks: int, method: str, out: Path) -> float:
 
 def run_job(job: str, args: argparse.Namespace, training: list[str], out: Path, index: int) -> JobRow:
     backend, extra = JOBS[job]
+    if backend == "neo4j" and args.projection_mb > 0:
+        extra = [*extra, "--projection_mb", f"{args.projection_mb:g}"]
     name = f"{args.dataset}-{job}-{args.ranks}r-{args.stamp}-{index}" + ("-capped" if args.limit else "")
     env: dict[str, str] = {}
     report = out / f"{name}.cgroup.jsonl"
@@ -128,6 +130,9 @@ def main() -> int:
     p.add_argument("--ranks", type=int, default=2, help="ranks per job (default: %(default)s)")
     p.add_argument("--partition_method", default="metis", choices=("metis", "random"),
                    help="partition_graph.py --method (METIS needs ~8 GB at products scale; default: %(default)s)")
+    p.add_argument("--projection_mb", type=float, default=0.0,
+                   help="the Neo4j job's server projection budget (its --projection_mb; the in-memory jobs have "
+                        "no such flag; default: %(default)s = read the store)")
     p.add_argument("--out", default=str(REPO / "bench_out" / "products"), help="output folder (default: %(default)s)")
     p.add_argument("training", nargs="*", help="training flags after -- (replace the defaults)")
     args = p.parse_args()
@@ -141,7 +146,8 @@ def main() -> int:
     training = args.training or SEED_FLAGS
     facts = server_facts()
     header = (f"# {args.dataset}, {args.ranks} ranks\n\ntraining flags: `{' '.join(training)}`"
-              + (f"; every rank in a {args.limit} memory cgroup" if args.limit else "") + "\n\n")
+              + (f"; every rank in a {args.limit} memory cgroup" if args.limit else "")
+              + (f"; the Neo4j job with `--projection_mb {args.projection_mb:g}`" if args.projection_mb > 0 else "") + "\n\n")
     rows: list[JobRow] = []
     for i, job in enumerate(jobs):
         print(f"[{time.strftime('%H:%M:%S')}] {job} ...", flush=True)
