@@ -40,7 +40,8 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Backend
         from src.data.hetero_sources import load_hetero_dataset
         from src.in_memory.hetero import InMemoryHeteroBackend
 
-        backend: Backend = InMemoryHeteroBackend(load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir),
+        ds = load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir)
+        backend: Backend = InMemoryHeteroBackend(ds.with_reverse() if cfg.add_reverse else ds,
                                                  target_type=cfg.target_type,
                                                  fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
                                                  num_loader_threads=cfg.num_loader_threads,

@@ -126,7 +126,8 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Ladybug
                 raise UsageError("--cache_mb applies to homogeneous datasets only; drop it with --target_type")
             return LadybugHeteroBackend(client, require_hetero(client, cfg.dataset), target_type=cfg.target_type,
                                         fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
-                                        num_loader_threads=cfg.num_loader_threads, featureless=cfg.featureless)
+                                        num_loader_threads=cfg.num_loader_threads, featureless=cfg.featureless,
+                                        add_reverse=cfg.add_reverse)
         hetero = hetero_record(client, cfg.dataset)
         if hetero is not None:
             raise UsageError(f"dataset {cfg.dataset!r} is heterogeneous: pass --target_type {hetero['target_type']} "

@@ -155,7 +155,7 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
                                       num_loader_threads=cfg.num_loader_threads,
                                       use_procedures=False if args.cypher_only else None,
                                       featureless=cfg.featureless, cache_mb=args.cache_mb,
-                                      projection_mb=projection_mb)
+                                      projection_mb=projection_mb, add_reverse=cfg.add_reverse)
         record = require_loaded(client, cfg.dataset)
         check_fits(f"the Neo4j trainer of {record.name} (batch {cfg.batch_size}, fanouts {cfg.fanouts})",
                    {"batches": batch_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,

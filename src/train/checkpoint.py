@@ -73,7 +73,8 @@ def model_identity(cfg: TrainConfig, num_features: int, num_classes: int) -> dic
             "hidden_channels": cfg.hidden_channels, "num_layers": cfg.num_layers,
             "normalize_features": cfg.normalize_features, "model": cfg.model, "heads": cfg.heads,
             "task": cfg.task, "decoder": cfg.decoder if cfg.task == "link" else None,
-            **({"target_type": cfg.target_type, "featureless": cfg.featureless} if cfg.target_type else {})}
+            **({"target_type": cfg.target_type, "featureless": cfg.featureless} if cfg.target_type else {}),
+            **({"add_reverse": True} if cfg.add_reverse else {})}  # absent when off: older checkpoints still match
 
 
 def mix_seeds(*words: int) -> int:
