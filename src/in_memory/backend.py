@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 from src.backends.base import Backend
-from src.core.record import DatasetRecord
 from src.data.sources import load_dataset
 from src.in_memory import preflight
 from src.in_memory.full_graph import FullGraphBackend
@@ -57,6 +56,6 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Backend
         yield backend
 
 
-def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> DatasetRecord | None:
+def load_seconds(dataset: str, flags: Sequence[str], env: dict[str, str]) -> float | None:
     """No database, so no load to report."""
     return None

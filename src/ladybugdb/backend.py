@@ -140,9 +140,13 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Ladybug
         yield backend
 
 
-def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> DatasetRecord | None:
-    """The record of ``dataset`` in the file a job with ``flags`` used (benchmarks read its load time)."""
+def load_seconds(dataset: str, flags: Sequence[str], env: dict[str, str]) -> float | None:
+    """Seconds the loader took for ``dataset`` by its record in the file a job with ``flags`` used."""
     flags = list(flags)
     path = flags[flags.index("--ladybug_path") + 1] if "--ladybug_path" in flags else default_path(dataset)
     with LadybugClient(path, buffer_mb=64) as client:
-        return dataset_record(client, dataset)
+        hetero = hetero_record(client, dataset)
+        if hetero is not None:
+            return None if hetero.get("load_seconds") is None else float(hetero["load_seconds"])
+        record = dataset_record(client, dataset)
+        return None if record is None else record.load_seconds

@@ -209,14 +209,16 @@ def check_projection_cap(client: Neo4jClient, schema: GraphSchema, projection_mb
         raise UsageError(f"the server refuses --projection_mb {projection_mb:g}: {gist}") from None
 
 
-def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> DatasetRecord | None:
-    """The record of ``dataset`` in the server a job with ``flags``/``env`` used (benchmarks read its load time).
+def load_seconds(dataset: str, flags: Sequence[str], env: dict[str, str]) -> float | None:
+    """Seconds the loader took for ``dataset`` (homogeneous or heterogeneous) by its record in the server a job with
+    ``flags``/``env`` used (benchmarks report it).
 
     A ``GNN_NEO4J_DIR`` in ``env`` (the scale sweep's server per size) names the local server to ask.
     """
     from pathlib import Path
 
     from src.client import Neo4jSettings
+    from src.neo4jdb.hetero.schema import hetero_record
     from src.neo4jdb.load.records import dataset_record
     from src.neo4jdb.local import LocalNeo4j
 
@@ -225,4 +227,8 @@ def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> Da
         info = LocalNeo4j(root=Path(env["GNN_NEO4J_DIR"])).connection_info() or {}
         settings = Neo4jSettings(uri=info.get("uri", ""), password=info.get("password", ""), local=True)
     with connect(settings) as client:
-        return dataset_record(client, dataset)
+        hetero = hetero_record(client, dataset)  # no label/rel_type: not a DatasetRecord
+        if hetero is not None:
+            return None if hetero.get("load_seconds") is None else float(hetero["load_seconds"])
+        record = dataset_record(client, dataset)
+        return None if record is None else record.load_seconds
