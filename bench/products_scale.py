@@ -87,7 +87,8 @@ def capped_run(backend: str, name: str, *, dataset: str, ranks: int, out: Path, 
     except UserError as exc:
         text = (out / f"{name}.stderr").read_text(errors="replace") if (out / f"{name}.stderr").exists() else ""
         lines = [ln[ln.index("error: "):] for ln in text.splitlines() if "error: " in ln]
-        return None, (lines[0] if lines else str(exc).splitlines()[0]), _cgroup_rows(report)
+        killed = [ln for ln in lines if "killed by signal" in ln]  # the rank the kernel killed, not its peers' echo
+        return None, (killed or lines or [str(exc).splitlines()[0]])[0], _cgroup_rows(report)
 
 
 def run_job(job: str, args: argparse.Namespace, training: list[str], out: Path, index: int) -> JobRow:

@@ -279,6 +279,11 @@ def memory_wall_plot(results: Sequence[SizeResult], limit_mb: float | None, path
             line, = ax_rss.plot([n for n, _ in done], [m.peak_rss_mb for _, m in done], "o-", label=label)
             ax_time.plot([n for n, _ in done], [m.median_epoch_time for _, m in done], "o-", label=label,
                          color=line.get_color())
+        capped = [(res.num_nodes, r.cgroup_peak_mb) for res in results for r in res.jobs
+                  if r.job.label == label and r.run and r.cgroup_peak_mb]
+        if capped:  # what the limit counts (resident shared libraries are charged to one cgroup, RSS counts them in each)
+            ax_rss.plot([n for n, _ in capped], [c for _, c in capped], "s:", color=line.get_color(),
+                        label=f"{label}: cgroup peak")
         if refused:
             ax_rss.plot([n for n, _ in refused], [e for _, e in refused], "x--", markersize=9,
                         label=f"{label}: refused, preflight estimate")
@@ -287,7 +292,8 @@ def memory_wall_plot(results: Sequence[SizeResult], limit_mb: float | None, path
     ax_rss.set(xlabel="nodes", ylabel="peak trainer RSS (MiB, max over ranks)", title="trainer memory")
     ax_time.set(xlabel="nodes", ylabel="median epoch time (s, slowest rank)", title="epoch time")
     for ax in (ax_rss, ax_time):
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
