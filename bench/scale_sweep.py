@@ -261,9 +261,9 @@ def sweep_table(results: Sequence[SizeResult], reference: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def memory_wall_plot(results: Sequence[SizeResult], limit_mb: float | None, path: Path) -> None:
-    """Peak trainer RSS and median epoch time against nodes per job, the per-rank limit drawn in;
-    a refused job is an x at its preflight estimate."""
+def memory_wall_plot(results: Sequence[SizeResult], limits_mb: Sequence[float], path: Path) -> None:
+    """Peak trainer RSS and median epoch time against nodes per job, the per-rank limits drawn in;
+    a refused job is an x at its preflight estimate, an OOM-killed one a star at its cgroup peak."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -287,8 +287,13 @@ def memory_wall_plot(results: Sequence[SizeResult], limit_mb: float | None, path
         if refused:
             ax_rss.plot([n for n, _ in refused], [e for _, e in refused], "x--", markersize=9,
                         label=f"{label}: refused, preflight estimate")
-    if limit_mb:
-        ax_rss.axhline(limit_mb, color="red", linestyle="--", label=f"limit {limit_mb:.0f} MiB per rank")
+        killed = [(res.num_nodes, r.cgroup_peak_mb) for res in results for r in res.jobs
+                  if r.job.label == label and not r.run and r.outcome.startswith("OOM") and r.cgroup_peak_mb]
+        if killed:
+            ax_rss.plot([n for n, _ in killed], [c for _, c in killed], "*", markersize=12,
+                        label=f"{label}: OOM-killed at its cgroup limit")
+    for limit, style in zip(sorted(set(limits_mb)), ("--", "-.", ":")):
+        ax_rss.axhline(limit, color="red", linestyle=style, label=f"limit {limit:.0f} MiB per rank")
     ax_rss.set(xlabel="nodes", ylabel="peak trainer RSS (MiB, max over ranks)", title="trainer memory")
     ax_time.set(xlabel="nodes", ylabel="median epoch time (s, slowest rank)", title="epoch time")
     for ax in (ax_rss, ax_time):
@@ -314,8 +319,8 @@ def main() -> int:
     parser.add_argument("--server_memory", default="--heap 2g --pagecache 2g",
                         help="jobs/neo4j.sh start flags of each size's server (default: %(default)s)")
     parser.add_argument("--limit_mb", type=float, default=None,
-                        help="draw this per-rank memory limit into <out>/memory_wall.png (default: the "
-                             "smallest @LIMIT of --backends)")
+                        help="draw this per-rank memory limit into <out>/memory_wall.png (default: every "
+                             "@LIMIT of --backends)")
     parser.add_argument("--backends", default="neo4j,in_memory",
                         help="comma list of jobs NAME[@LIMIT], e.g. neo4j@2200m,full@2200m,full (default: %(default)s)")
     parser.add_argument("--backend_flags", action="append", default=[], metavar="BACKEND=FLAGS",
@@ -341,7 +346,7 @@ def main() -> int:
     jobs = parse_jobs(args.backends)
     args.backend_flags = parse_backend_flags(args.backend_flags, jobs)
     limits = [parse_size(j.limit) / 2**20 for j in jobs if j.limit]
-    limit_mb = args.limit_mb or (min(limits) if limits else None)
+    limits_mb = [args.limit_mb] if args.limit_mb else limits
     training = args.training or DEFAULT_TRAINING
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -358,7 +363,7 @@ def main() -> int:
     for n in sizes:
         results.append(sweep_size(n, args, jobs, training, out))
         (out / "sweep.md").write_text(header + sweep_table(results, args.reference))
-        memory_wall_plot(results, limit_mb, out / "memory_wall.png")
+        memory_wall_plot(results, limits_mb, out / "memory_wall.png")
         print(sweep_table(results, args.reference), flush=True)
     draw(out / "logs", out / "plots", [r.run.run_name for res in results for r in res.jobs if r.run])
     print(f"\n{header}{sweep_table(results, args.reference)}\nwrote {out / 'sweep.md'}")
