@@ -70,27 +70,37 @@ def _partition(dataset: str, ranks: int, method: str, out: Path) -> float:
     return float(meta.get("time_s") or time.perf_counter() - start)  # the partitioning's own time when reused
 
 
+def capped_run(backend: str, name: str, *, dataset: str, ranks: int, out: Path, training: list[str],
+               limit: str | None, env: dict[str, str] | None = None
+               ) -> tuple[BackendRun | None, str | None, list[dict]]:
+    """One job, every rank in a ``limit`` memory cgroup when given: (run or None, its one-line error, cgroup rows).
+
+    A job that fails (a preflight refusal, an OOM kill) is a result, not the end of the benchmark."""
+    report = out / f"{name}.cgroup.jsonl"
+    env = dict(env or {})
+    if limit:
+        env.update({"PYTHON": str(REPO / "jobs" / "capped_python"), "GNN_MEMORY_CAP": limit,
+                    "GNN_MEMORY_CAP_REPORT": str(report), "GNN_CAPPED_PYTHON": sys.executable})
+    try:
+        return run_backend(backend, name, dataset=dataset, ranks=ranks, log_dir=out / "logs",
+                           training=training, env=env, stderr_dir=out), None, _cgroup_rows(report)
+    except UserError as exc:
+        text = (out / f"{name}.stderr").read_text(errors="replace") if (out / f"{name}.stderr").exists() else ""
+        lines = [ln[ln.index("error: "):] for ln in text.splitlines() if "error: " in ln]
+        killed = [ln for ln in lines if "killed by signal" in ln]  # the rank the kernel killed, not its peers' echo
+        return None, (killed or lines or [str(exc).splitlines()[0]])[0], _cgroup_rows(report)
+
+
 def run_job(job: str, args: argparse.Namespace, training: list[str], out: Path, index: int) -> JobRow:
     backend, extra = JOBS[job]
     if backend == "neo4j" and args.projection_mb > 0:
         extra = [*extra, "--projection_mb", f"{args.projection_mb:g}"]
     name = f"{args.dataset}-{job}-{args.ranks}r-{args.stamp}-{index}" + ("-capped" if args.limit else "")
-    env: dict[str, str] = {}
-    report = out / f"{name}.cgroup.jsonl"
-    if args.limit:
-        env = {"PYTHON": str(REPO / "jobs" / "capped_python"), "GNN_MEMORY_CAP": args.limit,
-               "GNN_MEMORY_CAP_REPORT": str(report), "GNN_CAPPED_PYTHON": sys.executable}
     before = load_average()
-    try:
-        run, error = run_backend(backend, name, dataset=args.dataset, ranks=args.ranks, log_dir=out / "logs",
-                                 training=[*training, *extra], env=env, stderr_dir=out), None
-    except UserError as exc:
-        run = None
-        text = (out / f"{name}.stderr").read_text(errors="replace") if (out / f"{name}.stderr").exists() else ""
-        lines = [ln[ln.index("error: "):] for ln in text.splitlines() if "error: " in ln]
-        error = lines[0] if lines else str(exc).splitlines()[0]
+    run, error, cgroup = capped_run(backend, name, dataset=args.dataset, ranks=args.ranks, out=out,
+                                    training=[*training, *extra], limit=args.limit)
     prepare = run.load_seconds if run is not None and backend == "neo4j" else args.partition_s.get(job)
-    return JobRow(job, args.limit, run, error, _cgroup_rows(report), before, load_average(), prepare)
+    return JobRow(job, args.limit, run, error, cgroup, before, load_average(), prepare)
 
 
 def server_facts() -> dict[str, str]:
