@@ -23,7 +23,7 @@ from src.client import Neo4jClient, add_connection_args, connect, settings_from_
 from src.core.edge_split import HELD_OUT, EdgeSplit, EdgeSplitSpec
 from src.core.errors import Neo4jUnavailable, UsageError, UserError
 from src.core.malloc_tuning import retain_freed_memory
-from src.core.memory_limit import batch_bytes, check_fits
+from src.core.memory_limit import batch_bytes, check_fits, step_bytes
 from src.core.record import DatasetRecord
 from src.core.schema import GraphSchema, validate_dataset_name
 from src.feature_store import Neo4jFeatureStore
@@ -160,6 +160,8 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
         check_fits(f"the Neo4j trainer of {record.name} (batch {cfg.batch_size}, fanouts {cfg.fanouts})",
                    {"batches": batch_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
                                            cfg.num_loader_threads + 1, copies=2),
+                    "training step": step_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
+                                                cfg.hidden_channels),
                     "feature cache": int(args.cache_mb * 2**20)},
                    "raise the limit to at least that, or lower --batch_size, --fanouts or --cache_mb")
         access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
