@@ -29,13 +29,15 @@ def main() -> int:
     arg("--output_dir", "partitions go to <output_dir>/<dataset>/<k>-parts/", default=DEFAULT_OUTPUT_DIR)
     arg("--overwrite", "replace an existing partitioning made with other settings", action="store_true")
     arg("--seed", "seed of METIS and of the random assignment", type=int, default=0)
+    arg("--add_reverse", "heterogeneous graph: partition it with every relationship type also walked backwards "
+        "(rev_<rel>), into <k>-parts-rev/, for training with --add_reverse", action="store_true")
     args = parser.parse_args()
     # not src.train.cli.configure_console_logging: that module imports torch (seconds)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = PartitionConfig(dataset=args.dataset, num_partitions=args.num_partitions, method=args.method,
                           output_dir=args.output_dir, dataset_root_dir=args.dataset_root_dir,
-                          overwrite=args.overwrite, seed=args.seed)
+                          overwrite=args.overwrite, seed=args.seed, add_reverse=args.add_reverse)
     result = partition_dataset(cfg)
     meta = result.meta
     sizes = ", ".join(" ".join(f"{t} {n}" for t, n in p["nodes"].items()) if meta.get("hetero") else str(p["nodes"])

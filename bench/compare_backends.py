@@ -75,8 +75,7 @@ def recorded_load_seconds(backend: str, dataset: str, training: Sequence[str],
 
 def _recorded_load_seconds(backend: str, dataset: str, training: Sequence[str],
                            env: dict[str, str]) -> float | None:
-    record = registry.spec(backend).load().loaded_record(dataset, training, env)
-    return None if record is None else record.load_seconds
+    return registry.spec(backend).load().load_seconds(dataset, training, env)
 
 
 def load_average() -> float:

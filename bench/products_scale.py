@@ -1,7 +1,7 @@
 """Benchmark (not a test): ogbn-products' shape end to end, and the memory wall.
 
     python bench/products_scale.py [--dataset synthetic_products_n2449029_s0] [--jobs neo4j,full,partitioned]
-        [--limit 3g] [--ranks 2] [--out bench_out/products] [-- training flags]
+        [--limit 3g] [--ranks 2] [--projection_mb 0] [--out bench_out/products] [-- training flags]
 
 The graph must be loaded first (``python loaders/load_into_neo4j.py --dataset synthetic --preset
 products --method import``; the loader records its time).  ``partitioned`` is METIS-partitioned
@@ -70,25 +70,37 @@ def _partition(dataset: str, ranks: int, method: str, out: Path) -> float:
     return float(meta.get("time_s") or time.perf_counter() - start)  # the partitioning's own time when reused
 
 
-def run_job(job: str, args: argparse.Namespace, training: list[str], out: Path, index: int) -> JobRow:
-    backend, extra = JOBS[job]
-    name = f"{args.dataset}-{job}-{args.ranks}r-{args.stamp}-{index}" + ("-capped" if args.limit else "")
-    env: dict[str, str] = {}
+def capped_run(backend: str, name: str, *, dataset: str, ranks: int, out: Path, training: list[str],
+               limit: str | None, env: dict[str, str] | None = None
+               ) -> tuple[BackendRun | None, str | None, list[dict]]:
+    """One job, every rank in a ``limit`` memory cgroup when given: (run or None, its one-line error, cgroup rows).
+
+    A job that fails (a preflight refusal, an OOM kill) is a result, not the end of the benchmark."""
     report = out / f"{name}.cgroup.jsonl"
-    if args.limit:
-        env = {"PYTHON": str(REPO / "jobs" / "capped_python"), "GNN_MEMORY_CAP": args.limit,
-               "GNN_MEMORY_CAP_REPORT": str(report), "GNN_CAPPED_PYTHON": sys.executable}
-    before = load_average()
+    env = dict(env or {})
+    if limit:
+        env.update({"PYTHON": str(REPO / "jobs" / "capped_python"), "GNN_MEMORY_CAP": limit,
+                    "GNN_MEMORY_CAP_REPORT": str(report), "GNN_CAPPED_PYTHON": sys.executable})
     try:
-        run, error = run_backend(backend, name, dataset=args.dataset, ranks=args.ranks, log_dir=out / "logs",
-                                 training=[*training, *extra], env=env, stderr_dir=out), None
+        return run_backend(backend, name, dataset=dataset, ranks=ranks, log_dir=out / "logs",
+                           training=training, env=env, stderr_dir=out), None, _cgroup_rows(report)
     except UserError as exc:
-        run = None
         text = (out / f"{name}.stderr").read_text(errors="replace") if (out / f"{name}.stderr").exists() else ""
         lines = [ln[ln.index("error: "):] for ln in text.splitlines() if "error: " in ln]
-        error = lines[0] if lines else str(exc).splitlines()[0]
+        killed = [ln for ln in lines if "killed by signal" in ln]  # the rank the kernel killed, not its peers' echo
+        return None, (killed or lines or [str(exc).splitlines()[0]])[0], _cgroup_rows(report)
+
+
+def run_job(job: str, args: argparse.Namespace, training: list[str], out: Path, index: int) -> JobRow:
+    backend, extra = JOBS[job]
+    if backend == "neo4j" and args.projection_mb > 0:
+        extra = [*extra, "--projection_mb", f"{args.projection_mb:g}"]
+    name = f"{args.dataset}-{job}-{args.ranks}r-{args.stamp}-{index}" + ("-capped" if args.limit else "")
+    before = load_average()
+    run, error, cgroup = capped_run(backend, name, dataset=args.dataset, ranks=args.ranks, out=out,
+                                    training=[*training, *extra], limit=args.limit)
     prepare = run.load_seconds if run is not None and backend == "neo4j" else args.partition_s.get(job)
-    return JobRow(job, args.limit, run, error, _cgroup_rows(report), before, load_average(), prepare)
+    return JobRow(job, args.limit, run, error, cgroup, before, load_average(), prepare)
 
 
 def server_facts() -> dict[str, str]:
@@ -128,6 +140,9 @@ def main() -> int:
     p.add_argument("--ranks", type=int, default=2, help="ranks per job (default: %(default)s)")
     p.add_argument("--partition_method", default="metis", choices=("metis", "random"),
                    help="partition_graph.py --method (METIS needs ~8 GB at products scale; default: %(default)s)")
+    p.add_argument("--projection_mb", type=float, default=0.0,
+                   help="the Neo4j job's server projection budget (its --projection_mb; the in-memory jobs have "
+                        "no such flag; default: %(default)s = read the store)")
     p.add_argument("--out", default=str(REPO / "bench_out" / "products"), help="output folder (default: %(default)s)")
     p.add_argument("training", nargs="*", help="training flags after -- (replace the defaults)")
     args = p.parse_args()
@@ -141,7 +156,8 @@ def main() -> int:
     training = args.training or SEED_FLAGS
     facts = server_facts()
     header = (f"# {args.dataset}, {args.ranks} ranks\n\ntraining flags: `{' '.join(training)}`"
-              + (f"; every rank in a {args.limit} memory cgroup" if args.limit else "") + "\n\n")
+              + (f"; every rank in a {args.limit} memory cgroup" if args.limit else "")
+              + (f"; the Neo4j job with `--projection_mb {args.projection_mb:g}`" if args.projection_mb > 0 else "") + "\n\n")
     rows: list[JobRow] = []
     for i, job in enumerate(jobs):
         print(f"[{time.strftime('%H:%M:%S')}] {job} ...", flush=True)

@@ -59,6 +59,23 @@ def test_ladybug_samples_equal_in_memory_samples(loaded, seed: int) -> None:
     assert sum(a.num_sampled_edges[("paper", "cites", "paper")]) > 0
 
 
+def test_reverse_types_equal_the_in_memory_reversed_graph(loaded) -> None:
+    """``add_reverse``: rev_<rel> types walk the stored rel tables backwards, sampled and counted (degree features)
+    exactly as the in-memory sampler and rows over the graph with its edges flipped."""
+    ds, client, spec = loaded
+    rev = ds.with_reverse()
+    fanouts = parse_fanouts(FANOUTS + ";rev_writes:2,2;rev_cites:2,1;rev_publishes:2,1", rev.edge_types, default=[1, 1])
+    memory = HeteroCSRSampler(HeteroCSR.from_edges(rev.edges, {t: d.num_nodes for t, d in rev.node_types.items()}),
+                              fanouts, seed=4)
+    a = same_hetero_samples(memory, LadybugHeteroSampler(client, spec, fanouts, seed=4, add_reverse=True))
+    assert sum(a.num_sampled_edges[("paper", "rev_publishes", "venue")]) > 0  # venues receive messages now
+    rows, oracle = LadybugHeteroRows(client, spec, degrees=True, add_reverse=True), InMemoryHeteroRows(rev, degrees=True)
+    for t in ("author", "venue"):
+        ids = np.arange(0, ds.node_types[t].num_nodes, 7)
+        assert rows.num_features[t] == oracle.num_features[t] > LadybugHeteroRows(client, spec, degrees=True).num_features[t]
+        assert torch.equal(rows.fetch(t, ids, True, False)[0], oracle.fetch(t, ids, True, False)[0]), t
+
+
 def test_fanout_zero_is_never_sampled(loaded) -> None:
     ds, client, spec = loaded
     sampler = LadybugHeteroSampler(client, spec, parse_fanouts("cites:0,0;publishes:1,0", ds.edge_types,

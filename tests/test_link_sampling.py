@@ -7,6 +7,8 @@ the same from the server's projection, and the in-memory training graph.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -15,12 +17,17 @@ from torch_geometric.sampler import NegativeSampling
 from src.core.csr import CSRGraph
 from src.core.edge_split import EdgeSplitSpec, pair_keys, split_graph, training_graph, unique_pairs
 from src.core.errors import UsageError, UserError
+from src.core.schema import GraphSchema
+from src.data.loading import LoadConfig
+from src.data.sources import load_dataset
 from src.in_memory.full_graph import FullGraphBackend
 from src.neo4jdb.access import Neo4jAccess
 from src.neo4jdb.backend import Neo4jBackend
 from src.core.minstd import MINSTD_MODULUS
 from src.neo4jdb import edge_split as stored_edge_split
 from src.neo4jdb.edge_split import read_edge_split, write_edge_split
+from src.neo4jdb.load.ensure import ensure_loaded
+from src.neo4jdb.load.records import require_loaded
 from tests.test_procedures import chained_hops, floyd_reference
 
 SPEC = EdgeSplitSpec(0.85, 0.05, 0.10, seed=0)
@@ -46,6 +53,22 @@ def held_out_keys(cora, client) -> np.ndarray:
     keys = np.unique(pair_keys([r["u"] for r in rows], [r["v"] for r in rows], ds.num_nodes))
     assert len(keys) == int(0.05 * 5278) + int(0.10 * 5278)  # cora: 5,278 pairs, no self-loops
     return keys
+
+
+@pytest.fixture(scope="module")
+def cora_parallel(client):
+    """cora with 400 of its undirected pairs stored twice (parallel relationships both ways), as the synthetic
+    generator keeps duplicates across its pair blocks: a held-out pair must take every copy out of training,
+    and every path must keep the training copies' multiplicity (a node's neighbours are drawn per relationship)."""
+    base = load_dataset("cora")
+    ei = np.asarray(base.edge_index)
+    doubled = ei[:, ei[0] < ei[1]][:, :400]
+    ds = dataclasses.replace(base, name="cora_parallel", edge_index=np.concatenate([ei, doubled, doubled[::-1]], axis=1))
+    schema = GraphSchema.for_dataset("pytest_cora_parallel")
+    ensure_loaded(client, ds, schema, LoadConfig(progress=False))
+    record = require_loaded(client, schema.dataset)
+    write_edge_split(client, record, SPEC, progress=False)
+    return ds, schema, record
 
 
 def neo4j_backend(client, record, access: Neo4jAccess, batch_size: int = 64) -> Neo4jBackend:
@@ -89,6 +112,26 @@ def test_split_written_and_read_in_pages(cora, client, monkeypatch):
     assert np.array_equal(copy.indptr, expected.indptr) and np.array_equal(copy.indices, expected.indices)
 
 
+def test_parallel_relationships_split_together(cora_parallel, client):
+    """Every copy of a held-out pair is marked in the database, and the training adjacency copy keeps every copy
+    of a training pair: it equals the in-memory training graph, multiplicities included."""
+    ds, s, record = cora_parallel
+    ei, n = np.asarray(ds.edge_index), ds.num_nodes
+    csr = CSRGraph.from_edge_index(ei, n)
+    memory = split_graph(csr, SPEC)
+    marked = client.read(f"MATCH (:`{s.label}`)-[r:`{s.rel_type}`]->(:`{s.label}`) WHERE r.split IN ['val', 'test'] "
+                         "RETURN count(r) AS c")[0]["c"]
+    assert marked == int(np.isin(pair_keys(ei[0], ei[1], n), memory.held_out_keys()).sum())
+    stored, names = read_edge_split(client, record, SPEC)
+    for part in ("train", "val", "test"):
+        assert np.array_equal(stored.part(part), memory.part(part)), part
+    copy, expected = stored_edge_split.read_adjacency(client, record, names.train_adj_prop), training_graph(csr, memory)
+    assert np.array_equal(copy.indptr, expected.indptr) and np.array_equal(copy.indices, expected.indices)
+    rows = np.repeat(np.arange(n), np.diff(expected.indptr))
+    keys = rows * n + expected.indices
+    assert len(keys) - len(np.unique(keys)) > 300  # most doubled pairs are training pairs, kept twice
+
+
 @pytest.mark.parametrize("mode", [*MODES, "in_memory"])
 def test_no_held_out_edge_in_any_training_batch(cora, client, held_out_keys, mode):
     ds, _, record = cora
@@ -107,12 +150,14 @@ def test_no_held_out_edge_in_any_training_batch(cora, client, held_out_keys, mod
     assert batches == EPOCHS * -(-len(split.train) // 64) and edges > EPOCHS * 25_000
 
 
+@pytest.mark.parametrize("graph", ["cora", "cora_parallel"])
 @pytest.mark.parametrize("mode", ["adjacency", "projection"])
-def test_link_batches_equal_between_neo4j_and_in_memory(cora, client, mode):
+def test_link_batches_equal_between_neo4j_and_in_memory(request, client, graph, mode):
     """Same seed, same batches: positives, negatives, seeds and labels are equal; the neighbourhood the
     server drew from its training copy is exactly the procedures' Floyd/minstd draw replayed over the
-    in-memory training graph (the in-memory sampler's own draw uses another generator, as for nodes)."""
-    ds, _, record = cora
+    in-memory training graph (the in-memory sampler's own draw uses another generator, as for nodes), parallel
+    relationships included."""
+    ds, _, record = request.getfixturevalue(graph)
     neo, mem = neo4j_backend(client, record, MODES[mode]), memory_backend(ds)
     split = neo.use_edge_split(SPEC)
     mem.use_edge_split(SPEC)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from src.core.memory_limit import MemoryLimit, MemoryWall, memory_limit
@@ -130,3 +131,28 @@ def test_partition_preflight_counts_the_partition_files(tmp_path: Path) -> None:
     with pytest.raises(MemoryWall, match=r"partition 1 of .* needs ~.*halo .* memory limit is 1 MiB \(test\)"):
         preflight.check_partition(root, 1, cfg, MemoryLimit(1 << 20, "test"))
     assert preflight.check_partition(root, 1, cfg, MemoryLimit(1 << 40, "test")) > files
+
+
+def test_batch_estimate_counts_distinct_nodes_as_uniform_draws() -> None:
+    """The batches' rows are the distinct nodes of the draws (not ``min(draws, N)``): checked by simulation."""
+    from src.core.memory_limit import distinct_nodes
+
+    rng = np.random.default_rng(0)
+    for draws, n in ((938_000, 1_000_000), (170_000, 2_449_029), (5_000, 2_708)):
+        simulated = len(np.unique(rng.integers(0, n, size=draws)))
+        assert abs(distinct_nodes(draws, n) - simulated) < 0.01 * simulated + 5, (draws, n)
+
+
+def test_neo4j_estimate_agrees_with_the_products_shape_runs() -> None:
+    """Measured (bench/RESULTS.md, the memory wall against size; 2 ranks, 1024 seeds, fanouts 15,10,5, hidden 256,
+    100 features, 1 loader thread, ~797 MiB in use at the check): trained under 3 GiB at 0.5M and 1M nodes,
+    OOM-killed under 3 GiB at 2.45M, trained under 3.5 GiB there. The preflight must say the same."""
+    from src.core.memory_limit import RUNTIME_MARGIN, batch_bytes, step_bytes
+
+    def fits(num_nodes: int, limit_mib: int) -> bool:
+        need = (797 << 20) + batch_bytes(1024, [15, 10, 5], num_nodes, 100, 2, copies=2) \
+            + step_bytes(1024, [15, 10, 5], num_nodes, 100, 256)
+        return need * RUNTIME_MARGIN <= limit_mib << 20
+
+    assert fits(500_000, 3072) and fits(1_000_000, 3072)
+    assert not fits(2_449_029, 3072) and fits(2_449_029, 3500)

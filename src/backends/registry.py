@@ -2,7 +2,7 @@
 
 A backend module (``src/<wing>/backend.py``) defines ``add_args(parser)``, ``check_args(args)``,
 ``open_backend(args, cfg)`` (a context manager yielding a :class:`~src.backends.base.Backend`)
-and ``loaded_record(dataset, flags, env)`` (its dataset record, for benchmarks). A new backend is
+and ``load_seconds(dataset, flags, env)`` (the loader's time for the dataset, for benchmarks). A new backend is
 that module plus one line in :data:`BACKENDS`. Modules are imported only when used, so the
 in-memory and Ladybug paths never import the Neo4j driver.
 
@@ -24,7 +24,7 @@ from src.core.errors import ArgumentParser, UsageError
 class BackendSpec:
     name: str
     script: str  # the entry script at the repository root
-    module: str  # where add_args / check_args / open_backend / loaded_record live
+    module: str  # where add_args / check_args / open_backend / load_seconds live
     reads_dataset_files: bool = False  # trains from the source files (--dataset_root_dir), not a database
 
     def load(self) -> ModuleType:

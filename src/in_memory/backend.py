@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 from src.backends.base import Backend
-from src.core.record import DatasetRecord
 from src.data.sources import load_dataset
 from src.in_memory import preflight
 from src.in_memory.full_graph import FullGraphBackend
@@ -40,7 +39,8 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Backend
         from src.data.hetero_sources import load_hetero_dataset
         from src.in_memory.hetero import InMemoryHeteroBackend
 
-        backend: Backend = InMemoryHeteroBackend(load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir),
+        ds = load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir)
+        backend: Backend = InMemoryHeteroBackend(ds.with_reverse() if cfg.add_reverse else ds,
                                                  target_type=cfg.target_type,
                                                  fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
                                                  num_loader_threads=cfg.num_loader_threads,
@@ -56,6 +56,6 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Backend
         yield backend
 
 
-def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> DatasetRecord | None:
+def load_seconds(dataset: str, flags: Sequence[str], env: dict[str, str]) -> float | None:
     """No database, so no load to report."""
     return None

@@ -61,6 +61,7 @@ class PartitionConfig:
     dataset_root_dir: str | None = None
     overwrite: bool = False
     seed: int = 0
+    add_reverse: bool = False  # heterogeneous: partition the graph with its rev_<rel> types (HeteroGraphDataset.with_reverse)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
     k = cfg.num_partitions
     if k > ds.num_nodes:
         raise UsageError(f"--num_partitions {k} exceeds the {ds.num_nodes} nodes of {ds.name!r}")
-    root = partition_dir(cfg.output_dir, ds.name, k)
+    root = partition_dir(cfg.output_dir, ds.name, k, reverse=cfg.add_reverse)
     wanted = {"fingerprint": ds.fingerprint(), "num_partitions": k, "method": cfg.method, "seed": cfg.seed}
     existing = read_meta(root)
     if existing is not None:
@@ -127,7 +128,11 @@ def partition_dataset(cfg: PartitionConfig, *, any_method: bool = False) -> Part
 def _load(cfg: PartitionConfig) -> GraphDataset | HeteroGraphDataset:
     """The graph to partition: a heterogeneous one (src/data/hetero_sources.py) by its name, else ``load_dataset``."""
     if is_hetero_name(cfg.dataset):
-        return load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir)
+        ds = load_hetero_dataset(cfg.dataset, cfg.dataset_root_dir)
+        return ds.with_reverse() if cfg.add_reverse else ds
+    if cfg.add_reverse:
+        raise UsageError(f"--add_reverse applies to heterogeneous graphs; {cfg.dataset!r} is homogeneous (its "
+                         "edges are stored both ways already): drop --add_reverse")
     return load_dataset(cfg.dataset, root=cfg.dataset_root_dir)
 
 

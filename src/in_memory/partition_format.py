@@ -44,9 +44,9 @@ META_FILE = "meta.json"
 NODE_MAP_FILE = "node_map.npy"
 
 
-def partition_dir(output_dir: str | os.PathLike, dataset: str, num_partitions: int) -> Path:
-    """``<output_dir>/<dataset>/<k>-parts``."""
-    return Path(output_dir) / dataset / f"{num_partitions}-parts"
+def partition_dir(output_dir: str | os.PathLike, dataset: str, num_partitions: int, reverse: bool = False) -> Path:
+    """``<output_dir>/<dataset>/<k>-parts``; ``<k>-parts-rev`` for a heterogeneous graph with its reverse types."""
+    return Path(output_dir) / dataset / (f"{num_partitions}-parts" + ("-rev" if reverse else ""))
 
 def part_dir(root: Path, index: int) -> Path:
     return root / f"part_{index}"

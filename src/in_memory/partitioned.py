@@ -179,7 +179,7 @@ def open_partitioned_backend(cfg: TrainConfig, partition_root: str) -> Partition
         name = _broadcast(name, slow)
         if isinstance(name, UserError):
             raise name
-        root = partition_dir(partition_root, name, world)
+        root = partition_dir(partition_root, name, world, reverse=cfg.add_reverse)
         part: LocalPartition | LocalHeteroPartition | None = None
         try:
             preflight.check_partition(root, rank, cfg)
@@ -230,7 +230,7 @@ def _partition_on_rank0(cfg: TrainConfig, partition_root: str) -> str | UserErro
     graph, which must not count towards the trainer's memory peak (nor import torch twice).
     """
     pcfg = PartitionConfig(dataset=cfg.dataset, num_partitions=cfg.num_nodes, output_dir=partition_root,
-                           dataset_root_dir=cfg.dataset_root_dir)
+                           dataset_root_dir=cfg.dataset_root_dir, add_reverse=cfg.add_reverse)
     code = "from src.in_memory.partition import ensure_main; ensure_main()"
     path = os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}

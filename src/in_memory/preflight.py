@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import scipy.sparse as sp
 
-from src.core.memory_limit import MemoryLimit, batch_bytes, check_fits
+from src.core.memory_limit import MemoryLimit, batch_bytes, check_fits, step_bytes
 from src.core.sparse_features import feature_nbytes
 from src.in_memory.partition_format import part_dir, read_meta
 
@@ -31,7 +31,8 @@ def full_graph_needs(ds: GraphDataset, cfg: TrainConfig) -> dict[str, int]:
     # scanning them for their density
     features = feature_nbytes(ds.x) if sp.issparse(ds.x) else 4 * n * int(ds.num_features)
     return {"features": features, "labels": 8 * n, "edge list": 16 * e, "CSC topology": 16 * e + 8 * n,
-            "splits": 8 * n, "batches": batch_bytes(cfg.batch_size, cfg.fanouts, n, int(ds.num_features), cfg.num_loader_threads + 1)}
+            "splits": 8 * n, "batches": batch_bytes(cfg.batch_size, cfg.fanouts, n, int(ds.num_features), cfg.num_loader_threads + 1),
+            "training step": step_bytes(cfg.batch_size, cfg.fanouts, n, int(ds.num_features), cfg.hidden_channels)}
 
 
 def check_full_graph(ds: GraphDataset, cfg: TrainConfig, limit: MemoryLimit | None = None) -> int:
@@ -61,7 +62,9 @@ def partition_needs(root: Path, rank: int, cfg: TrainConfig) -> dict[str, int]:
             "halo": size("halo.npy"), "labels and splits": size("y.npy", "train_idx.npy", "val_idx.npy", "test_idx.npy"),
             "node map": node_map,
             "batches": batch_bytes(cfg.batch_size, cfg.fanouts, int(meta.get("num_nodes", 0)),
-                                   int(meta.get("num_features", 0)), cfg.num_loader_threads + 1)}
+                                   int(meta.get("num_features", 0)), cfg.num_loader_threads + 1),
+            "training step": step_bytes(cfg.batch_size, cfg.fanouts, int(meta.get("num_nodes", 0)),
+                                        int(meta.get("num_features", 0)), cfg.hidden_channels)}
 
 
 def check_partition(root: Path, rank: int, cfg: TrainConfig, limit: MemoryLimit | None = None) -> int:

@@ -126,7 +126,8 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Ladybug
                 raise UsageError("--cache_mb applies to homogeneous datasets only; drop it with --target_type")
             return LadybugHeteroBackend(client, require_hetero(client, cfg.dataset), target_type=cfg.target_type,
                                         fanouts=str(cfg.flags.get("fanouts")), batch_size=cfg.batch_size,
-                                        num_loader_threads=cfg.num_loader_threads, featureless=cfg.featureless)
+                                        num_loader_threads=cfg.num_loader_threads, featureless=cfg.featureless,
+                                        add_reverse=cfg.add_reverse)
         hetero = hetero_record(client, cfg.dataset)
         if hetero is not None:
             raise UsageError(f"dataset {cfg.dataset!r} is heterogeneous: pass --target_type {hetero['target_type']} "
@@ -139,9 +140,13 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Ladybug
         yield backend
 
 
-def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> DatasetRecord | None:
-    """The record of ``dataset`` in the file a job with ``flags`` used (benchmarks read its load time)."""
+def load_seconds(dataset: str, flags: Sequence[str], env: dict[str, str]) -> float | None:
+    """Seconds the loader took for ``dataset`` by its record in the file a job with ``flags`` used."""
     flags = list(flags)
     path = flags[flags.index("--ladybug_path") + 1] if "--ladybug_path" in flags else default_path(dataset)
     with LadybugClient(path, buffer_mb=64) as client:
-        return dataset_record(client, dataset)
+        hetero = hetero_record(client, dataset)
+        if hetero is not None:
+            return None if hetero.get("load_seconds") is None else float(hetero["load_seconds"])
+        record = dataset_record(client, dataset)
+        return None if record is None else record.load_seconds

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from src.core.codecs import DENSE, decode_rows
 from src.core.errors import UserError
-from src.core.hetero_fanouts import EdgeType, Fanouts
+from src.core.hetero_fanouts import EdgeType, Fanouts, reverse_edge_type
 from src.core.hetero_sampling import HeteroHopSampler
 from src.core.hetero_stores import HeteroRowStore
 from src.ladybugdb.client import LOAD_HINT, LadybugClient
@@ -23,16 +23,26 @@ from src.ladybugdb.hetero_loader import LadybugHeteroSpec
 from src.ladybugdb.sampler import run_hop, typed_hop_query
 
 
+def stored_types(spec: LadybugHeteroSpec, add_reverse: bool) -> dict[EdgeType, tuple[EdgeType, bool]]:
+    """Every edge type trained on -> (the stored type whose rel table holds it, walked backwards?): the stored
+    types, and with ``add_reverse`` each one's ``rev_<rel>`` (nothing is written)."""
+    out = {e: (e, False) for e in spec.edge_types}
+    if add_reverse:
+        out.update({reverse_edge_type(e): (e, True) for e in spec.edge_types})
+    return out
+
+
 class LadybugHeteroSampler(HeteroHopSampler):
     """Thread-safe as the homogeneous Ladybug sampler (pooled connections, per-batch generators)."""
 
-    def __init__(self, client: LadybugClient, spec: LadybugHeteroSpec, fanouts: Fanouts, seed: int | None = None
-                 ) -> None:
+    def __init__(self, client: LadybugClient, spec: LadybugHeteroSpec, fanouts: Fanouts, seed: int | None = None,
+                 add_reverse: bool = False) -> None:
         super().__init__([n["name"] for n in spec.nodes], fanouts, seed)
         self.client = client
         self.spec = spec
-        self._queries = {e: typed_hop_query(spec.label(e[0]), spec.rel_table(e), spec.label(e[2]), "id")
-                         for e in self.edge_types}
+        stored = stored_types(spec, add_reverse)
+        self._queries = {e: typed_hop_query(spec.label(e[0]), spec.rel_table(stored[e][0]), spec.label(e[2]), "id",
+                                            backwards=stored[e][1]) for e in self.edge_types}
         self.queries = 0
 
     def typed_hop(self, edge_type: EdgeType, frontier: np.ndarray, fanout: int, states: np.ndarray
@@ -44,11 +54,13 @@ class LadybugHeteroSampler(HeteroHopSampler):
 class LadybugHeteroRows(HeteroRowStore):
     """``x``/``y`` per node type from Ladybug; ``--featureless degree`` counted over the rel tables."""
 
-    def __init__(self, client: LadybugClient, spec: LadybugHeteroSpec, degrees: bool = False) -> None:
+    def __init__(self, client: LadybugClient, spec: LadybugHeteroSpec, degrees: bool = False,
+                 add_reverse: bool = False) -> None:
+        self._stored = stored_types(spec, add_reverse)
         super().__init__({n["name"]: n["num_nodes"] for n in spec.nodes},
                          {n["name"]: n["num_features"] for n in spec.nodes},
                          {n["name"] for n in spec.nodes if n["labelled"]},
-                         degree_edges=spec.edge_types if degrees else None)
+                         degree_edges=list(self._stored) if degrees else None)
         self.client = client
         self.spec = spec
 
@@ -85,8 +97,10 @@ class LadybugHeteroRows(HeteroRowStore):
         s, label = self.spec, self.spec.label(node_type)
         out = np.zeros((len(ids), len(self.degrees[node_type])), dtype=np.int64)
         for c, (e, way) in enumerate(self.degrees[node_type]):
-            pattern = (f"(m:`{s.label(e[0])}`)-[:`{s.rel_table(e)}`]->(n:`{label}`)" if way == "in"
-                       else f"(n:`{label}`)-[:`{s.rel_table(e)}`]->(m:`{s.label(e[2])}`)")
+            stored, backwards = self._stored[e]
+            arrow = f"<-[:`{s.rel_table(stored)}`]-" if backwards else f"-[:`{s.rel_table(stored)}`]->"
+            pattern = (f"(m:`{s.label(e[0])}`){arrow}(n:`{label}`)" if way == "in"
+                       else f"(n:`{label}`){arrow}(m:`{s.label(e[2])}`)")
             rows = self.client.execute(f"MATCH {pattern} WHERE n.id IN $ids RETURN n.id, count(m)",
                                        ids=np.unique(ids).tolist())
             if rows:

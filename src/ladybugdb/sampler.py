@@ -55,10 +55,13 @@ def hop_query(schema: GraphSchema, held_out: bool = False) -> str:
     return typed_hop_query(s.label, s.rel_type, s.label, s.id_prop, skip)
 
 
-def typed_hop_query(src: str, rel_type: str, dst: str, id_prop: str, skip: str = "") -> str:
-    """The hop query over ``(u:src)-[:rel_type]->(v:dst)`` (validated identifiers); ``skip``: more conditions."""
+def typed_hop_query(src: str, rel_type: str, dst: str, id_prop: str, skip: str = "", backwards: bool = False) -> str:
+    """The hop query over ``(u:src)-[:rel_type]->(v:dst)`` (validated identifiers): the frontier ``v`` draws from its
+    sources ``u``; ``backwards``: over ``(u:src)<-[:rel_type]-(v:dst)`` (a reverse type: ``v``'s targets);
+    ``skip``: more conditions."""
+    arrow = f"<-[:`{rel_type}`]-" if backwards else f"-[:`{rel_type}`]->"
     return f"""
-MATCH (u:`{src}`)-[:`{rel_type}`]->(v:`{dst}`) WHERE v.`{id_prop}` IN $ids{skip}
+MATCH (u:`{src}`){arrow}(v:`{dst}`) WHERE v.`{id_prop}` IN $ids{skip}
 WITH v.`{id_prop}` AS v, list_sort(collect(u.`{id_prop}`)) AS nbrs
 WITH v, nbrs, size(nbrs) AS d, $states[list_position($ids, v)] AS states
 UNWIND range(1, size(states)) AS r

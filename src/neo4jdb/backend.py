@@ -23,7 +23,7 @@ from src.client import Neo4jClient, add_connection_args, connect, settings_from_
 from src.core.edge_split import HELD_OUT, EdgeSplit, EdgeSplitSpec
 from src.core.errors import Neo4jUnavailable, UsageError, UserError
 from src.core.malloc_tuning import retain_freed_memory
-from src.core.memory_limit import batch_bytes, check_fits
+from src.core.memory_limit import batch_bytes, check_fits, step_bytes
 from src.core.record import DatasetRecord
 from src.core.schema import GraphSchema, validate_dataset_name
 from src.feature_store import Neo4jFeatureStore
@@ -155,11 +155,13 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
                                       num_loader_threads=cfg.num_loader_threads,
                                       use_procedures=False if args.cypher_only else None,
                                       featureless=cfg.featureless, cache_mb=args.cache_mb,
-                                      projection_mb=projection_mb)
+                                      projection_mb=projection_mb, add_reverse=cfg.add_reverse)
         record = require_loaded(client, cfg.dataset)
         check_fits(f"the Neo4j trainer of {record.name} (batch {cfg.batch_size}, fanouts {cfg.fanouts})",
                    {"batches": batch_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
                                            cfg.num_loader_threads + 1, copies=2),
+                    "training step": step_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
+                                                cfg.hidden_channels),
                     "feature cache": int(args.cache_mb * 2**20)},
                    "raise the limit to at least that, or lower --batch_size, --fanouts or --cache_mb")
         access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
@@ -209,14 +211,16 @@ def check_projection_cap(client: Neo4jClient, schema: GraphSchema, projection_mb
         raise UsageError(f"the server refuses --projection_mb {projection_mb:g}: {gist}") from None
 
 
-def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> DatasetRecord | None:
-    """The record of ``dataset`` in the server a job with ``flags``/``env`` used (benchmarks read its load time).
+def load_seconds(dataset: str, flags: Sequence[str], env: dict[str, str]) -> float | None:
+    """Seconds the loader took for ``dataset`` (homogeneous or heterogeneous) by its record in the server a job with
+    ``flags``/``env`` used (benchmarks report it).
 
     A ``GNN_NEO4J_DIR`` in ``env`` (the scale sweep's server per size) names the local server to ask.
     """
     from pathlib import Path
 
     from src.client import Neo4jSettings
+    from src.neo4jdb.hetero.schema import hetero_record
     from src.neo4jdb.load.records import dataset_record
     from src.neo4jdb.local import LocalNeo4j
 
@@ -225,4 +229,8 @@ def loaded_record(dataset: str, flags: Sequence[str], env: dict[str, str]) -> Da
         info = LocalNeo4j(root=Path(env["GNN_NEO4J_DIR"])).connection_info() or {}
         settings = Neo4jSettings(uri=info.get("uri", ""), password=info.get("password", ""), local=True)
     with connect(settings) as client:
-        return dataset_record(client, dataset)
+        hetero = hetero_record(client, dataset)  # no label/rel_type: not a DatasetRecord
+        if hetero is not None:
+            return None if hetero.get("load_seconds") is None else float(hetero["load_seconds"])
+        record = dataset_record(client, dataset)
+        return None if record is None else record.load_seconds

@@ -27,7 +27,7 @@ from src.train.config import TrainConfig
 MUST_MATCH = ("dataset", "model", "heads", "num_layers", "fanouts", "hidden_channels", "epochs", "lr",
               "weight_decay", "dropout", "seed", "eval_every", "max_steps_per_epoch", "max_eval_seeds",
               "normalize_features", "metric", "patience", "trim", "resume", "run_name", "num_nodes", "target_type",
-              "featureless")
+              "featureless", "add_reverse")
 
 
 def agree(cfg: TrainConfig) -> list[int]:

@@ -76,7 +76,8 @@ def model_identity(cfg: TrainConfig, num_features: int, num_classes: int) -> dic
             "normalize_features": cfg.normalize_features, "model": cfg.model, "heads": cfg.heads,
             "task": cfg.task, "decoder": cfg.decoder if cfg.task == "link" else None,
             "norm": None if cfg.target_type else model_norm(cfg.model),  # typed models (hetero_model.py): none
-            **({"target_type": cfg.target_type, "featureless": cfg.featureless} if cfg.target_type else {})}
+            **({"target_type": cfg.target_type, "featureless": cfg.featureless} if cfg.target_type else {}),
+            **({"add_reverse": True} if cfg.add_reverse else {})}  # absent when off: older checkpoints still match
 
 
 def mix_seeds(*words: int) -> int:

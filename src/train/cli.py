@@ -59,6 +59,10 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         "row per node), constant (a single learnable row per type) or degree (log1p of the node's degree per "
         "relationship type, counted where the graph is stored)", choices=("embedding", "constant", "degree"),
         default=_D.featureless)
+    arg("--add_reverse", "heterogeneous dataset: also sample every relationship type backwards as rev_<rel> (as "
+        "PyG's ToUndirected), so that types a relationship only leaves receive messages too; nothing is written "
+        "to the graph (the partitioned backend needs partitions made with partition_graph.py --add_reverse)",
+        action="store_true")
     arg("--model", "the GNN (PyG's models, trimmed per layer): sage = GraphSAGE (mean), gcn = GCN, gat = GAT, "
         "gin = GIN", choices=MODELS, default=_D.model)
     arg("--heads", "attention heads of --model gat (concatenated in hidden layers: --hidden_channels must be "
@@ -152,6 +156,8 @@ def parse_training_config(
         f"(got {flags['node_rank']})",
     )
     _check(flags["num_workers"] >= 0, f"--num_workers must be >= 0 (0 = torch's default) (got {flags['num_workers']})")
+    _check(not flags.get("add_reverse") or bool(flags.get("target_type")),
+           "--add_reverse applies to heterogeneous datasets: give --target_type, or drop --add_reverse")
     _check(flags["heads"] >= 1, f"--heads must be >= 1 (got {flags['heads']})")
     _check(flags["model"] != "gat" or flags["hidden_channels"] % flags["heads"] == 0,
            f"--hidden_channels {flags['hidden_channels']} is not a multiple of --heads {flags['heads']}: "

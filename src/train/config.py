@@ -48,6 +48,7 @@ class TrainConfig:
     heads: int = 1  # attention heads (gat)
     target_type: str | None = None  # heterogeneous datasets: the labelled node type (src/train/hetero_model.py)
     featureless: str = "embedding"  # heterogeneous: input of featureless node types (embedding | constant | degree)
+    add_reverse: bool = False  # heterogeneous: also pass messages along every relationship type backwards (rev_<rel>)
     trim: bool = True  # trim_to_layer; False computes every layer on every sampled node (for comparison)
     metric: str = "auto"  # src/train/metrics.py; "auto" is the dataset's default, resolved at start
     patience: int = 0  # stop after this many evaluations without a better validation metric; 0 = never

@@ -75,13 +75,17 @@ public final class GnnProcedures {
         }
     }
 
-    /** Result of {@link #sampleHops}: per hop, the sample relabelled to local indices, PyG style. */
+    /**
+     * Result of {@link #sampleHops} and {@link HeteroProcedures#sampleHeteroHops}: the sample relabelled to local
+     * indices, PyG style, one entry per hop (heterogeneous: per (hop, relationship type) for counts and locals,
+     * per (hop, node type) for nodes, hop-major).
+     */
     public static final class HopsResult {
-        /** Per hop: little-endian int64 per frontier node, its number of sampled neighbours (-1 = unknown seed id). */
+        /** Little-endian int64 per frontier node (of the destination type): its number of sampled neighbours (-1 = unknown seed id). */
         public List<byte[]> counts;
-        /** Per hop: little-endian int32 local index (position in the batch's node list) of each sampled neighbour. */
+        /** Little-endian int32 local index (position in the batch's node list, of the source type) of each sampled neighbour. */
         public List<byte[]> locals;
-        /** Per hop: little-endian int64 ids of the nodes new in that hop, in order of first appearance. */
+        /** Little-endian int64 ids of the nodes new in that hop (of that type), in order of first appearance. */
         public List<byte[]> nodes;
 
         HopsResult(List<byte[]> counts, List<byte[]> locals, List<byte[]> nodes) {

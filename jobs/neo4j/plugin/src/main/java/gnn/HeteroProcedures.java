@@ -36,22 +36,6 @@ public final class HeteroProcedures {
     @Context
     public Log log;
 
-    /** Result of {@link #sampleHeteroHops}; lists are hop-major (hop 0's entries first). */
-    public static final class HeteroHopsResult {
-        /** Per (hop, relationship type): int64 LE sampled count per frontier node of the destination type. */
-        public List<byte[]> counts;
-        /** Per (hop, relationship type): int32 LE local index, in the source type, of each sampled neighbour. */
-        public List<byte[]> locals;
-        /** Per (hop, node type): int64 LE ids of the nodes of that type new in that hop, first appearance order. */
-        public List<byte[]> nodes;
-
-        HeteroHopsResult(List<byte[]> counts, List<byte[]> locals, List<byte[]> nodes) {
-            this.counts = counts;
-            this.locals = locals;
-            this.nodes = nodes;
-        }
-    }
-
     @Procedure(name = "gnn.sampleHeteroHops", mode = Mode.READ)
     @Description("gnn.sampleHeteroHops(labels, idProp, relTypes, srcTypes, dstTypes, seedType, seeds, fanouts, hopStates,"
             + " projectionMb = 0, reversed = [])"
@@ -62,7 +46,7 @@ public final class HeteroProcedures {
             + " (hop 0: the seeds); new nodes are numbered per node type in order of first appearance. projectionMb > 0:"
             + " may build/use an in-heap projection per relationship type. reversed[i] true: type i is the reverse of"
             + " relTypes[i] (relationships from dstTypes[i] to srcTypes[i], walked backwards).")
-    public Stream<HeteroHopsResult> sampleHeteroHops(
+    public Stream<GnnProcedures.HopsResult> sampleHeteroHops(
             @Name("labels") List<String> labels,
             @Name("idProp") String idProp,
             @Name("relTypes") List<String> relTypes,
@@ -101,7 +85,7 @@ public final class HeteroProcedures {
         }
     }
 
-    private static HeteroHopsResult sample(List<String> labels, String idProp, List<Long> srcTypes, List<Long> dstTypes,
+    private static GnnProcedures.HopsResult sample(List<String> labels, String idProp, List<Long> srcTypes, List<Long> dstTypes,
                                            int st, long[] seeds, List<List<Long>> fanouts, List<List<Long>> hopStates,
                                            List<Topology> topologies, int types, int rels, int hops) {
         List<LongLongMap> local = new ArrayList<>();
@@ -168,6 +152,6 @@ public final class HeteroProcedures {
                 frontier.set(t, added.get(t));
             }
         }
-        return new HeteroHopsResult(counts, locals, nodes);
+        return new GnnProcedures.HopsResult(counts, locals, nodes);
     }
 }
