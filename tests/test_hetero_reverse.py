@@ -58,6 +58,11 @@ def test_reverse_types_train_alike_on_every_backend(client: Neo4jClient, graph, 
         for rel in ("rev_writes", "rev_cites", "rev_publishes", "rev_written_by"):
             assert any(rel in key for key in weights), (name, rel)
     assert losses["neo4j"] == pytest.approx(losses["in_memory"], rel=1e-5)
+    without = [f for f in FLAGS if f != "--add_reverse"]  # resuming the run without its reverse types: one line
+    done = run_one("in-memory-alternative.py", tmp_path, ["--dataset", graph.name, *without, "--run_name", "in_memory",
+                                                          "--full_graph", "--resume", "--epochs", "3"])
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error")]
+    assert done.returncode == 1 and len(errors) == 1 and "add_reverse=True" in errors[0], done.stderr[-2000:]
     assert (tmp_path / "parts" / graph.name / "1-parts-rev" / "meta.json").exists()
     assert len(before) == 4 and client.read(types, name=graph.name)[0]["t"] == before  # read backwards, never written
     assert not any(r.reverse for r in require_hetero(client, graph.name).rel_types)

@@ -29,10 +29,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.pt"  # the weights of the epoch with the best validation metric, beside the last epoch's
 _IDENTITY_KEYS = ("dataset", "num_features", "num_classes", "hidden_channels", "num_layers", "normalize_features",
-                  "model", "heads", "task", "decoder", "norm")
+                  "model", "heads", "task", "decoder", "norm", "add_reverse")
 # what checkpoints written before a key existed meant (before "norm", GIN had no batch norm)
 _IDENTITY_DEFAULTS = {"normalize_features": "none", "model": "sage", "heads": 1, "task": "node", "decoder": None,
-                      "norm": None}
+                      "norm": None, "add_reverse": False}
 
 
 @dataclass
@@ -77,7 +77,7 @@ def model_identity(cfg: TrainConfig, num_features: int, num_classes: int) -> dic
             "task": cfg.task, "decoder": cfg.decoder if cfg.task == "link" else None,
             "norm": None if cfg.target_type else model_norm(cfg.model),  # typed models (hetero_model.py): none
             **({"target_type": cfg.target_type, "featureless": cfg.featureless} if cfg.target_type else {}),
-            **({"add_reverse": True} if cfg.add_reverse else {})}  # absent when off: older checkpoints still match
+            "add_reverse": cfg.add_reverse}
 
 
 def mix_seeds(*words: int) -> int:
