@@ -18,7 +18,7 @@
 # fast offline import needs an empty database: GNN_NEO4J_DIR=data/neo4j-products gives a server of its own, else
 # the graph goes in by UNWIND, ~10x slower); (3) bench/products_scale.py, which writes <out>/products.md (one row
 # per job) and <out>/logs/<run>/.
-# With the defaults (3 epochs x 50 steps of batch 1024, fanouts 15,10,5, 2 ranks) expect hours on 2 cores.
+# With the defaults (3 epochs x 50 steps of batch 1024, fanouts 15,10,5, 2 ranks): ~35 min on 2 cores (bench/RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
