@@ -29,6 +29,11 @@ def _check_checkout() -> None:
 
 _check_checkout()
 
+# Before anything imports torch: it reads the variable once (src/core/huge_pages.py says why).
+from src.core.huge_pages import enable_huge_pages  # noqa: E402
+
+enable_huge_pages()
+
 # PyG 2.8 calls torch.jit.script at import time, which torch 2.15 deprecates with a FutureWarning
 # on every run; it is not ours to fix and would sit above every one-line error message.
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)

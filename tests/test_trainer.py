@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import torch
 
+from src.core.huge_pages import huge_pages_requested
 from src.train import distributed
 from src.in_memory.full_graph import FullGraphBackend
 from src.data.sources import load_dataset
@@ -36,7 +37,7 @@ PROCESS_TIMEOUT = 240  # seconds; generous because the 2-core test machine may b
 
 COMMON = {"time", "rank", "world_size", "backend", "dataset"}
 SCHEMA = {  # docs/ARCHITECTURE.md, "Logs"
-    "run_start": {"config", "num_nodes", "num_edges", "resumed_from_epoch", "batch_sizes"},
+    "run_start": {"config", "num_nodes", "num_edges", "resumed_from_epoch", "batch_sizes", "huge_pages"},
     "step": {"epoch", "step", "loss", "num_seeds", "t_wait", "t_sample", "t_fetch",
              "t_forward_backward", "t_allreduce", "t_step", "rss_mb", "neo4j_rss_mb"},
     "epoch": {"epoch", "loss", "train_acc", "val_acc", "test_acc", "val_f1", "test_f1", "val_auc", "test_auc",
@@ -286,6 +287,7 @@ def test_single_process_training_learns_and_logs_the_schema(tmp_path: Path, cora
         assert (event["rank"], event["world_size"], event["backend"], event["dataset"]) == (
             0, 1, "in_memory", "cora")
     assert of(events, "run_start")[0]["num_nodes"] == 2708
+    assert of(events, "run_start")[0]["huge_pages"] is huge_pages_requested()
     steps = of(events, "step")
     assert len(steps) == 4 * 3  # 140 seeds / batch 64 = 3 steps per epoch
     assert all(s["t_allreduce"] is None and s["rss_mb"] > 0 and s["t_sample"] >= 0

@@ -59,11 +59,14 @@ class DatabaseBackend(Backend):
 
     @abstractmethod
     def _query_ids(self, query: str, split: str) -> list[int]:
-        """Run ``query`` (parameter ``$split``) and return its ``id`` column (any order: sorted here)."""
+        """Run ``query`` (parameter ``$split``; one row, one list ``ids``) and return that list (any order: sorted here).
+
+        One list, not a row per node: 2.2M test ids of the products-shaped graph take 1.7 s in one list and 62 s
+        as rows through the Neo4j driver."""
 
     def _split_ids(self, split: str) -> np.ndarray:
         s = self.schema
-        query = f"MATCH (n:`{s.label}`) WHERE n.`{s.split_prop}` = $split RETURN n.`{s.id_prop}` AS id"
+        query = f"MATCH (n:`{s.label}`) WHERE n.`{s.split_prop}` = $split RETURN collect(n.`{s.id_prop}`) AS ids"
         ids = self._query_ids(query, split)
         if not ids and split == "train":
             raise UserError(f"dataset {s.dataset!r} has no training nodes in {self.feature_store.where} "

@@ -20,7 +20,6 @@ from src.backends.base import Backend
 from src.core.csr import CSRGraph
 from src.core.edge_split import EdgeSplit, EdgeSplitSpec, csr_edge_index, split_graph, training_graph
 from src.core.sampling import CSRNeighborSampler
-from src.core.malloc_tuning import retain_freed_memory
 from src.core.feature_stats import FeatureStats
 from src.core.schema import SPLITS
 from src.core.sparse_features import csr_to_torch, dataset_rows_csr, feature_nbytes, holds_sparse
@@ -40,7 +39,6 @@ class FullGraphBackend(Backend):
 
     def __init__(self, dataset: GraphDataset, *, fanouts: Sequence[int], batch_size: int,
                  num_loader_threads: int, feature_format: str = "auto"):
-        retain_freed_memory()  # per-batch feature buffers are tens of MB: reuse, do not re-fault
         super().__init__(dataset=dataset.name, num_nodes=dataset.num_nodes, num_features=dataset.num_features,
                          num_classes=dataset.num_classes, fanouts=fanouts, batch_size=batch_size,
                          num_loader_threads=num_loader_threads)

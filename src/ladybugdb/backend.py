@@ -70,7 +70,7 @@ class LadybugBackend(DatabaseBackend):
         self._held_out: HeldOutIndex | None = None  # set by use_edge_split (--task link)
 
     def _query_ids(self, query: str, split: str) -> list[int]:
-        return [row[0] for row in self.client.execute(query, split=split)]
+        return self.client.execute(query, split=split)[0][0]
 
     def _make_sampler(self, seed: int) -> LadybugNeighborSampler:
         return LadybugNeighborSampler(self.client, self.schema, self.num_nodes, self.fanouts, seed=seed,

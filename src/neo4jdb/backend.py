@@ -22,7 +22,6 @@ from src.backends.database import DatabaseBackend, add_cache_args, check_cache_a
 from src.client import Neo4jClient, add_connection_args, connect, settings_from_args
 from src.core.edge_split import HELD_OUT, EdgeSplit, EdgeSplitSpec
 from src.core.errors import Neo4jUnavailable, UsageError, UserError
-from src.core.malloc_tuning import retain_freed_memory
 from src.core.memory_limit import batch_bytes, check_fits, step_bytes
 from src.core.record import DatasetRecord
 from src.core.schema import GraphSchema, validate_dataset_name
@@ -50,7 +49,6 @@ class Neo4jBackend(DatabaseBackend):
                  access: Neo4jAccess | None = None) -> None:
         """``access`` None: the fastest path the server and the record allow, no projection
         (:meth:`Neo4jAccess.resolve`). ``cache_warm``: how the feature cache (``cache_mb > 0``) starts."""
-        retain_freed_memory()  # per-batch feature buffers are tens of MB: reuse, do not re-fault
         super().__init__(record, fanouts=fanouts, batch_size=batch_size, num_loader_threads=num_loader_threads)
         self.client = client
         self.access = access if access is not None else Neo4jAccess.resolve(client, self.schema, record)
@@ -62,7 +60,7 @@ class Neo4jBackend(DatabaseBackend):
         self._held_out_prop: str | None = None  # set by use_edge_split (--task link)
 
     def _query_ids(self, query: str, split: str) -> list[int]:
-        return self.client.read_tx(lambda tx: tx.run(query, split=split).value("id"))
+        return self.client.read_tx(lambda tx: tx.run(query, split=split).single()["ids"])
 
     def splits_changed(self) -> bool:
         return self._split_watch.changed({split: self.split_nodes(split).numpy() for split in self._splits})

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from src.backends.base import Backend
 from src.core.errors import UserError
+from src.core.huge_pages import huge_pages_requested
 from src.train import distributed, run_names
 from src.train.agreement import agree, epoch_shard, steps_per_epoch
 from src.train.checkpoint import (BEST_FILE, CHECKPOINT_FILE, Progress, load_checkpoint, mix_seeds,
@@ -166,7 +167,8 @@ def _train(backend: Backend, cfg: TrainConfig, batch_sizes: list[int]) -> dict[s
         stats = backend.stats()
         logger.log("run_start", config=_config_for_log(cfg),
                    num_nodes=stats.get("num_nodes"), num_edges=stats.get("num_edges"),
-                   resumed_from_epoch=start_epoch - 1 if state is not None else None, batch_sizes=batch_sizes)
+                   resumed_from_epoch=start_epoch - 1 if state is not None else None, batch_sizes=batch_sizes,
+                   huge_pages=huge_pages_requested())
         monitor = MemoryMonitor(backend.server_pid())
         train_seeds = task.train_items
         if len(train_seeds) == 0:
