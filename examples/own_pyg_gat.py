@@ -7,6 +7,7 @@ Connection: NEO4J_URI/NEO4J_USER/NEO4J_PASSWORD, else the project's local server
 """
 import argparse
 
+import src  # noqa: F401  before torch: its large tensors on huge pages (src/core/huge_pages.py)
 import torch
 import torch.nn.functional as F
 from torch_geometric.loader import NodeLoader

@@ -155,15 +155,18 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
                                       featureless=cfg.featureless, cache_mb=args.cache_mb,
                                       projection_mb=projection_mb, add_reverse=cfg.add_reverse)
         record = require_loaded(client, cfg.dataset)
+        access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
+                                     projection_mb=args.projection_mb)
+        # gnn.fetchRows decodes each call's ~16 MiB of rows straight into the batch; the Cypher path holds the
+        # batch's stored bytes until they are decoded
+        copies = 1 if access.use_procedures else 2
         check_fits(f"the Neo4j trainer of {record.name} (batch {cfg.batch_size}, fanouts {cfg.fanouts})",
                    {"batches": batch_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
-                                           cfg.num_loader_threads + 1, copies=2),
+                                           cfg.num_loader_threads + 1, copies=copies),
                     "training step": step_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
                                                 cfg.hidden_channels),
                     "feature cache": int(args.cache_mb * 2**20)},
                    "raise the limit to at least that, or lower --batch_size, --fanouts or --cache_mb")
-        access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
-                                     projection_mb=args.projection_mb)
         if access.projection_mb > 0:
             check_projection_cap(client, record.schema, access.projection_mb)
         return Neo4jBackend(client, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
