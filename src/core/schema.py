@@ -35,6 +35,12 @@ def validate_identifier(name: str, kind: str = "identifier") -> str:
         )
     return name
 
+def rel_arrow(rel_type: str, leftward: bool) -> str:
+    """The relationship part of a Cypher pattern: ``<-[:`T`]-`` when ``leftward``, else ``-[:`T`]->`` (``rel_type``
+    validated by the caller)."""
+    return f"<-[:`{rel_type}`]-" if leftward else f"-[:`{rel_type}`]->"
+
+
 def validate_dataset_name(name: str, flag: str = "dataset name") -> str:
     """A dataset's name travels as a query value, but quotes, backticks and spaces in it are
     mistakes (or injection attempts) better refused up front with a clear line."""

@@ -18,6 +18,7 @@ from src.core.errors import UserError
 from src.core.hetero_fanouts import EdgeType, Fanouts, reverse_edge_type
 from src.core.hetero_sampling import HeteroHopSampler
 from src.core.hetero_stores import HeteroRowStore
+from src.core.schema import rel_arrow
 from src.ladybugdb.client import LOAD_HINT, LadybugClient
 from src.ladybugdb.hetero_loader import LadybugHeteroSpec
 from src.ladybugdb.sampler import run_hop, typed_hop_query
@@ -98,7 +99,7 @@ class LadybugHeteroRows(HeteroRowStore):
         out = np.zeros((len(ids), len(self.degrees[node_type])), dtype=np.int64)
         for c, (e, way) in enumerate(self.degrees[node_type]):
             stored, backwards = self._stored[e]
-            arrow = f"<-[:`{s.rel_table(stored)}`]-" if backwards else f"-[:`{s.rel_table(stored)}`]->"
+            arrow = rel_arrow(s.rel_table(stored), backwards)
             pattern = (f"(m:`{s.label(e[0])}`){arrow}(n:`{label}`)" if way == "in"
                        else f"(n:`{label}`){arrow}(m:`{s.label(e[2])}`)")
             rows = self.client.execute(f"MATCH {pattern} WHERE n.id IN $ids RETURN n.id, count(m)",

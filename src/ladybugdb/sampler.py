@@ -35,7 +35,7 @@ from src.core.edge_split import EdgeSplit, pair_keys
 from src.core.sampling import HopSampler
 from src.core.minstd import MINSTD_MODULUS
 from src.ladybugdb.client import LadybugClient
-from src.core.schema import GraphSchema
+from src.core.schema import GraphSchema, rel_arrow
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def typed_hop_query(src: str, rel_type: str, dst: str, id_prop: str, skip: str =
     """The hop query over ``(u:src)-[:rel_type]->(v:dst)`` (validated identifiers): the frontier ``v`` draws from its
     sources ``u``; ``backwards``: over ``(u:src)<-[:rel_type]-(v:dst)`` (a reverse type: ``v``'s targets);
     ``skip``: more conditions."""
-    arrow = f"<-[:`{rel_type}`]-" if backwards else f"-[:`{rel_type}`]->"
+    arrow = rel_arrow(rel_type, backwards)
     return f"""
 MATCH (u:`{src}`){arrow}(v:`{dst}`) WHERE v.`{id_prop}` IN $ids{skip}
 WITH v.`{id_prop}` AS v, list_sort(collect(u.`{id_prop}`)) AS nbrs

@@ -24,6 +24,7 @@ from src.client import Neo4jClient
 from src.core.errors import UserError
 from src.core.feature_cache import split_budget
 from src.core.hetero_stores import HeteroRowStore
+from src.core.schema import rel_arrow
 from src.feature_store import Neo4jFeatureStore
 from src.neo4jdb import procedures
 from src.neo4jdb.access import Neo4jAccess
@@ -79,7 +80,7 @@ class Neo4jHeteroRows(HeteroRowStore):
             r = s.rel(e)
             other = s.node(r.src if way == "in" else r.dst).label
             inward = (way == "in") != r.reverse  # a rev_ type's in-degree is its relationships' out-degree
-            arrow = f"<-[:`{r.rel_type}`]-" if inward else f"-[:`{r.rel_type}`]->"
+            arrow = rel_arrow(r.rel_type, inward)
             counts.append(f"COUNT {{ (n){arrow}(m:`{other}`) WHERE m.`{s.id_prop}` IS NOT NULL }}")
         found = self._per_id(node_type, ids, f"[{', '.join(counts)}]")
         return np.asarray(found, dtype=np.int64).reshape(len(ids), len(counts))

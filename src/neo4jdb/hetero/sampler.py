@@ -27,6 +27,7 @@ from src.core.errors import UserError
 from src.core.hetero_fanouts import EdgeType, Fanouts
 from src.core.hetero_sampling import HeteroHopSampler, TypedHop, hetero_sampler_output
 from src.core.minstd import MINSTD_MODULUS
+from src.core.schema import rel_arrow
 from src.neo4jdb import procedures
 from src.neo4jdb.hetero.schema import HeteroSchema
 
@@ -37,7 +38,7 @@ def typed_hop_query(s: HeteroSchema, edge_type: EdgeType) -> str:
     """One hop of one relationship type for ``$ids`` (destination ids) with ``$states`` and ``$fanout``."""
     r = s.rel(edge_type)
     src, dst = s.node(r.src).label, s.node(r.dst).label
-    arrow = f"-[:`{r.rel_type}`]->" if r.reverse else f"<-[:`{r.rel_type}`]-"
+    arrow = rel_arrow(r.rel_type, not r.reverse)
     step = f"((st[0] * 48271) % {MINSTD_MODULUS})"
     return f"""
 UNWIND range(0, size($ids) - 1) AS k
