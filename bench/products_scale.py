@@ -12,13 +12,15 @@ fixed subset of 4096 seeds).  With ``--limit`` every rank runs in a memory cgrou
 (``jobs/memory_capped.sh``): a job refused by its preflight is a row with its one-line error, the
 cgroup's peak and whether the kernel's OOM killer struck.  Jobs run in the order given (interleave
 by listing one twice); each row records the 1-minute load average before/after.  Output:
-``<out>/logs/<run>/`` and ``<out>/products.md`` (rewritten after every job).
+``<out>/logs/<run>/``, ``<out>/products.md`` and ``<out>/points.json`` (for bench/memory_wall.py), rewritten
+after every job.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,7 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 from compare_backends import BackendRun, fmt, load_average, run_backend
+from memory_wall import WallPoint, refusal_estimate, write_points
 
+from src.core.cgroup_run import parse_size
 from src.core.errors import UsageError, UserError, run_cli
 from src.in_memory.partition import DEFAULT_OUTPUT_DIR
 from src.in_memory.partition_format import partition_dir, read_meta
@@ -105,6 +109,23 @@ def run_job(job: str, args: argparse.Namespace, training: list[str], out: Path, 
     return JobRow(job, args.limit, run, error, cgroup, before, load_average(), prepare)
 
 
+def wall_points(rows: list[JobRow], dataset: str) -> list[WallPoint]:
+    """The jobs as points of the memory-wall figure (bench/memory_wall.py), labelled as the scale sweep's jobs
+    (``neo4j@3g``, ``full``); none for a graph whose name does not say its size (``..._n{N}_...``)."""
+    m = re.search(r"_n(\d+)_", dataset)
+    if m is None:
+        return []
+    points = []
+    for r in rows:
+        peak = max((c["peak"] / 2**20 for c in r.cgroup if c.get("peak")), default=None)
+        outcome = "trained" if r.run else ("OOM-killed" if any(c.get("oom_killed") for c in r.cgroup) else "refused")
+        m_ = r.run.metrics if r.run else None
+        points.append(WallPoint(int(m.group(1)), r.job + (f"@{r.limit}" if r.limit else ""),
+                                r.limit and parse_size(r.limit) / 2**20, outcome, m_ and m_.median_epoch_time,
+                                m_ and m_.peak_rss_mb, peak, refusal_estimate(r.error)))
+    return points
+
+
 def server_facts() -> dict[str, str]:
     """Heap, page cache and store size of the local server (GNN_NEO4J_DIR)."""
     server = LocalNeo4j()
@@ -165,6 +186,7 @@ def main() -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {job} ...", flush=True)
         rows.append(run_job(job, args, training, out, i))
         (out / "products.md").write_text(header + table(rows, facts))
+        write_points(wall_points(rows, args.dataset), out / "points.json")
     print(header + table(rows, facts), flush=True)
     return 0
 

@@ -25,7 +25,8 @@ stopped (and deleted unless ``--keep_servers``), then the others (its memory is 
 
 Output: ``<out>/logs/<run>/``, ``<out>/plots/`` (per-run figures; summary.md),
 ``<out>/memory_wall.png`` (peak trainer RSS and epoch time against size per job, the limit drawn
-in, a refused job at its preflight estimate) and ``<out>/sweep.md``, both rewritten after every
+in, a refused job at its preflight estimate; its points in ``<out>/points.json``, which
+bench/memory_wall.py draws together with other runs') and ``<out>/sweep.md``, all rewritten after every
 size so an interrupted sweep keeps what finished.  Each row records the 1-minute load average
 before/after its job: the machine is shared, so timings are noisy.
 """
@@ -48,6 +49,8 @@ from typing import Sequence
 REPO = Path(__file__).resolve().parent.parent
 
 from compare_backends import BackendRun, draw, fmt, load_average, ratio
+from memory_wall import WallPoint, refusal_estimate, write_points
+from memory_wall import plot as plot_wall
 from products_scale import JOBS, capped_run
 
 from src.backends import registry
@@ -101,9 +104,7 @@ class JobResult:
 
     @property
     def estimate_mb(self) -> float | None:
-        """The preflight's estimate in a refusal line (``needs ~7,141 MiB``), for the figure."""
-        m = re.search(r"needs ~([\d,.]+) MiB", self.error or "")
-        return float(m.group(1).replace(",", "")) if m else None
+        return refusal_estimate(self.error)
 
 
 def parse_jobs(text: str) -> list[Job]:
@@ -199,7 +200,7 @@ def sweep_size(n: int, args: argparse.Namespace, jobs: list[Job], training: list
                      ["--avg_degree", str(params["avg_degree"]), "--num_features", str(params["num_features"]),
                       "--num_classes", str(params["num_classes"])])
             load = [sys.executable, "loaders/load_into_neo4j.py", "--dataset", "synthetic", "--num_nodes", str(n),
-                    *shape, "--method", args.load_method]
+                    *shape, "--method", args.load_method, "--feature_format", args.feature_format]
             _timed(["bash", "jobs/neo4j.sh", "start", *args.server_memory.split()], env, "starting Neo4j",
                    out / f"{name}.neo4j-start.log")
             import_s = _timed(load, env, f"loading {name} into Neo4j", out / f"{name}.load.log")
@@ -261,48 +262,12 @@ def sweep_table(results: Sequence[SizeResult], reference: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def memory_wall_plot(results: Sequence[SizeResult], limits_mb: Sequence[float], path: Path) -> None:
-    """Peak trainer RSS and median epoch time against nodes per job, the per-rank limits drawn in;
-    a refused job is an x at its preflight estimate, an OOM-killed one a star at its cgroup peak."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_rss, ax_time) = plt.subplots(1, 2, figsize=(10, 4))
-    labels = list(dict.fromkeys(r.job.label for res in results for r in res.jobs))
-    for label in labels:
-        done = [(res.num_nodes, r.run.metrics) for res in results for r in res.jobs
-                if r.job.label == label and r.run]
-        refused = [(res.num_nodes, r.estimate_mb) for res in results for r in res.jobs
-                   if r.job.label == label and not r.run and r.estimate_mb]
-        if done:
-            line, = ax_rss.plot([n for n, _ in done], [m.peak_rss_mb for _, m in done], "o-", label=label)
-            ax_time.plot([n for n, _ in done], [m.median_epoch_time for _, m in done], "o-", label=label,
-                         color=line.get_color())
-        capped = [(res.num_nodes, r.cgroup_peak_mb) for res in results for r in res.jobs
-                  if r.job.label == label and r.run and r.cgroup_peak_mb]
-        if capped:  # what the limit counts (resident shared libraries are charged to one cgroup, RSS counts them in each)
-            ax_rss.plot([n for n, _ in capped], [c for _, c in capped], "s:", color=line.get_color(),
-                        label=f"{label}: cgroup peak")
-        if refused:
-            ax_rss.plot([n for n, _ in refused], [e for _, e in refused], "x--", markersize=9,
-                        label=f"{label}: refused, preflight estimate")
-        killed = [(res.num_nodes, r.cgroup_peak_mb) for res in results for r in res.jobs
-                  if r.job.label == label and not r.run and r.outcome.startswith("OOM") and r.cgroup_peak_mb]
-        if killed:
-            ax_rss.plot([n for n, _ in killed], [c for _, c in killed], "*", markersize=12,
-                        label=f"{label}: OOM-killed at its cgroup limit")
-    for limit, style in zip(sorted(set(limits_mb)), ("--", "-.", ":")):
-        ax_rss.axhline(limit, color="red", linestyle=style, label=f"limit {limit:.0f} MiB per rank")
-    ax_rss.set(xlabel="nodes", ylabel="peak trainer RSS (MiB, max over ranks)", title="trainer memory")
-    ax_time.set(xlabel="nodes", ylabel="median epoch time (s, slowest rank)", title="epoch time")
-    for ax in (ax_rss, ax_time):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+def wall_points(results: Sequence[SizeResult]) -> list[WallPoint]:
+    """Every job of every size as a point of the memory-wall figure (bench/memory_wall.py)."""
+    return [WallPoint(res.num_nodes, r.job.label, r.job.limit and parse_size(r.job.limit) / 2**20,
+                      r.outcome.split(":")[0], r.run and r.run.metrics.median_epoch_time,
+                      r.run and r.run.metrics.peak_rss_mb, r.cgroup_peak_mb, r.estimate_mb)
+            for res in results for r in res.jobs]
 
 
 def main() -> int:
@@ -334,6 +299,9 @@ def main() -> int:
                         help="one Neo4j server folder per size goes here (default: %(default)s)")
     parser.add_argument("--load_method", default="import", choices=("import", "unwind", "auto"),
                         help="how graphs get into Neo4j (default: %(default)s, offline import)")
+    parser.add_argument("--feature_format", default="auto", choices=("auto", "dense", "float16", "bfloat16", "int8"),
+                        help="how the loader stores the features in Neo4j (load_into_neo4j.py --feature_format; "
+                             "int8 as bench/products_scale.py's graph) (default: %(default)s)")
     parser.add_argument("--keep_servers", action="store_true", help="keep each size's Neo4j database")
     parser.add_argument("training", nargs="*", help="training flags after -- (replace the defaults)")
     args = parser.parse_args()
@@ -363,7 +331,8 @@ def main() -> int:
     for n in sizes:
         results.append(sweep_size(n, args, jobs, training, out))
         (out / "sweep.md").write_text(header + sweep_table(results, args.reference))
-        memory_wall_plot(results, limits_mb, out / "memory_wall.png")
+        write_points(wall_points(results), out / "points.json")
+        plot_wall(wall_points(results), limits_mb, out / "memory_wall.png")
         print(sweep_table(results, args.reference), flush=True)
     draw(out / "logs", out / "plots", [r.run.run_name for res in results for r in res.jobs if r.run])
     print(f"\n{header}{sweep_table(results, args.reference)}\nwrote {out / 'sweep.md'}")

@@ -197,6 +197,51 @@ def test_batches_and_normaliser_over_compressed_rows(client, synth: GraphDataset
 
 
 @pytest.mark.neo4j
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_rows_decoded_at_the_step_are_those_decoded_at_fetch(client, synth: GraphDataset, loaded, fmt: str) -> None:
+    """``--decode_rows step``: a queued batch holds the stored bytes (1-2 per value), the step gets the very floats
+    an immediate decode gives, on both read paths and through the normaliser, which then runs after the decode."""
+    schema, record = loaded[fmt]
+    width = row_bytes(record.feature_encoding, record.num_features)
+    assert width < 4 * record.num_features
+    for access in (Neo4jAccess(use_procedures=True, adj_prop="nbrs"), Neo4jAccess.cypher()):
+        got = {}
+        for mode in ("fetch", "step"):
+            backend = Neo4jBackend(client, record, fanouts=[5, 5], batch_size=256, num_loader_threads=1,
+                                   access=access, decode_rows=mode)
+            assert backend.feature_store.defers_decode == (mode == "step")
+            backend.normalize_features("standard")
+            loader = backend.make_loader(backend.split_nodes("train"), shuffle=True, seed=3)
+            queued = loader._load(list(range(64)))  # what a prefetch thread leaves in the queue
+            assert queued.x.dtype == (torch.uint8 if mode == "step" else torch.float32)
+            assert queued.x.shape[1] == (width if mode == "step" else record.num_features)
+            got[mode] = [(b.n_id, b.x, getattr(b, "t_decode", None)) for b in loader]
+        assert len(got["fetch"]) == len(got["step"]) > 1
+        for (n_f, x_f, t_f), (n_s, x_s, t_s) in zip(got["fetch"], got["step"]):
+            assert torch.equal(n_f, n_s) and x_s.dtype == torch.float32
+            assert torch.equal(x_f.view(torch.int32), x_s.view(torch.int32))
+            assert t_f is None and t_s >= 0
+
+
+@pytest.mark.neo4j
+def test_decode_at_the_step_says_when_there_is_nothing_to_defer(client, synth: GraphDataset, loaded,
+                                                                  loaded_dataset, caplog) -> None:
+    _, _, dense = loaded_dataset("cora", "dense")
+    _, int8 = loaded["int8"]
+    for record, cache_mb, why in ((dense, 0.0, "stored float32-le, not compressed"),
+                                  (int8, 0.1, "the feature cache holds decoded rows")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            backend = Neo4jBackend(client, record, fanouts=[5], batch_size=64, num_loader_threads=1,
+                                   cache_mb=cache_mb, decode_rows="step")
+        assert not backend.feature_store.defers_decode
+        assert any("--decode_rows step has nothing to defer" in r.message and why in r.message
+                   for r in caplog.records), caplog.text
+        batch = next(iter(backend.make_loader(backend.split_nodes("train"), shuffle=False, seed=0)))
+        assert batch.x.dtype == torch.float32
+
+
+@pytest.mark.neo4j
 def test_a_load_keeps_its_encoding(client, synth: GraphDataset, loaded) -> None:
     schema, _ = loaded["float16"]
     with pytest.raises(UserError, match=r"stored with feature encoding float16-le, not uint8-affine "

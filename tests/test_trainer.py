@@ -38,11 +38,11 @@ PROCESS_TIMEOUT = 240  # seconds; generous because the 2-core test machine may b
 COMMON = {"time", "rank", "world_size", "backend", "dataset"}
 SCHEMA = {  # docs/ARCHITECTURE.md, "Logs"
     "run_start": {"config", "num_nodes", "num_edges", "resumed_from_epoch", "batch_sizes", "huge_pages"},
-    "step": {"epoch", "step", "loss", "num_seeds", "t_wait", "t_sample", "t_fetch",
+    "step": {"epoch", "step", "loss", "num_seeds", "t_wait", "t_sample", "t_fetch", "t_decode",
              "t_forward_backward", "t_allreduce", "t_step", "rss_mb", "neo4j_rss_mb"},
     "epoch": {"epoch", "loss", "train_acc", "val_acc", "test_acc", "val_f1", "test_f1", "val_auc", "test_auc",
               "metric", "val_metric", "test_metric", "epoch_time", "t_wait",
-              "t_sample", "t_fetch", "t_forward_backward", "t_allreduce", "t_eval", "seeds_per_s",
+              "t_sample", "t_fetch", "t_decode", "t_forward_backward", "t_allreduce", "t_eval", "seeds_per_s",
               "rss_mb", "peak_rss_mb", "neo4j_rss_mb", "stats"},
     "summary": {"epochs", "metric", "best_val_metric", "test_metric_at_best_val", "best_val_acc",
                 "test_acc_at_best_val", "best_epoch", "epochs_run", "stopped_early", "mean_epoch_time",

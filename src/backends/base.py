@@ -100,6 +100,26 @@ class Backend(ABC):
 
         return transform
 
+    def _deferred_decode(self) -> Callable[[Tensor], Tensor] | None:
+        """Decodes a batch's ``x`` kept as stored bytes until the step takes it (``--decode_rows step``); None:
+        batches arrive decoded (every backend but a database one asked for it)."""
+        return None
+
+    def _prefetch(self, loader: NodeLoader | LinkLoader, transform: Callable[[Data], Data] | None) -> PrefetchLoader:
+        """``loader``'s batches in ``num_loader_threads`` threads; ``transform`` runs in those threads, or, when
+        rows stay encoded until the step, after their decoding in the consumer's (it may read ``x``)."""
+        decode = self._deferred_decode()
+        if decode is None:
+            loader.transform = transform
+            return PrefetchLoader(loader, self.num_loader_threads)
+
+        def finish(batch: Data) -> Data:
+            batch.x = decode(batch.x)
+            return batch if transform is None else transform(batch)
+
+        loader.transform = None
+        return PrefetchLoader(loader, self.num_loader_threads, finish=finish)
+
     def split_nodes(self, split: str) -> Tensor:
         """Ids of the nodes of ``split`` (train/val/test) as a LongTensor, read once."""
         if split not in SPLITS:
@@ -130,9 +150,9 @@ class Backend(ABC):
         loader = NodeLoader(
             self._loader_data(), node_sampler=sampler, batch_size=self.batch_size,
             input_nodes=seeds if self.input_type is None else (self.input_type, seeds),
-            shuffle=shuffle, generator=torch.Generator().manual_seed(seed), transform=self._loader_transform(),
+            shuffle=shuffle, generator=torch.Generator().manual_seed(seed),
         )
-        return PrefetchLoader(loader, self.num_loader_threads)
+        return self._prefetch(loader, self._loader_transform())
 
     # -- link prediction (src/train/link.py) ------------------------------------------------
     def use_edge_split(self, spec: EdgeSplitSpec) -> EdgeSplit:
@@ -163,9 +183,9 @@ class Backend(ABC):
         loader = LinkLoader(  # remote stores name the edge type: None (homogeneous)
             data, link_sampler=sampler, edge_label_index=edge_label_index if isinstance(data, Data) else (None, edge_label_index),
             neg_sampling=neg_sampling, batch_size=self.batch_size, shuffle=False,
-            generator=torch.Generator().manual_seed(seed), transform=self._loader_transform(),
+            generator=torch.Generator().manual_seed(seed),
         )
-        return PrefetchLoader(loader, self.num_loader_threads)
+        return self._prefetch(loader, self._loader_transform())
 
     def sampling_queries(self) -> int:
         """Queries the samplers of this backend sent so far (0 for samplers that send none)."""

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
+from torch import Tensor
 from torch_geometric.data import FeatureStore, GraphStore
 
 from src.backends.base import Backend
@@ -80,6 +81,9 @@ class DatabaseBackend(Backend):
 
     def _loader_data(self) -> tuple[FeatureStore, GraphStore]:
         return self.feature_store, self.graph_store
+
+    def _deferred_decode(self) -> Callable[[Tensor], Tensor] | None:
+        return self.feature_store.decode_batch_x if self.feature_store.defers_decode else None
 
     def stats(self) -> dict[str, Any]:
         cache = self.feature_store.cache

@@ -183,6 +183,43 @@ def decode_rows(raw: bytes, lengths: np.ndarray, num_features: int, encoding: st
     out.view(np.uint32)[np.repeat(row_of, counts), cols] = bits  # bit for bit
     return out
 
+def place_rows(raw: bytes, lengths: np.ndarray, num_features: int, encoding: str, out: np.ndarray,
+               at: np.ndarray | slice | None = None, quant: ColumnAffine | None = None) -> np.ndarray:
+    """Stored rows into ``out`` (at ``at``, as in :func:`decode_rows`): decoded when ``out`` is float32, kept
+    as the stored bytes when it is uint8 ``[m, stored width]`` (a compressed batch whose rows are decoded
+    when the training step takes it, :func:`decode_stored`: a prefetched batch then holds 1-2 bytes per value,
+    not 4)."""
+    if out.dtype != np.uint8:
+        return decode_rows(raw, lengths, num_features, encoding, out=out, at=at, quant=quant)
+    width = stored_width(encoding, num_features)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if out.ndim != 2 or out.shape[1] != width:
+        raise ValueError(f"out is uint8 {out.shape}, expected stored rows of {width} bytes")
+    if len(lengths) and (lengths != width).any():
+        bad = int(lengths[lengths != width][0])
+        raise ValueError(f"a row holds {bad} bytes, expected {width} ({num_features} {encoding} values)")
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(len(lengths), width)
+    if at is None or isinstance(at, slice):
+        out[slice(None) if at is None else at] = rows
+    else:
+        put_rows(out, at, rows)
+    return out
+
+def stored_width(encoding: str, num_features: int) -> int:
+    """Bytes of one stored row of a fixed-width (compressed) encoding; a ValueError for float32 and sparse rows,
+    which are not kept encoded (float32 rows are already decoded, sparse ones are not fixed-width)."""
+    if encoding not in LOSSY_ENCODINGS:
+        raise ValueError(f"{encoding} rows are not kept encoded in a batch; only {', '.join(LOSSY_ENCODINGS)} are")
+    return BYTES_PER_VALUE[encoding] * num_features
+
+def decode_stored(codes: np.ndarray, num_features: int, encoding: str, quant: ColumnAffine | None = None) -> np.ndarray:
+    """A batch's stored rows kept by :func:`place_rows` (uint8 ``[n, stored width]``) -> float32 ``[n, F]``,
+    bit for bit what :func:`decode_rows` gives for the same rows."""
+    codes = np.ascontiguousarray(codes)
+    if codes.ndim != 2 or codes.shape[1] != stored_width(encoding, num_features):
+        raise ValueError(f"stored rows are {codes.shape}, expected [n, {stored_width(encoding, num_features)}]")
+    return decode_lossy(memoryview(codes).cast("B"), len(codes), num_features, encoding, quant)
+
 def decode_rows_csr(raw: bytes, lengths: np.ndarray, num_features: int) -> sp.csr_matrix:
     """Concatenated sparse rows with their byte lengths -> ``scipy.sparse`` CSR ``[len(lengths), F]``.
 

@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterator
+from typing import Callable, Iterator
 
 from torch.utils.data import DataLoader
 from torch_geometric.data import Data
@@ -35,7 +35,9 @@ class PrefetchLoader:
     """Iterable of ``Data`` batches, in order, with up to ``num_threads`` batches in flight.
 
     Each batch carries ``t_sample`` (``collate_fn``), ``t_fetch`` (``filter_fn``) and ``t_wait``
-    (how long the consumer blocked for it), all in seconds.  ``num_threads=0`` loads each batch
+    (how long the consumer blocked for it), all in seconds.  ``finish`` (optional) runs on each batch
+    in the consumer's thread as it is handed over (``t_decode``): work that would make a batch bigger
+    while it waits in the queue, such as decoding compressed feature rows (``--decode_rows step``).  ``num_threads=0`` loads each batch
     synchronously when asked for (then ``t_wait`` is the whole load time).  An exception in a
     worker is re-raised in the consumer; stopping early (``break``) or an exception cancels
     queued batches and joins the threads when the iterator is closed.  A ``for`` loop closes it
@@ -48,7 +50,7 @@ class PrefetchLoader:
     loader's own ``num_workers`` processes are not used.
     """
 
-    def __init__(self, node_loader: NodeLoader, num_threads: int):
+    def __init__(self, node_loader: NodeLoader, num_threads: int, finish: Callable[[Data], Data] | None = None):
         if num_threads < 0:
             raise ValueError(f"num_threads must be >= 0, got {num_threads}")
         if node_loader.batch_sampler is None:
@@ -61,6 +63,7 @@ class PrefetchLoader:
                         node_loader.num_workers, num_threads)
         self.node_loader = node_loader
         self.num_threads = num_threads
+        self.finish = finish
 
     def __len__(self) -> int:
         return len(self.node_loader.batch_sampler)
@@ -73,6 +76,14 @@ class PrefetchLoader:
         data = self.node_loader.filter_fn(out)
         data.t_sample = t1 - t0
         data.t_fetch = time.perf_counter() - t1
+        return data
+
+    def _finish(self, data: Data) -> Data:
+        if self.finish is None:
+            return data
+        t0 = time.perf_counter()
+        data = self.finish(data)
+        data.t_decode = time.perf_counter() - t0
         return data
 
     def _index_batches(self) -> Iterator[list[int]]:
@@ -98,7 +109,7 @@ class PrefetchLoader:
             t0 = time.perf_counter()
             data = self._load(index)
             data.t_wait = time.perf_counter() - t0
-            yield data
+            yield self._finish(data)
 
     def _iter_threaded(self, indices: Iterator[list[int]]) -> Iterator[Data]:
         pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix=THREAD_NAME_PREFIX)
@@ -118,7 +129,7 @@ class PrefetchLoader:
                 if index is not None:
                     pending.append(pool.submit(self._load, index))
                 data.t_wait = wait
-                yield data
+                yield self._finish(data)
         finally:
             # Runs on exhaustion, on a worker exception and on close() (consumer broke out).
             pool.shutdown(wait=True, cancel_futures=True)

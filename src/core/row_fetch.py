@@ -27,10 +27,12 @@ import torch
 from tqdm import tqdm
 
 from src.core.arrays import put_rows, stable_argsort_ids, take_rows
-from src.core.codecs import DENSE, SPARSE, ColumnAffine, decode_rows, decode_rows_csr, row_bytes, stored_rows_errors
+from src.core.codecs import (DENSE, SPARSE, ColumnAffine, decode_rows_csr, decode_stored, place_rows, row_bytes,
+                              stored_rows_errors, stored_width)
 from src.core.errors import UsageError, UserError
 from src.core.feature_cache import FeatureCache
 from src.core.hot_nodes import WARM_POLICIES
+from src.core.lossy_codecs import LOSSY_ENCODINGS
 from src.core.pyg_stores import NodeRowStore
 from src.core.schema import GraphSchema
 from src.core.sparse_features import rows_to_torch
@@ -88,6 +90,9 @@ class DatabaseFeatureStore(NodeRowStore):
                         schema.dataset, num_features, cache_mb)
             cache_mb = 0.0
         self.cache = FeatureCache(cache_mb, num_features) if cache_mb > 0 else None
+        # Compressed rows kept as stored in each batch until the training step takes it (--decode_rows step,
+        # :attr:`defers_decode`): a batch waiting in the prefetch queue then holds a quarter of the bytes (int8)
+        self.defer_decode = False
         # Drops cached rows the database changed (sync before a fetch, admissible on insert); None:
         # nothing changes the data while this store lives (a subclass sets it, or turns the cache off)
         self.freshness: Any = None
@@ -102,7 +107,8 @@ class DatabaseFeatureStore(NodeRowStore):
 
     # -- batched fetch -----------------------------------------------------------------------
     def fetch(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Features ``[len(index), F]`` and labels ``[len(index)]`` in ``index`` order (repeats allowed).
+        """Features ``[len(index), F]`` (the stored bytes when :attr:`defers_decode`) and labels ``[len(index)]``
+        in ``index`` order (repeats allowed).
 
         Rows are decoded straight into their places in the output, with no gather of the whole
         batch (180k rows of 1M-node graph batches are 46 MB). Each distinct id is read once: the
@@ -114,7 +120,7 @@ class DatabaseFeatureStore(NodeRowStore):
         index = np.asarray(index, dtype=np.int64)
         self._check_known(index)
         if self.cache is None and self._reads_repeats:
-            return self._read_into(index)
+            return self._read_into(index, *self._new_batch(len(index)))
         n = len(index)
         order = stable_argsort_ids(index, self.num_nodes)  # a SIMD sort, a fifth of np.argsort's time
         sorted_ids = index[order]
@@ -122,8 +128,7 @@ class DatabaseFeatureStore(NodeRowStore):
         np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
         repeats = not first.all()
         uniq, at = (sorted_ids[first], order[first]) if repeats else (sorted_ids, order)
-        x = np.empty((n, self.num_features), dtype=np.float32)
-        y = np.empty(n, dtype=np.int64)
+        x, y = self._new_batch(n)
         if self.cache is None:
             self._read_into(uniq, x, y, at)
         else:
@@ -134,6 +139,27 @@ class DatabaseFeatureStore(NodeRowStore):
             put_rows(x, to, take_rows(x, source))
             y[to] = y[source]
         return x, y
+
+    @property
+    def defers_decode(self) -> bool:
+        """Whether :meth:`fetch` hands out ``x`` as the stored bytes (uint8 ``[n, stored width]``, decoded by
+        :meth:`decode_batch_x`): asked for (:attr:`defer_decode`), rows stored compressed, and no cache (which
+        holds decoded rows)."""
+        return self.defer_decode and self.encoding in LOSSY_ENCODINGS and self.cache is None
+
+    def _new_batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Empty ``x`` (float32 rows, or stored bytes when :attr:`defers_decode`) and ``y`` of a batch of ``n``."""
+        x = (np.empty((n, stored_width(self.encoding, self.num_features)), dtype=np.uint8) if self.defers_decode
+             else np.empty((n, self.num_features), dtype=np.float32))
+        return x, np.empty(n, dtype=np.int64)
+
+    def decode_batch_x(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch's ``x`` as :meth:`fetch` kept it (:attr:`defers_decode`) -> float32 rows, bit for bit those
+        an immediate decode gives; float rows pass through."""
+        if x.dtype != torch.uint8:
+            return x
+        with stored_rows_errors(self.schema, self.encoding, self.num_features):
+            return torch.from_numpy(decode_stored(x.numpy(), self.num_features, self.encoding, self.quant))
 
     def fetch_sparse(self, index: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
         """As :meth:`fetch` for sparse-stored rows, with ``x`` kept sparse (CSR, never densified).
@@ -269,15 +295,15 @@ class DatabaseFeatureStore(NodeRowStore):
 
     def _read_into(self, ids: np.ndarray, x: np.ndarray | None = None, y: np.ndarray | None = None,
                    at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Dense rows and labels of ``ids`` (unique unless :attr:`_reads_repeats`) read from the database,
+        """Rows (dense float32, or stored bytes when :attr:`defers_decode`) and labels of ``ids`` (unique unless :attr:`_reads_repeats`) read from the database,
         into ``x[at]``, ``y[at]`` (``at`` None: rows ``0..len(ids)-1``; new arrays when ``x`` is None)."""
         rows, labels = self._stored_rows(ids)
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         if x is None:
-            x, y = np.empty((len(ids), self.num_features), dtype=np.float32), np.empty(len(ids), dtype=np.int64)
+            x, y = self._new_batch(len(ids))
         at = slice(0, len(ids)) if at is None else at
         with stored_rows_errors(self.schema, self.encoding, self.num_features):
-            decode_rows(b"".join(rows), lengths, self.num_features, self.encoding, out=x, at=at, quant=self.quant)
+            place_rows(b"".join(rows), lengths, self.num_features, self.encoding, out=x, at=at, quant=self.quant)
         y[at] = labels
         return x, y
 

@@ -22,6 +22,7 @@ from src.backends.database import DatabaseBackend, add_cache_args, check_cache_a
 from src.client import Neo4jClient, add_connection_args, connect, settings_from_args
 from src.core.edge_split import HELD_OUT, EdgeSplit, EdgeSplitSpec
 from src.core.errors import Neo4jUnavailable, UsageError, UserError
+from src.core.lossy_codecs import BYTES_PER_VALUE
 from src.core.memory_limit import batch_bytes, check_fits, step_bytes
 from src.core.record import DatasetRecord
 from src.core.schema import GraphSchema, validate_dataset_name
@@ -46,13 +47,20 @@ class Neo4jBackend(DatabaseBackend):
 
     def __init__(self, client: Neo4jClient, record: DatasetRecord, *, fanouts: Sequence[int], batch_size: int,
                  num_loader_threads: int, cache_mb: float = 0.0, cache_warm: str = "degree",
-                 access: Neo4jAccess | None = None) -> None:
+                 access: Neo4jAccess | None = None, decode_rows: str = "fetch") -> None:
         """``access`` None: the fastest path the server and the record allow, no projection
-        (:meth:`Neo4jAccess.resolve`). ``cache_warm``: how the feature cache (``cache_mb > 0``) starts."""
+        (:meth:`Neo4jAccess.resolve`). ``cache_warm``: how the feature cache (``cache_mb > 0``) starts.
+        ``decode_rows``: ``step`` keeps compressed rows as stored until the training step takes the batch."""
         super().__init__(record, fanouts=fanouts, batch_size=batch_size, num_loader_threads=num_loader_threads)
         self.client = client
         self.access = access if access is not None else Neo4jAccess.resolve(client, self.schema, record)
         self.feature_store = Neo4jFeatureStore.from_record(client, record, cache_mb=cache_mb, access=self.access)
+        self.feature_store.defer_decode = decode_rows == "step"
+        if self.feature_store.defer_decode and not self.feature_store.defers_decode:
+            why = ("the feature cache holds decoded rows (--cache_mb)" if self.feature_store.cache is not None else
+                   f"its rows are stored {record.feature_encoding}, not compressed (load it with --feature_format int8, "
+                   "float16 or bfloat16)")
+            log.warning("%s: --decode_rows step has nothing to defer: %s; rows are decoded as fetched", record.name, why)
         self.feature_store.warm_cache(cache_warm)
         self.graph_store = Neo4jGraphStore(client, self.schema, self.num_nodes)
         self._split_watch = live_edits.SplitWatch(client, self.schema)  # before any split is read
@@ -120,6 +128,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         "all ranks; it is dropped on any write to the database, and a dataset that does not "
                         "fit is read from the store as with 0 (default: %(default)s; keep it well below the "
                         "server's heap, NEO4J_HEAP)")
+    g.add_argument("--decode_rows", choices=("fetch", "step"), default="fetch",
+                   help="when rows stored compressed (--feature_format int8/float16/bfloat16 at load) become float32: "
+                        "'fetch' in the prefetch thread as they arrive (hidden behind the step), 'step' when the "
+                        "training step takes the batch, so a batch waiting in the prefetch queue holds 1-2 bytes "
+                        "per value instead of 4 (less memory, the decode on the step's time; bench/RESULTS.md) "
+                        "(default: %(default)s)")
     g.add_argument("--cypher_only", action="store_true",
                    help="sample and fetch with plain Cypher even if the server has the gnn.* procedures "
                         "(jobs/neo4j/plugin; same samples, slower)")
@@ -157,12 +171,8 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
         record = require_loaded(client, cfg.dataset)
         access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
                                      projection_mb=args.projection_mb)
-        # gnn.fetchRows decodes each call's ~16 MiB of rows straight into the batch; the Cypher path holds the
-        # batch's stored bytes until they are decoded
-        copies = 1 if access.use_procedures else 2
         check_fits(f"the Neo4j trainer of {record.name} (batch {cfg.batch_size}, fanouts {cfg.fanouts})",
-                   {"batches": batch_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
-                                           cfg.num_loader_threads + 1, copies=copies),
+                   {"batches": _batches_bytes(cfg, record, access, args.cache_mb == 0 and args.decode_rows == "step"),
                     "training step": step_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
                                                 cfg.hidden_channels),
                     "feature cache": int(args.cache_mb * 2**20)},
@@ -171,7 +181,7 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
             check_projection_cap(client, record.schema, access.projection_mb)
         return Neo4jBackend(client, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
                             num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb,
-                            cache_warm=args.cache_warm, access=access)
+                            cache_warm=args.cache_warm, access=access, decode_rows=args.decode_rows)
 
     with opened_over(client, build) as backend:
         try:
@@ -179,6 +189,20 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
         except Exception as exc:
             _raise_if_dataset_changed(client, backend, exc)
             raise
+
+
+def _batches_bytes(cfg: TrainConfig, record: DatasetRecord, access: Neo4jAccess, deferred: bool) -> int:
+    """The batches in flight (the prefetch threads' and the step's) for the preflight.
+
+    gnn.fetchRows decodes each call's ~16 MiB of rows straight into the batch; the Cypher path holds the batch's
+    stored bytes until they are decoded. With ``deferred`` (``--decode_rows step``, rows stored compressed) only the
+    step's batch is float32, the queued ones hold the stored bytes."""
+    size = (cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features)
+    copies = 1 if access.use_procedures else 2
+    width = BYTES_PER_VALUE.get(record.feature_encoding) if deferred else None
+    if width is None:
+        return batch_bytes(*size, cfg.num_loader_threads + 1, copies=copies)
+    return batch_bytes(*size, 1, copies=copies) + batch_bytes(*size, cfg.num_loader_threads, feature_itemsize=width)
 
 
 def _raise_if_dataset_changed(client: Neo4jClient, backend: Neo4jBackend, exc: Exception) -> None:

@@ -37,7 +37,7 @@ from src.neo4jdb import call_times
 from src.core.minstd import MINSTD_MODULUS, hop_states  # noqa: F401 (hop_states: part of this API)
 from src.core.sampling import RelabelledHop
 from src.core.errors import UserError
-from src.core.codecs import DENSE, SPARSE, ColumnAffine, decode_rows, decode_rows_csr, stored_rows_errors
+from src.core.codecs import DENSE, SPARSE, ColumnAffine, decode_rows_csr, place_rows, stored_rows_errors
 from src.core.schema import GraphSchema
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
     the calls. Missing ids raise :class:`UserError`, as in :class:`Neo4jFeatureStore`.
     ``projection_mb``: see the module docstring. ``out=(x, y)`` receives the rows instead of new
     arrays, at rows ``at`` if given (row ``i`` of ``ids`` to ``x[at[i]]``), else at ``0..len(ids)-1``;
-    ``num_features`` is then required.
+    ``num_features`` is then required; a uint8 ``out`` x keeps the stored bytes (src/core/codecs.py ``place_rows``).
     """
     ids = np.asarray(ids, dtype=np.int64)
     if num_features is None and (encoding != DENSE or out is not None):
@@ -231,7 +231,7 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
         lengths = np.frombuffer(rec["lengths"], dtype="<i4")
         rows = slice(start, stop) if at is None else at[start:stop]
         with stored_rows_errors(schema, encoding, num_features):
-            decode_rows(rec["x"], lengths, num_features, encoding, out=x, at=rows, quant=quant)
+            place_rows(rec["x"], lengths, num_features, encoding, out=x, at=rows, quant=quant)
         y[rows] = np.frombuffer(rec["y"], dtype="<i8")
         start = stop
     call_times.current().decode_s += time.perf_counter() - began

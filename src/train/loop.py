@@ -225,7 +225,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
     shard = shard[:num_steps * cfg.batch_size]  # bounded "epochs" (scale sweeps): same count on every rank
     # Sums over the epoch; a field stays None if no step had it (e.g. t_allreduce, one rank).
     sums: dict[str, float | None] = dict.fromkeys(
-        ("t_wait", "t_sample", "t_fetch", "t_forward_backward", "t_allreduce"))
+        ("t_wait", "t_sample", "t_fetch", "t_decode", "t_forward_backward", "t_allreduce"))
     loss_sum, correct, total = 0.0, 0, 0
     model.train()
     start = time.perf_counter()
@@ -251,6 +251,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
             "epoch": epoch, "step": step, "loss": loss_value, "num_seeds": bs,
             "t_wait": t_wait, "t_sample": _opt_float(batch, "t_sample"),
             "t_fetch": _opt_float(batch, "t_fetch"),
+            "t_decode": _opt_float(batch, "t_decode"),  # part of t_wait: rows decoded as the step took them
             "t_forward_backward": t_compute - (t_allreduce or 0.0), "t_allreduce": t_allreduce,
         }
         correct += batch_correct
