@@ -332,3 +332,15 @@ def test_degree_features_replace_the_embedding_tables(hetero) -> None:
     assert not any(isinstance(m, torch.nn.Embedding) for m in model.modules())
     assert {t: m.in_features for t, m in model.inputs.items()} == {"paper": 8, "author": 2, "venue": 1}
 
+
+
+@pytest.mark.neo4j
+def test_benchmarks_read_the_load_time_of_either_kind_of_dataset(client: Neo4jClient, hetero, loaded_dataset) -> None:
+    from src.neo4jdb.backend import load_seconds
+    from src.neo4jdb.hetero.schema import hetero_record
+
+    ds, _ = hetero
+    _, schema, record = loaded_dataset("cora")
+    assert load_seconds(schema.dataset, [], {}) == record.load_seconds > 0
+    assert load_seconds(ds.name, [], {}) == float(hetero_record(client, ds.name)["load_seconds"]) > 0
+    assert load_seconds("pytest_never_loaded", [], {}) is None

@@ -7,7 +7,7 @@ backends, the feature stores and the benchmarks; as a raw dict each reader repea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from src.core.codecs import DENSE, FEATURE_ENCODINGS, UINT8_AFFINE, ColumnAffine
 from src.core.errors import UserError
@@ -93,3 +93,12 @@ class DatasetRecord:
     def has_adjacency(self, schema: GraphSchema) -> bool:
         """Whether the packed adjacency property ``schema.adj_prop`` was written and verified."""
         return self.adjacency == schema.adj_prop
+
+
+def recorded_load_seconds(hetero: Mapping[str, Any] | None, record: Callable[[], DatasetRecord | None]) -> float | None:
+    """The loader's seconds for a dataset by its heterogeneous record (``hetero``, when it is one) or else its
+    homogeneous ``record()`` (asked only then: a heterogeneous dataset has no label of its own); None if unknown."""
+    if hetero is not None:
+        return None if hetero.get("load_seconds") is None else float(hetero["load_seconds"])
+    found = record()
+    return None if found is None else found.load_seconds

@@ -22,7 +22,7 @@ from src.core.edge_split import EdgeSplit, EdgeSplitSpec, split_pairs, unique_pa
 from src.core.errors import UsageError
 from src.core.hot_nodes import cypher_query
 from src.core.pyg_stores import CypherGraphStore
-from src.core.record import DatasetRecord
+from src.core.record import DatasetRecord, recorded_load_seconds
 from src.core.row_fetch import DatabaseFeatureStore
 from src.core.schema import GraphSchema, validate_dataset_name
 from src.ladybugdb.client import LOAD_HINT, LadybugClient, add_ladybug_args, default_path, path_from_args
@@ -145,8 +145,4 @@ def load_seconds(dataset: str, flags: Sequence[str], env: dict[str, str]) -> flo
     flags = list(flags)
     path = flags[flags.index("--ladybug_path") + 1] if "--ladybug_path" in flags else default_path(dataset)
     with LadybugClient(path, buffer_mb=64) as client:
-        hetero = hetero_record(client, dataset)
-        if hetero is not None:
-            return None if hetero.get("load_seconds") is None else float(hetero["load_seconds"])
-        record = dataset_record(client, dataset)
-        return None if record is None else record.load_seconds
+        return recorded_load_seconds(hetero_record(client, dataset), lambda: dataset_record(client, dataset))

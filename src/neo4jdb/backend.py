@@ -24,7 +24,7 @@ from src.core.edge_split import HELD_OUT, EdgeSplit, EdgeSplitSpec
 from src.core.errors import Neo4jUnavailable, UsageError, UserError
 from src.core.lossy_codecs import BYTES_PER_VALUE
 from src.core.memory_limit import batch_bytes, check_fits, step_bytes
-from src.core.record import DatasetRecord
+from src.core.record import DatasetRecord, recorded_load_seconds
 from src.core.schema import GraphSchema, validate_dataset_name
 from src.feature_store import Neo4jFeatureStore
 from src.graph_sampler import Neo4jNeighborSampler
@@ -254,8 +254,4 @@ def load_seconds(dataset: str, flags: Sequence[str], env: dict[str, str]) -> flo
         info = LocalNeo4j(root=Path(env["GNN_NEO4J_DIR"])).connection_info() or {}
         settings = Neo4jSettings(uri=info.get("uri", ""), password=info.get("password", ""), local=True)
     with connect(settings) as client:
-        hetero = hetero_record(client, dataset)  # no label/rel_type: not a DatasetRecord
-        if hetero is not None:
-            return None if hetero.get("load_seconds") is None else float(hetero["load_seconds"])
-        record = dataset_record(client, dataset)
-        return None if record is None else record.load_seconds
+        return recorded_load_seconds(hetero_record(client, dataset), lambda: dataset_record(client, dataset))
