@@ -101,6 +101,8 @@ def run_job(job: str, args: argparse.Namespace, training: list[str], out: Path, 
     backend, extra = JOBS[job]
     if backend == "neo4j" and args.projection_mb > 0:
         extra = [*extra, "--projection_mb", f"{args.projection_mb:g}"]
+    if backend == "neo4j" and args.decode_rows:
+        extra = [*extra, "--decode_rows", args.decode_rows]
     name = f"{args.dataset}-{job}-{args.ranks}r-{args.stamp}-{index}" + ("-capped" if args.limit else "")
     before = load_average()
     run, error, cgroup = capped_run(backend, name, dataset=args.dataset, ranks=args.ranks, out=out,
@@ -166,6 +168,8 @@ def main() -> int:
     p.add_argument("--projection_mb", type=float, default=0.0,
                    help="the Neo4j job's server projection budget (its --projection_mb; the in-memory jobs have "
                         "no such flag; default: %(default)s = read the store)")
+    p.add_argument("--decode_rows", default=None, choices=("fetch", "step"),
+                   help="the Neo4j job's --decode_rows (when its int8 rows become float32; default: the trainer's)")
     p.add_argument("--out", default=str(REPO / "bench_out" / "products"), help="output folder (default: %(default)s)")
     p.add_argument("training", nargs="*", help="training flags after -- (replace the defaults)")
     args = p.parse_args()
@@ -180,7 +184,8 @@ def main() -> int:
     facts = server_facts()
     header = (f"# {args.dataset}, {args.ranks} ranks\n\ntraining flags: `{' '.join(training)}`"
               + (f"; every rank in a {args.limit} memory cgroup" if args.limit else "")
-              + (f"; the Neo4j job with `--projection_mb {args.projection_mb:g}`" if args.projection_mb > 0 else "") + "\n\n")
+              + (f"; the Neo4j job with `--projection_mb {args.projection_mb:g}`" if args.projection_mb > 0 else "")
+              + (f"; the Neo4j job with `--decode_rows {args.decode_rows}`" if args.decode_rows else "") + "\n\n")
     rows: list[JobRow] = []
     for i, job in enumerate(jobs):
         print(f"[{time.strftime('%H:%M:%S')}] {job} ...", flush=True)

@@ -2,7 +2,7 @@
 # ogbn-products' shape end to end, unattended: start Neo4j, generate and import the graph, train every backend.
 #
 #   bash jobs/products_scale.sh [--num_nodes 2449029] [--feature_format int8] [--heap 3g] [--pagecache 2g]
-#        [--projection_mb 1400] [--jobs neo4j,full,partitioned] [--limit L] [--partition_method random]
+#        [--projection_mb 1400] [--jobs neo4j,full,partitioned] [--limit L] [--partition_method random] [--decode_rows step]
 #        [--out bench_out/products] [-- training flags, replacing bench/products_scale.py's seed flags]
 #
 #   --num_nodes N        nodes of the products-shaped synthetic graph (edges and split scale at products' degree;
@@ -11,7 +11,7 @@
 #                        a quarter of the bytes over Bolt; the trainer decodes to float32)
 #   --heap, --pagecache  the local Neo4j's memory (default 3g / 2g); ignored when NEO4J_URI names your server
 #   --projection_mb MB   the Neo4j trainer's in-heap projection budget (default 1400; under half the heap)
-#   --jobs, --limit, --partition_method, --out   passed to bench/products_scale.py (see its --help)
+#   --jobs, --limit, --partition_method, --out, --decode_rows   passed to bench/products_scale.py (see its --help)
 #
 # Steps: (1) bash jobs/neo4j.sh start (a no-op when it runs); (2) loaders/load_into_neo4j.py --dataset synthetic
 # --preset products --method auto (a no-op when the graph is loaded; the disk is checked before generating; the
@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
     --heap) heap=$2; shift 2 ;;
     --pagecache) pagecache=$2; shift 2 ;;
     --projection_mb) projection=$2; shift 2 ;;
-    --jobs|--limit|--partition_method|--out) bench+=("$1" "$2"); shift 2 ;;
+    --jobs|--limit|--partition_method|--out|--decode_rows) bench+=("$1" "$2"); shift 2 ;;
     -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     *) echo "error: unknown option $1 (see bash jobs/products_scale.sh --help)" >&2; exit 2 ;;
