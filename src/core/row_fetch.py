@@ -295,8 +295,9 @@ class DatabaseFeatureStore(NodeRowStore):
 
     def _read_into(self, ids: np.ndarray, x: np.ndarray | None = None, y: np.ndarray | None = None,
                    at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Rows (dense float32, or stored bytes when :attr:`defers_decode`) and labels of ``ids`` (unique unless :attr:`_reads_repeats`) read from the database,
-        into ``x[at]``, ``y[at]`` (``at`` None: rows ``0..len(ids)-1``; new arrays when ``x`` is None)."""
+        """Rows (dense float32, or the stored bytes when :attr:`defers_decode`) and labels of ``ids`` (unique unless
+        :attr:`_reads_repeats`) read from the database, into ``x[at]``, ``y[at]`` (``at`` None: rows
+        ``0..len(ids)-1``; new arrays when ``x`` is None)."""
         rows, labels = self._stored_rows(ids)
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         if x is None:
