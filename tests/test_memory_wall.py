@@ -144,16 +144,30 @@ def test_batch_estimate_counts_distinct_nodes_as_uniform_draws() -> None:
 
 
 def test_neo4j_estimate_agrees_with_the_products_shape_runs() -> None:
-    """Measured (bench/RESULTS.md, huge pages instead of a retained heap; 2 ranks, 1024 seeds, fanouts 15,10,5, hidden
-    256, 100 features, 1 loader thread, rows by gnn.fetchRows, ~800 MiB in use at the check): trained under 3 GiB at
-    0.5M, 1M and 2.45M nodes, with cgroup peaks of 1,594 MiB at 0.5M and up to 2,229 MiB at 2.45M. The preflight must
-    let all of them through 3 GiB, and refuse 2 GiB at 2.45M (below that peak) but not at 0.5M."""
-    from src.core.memory_limit import RUNTIME_MARGIN, batch_bytes, step_bytes
+    """Measured (bench/RESULTS.md, 2 ranks, 1024 seeds, fanouts 15,10,5, hidden 256, 100 features, 1 loader thread,
+    rows by gnn.fetchRows, ~800 MiB in use at the check). Rows decoded as fetched: trained under 3 GiB at 0.5M, 1M and
+    2.45M nodes, cgroup peaks 1,594 MiB at 0.5M and up to 2,229 MiB at 2.45M: 3 GiB passes everywhere, 2 GiB is
+    refused at 2.45M (below that peak) but not at 0.5M. Int8 rows decoded at the step (``--decode_rows step``):
+    cgroup peaks 1,575-1,682 MiB at 0.5M and 1M, 1,825 MiB at 2.45M: 3 GiB passes at every size up to 5M nodes,
+    1.5 GiB is refused at 2.45M, 2 GiB passes at 0.5M, and the estimate is below the decoded-at-fetch one."""
+    from src.core.lossy_codecs import UINT8_AFFINE
+    from src.core.memory_limit import RUNTIME_MARGIN, step_bytes
+    from src.core.record import DatasetRecord
+    from src.neo4jdb.access import Neo4jAccess
+    from src.neo4jdb.backend import _batches_bytes
 
-    def fits(num_nodes: int, limit_mib: int) -> bool:
-        need = (800 << 20) + RUNTIME_MARGIN * (batch_bytes(1024, [15, 10, 5], num_nodes, 100, 2, copies=1)
-                                               + step_bytes(1024, [15, 10, 5], num_nodes, 100, 256))
-        return need <= limit_mib << 20
+    cfg = TrainConfig(batch_size=1024, fanouts=(15, 10, 5), hidden_channels=256, num_loader_threads=1)
+    access = Neo4jAccess(use_procedures=True, adj_prop="nbrs", projection_mb=1400)
 
-    assert fits(500_000, 3072) and fits(1_000_000, 3072) and fits(2_449_029, 3072)
-    assert not fits(2_449_029, 2048) and fits(500_000, 2048)
+    def need_mib(num_nodes: int, deferred: bool) -> float:
+        record = DatasetRecord(name="p", label="P", rel_type="R", num_nodes=num_nodes, num_edges=0, num_features=100,
+                               num_classes=47, feature_encoding=UINT8_AFFINE)
+        work = _batches_bytes(cfg, record, access, deferred) + step_bytes(1024, [15, 10, 5], num_nodes, 100, 256)
+        return ((800 << 20) + RUNTIME_MARGIN * work) / 2**20
+
+    sizes = (500_000, 1_000_000, 2_449_029)
+    assert all(need_mib(n, False) <= 3072 for n in sizes)
+    assert need_mib(2_449_029, False) > 2048 >= need_mib(500_000, False)
+    assert all(need_mib(n, True) <= 3072 for n in (*sizes, 5_000_000))
+    assert need_mib(2_449_029, True) > 1536 and need_mib(500_000, True) <= 2048
+    assert all(need_mib(n, True) < need_mib(n, False) for n in sizes)

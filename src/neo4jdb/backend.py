@@ -196,13 +196,14 @@ def _batches_bytes(cfg: TrainConfig, record: DatasetRecord, access: Neo4jAccess,
 
     gnn.fetchRows decodes each call's ~16 MiB of rows straight into the batch; the Cypher path holds the batch's
     stored bytes until they are decoded. With ``deferred`` (``--decode_rows step``, rows stored compressed) only the
-    step's batch is float32, the queued ones hold the stored bytes."""
+    step's batch is float32 (with its stored bytes while it is decoded), the queued ones hold the stored bytes."""
     size = (cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features)
     copies = 1 if access.use_procedures else 2
     width = BYTES_PER_VALUE.get(record.feature_encoding) if deferred else None
     if width is None:
         return batch_bytes(*size, cfg.num_loader_threads + 1, copies=copies)
-    return batch_bytes(*size, 1, copies=copies) + batch_bytes(*size, cfg.num_loader_threads, feature_itemsize=width)
+    return (batch_bytes(*size, 1, copies=copies, feature_itemsize=4 + width)
+            + batch_bytes(*size, cfg.num_loader_threads, feature_itemsize=width))
 
 
 def _raise_if_dataset_changed(client: Neo4jClient, backend: Neo4jBackend, exc: Exception) -> None:
