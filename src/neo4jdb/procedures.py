@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 import weakref
+from typing import Callable
 
 import neo4j
 import numpy as np
@@ -218,31 +219,36 @@ def fetch_rows(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num
     ids = np.asarray(ids, dtype=np.int64)
     if num_features is None and (encoding != DENSE or out is not None):
         raise ValueError(f"num_features is needed to decode {encoding} rows" + (" into out" if out is not None else ""))
-    recs, chunks = _fetch_records(client, schema, ids, row_bytes or (4 * num_features if num_features else None),
-                                  projection_mb)
-    if num_features is None:
-        num_features = len(recs[0]["x"]) // (4 * len(chunks[0])) if recs else 0
-    if out is None:
-        out = np.empty((len(ids), num_features), dtype=np.float32), np.empty(len(ids), dtype=np.int64)
-    x, y = out
-    start, began = 0, time.perf_counter()
-    for rec, chunk in zip(recs, chunks):
-        stop = start + len(chunk)
-        lengths = np.frombuffer(rec["lengths"], dtype="<i4")
-        rows = slice(start, stop) if at is None else at[start:stop]
-        with stored_rows_errors(schema, encoding, num_features):
-            place_rows(rec["x"], lengths, num_features, encoding, out=x, at=rows, quant=quant)
+    placed = {"out": out, "features": num_features, "seconds": 0.0}
+
+    def place(rec: neo4j.Record, chunk: np.ndarray, start: int) -> None:
+        began = time.perf_counter()
+        if placed["features"] is None:  # dense float32 rows of unknown width: from the first answer
+            placed["features"] = len(rec["x"]) // (4 * len(chunk))
+        if placed["out"] is None:
+            placed["out"] = (np.empty((len(ids), placed["features"]), dtype=np.float32), np.empty(len(ids), dtype=np.int64))
+        x, y = placed["out"]
+        rows = slice(start, start + len(chunk)) if at is None else at[start:start + len(chunk)]
+        with stored_rows_errors(schema, encoding, placed["features"]):
+            place_rows(rec["x"], np.frombuffer(rec["lengths"], dtype="<i4"), placed["features"], encoding, out=x,
+                       at=rows, quant=quant)
         y[rows] = np.frombuffer(rec["y"], dtype="<i8")
-        start = stop
-    call_times.current().decode_s += time.perf_counter() - began
-    return x, y
+        placed["seconds"] += time.perf_counter() - began
+
+    _fetch_records(client, schema, ids, row_bytes or (4 * num_features if num_features else None), projection_mb,
+                   place)
+    call_times.current().decode_s += placed["seconds"]
+    if placed["out"] is None:  # no ids
+        placed["out"] = np.empty((0, placed["features"] or 0), dtype=np.float32), np.empty(0, dtype=np.int64)
+    return placed["out"]
 
 
 def fetch_rows_csr(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *, num_features: int,
                    row_bytes: int | None = None, projection_mb: float = 0.0) -> tuple[sp.csr_matrix, np.ndarray]:
     """As :func:`fetch_rows` for sparse-stored rows, but ``x`` stays sparse: CSR ``[len(ids), F]``."""
     ids = np.asarray(ids, dtype=np.int64)
-    recs, _ = _fetch_records(client, schema, ids, row_bytes, projection_mb)
+    recs: list[neo4j.Record] = []
+    _fetch_records(client, schema, ids, row_bytes, projection_mb, lambda rec, _chunk, _start: recs.append(rec))
     raw = b"".join(rec["x"] for rec in recs)
     lengths = np.concatenate([np.frombuffer(rec["lengths"], dtype="<i4") for rec in recs]) if recs else np.zeros(0)
     with stored_rows_errors(schema, SPARSE, num_features):
@@ -252,23 +258,26 @@ def fetch_rows_csr(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, *,
 
 
 def _fetch_records(client: Neo4jClient, schema: GraphSchema, ids: np.ndarray, row_bytes: int | None,
-                   projection_mb: float) -> tuple[list[neo4j.Record], list[np.ndarray]]:
-    """``gnn.fetchRows`` answers for ``ids`` in calls of :func:`rows_per_call` rows (one transaction)."""
+                   projection_mb: float, consume: Callable[[neo4j.Record, np.ndarray, int], None]) -> None:
+    """``gnn.fetchRows`` answers for ``ids`` in calls of :func:`rows_per_call` rows (one transaction), each handed to
+    ``consume(record, its ids, position of its first id)`` as it arrives: a batch's stored rows are then never all
+    held at once (a retried transaction consumes its answers again, to the same places)."""
     step = rows_per_call(row_bytes)
-    chunks = [ids[i:i + step] for i in range(0, len(ids), step)]
     base = {"label": schema.label, "id_prop": schema.id_prop, "x_prop": schema.x_prop, "y_prop": schema.y_prop,
             "projection_mb": float(projection_mb)}
     query = _rows_query(projection_mb)
 
-    def work(tx: neo4j.ManagedTransaction) -> list[neo4j.Record]:
-        return [call_times.single(tx, "gnn.fetchRows", query, {**base, "ids": _pack(chunk)}) for chunk in chunks]
+    def work(tx: neo4j.ManagedTransaction) -> None:
+        for start in range(0, len(ids), step):
+            chunk = ids[start:start + step]
+            rec = call_times.single(tx, "gnn.fetchRows", query, {**base, "ids": _pack(chunk)})
+            if rec["missing"]:
+                raise UserError(f"nodes {list(rec['missing'])[:5]} of dataset {schema.dataset!r} are missing in "
+                                f"Neo4j; reload it with `python loaders/load_into_neo4j.py --dataset {schema.dataset}`")
+            consume(rec, chunk, start)
 
-    recs = client.read_tx(work) if chunks else []
-    missing = [i for rec in recs for i in rec["missing"]]
-    if missing:
-        raise UserError(f"nodes {missing[:5]} of dataset {schema.dataset!r} are missing in Neo4j; "
-                        f"reload it with `python loaders/load_into_neo4j.py --dataset {schema.dataset}`")
-    return recs, chunks
+    if len(ids):
+        client.read_tx(work)
 
 
 HOT_NODES_PROCEDURE = "gnn.hotNodes"
