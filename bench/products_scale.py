@@ -46,8 +46,40 @@ SEED_FLAGS = ["--epochs", "3", "--max_steps_per_epoch", "50", "--eval_every", "3
 JOBS = {"neo4j": ("neo4j", []), "full": ("in_memory", ["--full_graph"]), "partitioned": ("in_memory", [])}
 
 
+class CappedOutcome:
+    """What a job under a memory limit came to, from its ``run`` (None: it failed), ``error`` (its one-line error)
+    and ``cgroup`` rows (one per capped Python process; the ranks are the large ones)."""
+
+    run: BackendRun | None
+    error: str | None
+    cgroup: list[dict]
+
+    @property
+    def cgroup_peak_mb(self) -> float | None:
+        return max((c["peak"] / 2**20 for c in self.cgroup if c.get("peak")), default=None)
+
+    @property
+    def outcome(self) -> str:
+        """``trained``, ``OOM-killed: <error>`` or ``refused: `<error>```."""
+        if self.run is not None:
+            return "trained"
+        if any(c.get("oom_killed") for c in self.cgroup):
+            return f"OOM-killed: {self.error}"
+        return f"refused: `{self.error}`"
+
+    @property
+    def estimate_mb(self) -> float | None:
+        return refusal_estimate(self.error)
+
+    def wall_point(self, nodes: int, label: str, limit: str | None) -> WallPoint:
+        """This job as a point of the memory-wall figure (bench/memory_wall.py)."""
+        m = self.run.metrics if self.run else None
+        return WallPoint(nodes, label, limit and parse_size(limit) / 2**20, self.outcome.split(":")[0],
+                         m and m.median_epoch_time, m and m.peak_rss_mb, self.cgroup_peak_mb, self.estimate_mb)
+
+
 @dataclass
-class JobRow:
+class JobRow(CappedOutcome):
     job: str
     limit: str | None
     run: BackendRun | None
@@ -117,15 +149,7 @@ def wall_points(rows: list[JobRow], dataset: str) -> list[WallPoint]:
     m = re.search(r"_n(\d+)_", dataset)
     if m is None:
         return []
-    points = []
-    for r in rows:
-        peak = max((c["peak"] / 2**20 for c in r.cgroup if c.get("peak")), default=None)
-        outcome = "trained" if r.run else ("OOM-killed" if any(c.get("oom_killed") for c in r.cgroup) else "refused")
-        m_ = r.run.metrics if r.run else None
-        points.append(WallPoint(int(m.group(1)), r.job + (f"@{r.limit}" if r.limit else ""),
-                                r.limit and parse_size(r.limit) / 2**20, outcome, m_ and m_.median_epoch_time,
-                                m_ and m_.peak_rss_mb, peak, refusal_estimate(r.error)))
-    return points
+    return [r.wall_point(int(m.group(1)), r.job + (f"@{r.limit}" if r.limit else ""), r.limit) for r in rows]
 
 
 def server_facts() -> dict[str, str]:
@@ -144,12 +168,9 @@ def table(rows: list[JobRow], facts: dict[str, str]) -> str:
     lines = [head, "|---|---|---|" + "---:|" * (head.count("|") - 4)]
     for r in rows:
         m = r.run.metrics if r.run else None
-        peak = max((c["peak"] for c in r.cgroup if c.get("peak")), default=None)
-        oom = any(c.get("oom_killed") for c in r.cgroup)
-        outcome = "trained" if r.run else (f"OOM-killed: {r.error}" if oom else f"refused: `{r.error}`")
-        lines.append(f"| {r.job} | {r.limit or '-'} | {outcome} | {fmt(r.prepare_s, '.0f')} | "
+        lines.append(f"| {r.job} | {r.limit or '-'} | {r.outcome} | {fmt(r.prepare_s, '.0f')} | "
                      f"{fmt(m and m.median_epoch_time, '.2f')} | {fmt(m and m.seeds_per_s, '.0f')} | "
-                     f"{fmt(m and m.peak_rss_mb, '.0f')} | {fmt(peak and peak / 2**20, '.0f')} | "
+                     f"{fmt(m and m.peak_rss_mb, '.0f')} | {fmt(r.cgroup_peak_mb, '.0f')} | "
                      f"{fmt(m and m.peak_neo4j_rss_mb, '.0f')} | {fmt(m and m.test_acc_at_best_val, '.3f')} | "
                      f"{r.load_before:.1f} / {r.load_after:.1f} |")
     lines.append(f"\nNeo4j: heap {facts['heap']}, page cache {facts['pagecache']}, store {facts['store_gib']} GiB on disk.")

@@ -49,9 +49,9 @@ from typing import Sequence
 REPO = Path(__file__).resolve().parent.parent
 
 from compare_backends import BackendRun, draw, fmt, load_average, ratio
-from memory_wall import WallPoint, refusal_estimate, write_points
+from memory_wall import WallPoint, write_points
 from memory_wall import plot as plot_wall
-from products_scale import JOBS, capped_run
+from products_scale import JOBS, CappedOutcome, capped_run
 
 from src.backends import registry
 
@@ -80,7 +80,7 @@ class Job:
 
 
 @dataclass
-class JobResult:
+class JobResult(CappedOutcome):
     """A job of one size: its run, or the one-line error that ended it (a preflight refusal)."""
 
     job: Job
@@ -89,22 +89,6 @@ class JobResult:
     cgroup: list[dict]  # one row per capped Python process (the ranks are the large ones)
     load_before: float
     load_after: float
-
-    @property
-    def cgroup_peak_mb(self) -> float | None:
-        return max((c["peak"] / 2**20 for c in self.cgroup if c.get("peak")), default=None)
-
-    @property
-    def outcome(self) -> str:
-        if self.run is not None:
-            return "trained"
-        if any(c.get("oom_killed") for c in self.cgroup):
-            return f"OOM-killed: {self.error}"
-        return f"refused: `{self.error}`"
-
-    @property
-    def estimate_mb(self) -> float | None:
-        return refusal_estimate(self.error)
 
 
 def parse_jobs(text: str) -> list[Job]:
@@ -264,10 +248,7 @@ def sweep_table(results: Sequence[SizeResult], reference: str) -> str:
 
 def wall_points(results: Sequence[SizeResult]) -> list[WallPoint]:
     """Every job of every size as a point of the memory-wall figure (bench/memory_wall.py)."""
-    return [WallPoint(res.num_nodes, r.job.label, r.job.limit and parse_size(r.job.limit) / 2**20,
-                      r.outcome.split(":")[0], r.run and r.run.metrics.median_epoch_time,
-                      r.run and r.run.metrics.peak_rss_mb, r.cgroup_peak_mb, r.estimate_mb)
-            for res in results for r in res.jobs]
+    return [r.wall_point(res.num_nodes, r.job.label, r.job.limit) for res in results for r in res.jobs]
 
 
 def main() -> int:

@@ -155,20 +155,11 @@ def decode_rows(raw: bytes, lengths: np.ndarray, num_features: int, encoding: st
     if addressed != n:
         raise ValueError(f"out has {addressed} rows addressed for {n} stored rows")
     if encoding == DENSE:
-        if n and (lengths != 4 * num_features).any():
-            bad = int(lengths[lengths != 4 * num_features][0])
-            raise ValueError(f"a row holds {bad} bytes, expected {4 * num_features} ({num_features} float32)")
-        rows = np.frombuffer(raw, dtype="<f4").reshape(n, num_features)
-        if isinstance(at, slice):
-            out[at] = rows
-        else:
-            put_rows(out, at, rows)
+        _check_widths(lengths, 4 * num_features, f"{num_features} float32")
+        _put_at(out, at, np.frombuffer(raw, dtype="<f4").reshape(n, num_features))
         return out
     if encoding in LOSSY_ENCODINGS:
-        width = BYTES_PER_VALUE[encoding] * num_features
-        if n and (lengths != width).any():
-            bad = int(lengths[lengths != width][0])
-            raise ValueError(f"a row holds {bad} bytes, expected {width} ({num_features} {encoding} values)")
+        _check_widths(lengths, BYTES_PER_VALUE[encoding] * num_features, f"{num_features} {encoding} values")
         if isinstance(at, slice) and out[at].flags.c_contiguous:
             decode_lossy(raw, n, num_features, encoding, quant, out=out[at])
         else:
@@ -195,15 +186,22 @@ def place_rows(raw: bytes, lengths: np.ndarray, num_features: int, encoding: str
     lengths = np.asarray(lengths, dtype=np.int64)
     if out.ndim != 2 or out.shape[1] != width:
         raise ValueError(f"out is uint8 {out.shape}, expected stored rows of {width} bytes")
+    _check_widths(lengths, width, f"{num_features} {encoding} values")
+    _put_at(out, slice(None) if at is None else at, np.frombuffer(raw, dtype=np.uint8).reshape(len(lengths), width))
+    return out
+
+def _check_widths(lengths: np.ndarray, width: int, what: str) -> None:
+    """Every stored row of a fixed-width encoding holds ``width`` bytes (``what``: what they are), else a ValueError."""
     if len(lengths) and (lengths != width).any():
         bad = int(lengths[lengths != width][0])
-        raise ValueError(f"a row holds {bad} bytes, expected {width} ({num_features} {encoding} values)")
-    rows = np.frombuffer(raw, dtype=np.uint8).reshape(len(lengths), width)
-    if at is None or isinstance(at, slice):
-        out[slice(None) if at is None else at] = rows
+        raise ValueError(f"a row holds {bad} bytes, expected {width} ({what})")
+
+def _put_at(out: np.ndarray, at: np.ndarray | slice, rows: np.ndarray) -> None:
+    """``out[at] = rows``: a slice assigned, row indices through :func:`put_rows`."""
+    if isinstance(at, slice):
+        out[at] = rows
     else:
         put_rows(out, at, rows)
-    return out
 
 def stored_width(encoding: str, num_features: int) -> int:
     """Bytes of one stored row of a fixed-width (compressed) encoding; a ValueError for float32 and sparse rows,

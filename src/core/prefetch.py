@@ -37,8 +37,8 @@ class PrefetchLoader:
     Each batch carries ``t_sample`` (``collate_fn``), ``t_fetch`` (``filter_fn``) and ``t_wait``
     (how long the consumer blocked for it), all in seconds.  ``finish`` (optional) runs on each batch
     in the consumer's thread as it is handed over (``t_decode``): work that would make a batch bigger
-    while it waits in the queue, such as decoding compressed feature rows (``--decode_rows step``).  ``num_threads=0`` loads each batch
-    synchronously when asked for (then ``t_wait`` is the whole load time).  An exception in a
+    while it waits in the queue, such as decoding compressed feature rows (``--decode_rows step``).
+    ``num_threads=0`` loads each batch synchronously when asked for (then ``t_wait`` is the whole load time).  An exception in a
     worker is re-raised in the consumer; stopping early (``break``) or an exception cancels
     queued batches and joins the threads when the iterator is closed.  A ``for`` loop closes it
     on ``break``; an iterator held in a variable (or in a live traceback) is closed when it is

@@ -145,7 +145,7 @@ class DatabaseFeatureStore(NodeRowStore):
         """Whether :meth:`fetch` hands out ``x`` as the stored bytes (uint8 ``[n, stored width]``, decoded by
         :meth:`decode_batch_x`): asked for (:attr:`defer_decode`), rows stored compressed, and no cache (which
         holds decoded rows)."""
-        return self.defer_decode and self.encoding in LOSSY_ENCODINGS and self.cache is None
+        return keeps_rows_encoded(self.defer_decode, self.encoding, self.cache is not None)
 
     def _new_batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Empty ``x`` (float32 rows, or stored bytes when :attr:`defers_decode`) and ``y`` of a batch of ``n``."""
@@ -319,6 +319,11 @@ class DatabaseFeatureStore(NodeRowStore):
         """``x`` (sparse COO when :attr:`sparse_rows`, else dense) and ``y`` as tensors (the PyG path)."""
         x, y = self.fetch_sparse(ids) if self.sparse_rows else self.fetch(ids)
         return rows_to_torch(x), torch.from_numpy(y)
+
+def keeps_rows_encoded(requested: bool, encoding: str, cached: bool) -> bool:
+    """Whether a batch's rows stay as stored until the step: asked for (``--decode_rows step``), stored compressed,
+    and no feature cache (which holds decoded rows). The store and the preflight both ask this."""
+    return requested and encoding in LOSSY_ENCODINGS and not cached
 
 def _increasing(positions: np.ndarray, n: int) -> np.ndarray:
     """``np.sort(positions)`` for distinct positions in ``[0, n)``: a mask and one scan instead of a sort."""

@@ -25,6 +25,7 @@ from src.core.errors import Neo4jUnavailable, UsageError, UserError
 from src.core.lossy_codecs import BYTES_PER_VALUE
 from src.core.memory_limit import batch_bytes, check_fits, step_bytes
 from src.core.record import DatasetRecord, recorded_load_seconds
+from src.core.row_fetch import keeps_rows_encoded
 from src.core.schema import GraphSchema, validate_dataset_name
 from src.feature_store import Neo4jFeatureStore
 from src.graph_sampler import Neo4jNeighborSampler
@@ -171,8 +172,9 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
         record = require_loaded(client, cfg.dataset)
         access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
                                      projection_mb=args.projection_mb)
+        deferred = keeps_rows_encoded(args.decode_rows == "step", record.feature_encoding, cached=args.cache_mb > 0)
         check_fits(f"the Neo4j trainer of {record.name} (batch {cfg.batch_size}, fanouts {cfg.fanouts})",
-                   {"batches": _batches_bytes(cfg, record, access, args.cache_mb == 0 and args.decode_rows == "step"),
+                   {"batches": _batches_bytes(cfg, record, access, deferred),
                     "training step": step_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
                                                 cfg.hidden_channels),
                     "feature cache": int(args.cache_mb * 2**20)},
@@ -196,12 +198,13 @@ def _batches_bytes(cfg: TrainConfig, record: DatasetRecord, access: Neo4jAccess,
 
     gnn.fetchRows decodes each call's ~16 MiB of rows straight into the batch; the Cypher path holds the batch's
     stored bytes until they are decoded. With ``deferred`` (``--decode_rows step``, rows stored compressed) only the
-    step's batch is float32 (with its stored bytes while it is decoded), the queued ones hold the stored bytes."""
+    step's batch is float32 (with its stored bytes while it is decoded), the queued ones hold the stored bytes
+    (``deferred``: :func:`~src.core.row_fetch.keeps_rows_encoded`)."""
     size = (cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features)
     copies = 1 if access.use_procedures else 2
-    width = BYTES_PER_VALUE.get(record.feature_encoding) if deferred else None
-    if width is None:
+    if not deferred:
         return batch_bytes(*size, cfg.num_loader_threads + 1, copies=copies)
+    width = BYTES_PER_VALUE[record.feature_encoding]
     return (batch_bytes(*size, 1, copies=copies, feature_itemsize=4 + width)
             + batch_bytes(*size, cfg.num_loader_threads, feature_itemsize=width))
 
