@@ -34,6 +34,10 @@ from src.core.huge_pages import enable_huge_pages  # noqa: E402
 
 enable_huge_pages()
 
+from src.core.malloc_threshold import fix_mmap_threshold  # noqa: E402
+
+fix_mmap_threshold()
+
 # PyG 2.8 calls torch.jit.script at import time, which torch 2.15 deprecates with a FutureWarning
 # on every run; it is not ours to fix and would sit above every one-line error message.
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)

@@ -10,6 +10,7 @@ cora training run is as accurate as float32's.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from src.neo4jdb.load.bulk_import import write_import_arrays
 from src.neo4jdb.load.ensure import ensure_loaded
 from src.neo4jdb.load.records import require_loaded
 from src.neo4jdb.local import LocalNeo4j
+from src.train.chunked_layer import EncodedRows
 from src.train.config import TrainConfig
 from src.train.loop import train
 
@@ -200,26 +202,31 @@ def test_batches_and_normaliser_over_compressed_rows(client, synth: GraphDataset
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_rows_decoded_at_the_step_are_those_decoded_at_fetch(client, synth: GraphDataset, loaded, fmt: str) -> None:
     """``--decode_rows step``: a queued batch holds the stored bytes (1-2 per value), the step gets the very floats
-    an immediate decode gives, on both read paths and through the normaliser, which then runs after the decode."""
+    an immediate decode gives, on both read paths and through the normaliser, which then runs after the decode.
+    ``layer``: the step gets the stored bytes themselves (EncodedRows), whose decode, normaliser included, is again
+    those floats."""
     schema, record = loaded[fmt]
     width = row_bytes(record.feature_encoding, record.num_features)
     assert width < 4 * record.num_features
     for access in (Neo4jAccess(use_procedures=True, adj_prop="nbrs"), Neo4jAccess.cypher()):
         got = {}
-        for mode in ("fetch", "step"):
+        for mode in ("fetch", "step", "layer"):
             backend = Neo4jBackend(client, record, fanouts=[5, 5], batch_size=256, num_loader_threads=1,
                                    access=access, decode_rows=mode)
-            assert backend.feature_store.defers_decode == (mode == "step")
+            assert backend.feature_store.defers_decode == (mode != "fetch")
+            assert backend.rows_to_layer == (mode == "layer")
             backend.normalize_features("standard")
             loader = backend.make_loader(backend.split_nodes("train"), shuffle=True, seed=3)
             queued = loader._load(list(range(64)))  # what a prefetch thread leaves in the queue
-            assert queued.x.dtype == (torch.uint8 if mode == "step" else torch.float32)
-            assert queued.x.shape[1] == (width if mode == "step" else record.num_features)
+            assert queued.x.dtype == (torch.float32 if mode == "fetch" else torch.uint8)
+            assert queued.x.shape[1] == (record.num_features if mode == "fetch" else width)
             got[mode] = [(b.n_id, b.x, getattr(b, "t_decode", None)) for b in loader]
-        assert len(got["fetch"]) == len(got["step"]) > 1
-        for (n_f, x_f, t_f), (n_s, x_s, t_s) in zip(got["fetch"], got["step"]):
-            assert torch.equal(n_f, n_s) and x_s.dtype == torch.float32
+        assert len(got["fetch"]) == len(got["step"]) == len(got["layer"]) > 1
+        for (n_f, x_f, t_f), (n_s, x_s, t_s), (n_l, x_l, _) in zip(got["fetch"], got["step"], got["layer"]):
+            assert torch.equal(n_f, n_s) and torch.equal(n_f, n_l) and x_s.dtype == torch.float32
+            assert isinstance(x_l, EncodedRows) and x_l.codes.dtype == torch.uint8 and x_l.codes.shape[1] == width
             assert torch.equal(x_f.view(torch.int32), x_s.view(torch.int32))
+            assert torch.equal(x_f.view(torch.int32), x_l.decoded().view(torch.int32))
             assert t_f is None and t_s >= 0
 
 
@@ -266,6 +273,24 @@ def test_cora_accuracy_within_tolerance_of_float32(client, loaded_dataset, tmp_p
     assert acc["dense"] > 0.7, acc
     for fmt in FORMATS:
         assert abs(acc[fmt] - acc["dense"]) <= 0.02, acc
+
+
+@pytest.mark.neo4j
+def test_rows_decoded_in_the_first_layer_train_the_same_run(client, synth: GraphDataset, loaded, tmp_path: Path) -> None:
+    """``--decode_rows layer`` trains, step for step, the run ``fetch`` trains: the same losses, bit for bit (dense
+    rows: both take the chunked first layer), with dropout and the normaliser on."""
+    _, record = loaded["int8"]
+    losses = {}
+    for mode in ("fetch", "layer"):
+        backend = Neo4jBackend(client, record, fanouts=[5, 5], batch_size=128, num_loader_threads=1, decode_rows=mode)
+        cfg = TrainConfig(dataset=record.name, fanouts=(5, 5), num_layers=2, hidden_channels=32, batch_size=128,
+                          lr=0.01, epochs=2, seed=0, dropout=0.5, normalize_features="standard",
+                          log_dir=str(tmp_path / "logs"), checkpoint_dir=str(tmp_path / "ckpt"), run_name=mode,
+                          num_loader_threads=1)
+        train(backend, cfg)
+        events = [json.loads(line) for line in (tmp_path / "logs" / mode / "rank0.jsonl").read_text().splitlines()]
+        losses[mode] = [e["loss"] for e in events if e["event"] == "step"]
+    assert len(losses["fetch"]) > 10 and losses["fetch"] == losses["layer"]
 
 
 # ------------------------------------------------------------------------------ offline import (own server)

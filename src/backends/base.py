@@ -24,6 +24,7 @@ from src.core.feature_stats import FeatureStats
 from src.core.prefetch import PrefetchLoader
 from src.core.sampling import HopSampler
 from src.core.schema import SPLITS
+from src.train.chunked_layer import EncodedRows
 
 
 class Backend(ABC):
@@ -100,24 +101,40 @@ class Backend(ABC):
 
         return transform
 
+    rows_to_layer = False  # --decode_rows layer: deferred rows reach the model still encoded
+
     def _deferred_decode(self) -> Callable[[Tensor], Tensor] | None:
-        """Decodes a batch's ``x`` kept as stored bytes until the step takes it (``--decode_rows step``); None:
+        """Decodes a batch's ``x`` kept as stored bytes until the step takes it (``--decode_rows step|layer``); None:
         batches arrive decoded (every backend but a database one asked for it)."""
         return None
 
     def _prefetch(self, loader: NodeLoader | LinkLoader, transform: Callable[[Data], Data] | None) -> PrefetchLoader:
         """``loader``'s batches in ``num_loader_threads`` threads; ``transform`` runs in those threads, or, when
-        rows stay encoded until the step, after their decoding in the consumer's (it may read ``x``)."""
+        rows stay encoded until the step, after their decoding in the consumer's (it may read ``x``). With
+        :attr:`rows_to_layer` (and no batch transform of the backend's own) the step gets ``x`` as
+        :class:`EncodedRows`, decoded (and normalised) chunk by chunk in the model's first layer."""
         decode = self._deferred_decode()
         if decode is None:
             loader.transform = transform
             return PrefetchLoader(loader, self.num_loader_threads)
+        loader.transform = None
+        if self.rows_to_layer and self._batch_transform() is None:
+            normalizer = self._normalizer if self._normalizer is not None and self._normalizer.mode != "none" else None
+
+            def rows(codes: Tensor) -> Tensor:
+                x = decode(codes)
+                return x if normalizer is None else normalizer(x)
+
+            def hand_over(batch: Data) -> Data:
+                batch.x = EncodedRows(batch.x, rows, self.num_features)
+                return batch
+
+            return PrefetchLoader(loader, self.num_loader_threads, finish=hand_over)
 
         def finish(batch: Data) -> Data:
             batch.x = decode(batch.x)
             return batch if transform is None else transform(batch)
 
-        loader.transform = None
         return PrefetchLoader(loader, self.num_loader_threads, finish=finish)
 
     def split_nodes(self, split: str) -> Tensor:

@@ -40,6 +40,8 @@ from src.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
+DEFERRED = ("step", "layer")  # --decode_rows modes that keep compressed rows as stored past the fetch
+
 
 class Neo4jBackend(DatabaseBackend):
     """Backend contract (src/backends/base.py) over one dataset loaded into Neo4j."""
@@ -51,17 +53,20 @@ class Neo4jBackend(DatabaseBackend):
                  access: Neo4jAccess | None = None, decode_rows: str = "fetch") -> None:
         """``access`` None: the fastest path the server and the record allow, no projection
         (:meth:`Neo4jAccess.resolve`). ``cache_warm``: how the feature cache (``cache_mb > 0``) starts.
-        ``decode_rows``: ``step`` keeps compressed rows as stored until the training step takes the batch."""
+        ``decode_rows``: ``step`` keeps compressed rows as stored until the training step takes the batch, ``layer``
+        until the model's first layer gathers them (src/train/chunked_layer.py)."""
         super().__init__(record, fanouts=fanouts, batch_size=batch_size, num_loader_threads=num_loader_threads)
         self.client = client
         self.access = access if access is not None else Neo4jAccess.resolve(client, self.schema, record)
         self.feature_store = Neo4jFeatureStore.from_record(client, record, cache_mb=cache_mb, access=self.access)
-        self.feature_store.defer_decode = decode_rows == "step"
+        self.feature_store.defer_decode = decode_rows in DEFERRED
+        self.rows_to_layer = decode_rows == "layer" and self.feature_store.defers_decode
         if self.feature_store.defer_decode and not self.feature_store.defers_decode:
             why = ("the feature cache holds decoded rows (--cache_mb)" if self.feature_store.cache is not None else
                    f"its rows are stored {record.feature_encoding}, not compressed (load it with --feature_format int8, "
                    "float16 or bfloat16)")
-            log.warning("%s: --decode_rows step has nothing to defer: %s; rows are decoded as fetched", record.name, why)
+            log.warning("%s: --decode_rows %s has nothing to defer: %s; rows are decoded as fetched", record.name,
+                        decode_rows, why)
         self.feature_store.warm_cache(cache_warm)
         self.graph_store = Neo4jGraphStore(client, self.schema, self.num_nodes)
         self._split_watch = live_edits.SplitWatch(client, self.schema)  # before any split is read
@@ -129,12 +134,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         "all ranks; it is dropped on any write to the database, and a dataset that does not "
                         "fit is read from the store as with 0 (default: %(default)s; keep it well below the "
                         "server's heap, NEO4J_HEAP)")
-    g.add_argument("--decode_rows", choices=("fetch", "step"), default="fetch",
+    g.add_argument("--decode_rows", choices=("fetch", *DEFERRED), default="fetch",
                    help="when rows stored compressed (--feature_format int8/float16/bfloat16 at load) become float32: "
                         "'fetch' in the prefetch thread as they arrive (hidden behind the step), 'step' when the "
                         "training step takes the batch, so a batch waiting in the prefetch queue holds 1-2 bytes "
-                        "per value instead of 4 (less memory, the decode on the step's time; bench/RESULTS.md) "
-                        "(default: %(default)s)")
+                        "per value instead of 4, 'layer' a chunk of edges at a time inside GraphSAGE's first layer, "
+                        "so no batch is ever whole in float32 (other models decode at the step); the least memory, "
+                        "the decode on the step's time; bench/RESULTS.md (default: %(default)s)")
     g.add_argument("--cypher_only", action="store_true",
                    help="sample and fetch with plain Cypher even if the server has the gnn.* procedures "
                         "(jobs/neo4j/plugin; same samples, slower)")
@@ -172,9 +178,10 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
         record = require_loaded(client, cfg.dataset)
         access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
                                      projection_mb=args.projection_mb)
-        deferred = keeps_rows_encoded(args.decode_rows == "step", record.feature_encoding, cached=args.cache_mb > 0)
+        deferred = keeps_rows_encoded(args.decode_rows in DEFERRED, record.feature_encoding, cached=args.cache_mb > 0)
+        in_layer = deferred and args.decode_rows == "layer" and cfg.model == "sage"
         check_fits(f"the Neo4j trainer of {record.name} (batch {cfg.batch_size}, fanouts {cfg.fanouts})",
-                   {"batches": _batches_bytes(cfg, record, access, deferred),
+                   {"batches": _batches_bytes(cfg, record, access, deferred, in_layer),
                     "training step": step_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
                                                 cfg.hidden_channels),
                     "feature cache": int(args.cache_mb * 2**20)},
@@ -193,18 +200,22 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
             raise
 
 
-def _batches_bytes(cfg: TrainConfig, record: DatasetRecord, access: Neo4jAccess, deferred: bool) -> int:
+def _batches_bytes(cfg: TrainConfig, record: DatasetRecord, access: Neo4jAccess, deferred: bool,
+                   in_layer: bool = False) -> int:
     """The batches in flight (the prefetch threads' and the step's) for the preflight.
 
     gnn.fetchRows decodes each call's ~16 MiB of rows straight into the batch; the Cypher path holds the batch's
     stored bytes until they are decoded. With ``deferred`` (``--decode_rows step``, rows stored compressed) only the
     step's batch is float32 (with its stored bytes while it is decoded), the queued ones hold the stored bytes
-    (``deferred``: :func:`~src.core.row_fetch.keeps_rows_encoded`)."""
+    (``deferred``: :func:`~src.core.row_fetch.keeps_rows_encoded`); ``in_layer`` (``--decode_rows layer``, GraphSAGE):
+    none is ever float32."""
     size = (cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features)
     copies = 1 if access.use_procedures else 2
     if not deferred:
         return batch_bytes(*size, cfg.num_loader_threads + 1, copies=copies)
     width = BYTES_PER_VALUE[record.feature_encoding]
+    if in_layer:
+        return batch_bytes(*size, cfg.num_loader_threads + 1, feature_itemsize=width)
     return (batch_bytes(*size, 1, copies=copies, feature_itemsize=4 + width)
             + batch_bytes(*size, cfg.num_loader_threads, feature_itemsize=width))
 

@@ -23,6 +23,8 @@ from torch_geometric.nn import GCNConv, GINConv
 from torch_geometric.nn import models as pyg_models
 from torch_geometric.nn.norm import BatchNorm
 
+from src.train.chunked_layer import EncodedRows
+from src.train.inplace_act import relu_dropout_
 from src.train.sparse_input import gin_first_layer, sage_first_layer
 
 MODELS = ("sage", "gcn", "gat", "gin")
@@ -38,6 +40,7 @@ class TrimmedForward:
     act: Any
     dropout: nn.Module
     first_layer: Callable[[nn.Module, Tensor, Tensor, int], Tensor] | None = None  # sparse-x first layer, if needed
+    reads_encoded_rows = False  # the first layer takes EncodedRows x (src/train/chunked_layer.py)
     keep_last_hidden = False  # set by predict.py: keep the last layer's input (the node embedding) in last_hidden
     last_hidden: Tensor | None = None
 
@@ -46,6 +49,8 @@ class TrimmedForward:
         """Logits for every node of the batch, or, trimmed, for the first ``num_sampled_nodes_per_hop[0]`` rows
         upward (the seeds first: the rows callers read)."""
         trim = num_sampled_nodes_per_hop is not None and num_sampled_edges_per_hop is not None
+        if isinstance(x, EncodedRows) and (not self.reads_encoded_rows or self.keep_last_hidden):
+            x = x.decoded()  # rows kept as stored for a first layer that reads them (--decode_rows layer)
         context = self._batch_context(x, edge_index)
         hops = list(num_sampled_nodes_per_hop or [])
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
@@ -60,8 +65,14 @@ class TrimmedForward:
             num_dst = sum(hops[:len(hops) - 1 - i]) if trim else x.size(0)
             x = self._layer(i, conv, x, edge_index, context, num_dst)
             if i < self.num_layers - 1:
-                x = self.dropout(self.act(norm(x)))
+                x = self._between_layers(norm(x))
         return x
+
+    def _between_layers(self, h: Tensor) -> Tensor:
+        """``dropout(act(h))``; for ReLU in place, holding only the output for backward (src/train/inplace_act.py)."""
+        if isinstance(self.act, nn.ReLU) and isinstance(self.dropout, nn.Dropout):
+            return relu_dropout_(h, self.dropout.p, self.training)
+        return self.dropout(self.act(h))
 
     def _batch_context(self, x: Tensor, edge_index: Tensor) -> Context | None:
         """(per-edge, per-node) values computed once on the whole sampled subgraph; the per-edge ones are
@@ -77,9 +88,11 @@ class TrimmedForward:
 
 
 class SAGE(TrimmedForward, pyg_models.GraphSAGE):
-    """PyG's ``GraphSAGE`` (mean aggregation); the first layer projects before aggregating sparse x."""
+    """PyG's ``GraphSAGE`` (mean aggregation); the first layer projects before aggregating sparse x, and
+    aggregates dense or still-encoded x a chunk of edges at a time."""
 
     first_layer = staticmethod(sage_first_layer)
+    reads_encoded_rows = True
 
 
 class GIN(TrimmedForward, pyg_models.GIN):

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import GINConv, SAGEConv
 
+from src.train.chunked_layer import EncodedRows, chunkable, sage_layer
+
 # Below this fraction of non-zero inputs a dense x is multiplied as a sparse copy.
 SPARSE_INPUT_DENSITY = 0.05
 
@@ -32,11 +34,17 @@ def sage_first_layer(conv: SAGEConv, x: Tensor, edge_index: Tensor, num_dst: int
     """``conv(x, edge_index)``, as ``mean_j(x_j W_l) + b_l + x_i W_r`` when ``x`` is sparse or mostly zeros.
 
     ``lin_l(mean_j x_j) = mean_j (x_j W_l) + b_l`` (also for nodes without neighbours, whose mean
-    is 0), so both weight matrices are applied with one sparse x dense product.
+    is 0), so both weight matrices are applied with one sparse x dense product. Dense ``x``, and rows still
+    encoded as stored, aggregate a chunk of edges at a time (src/train/chunked_layer.py).
     """
+    if isinstance(x, EncodedRows):
+        return sage_layer(conv, x, edge_index, num_dst) if chunkable(conv) else sage_first_layer(
+            conv, x.decoded(), edge_index, num_dst)
     xs = _as_sparse_input(x, conv.out_channels)
     size = (x.size(0), num_dst)
     if xs is None:
+        if chunkable(conv):
+            return sage_layer(conv, x, edge_index, num_dst)
         return conv((x, x[:num_dst]), edge_index, size=size)
     weight = torch.cat([conv.lin_l.weight, conv.lin_r.weight]).t().contiguous()  # [in, 2 * out]; strided: 40x slower
     h = torch.sparse.mm(xs, weight)

@@ -1,0 +1,95 @@
+"""GraphSAGE's first layer with its mean over neighbours gathered a chunk of edges at a time, from float rows
+or from rows still encoded as stored (``--decode_rows layer``).
+
+Why: PyG's ``SAGEConv`` gathers one input row per sampled edge before it averages them. With fanouts 15,10,5
+that message tensor is ~940k rows of F floats at every graph size (375 MB at F=100). The batch's own float32 ``x``
+(4 bytes per value) is the one term of the trainer's memory that grows with the graph: a bigger graph has more
+distinct nodes in each batch. Gathering per chunk bounds the first to :data:`CHUNK_EDGES` rows. Handing the model
+:class:`EncodedRows` (the stored int8 / float16 / bfloat16 codes and their decoder) shrinks the second to the
+stored width, 1 byte per value for int8: a chunk's rows are decoded when it is gathered, and the layer's own
+outputs only need the destination rows decoded.
+
+Float rows and encoded ones take the same chunks in the same order, and a decoded row is bit for bit the row
+a decode at fetch gives, so the three ``--decode_rows`` modes train the same model (float rows that are mostly
+zeros take src/train/sparse_input.py's sparse product instead: the same function, rounded in another order).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.nn import SAGEConv
+
+CHUNK_EDGES = 65_536  # edges gathered at once: 26 MB of float32 rows at F=100
+
+
+@dataclass(frozen=True)
+class EncodedRows:
+    """A batch's feature rows as stored (``codes``, uint8 ``[n, stored width]``) and how to make them float32.
+
+    ``decode`` maps any subset of the codes' rows to float32 ``[k, num_features]``, the feature normaliser
+    included. It must be row-wise (each output row depends only on its own codes), so chunks may be decoded
+    apart. Only a model that reads it (GraphSAGE's first layer here) keeps it; others decode it whole first.
+    """
+
+    codes: Tensor
+    decode: Callable[[Tensor], Tensor]
+    num_features: int
+
+    def size(self, dim: int | None = None) -> torch.Size | int:
+        shape = torch.Size((self.codes.size(0), self.num_features))
+        return shape if dim is None else shape[dim]
+
+    def __len__(self) -> int:
+        return self.codes.size(0)
+
+    def rows(self, index: Tensor) -> Tensor:
+        """Float32 rows ``index`` (repeats allowed)."""
+        return self.decode(self.codes.index_select(0, index))
+
+    def head(self, n: int) -> Tensor:
+        """Float32 rows ``0..n-1`` (a trimmed layer's destination nodes)."""
+        return self.decode(self.codes[:n])
+
+    def decoded(self) -> Tensor:
+        return self.decode(self.codes)
+
+
+Rows = Tensor | EncodedRows
+
+
+def gather(x: Rows, index: Tensor) -> Tensor:
+    return x.rows(index) if isinstance(x, EncodedRows) else x.index_select(0, index)
+
+
+def head(x: Rows, n: int) -> Tensor:
+    return x.head(n) if isinstance(x, EncodedRows) else x[:n]
+
+
+def neighbour_mean(x: Rows, edge_index: Tensor, num_dst: int, chunk_edges: int | None = None) -> Tensor:
+    """``mean_{j -> i} x_j`` for destinations ``0..num_dst-1`` (0 where a node has no in-edges), summing
+    ``chunk_edges`` (default :data:`CHUNK_EDGES`) gathered rows at a time in edge order."""
+    chunk_edges = chunk_edges or CHUNK_EDGES
+    src, dst = edge_index[0], edge_index[1]
+    total = torch.zeros(num_dst, int(x.size(1)), dtype=torch.float32)
+    for lo in range(0, src.numel(), chunk_edges):
+        hi = min(lo + chunk_edges, src.numel())
+        total.index_add_(0, dst[lo:hi], gather(x, src[lo:hi]))
+    count = torch.bincount(dst, minlength=num_dst).clamp_(min=1).to(total.dtype)
+    return total.div_(count.unsqueeze(1))
+
+
+def chunkable(conv: SAGEConv) -> bool:
+    """Whether ``conv`` computes ``lin_l(mean_j x_j) + lin_r(x_i)`` (GraphSAGE's default), which this layer does."""
+    return str(conv.aggr) == "mean" and not conv.project
+
+
+def sage_layer(conv: SAGEConv, x: Rows, edge_index: Tensor, num_dst: int) -> Tensor:
+    """``conv((x, x[:num_dst]), edge_index)`` for a :func:`chunkable` conv, without the per-edge message tensor."""
+    out = conv.lin_l(neighbour_mean(x, edge_index, num_dst))
+    if conv.root_weight:
+        out.add_(conv.lin_r(head(x, num_dst)))  # in place: one hidden-wide tensor less at the peak
+    return F.normalize(out, p=2.0, dim=-1) if conv.normalize else out

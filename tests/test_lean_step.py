@@ -1,0 +1,158 @@
+"""The training step's memory savers compute what PyG computes.
+
+- GraphSAGE's first layer gathering a chunk of edges at a time (src/train/chunked_layer.py) equals PyG's
+  ``SAGEConv`` (nodes without in-edges included), and any chunk size gives the same bits;
+- rows handed to it still encoded (:class:`EncodedRows`) give the bits float rows give, forward and backward;
+- ReLU + dropout in place (src/train/inplace_act.py) is bit for bit ``dropout(relu(h))``: same random draws,
+  same outputs, same gradients; a view (a module output under a backward hook) takes PyG's path;
+- glibc's mmap threshold is fixed at import (src/core/malloc_threshold.py): a 2 MiB block is mapped afresh even
+  after a 16 MiB one was freed, which under glibc's dynamic default would have raised the threshold.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_geometric.nn import SAGEConv
+
+from src.data.sources import load_dataset
+from src.in_memory.full_graph import FullGraphBackend
+from src.train import chunked_layer
+from src.train.chunked_layer import EncodedRows, neighbour_mean, sage_layer
+from src.train.inplace_act import relu_dropout_
+from src.train.model import batch_logits, build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """A 3-hop cora batch (dense x) as every backend lays it out."""
+    cora = load_dataset("cora")
+    backend = FullGraphBackend(cora, fanouts=[10, 5, 5], batch_size=64, num_loader_threads=0, feature_format="dense")
+    return next(iter(backend.make_loader(backend.split_nodes("train"), shuffle=False, seed=1)))
+
+
+def int8_rows(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """x as per-column affine uint8 codes and their row-wise decoder (the int8 storage's shape)."""
+    lo, hi = x.min(0).values, x.max(0).values
+    scale = torch.where(hi > lo, (hi - lo) / 255, torch.ones_like(lo))
+    codes = ((x - lo) / scale).round().clamp(0, 255).to(torch.uint8)
+    return codes, lambda c: c.to(torch.float32) * scale + lo
+
+
+def test_chunked_mean_equals_sage_conv_and_chunking_changes_no_bit(batch) -> None:
+    torch.manual_seed(0)
+    conv = SAGEConv(batch.x.size(1), 16)
+    edge_index = batch.edge_index[:, ::2]  # some destinations lose every in-edge: their mean must be 0
+    num_dst = 200
+    keep = edge_index[1] < num_dst
+    edge_index = edge_index[:, keep]
+    assert torch.bincount(edge_index[1], minlength=num_dst).eq(0).any()
+    want = conv((batch.x, batch.x[:num_dst]), edge_index, size=(batch.x.size(0), num_dst))
+    got = sage_layer(conv, batch.x, edge_index, num_dst)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    one = neighbour_mean(batch.x, edge_index, num_dst, chunk_edges=edge_index.size(1))
+    for chunk in (1, 7, 64):
+        assert torch.equal(neighbour_mean(batch.x, edge_index, num_dst, chunk_edges=chunk), one)
+
+
+def test_encoded_rows_train_as_their_float_decode(batch) -> None:
+    """The SAGE model over EncodedRows: the same logits and gradients, bit for bit, as over the decoded floats;
+    models without a reading first layer (GCN) decode the rows whole first."""
+    dense = batch.x + 0.1 * torch.randn(batch.x.shape, generator=torch.Generator().manual_seed(0))
+    codes, decode = int8_rows(dense)  # dense rows: mostly-zero float x would take the sparse first layer
+    floats = decode(codes)
+    encoded = EncodedRows(codes, decode, batch.x.size(1))
+    assert encoded.size() == floats.shape and encoded.size(0) == len(encoded) == floats.size(0)
+    for name in ("sage", "gcn"):
+        runs = []
+        for x in (floats, encoded):
+            torch.manual_seed(0)
+            model = build_model(name, batch.x.size(1), 32, 7, num_layers=3, dropout=0.5).train()
+            step = batch.clone()
+            step.x = x
+            torch.manual_seed(5)  # the same dropout draws
+            loss = F.cross_entropy(batch_logits(model, step), batch.y[:64])
+            loss.backward()
+            runs.append([loss.detach()] + [p.grad for p in model.parameters()])
+        for a, b in zip(*runs):
+            assert torch.equal(a, b), name
+
+
+def test_chunks_smaller_than_the_edges_are_what_a_trained_step_uses(batch, monkeypatch) -> None:
+    """The layer's default chunk is the one the model uses: shrinking it changes no logit."""
+    torch.manual_seed(0)
+    model = build_model("sage", batch.x.size(1), 32, 7, num_layers=3, dropout=0.0).eval()
+    want = batch_logits(model, batch)
+    monkeypatch.setattr(chunked_layer, "CHUNK_EDGES", 5)
+    assert torch.equal(batch_logits(model, batch), want)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("training", [True, False])
+def test_relu_dropout_in_place_is_pyg_bit_for_bit(p: float, training: bool) -> None:
+    base = torch.randn(300, 64)
+    outs, grads = [], []
+    for fused in (False, True):
+        w = torch.randn(64, 64, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        h = base @ w  # a fresh layer output, as between the model's layers
+        torch.manual_seed(9)
+        out = relu_dropout_(h, p, training) if fused else F.dropout(F.relu(h), p, training)
+        (out * torch.arange(64.0)).sum().backward()
+        outs.append(out.detach().clone())
+        grads.append(w.grad)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
+    torch.manual_seed(9)
+    F.dropout(torch.ones(300, 64), p, training)
+    after_pyg = torch.rand(3)
+    torch.manual_seed(9)
+    relu_dropout_(torch.ones(300, 64), p, training)
+    assert torch.equal(torch.rand(3), after_pyg)
+
+
+def test_relu_dropout_of_a_view_takes_pyg_path() -> None:
+    h = torch.randn(10, 4, requires_grad=True) * 1.0
+    view = h[:5]
+    torch.manual_seed(1)
+    out = relu_dropout_(view, 0.5, True)
+    torch.manual_seed(1)
+    assert torch.equal(out, F.dropout(F.relu(view), 0.5, True))
+    assert torch.equal(view, h[:5])  # not overwritten
+
+
+PROBE = textwrap.dedent("""
+    import ctypes, sys
+    import src  # noqa: F401  (fixes the threshold unless told not to)
+    import torch
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = Info
+    big = torch.empty(16 << 20, dtype=torch.uint8); big.fill_(1); del big   # dynamic mode: threshold -> 16 MiB
+    before = libc.mallinfo2().hblkhd
+    small = torch.empty(2 << 20, dtype=torch.uint8); small.fill_(1)
+    print(libc.mallinfo2().hblkhd - before >= 2 << 20)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_freed_blocks_of_a_mebibyte_go_back_to_the_kernel() -> None:
+    def mapped_afresh(**env: str) -> bool:
+        run = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=120,
+                             env={k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GNN_MMAP"))}
+                             | env | {"THP_MEM_ALLOC_ENABLE": "0"})
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip().splitlines()[-1] == "True"
+
+    assert mapped_afresh()  # fixed at import: the 2 MiB block is its own mapping
+    assert not mapped_afresh(GNN_MMAP_THRESHOLD="0")  # glibc's dynamic threshold: it came from the heap
+    assert mapped_afresh(GNN_MMAP_THRESHOLD="oops")  # a bad value warns and keeps the default
