@@ -189,7 +189,7 @@ def main() -> int:
     p.add_argument("--projection_mb", type=float, default=0.0,
                    help="the Neo4j job's server projection budget (its --projection_mb; the in-memory jobs have "
                         "no such flag; default: %(default)s = read the store)")
-    p.add_argument("--decode_rows", default=None, choices=("fetch", "step"),
+    p.add_argument("--decode_rows", default=None, choices=("fetch", "step", "layer"),
                    help="the Neo4j job's --decode_rows (when its int8 rows become float32; default: the trainer's)")
     p.add_argument("--out", default=str(REPO / "bench_out" / "products"), help="output folder (default: %(default)s)")
     p.add_argument("training", nargs="*", help="training flags after -- (replace the defaults)")

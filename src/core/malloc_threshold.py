@@ -6,13 +6,12 @@ The trainer's RSS then counts that space on top of what is live, and the space g
 products' shape the gap between RSS and live memory grew by ~100 MiB from 0.5M to 5M nodes, with the same live
 memory. A fixed threshold turns the dynamic rise off, so a freed tensor of 1 MiB or more is unmapped at once
 (bench/RESULTS.md: the measurement and the step-time cost). ``GNN_MMAP_THRESHOLD`` sets another threshold in
-bytes (0: glibc's dynamic default); ``MALLOC_MMAP_THRESHOLD_`` in the environment (glibc's own variable) is the
-user's choice and is left alone, as is any libc other than glibc.
+bytes (0: glibc's dynamic default); ``MALLOC_MMAP_THRESHOLD_`` or a ``GLIBC_TUNABLES`` mmap threshold in the
+environment (glibc's own settings) is the user's choice and is left alone, as is any libc other than glibc.
 """
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 
@@ -32,14 +31,13 @@ def fix_mmap_threshold() -> bool:
     except ValueError:
         log.warning("%s=%r is not a number of bytes; using %d", OURS, os.environ[OURS], THRESHOLD)
         threshold = THRESHOLD
-    if VARIABLE in os.environ or threshold <= 0:
+    if VARIABLE in os.environ or "mmap_threshold" in os.environ.get("GLIBC_TUNABLES", "") or threshold <= 0:
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to fix
         return False
     ok = bool(mallopt(_M_MMAP_THRESHOLD, threshold))
     if not ok:
-        log.debug("mallopt(M_MMAP_THRESHOLD, %d) refused", threshold)
+        log.warning("glibc refused %s=%d (it takes at most 32 MiB); its dynamic threshold stays", OURS, threshold)
     return ok

@@ -152,12 +152,20 @@ def batch_bytes(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes
 
 
 def step_bytes(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes: int, num_features: int,
-               hidden_channels: int) -> int:
-    """The training step's activations (trimmed GraphSAGE-like): the first layer's messages, one input row per
-    sampled edge, and its outputs for the nodes within ``L - 1`` hops (hidden wide, kept for backward with their
-    gradients). Calibrated on products' shape (1024 seeds, fanouts 15,10,5, hidden 256, torch on huge pages): the
-    Neo4j trainer's estimate at 2.45M nodes is ~2,300 MiB against cgroup peaks of 1,861-2,229 MiB measured."""
+               hidden_channels: int, chunk_edges: int = 0) -> int:
+    """The training step's activations (trimmed GraphSAGE-like) at the higher of its two peaks.
+
+    The first layer's forward: its messages, one input row per sampled edge (``chunk_edges`` > 0, GraphSAGE over
+    dense rows, src/train/chunked_layer.py: one chunk of that many edges, and the layer's two inputs kept for
+    backward, neighbour mean and own row), beside its hidden-wide outputs for the nodes within ``L - 1`` hops.
+    The second layer's backward: those outputs, their gradient while its two parts are summed, and one hidden-wide
+    gradient row per edge of hops ``1..L-1``, and the first layer's kept inputs. On products' shape the second is
+    the higher, chunked or not (bench/RESULTS.md)."""
     draws = hop_draws(batch_size, fanouts, num_nodes)
     edges = sum(draws[1:])
     outputs = distinct_nodes(sum(draws[:-1]), num_nodes)
-    return edges * num_features * 4 + outputs * hidden_channels * 4 * 2
+    hidden_row, input_row = hidden_channels * 4, num_features * 4
+    kept_inputs = (2 if chunk_edges > 0 else 1) * outputs * input_row
+    first = (min(edges, chunk_edges) if chunk_edges > 0 else edges) * input_row + kept_inputs + outputs * hidden_row
+    second = kept_inputs + 3 * outputs * hidden_row + sum(draws[1:-1]) * hidden_row if len(fanouts) > 1 else 0
+    return max(first, second)

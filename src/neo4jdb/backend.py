@@ -23,6 +23,7 @@ from src.client import Neo4jClient, add_connection_args, connect, settings_from_
 from src.core.edge_split import HELD_OUT, EdgeSplit, EdgeSplitSpec
 from src.core.errors import Neo4jUnavailable, UsageError, UserError
 from src.core.lossy_codecs import BYTES_PER_VALUE
+from src.core.codecs import SPARSE
 from src.core.memory_limit import batch_bytes, check_fits, step_bytes
 from src.core.record import DatasetRecord, recorded_load_seconds
 from src.core.row_fetch import keeps_rows_encoded
@@ -36,6 +37,7 @@ from src.neo4jdb.edge_split import read_edge_split
 from src.neo4jdb.load.records import changed_since, require_loaded
 from src.neo4jdb.local import local_server_pid
 from src.neo4jdb.procedures import DEFAULT_PROJECTION_MB
+from src.train.chunked_layer import CHUNK_EDGES
 from src.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -178,19 +180,24 @@ def open_backend(args: argparse.Namespace, cfg: TrainConfig) -> Iterator[Neo4jBa
         record = require_loaded(client, cfg.dataset)
         access = Neo4jAccess.resolve(client, record.schema, record, use_procedures=False if args.cypher_only else None,
                                      projection_mb=args.projection_mb)
-        deferred = keeps_rows_encoded(args.decode_rows in DEFERRED, record.feature_encoding, cached=args.cache_mb > 0)
-        in_layer = deferred and args.decode_rows == "layer" and cfg.model == "sage"
+        decode_rows = args.decode_rows
+        if decode_rows == "layer" and cfg.model != "sage":
+            log.info("--decode_rows layer: only GraphSAGE's first layer reads rows as stored; --model %s decodes them "
+                     "as the step takes the batch (--decode_rows step)", cfg.model)
+            decode_rows = "step"
+        deferred = keeps_rows_encoded(decode_rows in DEFERRED, record.feature_encoding, cached=args.cache_mb > 0)
+        chunked = cfg.model == "sage" and record.feature_encoding != SPARSE  # src/train/chunked_layer.py
         check_fits(f"the Neo4j trainer of {record.name} (batch {cfg.batch_size}, fanouts {cfg.fanouts})",
-                   {"batches": _batches_bytes(cfg, record, access, deferred, in_layer),
+                   {"batches": _batches_bytes(cfg, record, access, deferred, deferred and decode_rows == "layer"),
                     "training step": step_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features,
-                                                cfg.hidden_channels),
+                                                cfg.hidden_channels, CHUNK_EDGES if chunked else 0),
                     "feature cache": int(args.cache_mb * 2**20)},
                    "raise the limit to at least that, or lower --batch_size, --fanouts or --cache_mb")
         if access.projection_mb > 0:
             check_projection_cap(client, record.schema, access.projection_mb)
         return Neo4jBackend(client, record, fanouts=cfg.fanouts, batch_size=cfg.batch_size,
                             num_loader_threads=cfg.num_loader_threads, cache_mb=args.cache_mb,
-                            cache_warm=args.cache_warm, access=access, decode_rows=args.decode_rows)
+                            cache_warm=args.cache_warm, access=access, decode_rows=decode_rows)
 
     with opened_over(client, build) as backend:
         try:
@@ -208,7 +215,7 @@ def _batches_bytes(cfg: TrainConfig, record: DatasetRecord, access: Neo4jAccess,
     stored bytes until they are decoded. With ``deferred`` (``--decode_rows step``, rows stored compressed) only the
     step's batch is float32 (with its stored bytes while it is decoded), the queued ones hold the stored bytes
     (``deferred``: :func:`~src.core.row_fetch.keeps_rows_encoded`); ``in_layer`` (``--decode_rows layer``, GraphSAGE):
-    none is ever float32."""
+    no batch is ever whole in float32 (the first layer's float inputs are the step's, :func:`step_bytes`)."""
     size = (cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features)
     copies = 1 if access.use_procedures else 2
     if not deferred:

@@ -10,8 +10,10 @@ stored width, 1 byte per value for int8: a chunk's rows are decoded when it is g
 outputs only need the destination rows decoded.
 
 Float rows and encoded ones take the same chunks in the same order, and a decoded row is bit for bit the row
-a decode at fetch gives, so the three ``--decode_rows`` modes train the same model (float rows that are mostly
-zeros take src/train/sparse_input.py's sparse product instead: the same function, rounded in another order).
+a decode at fetch gives, so the three ``--decode_rows`` modes train the same model. Float rows that are mostly
+zeros take src/train/sparse_input.py's sparse product instead (the same function, rounded in another order);
+encoded rows always take the chunks, so ``layer`` suits dense rows (int8 of bag-of-words trains, but rounds as
+the dense path does and spends its FLOPs).
 """
 from __future__ import annotations
 
@@ -74,7 +76,8 @@ def neighbour_mean(x: Rows, edge_index: Tensor, num_dst: int, chunk_edges: int |
     ``chunk_edges`` (default :data:`CHUNK_EDGES`) gathered rows at a time in edge order."""
     chunk_edges = chunk_edges or CHUNK_EDGES
     src, dst = edge_index[0], edge_index[1]
-    total = torch.zeros(num_dst, int(x.size(1)), dtype=torch.float32)
+    dtype = torch.float32 if isinstance(x, EncodedRows) else x.dtype
+    total = torch.zeros(num_dst, int(x.size(1)), dtype=dtype, device=edge_index.device)
     for lo in range(0, src.numel(), chunk_edges):
         hi = min(lo + chunk_edges, src.numel())
         total.index_add_(0, dst[lo:hi], gather(x, src[lo:hi]))

@@ -7,7 +7,8 @@ an output row for every node within two hops, ~100k-150k rows of 256 floats (1 K
 most of the training step's peak memory, and of its growth with the graph (more distinct nodes per batch).
 Here ``h`` becomes the output in place, and backward needs only it: ``grad * scale`` where the output is
 positive, 0 elsewhere. The noise is drawn exactly as ``at::dropout`` draws it, so the outputs and the random
-stream are bit for bit PyG's.
+stream are bit for bit PyG's, and so are the gradients, but for the sign of a zero (PyG's ``grad * 0`` of a
+dropped unit is -0.0 where ``grad`` is negative; here +0.0, which no sum or product downstream tells apart).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class _ReluDropout(torch.autograd.Function):
 def relu_dropout_(h: Tensor, p: float, training: bool) -> Tensor:
     """``dropout(relu(h), p, training)``, overwriting ``h`` (which nothing else may need for backward; autograd
     raises at backward if something does)."""
-    if h._is_view() or (training and p == 1.0):  # a view: e.g. a module's output under a full backward hook,
+    if h._is_view() or h.numel() == 0 or (training and p == 1.0):  # a view: e.g. a module's output under a full backward hook,
         return F.dropout(F.relu(h), p, training)  # which autograd forbids overwriting; p = 1: all zeros anyway
     if not training or p == 0.0:
         return h.relu_()
