@@ -2,6 +2,8 @@
 
 - GraphSAGE's first layer gathering a chunk of edges at a time (src/train/chunked_layer.py) equals PyG's
   ``SAGEConv`` (nodes without in-edges included), and any chunk size gives the same bits;
+- its hidden layers' neighbour mean, whose backward scatters a chunk of edges at a time into one gradient,
+  gives PyG's outputs and gradients and creates no per-edge hidden-wide tensor, forward or backward;
 - rows handed to it still encoded (:class:`EncodedRows`) give the bits float rows give, forward and backward;
 - ReLU + dropout in place (src/train/inplace_act.py) is bit for bit ``dropout(relu(h))``: same random draws,
   same outputs, same gradients; a view (a module output under a backward hook) takes PyG's path;
@@ -21,6 +23,7 @@ from typing import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch_geometric.nn import SAGEConv
 
 from src.data.sources import load_dataset
@@ -63,6 +66,48 @@ def test_chunked_mean_equals_sage_conv_and_chunking_changes_no_bit(batch) -> Non
     one = neighbour_mean(batch.x, edge_index, num_dst, chunk_edges=edge_index.size(1))
     for chunk in (1, 7, 64):
         assert torch.equal(neighbour_mean(batch.x, edge_index, num_dst, chunk_edges=chunk), one)
+
+
+class _RowsOfEveryTensor(TorchDispatchMode):
+    """Records the row count of every float tensor an op creates while active (forward and backward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[int] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() == 2:
+                self.rows.append(t.size(0))
+        return out
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100_000])
+def test_hidden_layer_mean_equals_sage_conv_without_a_row_per_edge(monkeypatch, chunk: int) -> None:
+    """A second layer's shape: more sampled edges than source rows, some destinations without in-edges."""
+    torch.manual_seed(0)
+    conv = SAGEConv(32, 16)
+    num_src, num_dst, num_edges = 300, 100, 2_000
+    edge_index = torch.stack([torch.randint(0, num_src, (num_edges,)), torch.randint(0, num_dst - 10, (num_edges,))])
+    h = torch.randn(num_src, 32)
+    upstream = torch.randn(num_dst, 16)  # gradients of both signs
+    runs = []
+    for ours in (False, True):
+        conv.zero_grad()
+        x = (h * 1.0).requires_grad_()
+        monkeypatch.setattr(chunked_layer, "CHUNK_EDGES", chunk)
+        with _RowsOfEveryTensor() as seen:
+            out = (sage_layer(conv, x, edge_index, num_dst) if ours
+                   else conv((x, x[:num_dst]), edge_index, size=(num_src, num_dst)))
+            (out * upstream).sum().backward()
+        runs.append((out.detach(), x.grad, [p.grad.clone() for p in conv.parameters()], max(seen.rows)))
+    (want, want_dx, want_dw, pyg_rows), (got, got_dx, got_dw, our_rows) = runs
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_dx, want_dx, rtol=1e-5, atol=1e-6)
+    for a, b in zip(got_dw, want_dw):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert pyg_rows == num_edges and our_rows == max(num_src, min(chunk, num_edges))  # one chunk at most
 
 
 def test_encoded_rows_train_as_their_float_decode(batch) -> None:

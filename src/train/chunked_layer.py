@@ -1,5 +1,5 @@
-"""GraphSAGE's first layer with its mean over neighbours gathered a chunk of edges at a time, from float rows
-or from rows still encoded as stored (``--decode_rows layer``).
+"""GraphSAGE's layers with their mean over neighbours gathered a chunk of edges at a time: the first from float
+rows or from rows still encoded as stored (``--decode_rows layer``), the hidden ones backward too.
 
 Why: PyG's ``SAGEConv`` gathers one input row per sampled edge before it averages them. With fanouts 15,10,5
 that message tensor is ~940k rows of F floats at every graph size (375 MB at F=100). The batch's own float32 ``x``
@@ -7,7 +7,9 @@ that message tensor is ~940k rows of F floats at every graph size (375 MB at F=1
 distinct nodes in each batch. Gathering per chunk bounds the first to :data:`CHUNK_EDGES` rows. Handing the model
 :class:`EncodedRows` (the stored int8 / float16 / bfloat16 codes and their decoder) shrinks the second to the
 stored width, 1 byte per value for int8: a chunk's rows are decoded when it is gathered, and the layer's own
-outputs only need the destination rows decoded.
+outputs only need the destination rows decoded. A hidden layer's input needs a gradient, which autograd would
+build from one hidden-wide row per edge (~170k rows of 1 KiB at the second layer) and two input-sized parts;
+:class:`_NeighbourMeanAndRoot` scatters it a chunk at a time into one.
 
 Float rows and encoded ones take the same chunks in the same order, and a decoded row is bit for bit the row
 a decode at fetch gives, so the three ``--decode_rows`` modes train the same model. Float rows that are mostly
@@ -18,7 +20,7 @@ the dense path does and spends its FLOPs).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -90,9 +92,42 @@ def chunkable(conv: SAGEConv) -> bool:
     return str(conv.aggr) == "mean" and not conv.project
 
 
+class _NeighbourMeanAndRoot(torch.autograd.Function):
+    """``(mean_{j -> i} x_j, x[:num_dst])`` of a hidden layer's ``x``, with one gradient for ``x``.
+
+    Autograd through ``index_select`` and a slice would hold a gradient row per edge and two ``x``-sized gradients
+    (one per path) while it sums them; here backward scatters a chunk of edges at a time into a single one and adds
+    the root's rows to it. Nothing of ``x`` is kept: the layer's weights keep the (small) mean and root."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, edge_index: Tensor, num_dst: int,  # noqa: ANN401
+                chunk_edges: int) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(edge_index)
+        ctx.num_src, ctx.num_dst, ctx.chunk_edges = x.size(0), num_dst, chunk_edges
+        return neighbour_mean(x, edge_index, num_dst, chunk_edges), x[:num_dst].clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_mean: Tensor, grad_root: Tensor) -> tuple[Tensor, None, None, None]:  # noqa: ANN401
+        (edge_index,) = ctx.saved_tensors
+        src, dst = edge_index[0], edge_index[1]
+        count = torch.bincount(dst, minlength=ctx.num_dst).clamp_(min=1).to(grad_mean.dtype)
+        per_dst = grad_mean / count.unsqueeze(1)
+        grad_x = torch.zeros(ctx.num_src, grad_mean.size(1), dtype=grad_mean.dtype, device=grad_mean.device)
+        for lo in range(0, src.numel(), ctx.chunk_edges):
+            hi = min(lo + ctx.chunk_edges, src.numel())
+            grad_x.index_add_(0, src[lo:hi], per_dst.index_select(0, dst[lo:hi]))
+        grad_x[:ctx.num_dst].add_(grad_root)
+        return grad_x, None, None, None
+
+
 def sage_layer(conv: SAGEConv, x: Rows, edge_index: Tensor, num_dst: int) -> Tensor:
-    """``conv((x, x[:num_dst]), edge_index)`` for a :func:`chunkable` conv, without the per-edge message tensor."""
-    out = conv.lin_l(neighbour_mean(x, edge_index, num_dst))
+    """``conv((x, x[:num_dst]), edge_index)`` for a :func:`chunkable` conv, without the per-edge message tensor
+    (nor, for a hidden layer's ``x``, the per-edge gradient: :class:`_NeighbourMeanAndRoot`)."""
+    if isinstance(x, Tensor) and x.requires_grad and torch.is_grad_enabled():
+        mean, root = _NeighbourMeanAndRoot.apply(x, edge_index, num_dst, CHUNK_EDGES)
+    else:
+        mean, root = neighbour_mean(x, edge_index, num_dst), head(x, num_dst)
+    out = conv.lin_l(mean)
     if conv.root_weight:
-        out.add_(conv.lin_r(head(x, num_dst)))  # in place: one hidden-wide tensor less at the peak
+        out.add_(conv.lin_r(root))  # in place: one hidden-wide tensor less at the peak
     return F.normalize(out, p=2.0, dim=-1) if conv.normalize else out

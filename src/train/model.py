@@ -23,7 +23,7 @@ from torch_geometric.nn import GCNConv, GINConv
 from torch_geometric.nn import models as pyg_models
 from torch_geometric.nn.norm import BatchNorm
 
-from src.train.chunked_layer import EncodedRows
+from src.train.chunked_layer import EncodedRows, chunkable, sage_layer
 from src.train.inplace_act import relu_dropout_
 from src.train.sparse_input import gin_first_layer, sage_first_layer
 
@@ -89,10 +89,16 @@ class TrimmedForward:
 
 class SAGE(TrimmedForward, pyg_models.GraphSAGE):
     """PyG's ``GraphSAGE`` (mean aggregation); the first layer projects before aggregating sparse x, and
-    aggregates dense or still-encoded x a chunk of edges at a time."""
+    aggregates dense or still-encoded x a chunk of edges at a time, as every hidden layer does."""
 
     first_layer = staticmethod(sage_first_layer)
     reads_encoded_rows = True
+
+    def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Context | None,
+               num_dst: int) -> Tensor:
+        if i > 0 and chunkable(conv):  # hidden layers: the mean a chunk of edges at a time, backward too
+            return sage_layer(conv, x, edge_index, num_dst)
+        return super()._layer(i, conv, x, edge_index, context, num_dst)
 
 
 class GIN(TrimmedForward, pyg_models.GIN):
