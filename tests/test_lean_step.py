@@ -6,7 +6,7 @@
   gives PyG's outputs and gradients and creates no per-edge hidden-wide tensor, forward or backward;
 - rows handed to it still encoded (:class:`EncodedRows`) give the bits float rows give, forward and backward;
 - ReLU + dropout in place (src/train/inplace_act.py) is bit for bit ``dropout(relu(h))``: same random draws,
-  same outputs, same gradients; a view (a module output under a backward hook) takes PyG's path;
+  same outputs, same gradients (NaN included), keeping one bit per unit for backward; a view (a module output under a backward hook) takes PyG's path;
 - glibc's mmap threshold is fixed at import (src/core/malloc_threshold.py): a 2 MiB block is mapped afresh even
   after a 16 MiB one was freed, which under glibc's dynamic default would have raised the threshold.
 """
@@ -150,18 +150,30 @@ def test_chunks_smaller_than_the_edges_are_what_a_trained_step_uses(batch, monke
 
 @pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 1.0])
 @pytest.mark.parametrize("training", [True, False])
-def test_relu_dropout_in_place_is_pyg_bit_for_bit(p: float, training: bool) -> None:
-    base = torch.randn(300, 64)
-    outs, grads = [], []
+@pytest.mark.parametrize("width", [64, 61])  # 61: the last byte of each row's bits half used
+def test_relu_dropout_in_place_is_pyg_bit_for_bit(p: float, training: bool, width: int) -> None:
+    rows = 5000  # more than one block of packed rows
+    base = torch.randn(rows, 64)
+    outs, grads, saved = [], [], []
     for fused in (False, True):
-        w = torch.randn(64, 64, generator=torch.Generator().manual_seed(1)).requires_grad_()
-        h = base @ w  # a fresh layer output, as between the model's layers
+        w = torch.randn(64, width, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        pre = (base @ w).detach()
+        pre[0, :3] = float("nan")  # ReLU's backward passes a NaN's gradient (NaN <= 0 is false), dropout's not if dropped
+        pre.requires_grad_()
+        h = pre * 1.0  # a fresh layer output, as between the model's layers
         torch.manual_seed(9)
-        out = relu_dropout_(h, p, training) if fused else F.dropout(F.relu(h), p, training)
-        (out * torch.randn(64, generator=torch.Generator().manual_seed(2))).sum().backward()  # grads of both signs
+        sizes = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.numel() * t.element_size()) or t,
+                                                      lambda t: t):
+            out = relu_dropout_(h, p, training) if fused else F.dropout(F.relu(h), p, training)
+        (out * torch.randn(width, generator=torch.Generator().manual_seed(2))).sum().backward()  # both signs
         outs.append(out.detach().clone())
-        grads.append(w.grad)
-    assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
+        grads.append(pre.grad)
+        saved.append(sum(sizes))
+    assert torch.equal(outs[0].nan_to_num(), outs[1].nan_to_num()) and torch.equal(grads[0].nan_to_num(), grads[1].nan_to_num())
+    assert outs[1].isnan().equal(outs[0].isnan()) and grads[1].isnan().equal(grads[0].isnan())
+    if fused and training and 0 < p < 1:  # one bit per unit (and the scale), not the output
+        assert saved[1] == rows * ((width + 7) // 8) + 4
     torch.manual_seed(9)
     F.dropout(torch.ones(300, 64), p, training)
     after_pyg = torch.rand(3)

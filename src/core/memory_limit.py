@@ -158,15 +158,16 @@ def step_bytes(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes:
     The first layer's forward: its messages, one input row per sampled edge (``chunk_edges`` > 0, GraphSAGE over
     dense rows, src/train/chunked_layer.py: one chunk of that many edges, and the layer's two inputs kept for
     backward, neighbour mean and own row), beside its hidden-wide outputs for the nodes within ``L - 1`` hops.
-    The backward from the second layer to the first: those outputs, their gradient and the gradient before ReLU,
-    the first layer's kept inputs and, unchunked, one hidden-wide gradient row per edge of hops ``1..L-1``
-    (chunked, one chunk's rows, under the ReLU's third tensor). On products' shape the second is the higher."""
+    The backward from the second layer to the first: the gradient of those outputs and its copy through ReLU +
+    dropout, and the first layer's kept inputs; unchunked (PyG's layers, which keep their input), the outputs
+    themselves too and one hidden-wide gradient row per edge of hops ``1..L-1``. On products' shape the second is
+    the higher."""
     draws = hop_draws(batch_size, fanouts, num_nodes)
     edges = sum(draws[1:])
     outputs = distinct_nodes(sum(draws[:-1]), num_nodes)
     hidden_row, input_row = hidden_channels * 4, num_features * 4
     kept_inputs = (2 if chunk_edges > 0 else 1) * outputs * input_row
     first = (min(edges, chunk_edges) if chunk_edges > 0 else edges) * input_row + kept_inputs + outputs * hidden_row
-    per_edge = 0 if chunk_edges > 0 else sum(draws[1:-1])
-    second = kept_inputs + (3 * outputs + per_edge) * hidden_row if len(fanouts) > 1 else 0
+    per_output, per_edge = (2, 0) if chunk_edges > 0 else (3, sum(draws[1:-1]))
+    second = kept_inputs + (per_output * outputs + per_edge) * hidden_row if len(fanouts) > 1 else 0
     return max(first, second)

@@ -128,6 +128,6 @@ def sage_layer(conv: SAGEConv, x: Rows, edge_index: Tensor, num_dst: int) -> Ten
     else:
         mean, root = neighbour_mean(x, edge_index, num_dst), head(x, num_dst)
     out = conv.lin_l(mean)
-    if conv.root_weight:
-        out.add_(conv.lin_r(root))  # in place: one hidden-wide tensor less at the peak
+    if conv.root_weight:  # lin_r (no bias) added in place: no hidden-wide temporary beside the output
+        out = out.addmm_(root, conv.lin_r.weight.t()) if conv.lin_r.bias is None else out.add_(conv.lin_r(root))
     return F.normalize(out, p=2.0, dim=-1) if conv.normalize else out
