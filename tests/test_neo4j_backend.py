@@ -178,3 +178,23 @@ def test_every_model_trains_through_nodeloader(client: Neo4jClient, cora, model:
     assert stats["procedures"] is True  # the local server installs the gnn.* plugin
     assert stats["adjacency"] is True  # the loader writes the adjacency property
     assert stats["sampling_queries"] == batches  # one call per batch
+
+
+def test_splits_read_a_range_of_ids_at_a_time_miss_no_node(client: Neo4jClient, cora, monkeypatch) -> None:
+    """Splits are read one id range per query (src/backends/database.py); nodes added with Cypher outside
+    ``0..num_nodes-1`` (a negative id, one far beyond) are read too, each once, as one collect sees them."""
+    from src.backends import database
+
+    _, schema, record = cora
+    monkeypatch.setattr(database, "SPLIT_IDS_PER_QUERY", 300)  # cora's 2,708 ids: 10 ranges
+    added = [-7, 10**12]
+    client.write(f"UNWIND $ids AS i CREATE (:`{schema.label}` {{id: i, split: 'train'}})", ids=added)
+    try:
+        backend = Neo4jBackend(client, record, fanouts=[5], batch_size=16, num_loader_threads=1)
+        for split in ("train", "val", "test"):
+            want = client.read(f"MATCH (n:`{schema.label}`) WHERE n.split = $split RETURN collect(n.id) AS ids",
+                               split=split)[0]["ids"]
+            assert backend.split_nodes(split).tolist() == sorted(want), split
+        assert set(added) <= set(backend.split_nodes("train").tolist())
+    finally:
+        client.write(f"MATCH (n:`{schema.label}`) WHERE n.id IN $ids DETACH DELETE n", ids=added)

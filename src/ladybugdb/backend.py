@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -69,8 +69,8 @@ class LadybugBackend(DatabaseBackend):
         self.graph_store = CypherGraphStore(client, self.schema, self.num_nodes)
         self._held_out: HeldOutIndex | None = None  # set by use_edge_split (--task link)
 
-    def _query_ids(self, query: str, split: str) -> list[int]:
-        return self.client.execute(query, split=split)[0][0]
+    def _query_ids(self, query: str, **params: Any) -> list[int]:
+        return self.client.execute(query, **params)[0][0]
 
     def _make_sampler(self, seed: int) -> LadybugNeighborSampler:
         return LadybugNeighborSampler(self.client, self.schema, self.num_nodes, self.fanouts, seed=seed,

@@ -75,8 +75,8 @@ class Neo4jBackend(DatabaseBackend):
         self._server_pid = local_server_pid(client.settings.uri)
         self._held_out_prop: str | None = None  # set by use_edge_split (--task link)
 
-    def _query_ids(self, query: str, split: str) -> list[int]:
-        return self.client.read_tx(lambda tx: tx.run(query, split=split).single()["ids"])
+    def _query_ids(self, query: str, **params: Any) -> list[int]:
+        return self.client.read_tx(lambda tx: tx.run(query, **params).single()["ids"])
 
     def splits_changed(self) -> bool:
         return self._split_watch.changed({split: self.split_nodes(split).numpy() for split in self._splits})
