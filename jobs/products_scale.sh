@@ -2,7 +2,7 @@
 # ogbn-products' shape end to end, unattended: start Neo4j, generate and import the graph, train every backend.
 #
 #   bash jobs/products_scale.sh [--num_nodes 2449029] [--feature_format int8] [--heap 3g] [--pagecache 2g]
-#        [--projection_mb 1400] [--jobs neo4j,full,partitioned] [--limit L] [--partition_method random] [--decode_rows step]
+#        [--projection_mb 1400] [--jobs neo4j,full,partitioned] [--limit L] [--partition_method random] [--decode_rows layer]
 #        [--out bench_out/products] [-- training flags, replacing bench/products_scale.py's seed flags]
 #
 #   --num_nodes N        nodes of the products-shaped synthetic graph (edges and split scale at products' degree;
@@ -11,7 +11,9 @@
 #                        a quarter of the bytes over Bolt; the trainer decodes to float32)
 #   --heap, --pagecache  the local Neo4j's memory (default 3g / 2g); ignored when NEO4J_URI names your server
 #   --projection_mb MB   the Neo4j trainer's in-heap projection budget (default 1400; under half the heap)
-#   --jobs, --limit, --partition_method, --out, --decode_rows   passed to bench/products_scale.py (see its --help)
+#   --decode_rows M      when the Neo4j job's int8 rows become float32: layer (default: in GraphSAGE's first layer, the
+#                        leanest), step or fetch
+#   --jobs, --limit, --partition_method, --out   passed to bench/products_scale.py (see its --help)
 #
 # Steps: (1) bash jobs/neo4j.sh start (a no-op when it runs); (2) loaders/load_into_neo4j.py --dataset synthetic
 # --preset products --method auto (a no-op when the graph is loaded; the disk is checked before generating; the
@@ -23,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-num_nodes=2449029; format=int8; heap=3g; pagecache=2g; projection=1400; bench=()
+num_nodes=2449029; format=int8; heap=3g; pagecache=2g; projection=1400; decode=layer; bench=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --num_nodes) num_nodes=$2; shift 2 ;;
@@ -31,8 +33,9 @@ while [ $# -gt 0 ]; do
     --heap) heap=$2; shift 2 ;;
     --pagecache) pagecache=$2; shift 2 ;;
     --projection_mb) projection=$2; shift 2 ;;
-    --jobs|--limit|--partition_method|--out|--decode_rows) bench+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --decode_rows) decode=$2; shift 2 ;;
+    --jobs|--limit|--partition_method|--out) bench+=("$1" "$2"); shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     *) echo "error: unknown option $1 (see bash jobs/products_scale.sh --help)" >&2; exit 2 ;;
   esac
@@ -44,4 +47,5 @@ if [ -z "${NEO4J_URI:-}" ]; then
 fi
 "$PYTHON" loaders/load_into_neo4j.py --dataset synthetic --preset products --num_nodes "$num_nodes" \
   --method auto --feature_format "$format"
-exec "$PYTHON" bench/products_scale.py --dataset "$dataset" --projection_mb "$projection" "${bench[@]}" -- "$@"
+exec "$PYTHON" bench/products_scale.py --dataset "$dataset" --projection_mb "$projection" --decode_rows "$decode" \
+  "${bench[@]}" -- "$@"
