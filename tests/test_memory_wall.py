@@ -143,6 +143,25 @@ def test_batch_estimate_counts_distinct_nodes_as_uniform_draws() -> None:
         assert abs(distinct_nodes(draws, n) - simulated) < 0.01 * simulated + 5, (draws, n)
 
 
+def _neo4j_need_mib(num_nodes: int, deferred: bool, layer: bool = False) -> float:
+    """The Neo4j trainer's preflight estimate (MiB) for the products-shaped runs of bench/RESULTS.md: 2 ranks, 1024
+    seeds, fanouts 15,10,5, hidden 256, 100 int8 features, 1 loader thread, rows by gnn.fetchRows, ~800 MiB in use."""
+    from src.core.lossy_codecs import UINT8_AFFINE
+    from src.core.memory_limit import RUNTIME_MARGIN, step_bytes
+    from src.core.record import DatasetRecord
+    from src.neo4jdb.access import Neo4jAccess
+    from src.neo4jdb.backend import _batches_bytes
+    from src.train.chunked_layer import CHUNK_EDGES
+
+    cfg = TrainConfig(batch_size=1024, fanouts=(15, 10, 5), hidden_channels=256, num_loader_threads=1)
+    access = Neo4jAccess(use_procedures=True, adj_prop="nbrs", projection_mb=1400)
+    record = DatasetRecord(name="p", label="P", rel_type="R", num_nodes=num_nodes, num_edges=0, num_features=100,
+                           num_classes=47, feature_encoding=UINT8_AFFINE)
+    work = (_batches_bytes(cfg, record, access, deferred, layer)
+            + step_bytes(1024, [15, 10, 5], num_nodes, 100, 256, CHUNK_EDGES if layer else 0))
+    return ((800 << 20) + RUNTIME_MARGIN * work) / 2**20
+
+
 def test_neo4j_estimate_agrees_with_the_products_shape_runs() -> None:
     """Measured (bench/RESULTS.md, 2 ranks, 1024 seeds, fanouts 15,10,5, hidden 256, 100 features, 1 loader thread,
     rows by gnn.fetchRows, ~800 MiB in use at the check). Rows decoded as fetched: trained under 3 GiB at 0.5M, 1M and
@@ -150,21 +169,7 @@ def test_neo4j_estimate_agrees_with_the_products_shape_runs() -> None:
     refused at 2.45M (below that peak) but not at 0.5M. Int8 rows decoded at the step (``--decode_rows step``):
     cgroup peaks 1,575-1,682 MiB at 0.5M and 1M, 1,825 MiB at 2.45M: 3 GiB passes at every size up to 5M nodes,
     1.5 GiB is refused at 2.45M, 2 GiB passes at 0.5M, and the estimate is below the decoded-at-fetch one."""
-    from src.core.lossy_codecs import UINT8_AFFINE
-    from src.core.memory_limit import RUNTIME_MARGIN, step_bytes
-    from src.core.record import DatasetRecord
-    from src.neo4jdb.access import Neo4jAccess
-    from src.neo4jdb.backend import _batches_bytes
-
-    cfg = TrainConfig(batch_size=1024, fanouts=(15, 10, 5), hidden_channels=256, num_loader_threads=1)
-    access = Neo4jAccess(use_procedures=True, adj_prop="nbrs", projection_mb=1400)
-
-    def need_mib(num_nodes: int, deferred: bool) -> float:
-        record = DatasetRecord(name="p", label="P", rel_type="R", num_nodes=num_nodes, num_edges=0, num_features=100,
-                               num_classes=47, feature_encoding=UINT8_AFFINE)
-        work = _batches_bytes(cfg, record, access, deferred) + step_bytes(1024, [15, 10, 5], num_nodes, 100, 256)
-        return ((800 << 20) + RUNTIME_MARGIN * work) / 2**20
-
+    need_mib = _neo4j_need_mib
     sizes = (500_000, 1_000_000, 2_449_029)
     assert all(need_mib(n, False) <= 3072 for n in sizes)
     assert need_mib(2_449_029, False) > 2048 >= need_mib(500_000, False)
@@ -177,50 +182,7 @@ def test_neo4j_estimate_for_rows_decoded_in_the_layer_agrees_with_the_sweep() ->
     """``--decode_rows layer`` (GraphSAGE's chunked layers, ReLU + dropout in place keeping bits), measured in the
     sweep of bench/RESULTS.md with the flags above: cgroup peaks and peak RSS (MiB) at 0.5M, 1M, 2.45M and 5M
     nodes. The estimate stays above both (a run it passes fits), below the ``step`` estimate, and under 3 GiB."""
-    from src.core.lossy_codecs import UINT8_AFFINE
-    from src.core.memory_limit import RUNTIME_MARGIN, step_bytes
-    from src.core.record import DatasetRecord
-    from src.neo4jdb.access import Neo4jAccess
-    from src.neo4jdb.backend import _batches_bytes
-
-    cfg = TrainConfig(batch_size=1024, fanouts=(15, 10, 5), hidden_channels=256, num_loader_threads=1)
-    access = Neo4jAccess(use_procedures=True, adj_prop="nbrs", projection_mb=1400)
-
-    def need_mib(num_nodes: int, deferred: bool) -> float:
-        record = DatasetRecord(name="p", label="P", rel_type="R", num_nodes=num_nodes, num_edges=0, num_features=100,
-                               num_classes=47, feature_encoding=UINT8_AFFINE)
-        work = _batches_bytes(cfg, record, access, deferred) + step_bytes(1024, [15, 10, 5], num_nodes, 100, 256)
-        return ((800 << 20) + RUNTIME_MARGIN * work) / 2**20
-
-    sizes = (500_000, 1_000_000, 2_449_029)
-    assert all(need_mib(n, False) <= 3072 for n in sizes)
-    assert need_mib(2_449_029, False) > 2048 >= need_mib(500_000, False)
-    assert all(need_mib(n, True) <= 3072 for n in (*sizes, 5_000_000))
-    assert need_mib(2_449_029, True) > 1536 and need_mib(500_000, True) <= 2048
-    assert all(need_mib(n, True) < need_mib(n, False) for n in sizes)
-
-
-def test_neo4j_estimate_for_rows_decoded_in_the_layer_agrees_with_the_sweep() -> None:
-    """``--decode_rows layer`` (GraphSAGE's chunked first layer, ReLU + dropout in place), measured in the sweep of
-    bench/RESULTS.md with the flags above: cgroup peaks (MiB) at 0.5M, 1M, 2.45M and 5M nodes. The estimate stays
-    above each (no run refused that fits by more than the margin says), below the ``step`` estimate, and under 3 GiB."""
-    from src.core.lossy_codecs import UINT8_AFFINE
-    from src.core.memory_limit import RUNTIME_MARGIN, step_bytes
-    from src.core.record import DatasetRecord
-    from src.neo4jdb.access import Neo4jAccess
-    from src.neo4jdb.backend import _batches_bytes
-    from src.train.chunked_layer import CHUNK_EDGES
-
-    cfg = TrainConfig(batch_size=1024, fanouts=(15, 10, 5), hidden_channels=256, num_loader_threads=1)
-    access = Neo4jAccess(use_procedures=True, adj_prop="nbrs", projection_mb=1400)
-
-    def need_mib(num_nodes: int, layer: bool) -> float:
-        record = DatasetRecord(name="p", label="P", rel_type="R", num_nodes=num_nodes, num_edges=0, num_features=100,
-                               num_classes=47, feature_encoding=UINT8_AFFINE)
-        work = (_batches_bytes(cfg, record, access, True, layer)
-                + step_bytes(1024, [15, 10, 5], num_nodes, 100, 256, CHUNK_EDGES if layer else 0))
-        return ((800 << 20) + RUNTIME_MARGIN * work) / 2**20
-
     measured = {500_000: (908, 1248), 1_000_000: (1011, 1360), 2_449_029: (1145, 1422), 5_000_000: (1226, 1505)}
     for n, peaks in measured.items():
-        assert max(peaks) < need_mib(n, True) < need_mib(n, False) and need_mib(n, True) <= 3072, n
+        layer, step = _neo4j_need_mib(n, True, layer=True), _neo4j_need_mib(n, True)
+        assert max(peaks) < layer < step and layer <= 3072, n
