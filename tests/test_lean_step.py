@@ -6,7 +6,8 @@
   gives PyG's outputs and gradients and creates no per-edge hidden-wide tensor, forward or backward;
 - rows handed to it still encoded (:class:`EncodedRows`) give the bits float rows give, forward and backward;
 - ReLU + dropout in place (src/train/inplace_act.py) is bit for bit ``dropout(relu(h))``: same random draws,
-  same outputs, same gradients (NaN included), keeping one bit per unit for backward; a view (a module output under a backward hook) takes PyG's path;
+  same outputs, same gradients (NaN included), keeping one bit per unit for backward; a view (a module output
+  under a backward hook) takes PyG's path;
 - glibc's mmap threshold is fixed at import (src/core/malloc_threshold.py): a 2 MiB block is mapped afresh even
   after a 16 MiB one was freed, which under glibc's dynamic default would have raised the threshold.
 """
@@ -158,7 +159,7 @@ def test_relu_dropout_in_place_is_pyg_bit_for_bit(p: float, training: bool, widt
     for fused in (False, True):
         w = torch.randn(64, width, generator=torch.Generator().manual_seed(1)).requires_grad_()
         pre = (base @ w).detach()
-        pre[0, :3] = float("nan")  # ReLU's backward passes a NaN's gradient (NaN <= 0 is false), dropout's not if dropped
+        pre[0, :3] = float("nan")  # ReLU passes a NaN's gradient (NaN <= 0 is false); dropout not if dropped
         pre.requires_grad_()
         h = pre * 1.0  # a fresh layer output, as between the model's layers
         torch.manual_seed(9)
@@ -170,7 +171,8 @@ def test_relu_dropout_in_place_is_pyg_bit_for_bit(p: float, training: bool, widt
         outs.append(out.detach().clone())
         grads.append(pre.grad)
         saved.append(sum(sizes))
-    assert torch.equal(outs[0].nan_to_num(), outs[1].nan_to_num()) and torch.equal(grads[0].nan_to_num(), grads[1].nan_to_num())
+    assert torch.equal(outs[0].nan_to_num(), outs[1].nan_to_num())
+    assert torch.equal(grads[0].nan_to_num(), grads[1].nan_to_num())
     assert outs[1].isnan().equal(outs[0].isnan()) and grads[1].isnan().equal(grads[0].isnan())
     if fused and training and 0 < p < 1:  # one bit per unit (and the scale), not the output
         assert saved[1] == rows * ((width + 7) // 8) + 4

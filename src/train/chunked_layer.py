@@ -20,7 +20,7 @@ the dense path does and spends its FLOPs).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -76,15 +76,22 @@ def head(x: Rows, n: int) -> Tensor:
 def neighbour_mean(x: Rows, edge_index: Tensor, num_dst: int, chunk_edges: int | None = None) -> Tensor:
     """``mean_{j -> i} x_j`` for destinations ``0..num_dst-1`` (0 where a node has no in-edges), summing
     ``chunk_edges`` (default :data:`CHUNK_EDGES`) gathered rows at a time in edge order."""
-    chunk_edges = chunk_edges or CHUNK_EDGES
     src, dst = edge_index[0], edge_index[1]
     dtype = torch.float32 if isinstance(x, EncodedRows) else x.dtype
     total = torch.zeros(num_dst, int(x.size(1)), dtype=dtype, device=edge_index.device)
-    for lo in range(0, src.numel(), chunk_edges):
-        hi = min(lo + chunk_edges, src.numel())
-        total.index_add_(0, dst[lo:hi], gather(x, src[lo:hi]))
-    count = torch.bincount(dst, minlength=num_dst).clamp_(min=1).to(total.dtype)
-    return total.div_(count.unsqueeze(1))
+    for chunk in _edge_chunks(src.numel(), chunk_edges or CHUNK_EDGES):
+        total.index_add_(0, dst[chunk], gather(x, src[chunk]))
+    return total.div_(_in_degrees(dst, num_dst, total.dtype))
+
+
+def _edge_chunks(num_edges: int, chunk_edges: int) -> Iterator[slice]:
+    """Consecutive slices of ``chunk_edges`` edges (the last one shorter), in edge order."""
+    return (slice(lo, min(lo + chunk_edges, num_edges)) for lo in range(0, num_edges, chunk_edges))
+
+
+def _in_degrees(dst: Tensor, num_dst: int, dtype: torch.dtype) -> Tensor:
+    """``[num_dst, 1]`` in-degrees, 1 where a node has none (its mean stays 0)."""
+    return torch.bincount(dst, minlength=num_dst).clamp_(min=1).to(dtype).unsqueeze(1)
 
 
 def chunkable(conv: SAGEConv) -> bool:
@@ -110,12 +117,10 @@ class _NeighbourMeanAndRoot(torch.autograd.Function):
     def backward(ctx: Any, grad_mean: Tensor, grad_root: Tensor) -> tuple[Tensor, None, None, None]:  # noqa: ANN401
         (edge_index,) = ctx.saved_tensors
         src, dst = edge_index[0], edge_index[1]
-        count = torch.bincount(dst, minlength=ctx.num_dst).clamp_(min=1).to(grad_mean.dtype)
-        per_dst = grad_mean / count.unsqueeze(1)
+        per_dst = grad_mean / _in_degrees(dst, ctx.num_dst, grad_mean.dtype)
         grad_x = torch.zeros(ctx.num_src, grad_mean.size(1), dtype=grad_mean.dtype, device=grad_mean.device)
-        for lo in range(0, src.numel(), ctx.chunk_edges):
-            hi = min(lo + ctx.chunk_edges, src.numel())
-            grad_x.index_add_(0, src[lo:hi], per_dst.index_select(0, dst[lo:hi]))
+        for chunk in _edge_chunks(src.numel(), ctx.chunk_edges):
+            grad_x.index_add_(0, src[chunk], per_dst.index_select(0, dst[chunk]))
         grad_x[:ctx.num_dst].add_(grad_root)
         return grad_x, None, None, None
 

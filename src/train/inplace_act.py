@@ -44,10 +44,10 @@ def _drop_and_pack_(relu_out: Tensor, keep: Tensor, scale: Tensor) -> Tensor:
 
 
 def _zero_where_dropped_(grad: Tensor, packed: Tensor) -> Tensor:
-    width = grad.size(1)
+    width, bit = grad.size(1), _BITS.to(packed.device)
     for lo in range(0, grad.size(0), _ROWS_AT_ONCE):
         bits = packed[lo:lo + _ROWS_AT_ONCE]
-        keep = bits.unsqueeze(-1).bitwise_and(_BITS.to(bits.device)).ne(0).view(bits.size(0), -1)[:, :width]
+        keep = bits.unsqueeze(-1).bitwise_and(bit).ne(0).view(bits.size(0), -1)[:, :width]
         grad[lo:lo + _ROWS_AT_ONCE].masked_fill_(keep.logical_not_(), 0.0)
     return grad
 
@@ -55,7 +55,7 @@ def _zero_where_dropped_(grad: Tensor, packed: Tensor) -> Tensor:
 class _ReluDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, h: Tensor, p: float) -> Tensor:  # noqa: ANN401
-        keep = torch.empty_like(h, dtype=torch.bool).bernoulli_(1 - p)  # at::dropout's draws (in any dtype), 1 byte each
+        keep = torch.empty_like(h, dtype=torch.bool).bernoulli_(1 - p)  # at::dropout's draws, 1 byte each
         scale = torch.ones((), dtype=h.dtype).div_(1 - p)  # a kept unit's noise value, as at::dropout rounds it
         ctx.mark_dirty(h)
         ctx.save_for_backward(_drop_and_pack_(h.relu_(), keep, scale), scale)
@@ -70,8 +70,10 @@ class _ReluDropout(torch.autograd.Function):
 def relu_dropout_(h: Tensor, p: float, training: bool) -> Tensor:
     """``dropout(relu(h), p, training)``, overwriting ``h`` (which nothing else may need for backward; autograd
     raises at backward if something does)."""
-    if h._is_view() or h.numel() == 0 or h.dim() != 2 or (training and p == 1.0):  # a view: e.g. a module's output under a backward hook,
-        return F.dropout(F.relu(h), p, training)  # which autograd forbids overwriting; p = 1: all zeros anyway
+    # a view (e.g. a module's output under a backward hook) autograd forbids overwriting; not [rows, width]: no
+    # rows to pack; p = 1: all zeros anyway
+    if h._is_view() or h.numel() == 0 or h.dim() != 2 or (training and p == 1.0):
+        return F.dropout(F.relu(h), p, training)
     if not training or p == 0.0:
         return h.relu_()
     return _ReluDropout.apply(h, p)

@@ -49,7 +49,8 @@ class TrimmedForward:
         """Logits for every node of the batch, or, trimmed, for the first ``num_sampled_nodes_per_hop[0]`` rows
         upward (the seeds first: the rows callers read)."""
         trim = num_sampled_nodes_per_hop is not None and num_sampled_edges_per_hop is not None
-        if isinstance(x, EncodedRows) and (not self.reads_encoded_rows or (self.keep_last_hidden and self.num_layers == 1)):
+        decode_first = not self.reads_encoded_rows or (self.keep_last_hidden and self.num_layers == 1)
+        if isinstance(x, EncodedRows) and decode_first:
             x = x.decoded()  # rows kept as stored for a first layer that reads them (--decode_rows layer)
         context = self._batch_context(x, edge_index)
         hops = list(num_sampled_nodes_per_hop or [])
