@@ -4,7 +4,10 @@
   ``SAGEConv`` (nodes without in-edges included), and any chunk size gives the same bits;
 - its hidden layers' neighbour mean, whose backward scatters a chunk of edges at a time into one gradient,
   gives PyG's outputs and gradients and creates no per-edge hidden-wide tensor, forward or backward;
-- rows handed to it still encoded (:class:`EncodedRows`) give the bits float rows give, forward and backward;
+- rows handed to it still encoded (:class:`EncodedRows`) give the bits float rows give, forward and backward, and
+  its root term decodes them a block of rows at a time (no float32 copy of the roots);
+- training, ReLU + dropout before a hidden layer runs in that layer's Function, which masks the gradient it builds
+  in place: the same bits as ReLU + dropout on its own, one hidden-wide gradient fewer;
 - ReLU + dropout in place (src/train/inplace_act.py) is bit for bit ``dropout(relu(h))``: same random draws,
   same outputs, same gradients (NaN included), keeping one bit per unit for backward; a view (a module output
   under a backward hook) takes PyG's path;
@@ -18,6 +21,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -132,6 +136,98 @@ def test_encoded_rows_train_as_their_float_decode(batch) -> None:
             runs.append([loss.detach()] + [p.grad for p in model.parameters()])
         for a, b in zip(*runs):
             assert torch.equal(a, b), name
+
+
+class _CreatedShapes(TorchDispatchMode):
+    """Records the shape of every 2-D float tensor an op creates while active, once per storage (an in-place op
+    or a view returns a storage it did not create)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, int]] = []
+        self._seen: set[int] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() == 2 and t._base is None:
+                if t.untyped_storage().data_ptr() not in self._seen:
+                    self._seen.add(t.untyped_storage().data_ptr())
+                    self.shapes.append(tuple(t.shape))
+        return out
+
+
+def _sage_step(batch, x, *, pyg: bool = False, deferred: bool = True, hidden: int = 32, trim: bool = False):
+    """Logits and gradients of one 3-layer GraphSAGE training step with dropout 0.5 (fixed draws), and the 2-D
+    float shapes created in backward."""
+    torch.manual_seed(0)
+    model = build_model("sage", batch.x.size(1), hidden, 7, num_layers=3, dropout=0.5).train()
+    if pyg:
+        from torch_geometric.nn.models import GraphSAGE
+        ours = model
+        model = GraphSAGE(batch.x.size(1), hidden, 3, 7, dropout=0.5).train()
+        model.load_state_dict(ours.state_dict())
+    elif not deferred:  # ReLU + dropout as its own autograd Function, which copies the gradient it is handed
+        from src.train.model import TrimmedForward
+        model._between_layers = lambda h, next_conv: TrimmedForward._between_layers(model, h, next_conv)
+    torch.manual_seed(5)
+    step = batch.clone()
+    step.x = x
+    logits = batch_logits(model, step, trim) if trim else model(x, batch.edge_index)
+    with _CreatedShapes() as created:
+        (logits * torch.randn(logits.shape, generator=torch.Generator().manual_seed(3))).sum().backward()
+    return logits.detach(), [p.grad for p in model.parameters()], created.shapes
+
+
+def test_deferred_relu_dropout_masks_its_own_gradient_in_place(batch) -> None:
+    """Training GraphSAGE, ReLU + dropout before a hidden layer runs inside that layer's Function: the same bits
+    as a ReLU + dropout Function of its own, PyG's GraphSAGE to rounding (same draws), and backward builds one
+    gradient per hidden layer input, where the Function of its own copies it (a second [nodes, hidden] tensor)."""
+    dense = batch.x + 0.1 * torch.randn(batch.x.shape, generator=torch.Generator().manual_seed(0))
+    runs = {name: _sage_step(batch, dense, **kw)
+            for name, kw in (("deferred", {}), ("own", {"deferred": False}), ("pyg", {"pyg": True}))}
+    (out, grads, _), (out2, grads2, _) = runs["deferred"], runs["own"]
+    assert torch.equal(out, out2) and all(torch.equal(a, b) for a, b in zip(grads, grads2))
+    torch.testing.assert_close(out, runs["pyg"][0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(grads, runs["pyg"][1]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+    # trimmed, layer 1's output has a row per node within two hops (most of a real step's memory)
+    hidden, rows = 48, sum(batch.num_sampled_nodes[:3])
+    (out, grads, shapes), (out2, grads2, shapes2) = (_sage_step(batch, dense, hidden=hidden, trim=True, deferred=d)
+                                                     for d in (True, False))
+    assert torch.equal(out, out2) and all(torch.equal(a, b) for a, b in zip(grads, grads2))
+    assert shapes.count((rows, hidden)) == 1 and shapes2.count((rows, hidden)) == 2
+
+
+def test_first_layer_root_term_keeps_no_float_copy_of_encoded_rows(batch, monkeypatch) -> None:
+    """Rows still encoded: the first layer's root term is decoded a block of rows at a time, forward and again in
+    backward, never whole; the weight's gradient (summed by blocks) is PyG's to rounding."""
+    dense = batch.x + 0.1 * torch.randn(batch.x.shape, generator=torch.Generator().manual_seed(0))
+    codes, decode = int8_rows(dense)
+    torch.manual_seed(0)
+    conv = SAGEConv(dense.size(1), 16)
+    num_dst, width = 300, dense.size(1)
+    edge_index = batch.edge_index[:, batch.edge_index[1] < num_dst]
+    monkeypatch.setattr(chunked_layer, "ROOT_ROWS", 64)
+    monkeypatch.setattr(chunked_layer, "CHUNK_EDGES", 64)
+    upstream = torch.randn(num_dst, 16, generator=torch.Generator().manual_seed(1))
+    rows = EncodedRows(codes, decode, width)
+    with _CreatedShapes() as created:
+        out = sage_layer(conv, rows, edge_index, num_dst)
+        loss = (out * upstream).sum()
+        loss.backward()
+    got = conv.lin_r.weight.grad.clone()
+    held = weakref.ref(rows)
+    del rows
+    assert held() is None  # the graph (alive with the loss, as in the training loop) lets go of the batch's rows
+    assert max(n for n, w in created.shapes if w == width and n != num_dst) <= 64  # root blocks, edge chunks
+    assert created.shapes.count((num_dst, width)) == 1  # the neighbour mean lin_l keeps; no root copy
+    conv.zero_grad()
+    floats = decode(codes)
+    want = conv((floats, floats[:num_dst]), edge_index, size=(floats.size(0), num_dst))
+    (want * upstream).sum().backward()
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got, conv.lin_r.weight.grad, rtol=1e-4, atol=1e-4)
 
 
 def test_chunks_smaller_than_the_edges_are_what_a_trained_step_uses(batch, monkeypatch) -> None:

@@ -155,19 +155,26 @@ def step_bytes(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes:
                hidden_channels: int, chunk_edges: int = 0) -> int:
     """The training step's activations (trimmed GraphSAGE-like) at the higher of its two peaks.
 
-    The first layer's forward: its messages, one input row per sampled edge (``chunk_edges`` > 0, GraphSAGE over
-    dense rows, src/train/chunked_layer.py: one chunk of that many edges, and the layer's two inputs kept for
-    backward, neighbour mean and own row), beside its hidden-wide outputs for the nodes within ``L - 1`` hops.
-    The backward from the second layer to the first: the gradient of those outputs and its copy through ReLU +
-    dropout, and the first layer's kept inputs; unchunked (PyG's layers, which keep their input), the outputs
-    themselves too and one hidden-wide gradient row per edge of hops ``1..L-1``. On products' shape the second is
-    the higher."""
+    Unchunked (PyG's layers, which keep their input): the first layer's forward, one input row per sampled edge
+    beside its kept input and its hidden-wide outputs for the nodes within ``L - 1`` hops; the backward from the
+    second layer to the first, those outputs, their gradient and its copy through ReLU + dropout, and one
+    hidden-wide gradient row per edge of hops ``1..L-1``. Chunked (``chunk_edges`` > 0, GraphSAGE over dense or
+    encoded rows, src/train/chunked_layer.py): one chunk of input rows in the first layer, one chunk of hidden
+    rows in the second (forward and backward), the first layer's neighbour mean (kept for backward; its own rows
+    are read again from the batch), the outputs or their gradient (one, masked in place), not both, and the second
+    layer's gradients for its own outputs."""
     draws = hop_draws(batch_size, fanouts, num_nodes)
     edges = sum(draws[1:])
     outputs = distinct_nodes(sum(draws[:-1]), num_nodes)
     hidden_row, input_row = hidden_channels * 4, num_features * 4
-    kept_inputs = (2 if chunk_edges > 0 else 1) * outputs * input_row
-    first = (min(edges, chunk_edges) if chunk_edges > 0 else edges) * input_row + kept_inputs + outputs * hidden_row
-    per_output, per_edge = (2, 0) if chunk_edges > 0 else (3, sum(draws[1:-1]))
-    second = kept_inputs + (per_output * outputs + per_edge) * hidden_row if len(fanouts) > 1 else 0
+    if chunk_edges > 0:
+        mean = outputs * input_row
+        first = min(edges, chunk_edges) * input_row + mean + outputs * hidden_row
+        hidden_chunk = min(sum(draws[1:-1]), chunk_edges) * hidden_row
+        # + the second layer's gradients for its own outputs (mean, root, per destination), and ReLU's bits
+        own = 3 * distinct_nodes(sum(draws[:-2]), num_nodes) * hidden_row + outputs * hidden_channels // 8
+        second = mean + outputs * hidden_row + hidden_chunk + own if len(fanouts) > 1 else 0
+        return max(first, second)
+    first = edges * input_row + outputs * input_row + outputs * hidden_row
+    second = outputs * input_row + (3 * outputs + sum(draws[1:-1])) * hidden_row if len(fanouts) > 1 else 0
     return max(first, second)

@@ -8,13 +8,16 @@ of the training step's peak memory, and of its growth with the graph (more disti
 Here ``h`` becomes the output in place; the noise is drawn as bools (1 byte, not 4), and backward needs only
 where the gradient passes (``grad * scale`` there, 0 elsewhere), packed 8 units to a byte. The output itself
 may go as soon as the next layer has read it (GraphSAGE's hidden layers keep nothing of their input,
-src/train/chunked_layer.py), so at the backward peak only the gradient and its masked copy are hidden-wide.
+src/train/chunked_layer.py). A gradient autograd hands in may be shared, so backward masks a copy; GraphSAGE
+training defers ReLU + dropout into its next layer's Function (:class:`DeferredReluDropout`), which builds the
+gradient itself and masks it in place: at the backward peak one hidden-wide tensor, the gradient.
 The draws are ``at::dropout``'s (a Bernoulli stream is the same in any dtype), so the outputs and the random
 stream are bit for bit PyG's, and so are the gradients, but for the sign of a zero (PyG's ``grad * 0`` of a
 dropped unit is -0.0 where ``grad`` is negative; here +0.0, which no sum or product downstream tells apart).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -52,27 +55,57 @@ def _zero_where_dropped_(grad: Tensor, packed: Tensor) -> Tensor:
     return grad
 
 
+def relu_dropout_packed_(h: Tensor, p: float) -> tuple[Tensor, Tensor]:
+    """``h = dropout(relu(h), p)`` in place (training, ``0 < p < 1``); returns what backward needs: where the
+    gradient passes, as bits, and a kept unit's scale. For an autograd Function's forward (no grad mode)."""
+    keep = torch.empty_like(h, dtype=torch.bool).bernoulli_(1 - p)  # at::dropout's draws, 1 byte each
+    scale = torch.ones((), dtype=h.dtype).div_(1 - p)  # a kept unit's noise value, as at::dropout rounds it
+    return _drop_and_pack_(h.relu_(), keep, scale), scale
+
+
+def relu_dropout_backward_(grad: Tensor, packed: Tensor, scale: Tensor) -> Tensor:
+    """The gradient before ReLU + dropout from the one after, overwriting ``grad`` (which the caller must own: a
+    gradient autograd handed in may be shared, e.g. by both inputs of an addition)."""
+    return _zero_where_dropped_(grad.mul_(scale), packed)
+
+
 class _ReluDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, h: Tensor, p: float) -> Tensor:  # noqa: ANN401
-        keep = torch.empty_like(h, dtype=torch.bool).bernoulli_(1 - p)  # at::dropout's draws, 1 byte each
-        scale = torch.ones((), dtype=h.dtype).div_(1 - p)  # a kept unit's noise value, as at::dropout rounds it
         ctx.mark_dirty(h)
-        ctx.save_for_backward(_drop_and_pack_(h.relu_(), keep, scale), scale)
+        ctx.save_for_backward(*relu_dropout_packed_(h, p))
         return h
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # noqa: ANN401
         packed, scale = ctx.saved_tensors
-        return _zero_where_dropped_(grad.mul(scale), packed), None
+        return _zero_where_dropped_(grad.mul(scale), packed), None  # a copy: the gradient handed in may be shared
+
+
+@dataclass(frozen=True)
+class DeferredReluDropout:
+    """``dropout(relu(h), p)`` in training, left for the next layer to apply inside its own autograd Function: that
+    one builds the gradient for ``h`` itself, so it may mask it in place (src/train/chunked_layer.py) where
+    :class:`_ReluDropout` has to copy the gradient it is handed: one hidden-wide tensor less at the backward peak."""
+
+    h: Tensor
+    p: float
+
+    def size(self, dim: int | None = None) -> torch.Size | int:
+        return self.h.size() if dim is None else self.h.size(dim)
+
+
+def packable(h: Tensor, p: float, training: bool) -> bool:
+    """Whether :func:`relu_dropout_` may overwrite ``h`` and pack its bits: not a view (e.g. a module's output under
+    a backward hook: autograd forbids overwriting it), ``[rows, width]`` with rows, and p < 1 in training (p = 1
+    gives zeros anyway)."""
+    return not h._is_view() and h.numel() > 0 and h.dim() == 2 and not (training and p == 1.0)
 
 
 def relu_dropout_(h: Tensor, p: float, training: bool) -> Tensor:
     """``dropout(relu(h), p, training)``, overwriting ``h`` (which nothing else may need for backward; autograd
     raises at backward if something does)."""
-    # a view (e.g. a module's output under a backward hook) autograd forbids overwriting; not [rows, width]: no
-    # rows to pack; p = 1: all zeros anyway
-    if h._is_view() or h.numel() == 0 or h.dim() != 2 or (training and p == 1.0):
+    if not packable(h, p, training):
         return F.dropout(F.relu(h), p, training)
     if not training or p == 0.0:
         return h.relu_()

@@ -24,7 +24,7 @@ from torch_geometric.nn import models as pyg_models
 from torch_geometric.nn.norm import BatchNorm
 
 from src.train.chunked_layer import EncodedRows, chunkable, sage_layer
-from src.train.inplace_act import relu_dropout_
+from src.train.inplace_act import DeferredReluDropout, packable, relu_dropout_
 from src.train.sparse_input import gin_first_layer, sage_first_layer
 
 MODELS = ("sage", "gcn", "gat", "gin")
@@ -66,10 +66,10 @@ class TrimmedForward:
             num_dst = sum(hops[:len(hops) - 1 - i]) if trim else x.size(0)
             x = self._layer(i, conv, x, edge_index, context, num_dst)
             if i < self.num_layers - 1:
-                x = self._between_layers(norm(x))
+                x = self._between_layers(norm(x), self.convs[i + 1])
         return x
 
-    def _between_layers(self, h: Tensor) -> Tensor:
+    def _between_layers(self, h: Tensor, next_conv: nn.Module) -> Tensor | DeferredReluDropout:
         """``dropout(act(h))``; for ReLU in place, holding only the output for backward (src/train/inplace_act.py)."""
         if isinstance(self.act, nn.ReLU) and isinstance(self.dropout, nn.Dropout):
             return relu_dropout_(h, self.dropout.p, self.training)
@@ -94,6 +94,15 @@ class SAGE(TrimmedForward, pyg_models.GraphSAGE):
 
     first_layer = staticmethod(sage_first_layer)
     reads_encoded_rows = True
+
+    def _between_layers(self, h: Tensor, next_conv: nn.Module) -> Tensor | DeferredReluDropout:
+        """In training, ReLU + dropout before a chunked hidden layer is left to that layer, whose backward then
+        masks its own gradient in place (src/train/chunked_layer.py)."""
+        p = self.dropout.p if isinstance(self.dropout, nn.Dropout) else 0.0
+        if (isinstance(self.act, nn.ReLU) and self.training and p > 0.0 and torch.is_grad_enabled()
+                and h.requires_grad and packable(h, p, True) and chunkable(next_conv) and not self.keep_last_hidden):
+            return DeferredReluDropout(h, p)
+        return super()._between_layers(h, next_conv)
 
     def _layer(self, i: int, conv: nn.Module, x: Tensor, edge_index: Tensor, context: Context | None,
                num_dst: int) -> Tensor:
