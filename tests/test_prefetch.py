@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -145,10 +146,12 @@ def test_worker_exception_reaches_consumer_without_hang(amazon, num_threads: int
     assert not prefetch_threads()
 
 
-def test_early_break_stops_all_threads(amazon) -> None:
+@pytest.mark.parametrize("after_step", [False, True])
+def test_early_break_stops_all_threads(amazon, after_step: bool) -> None:
     data, csr = amazon
     sampler = SlowSampler(csr)
     loader = PrefetchLoader(loader_for(data, sampler), 4)
+    loader.fetch_after_step = after_step  # workers then wait for a turn to fetch: close() must wake them
 
     def consume() -> None:
         for i, _ in enumerate(loader):
@@ -173,3 +176,79 @@ def test_rejects_negative_threads(amazon) -> None:
     data, csr = amazon
     with pytest.raises(ValueError):
         PrefetchLoader(loader_for(data, CSRNeighborSampler(csr, [5], seed=0)), -1)
+
+
+def counting_fetches(node_loader: NodeLoader, on_fetch=None) -> list[int]:
+    """Wrap ``node_loader.filter_fn``; the list grows by one as each fetch of rows starts."""
+    started: list[int] = []
+    filter_fn = node_loader.filter_fn
+
+    def counted(out):
+        started.append(len(started))
+        if on_fetch is not None:
+            on_fetch()
+        return filter_fn(out)
+
+    node_loader.filter_fn = counted
+    return started
+
+
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
+def test_fetch_after_step_gives_identical_batches(amazon, num_threads: int) -> None:
+    data, csr = amazon
+    sequential = list(PrefetchLoader(loader_for(data, CSRNeighborSampler(csr, FANOUTS, 5)), 0))
+    gated = PrefetchLoader(loader_for(data, SlowSampler(csr, FANOUTS, 5)), num_threads)
+    gated.fetch_after_step = True
+    batches = []
+    run_with_timeout(lambda: batches.extend(gated))
+    assert len(batches) == len(sequential)
+    for a, b in zip(sequential, batches):
+        for key in ("n_id", "edge_index", "x", "y"):
+            assert torch.equal(a[key], b[key]), key
+    assert not prefetch_threads()
+
+
+@pytest.mark.parametrize("after_step", [False, True])
+def test_fetch_after_step_bounds_rows_alive(amazon, after_step: bool) -> None:
+    """A slow consumer: ahead, the threads fetch ``num_threads`` batches beyond the one in the step; after_step
+    one fewer, while sampling still runs ``num_threads`` ahead."""
+    data, csr, threads = *amazon, 3
+    sampler = SlowSampler(csr)
+    node_loader = loader_for(data, sampler, shuffle=False)
+    fetched = counting_fetches(node_loader)
+    loader = PrefetchLoader(node_loader, threads)
+    loader.fetch_after_step = after_step
+    fetched_ahead, sampled_ahead = [], []
+
+    def consume() -> None:
+        for consumed, batch in enumerate(loader, start=1):
+            time.sleep(0.08)  # the step: the workers catch up to their bound meanwhile
+            fetched_ahead.append(len(fetched) - consumed)
+            sampled_ahead.append(sampler.started - consumed)
+
+    run_with_timeout(consume)
+    bound = threads - 1 if after_step else threads
+    assert max(fetched_ahead) == bound
+    assert max(sampled_ahead) == threads
+
+
+def test_fetch_after_step_drops_the_last_batch_before_the_next_fetch(amazon) -> None:
+    """With one thread, each fetch starts only once the consumer let go of its batch, so the rows of two batches
+    are never alive at once (the generator itself must not keep the batch it handed over)."""
+    data, csr = amazon
+    refs: list[weakref.ref] = []
+    alive_at_fetch: list[int] = []
+    node_loader = loader_for(data, SlowSampler(csr), shuffle=False)
+    counting_fetches(node_loader, lambda: alive_at_fetch.append(sum(r() is not None for r in refs)))
+    loader = PrefetchLoader(node_loader, 1)
+    loader.fetch_after_step = True
+
+    def consume() -> None:
+        for batch in loader:
+            refs.append(weakref.ref(batch.x))
+            time.sleep(0.02)
+            del batch  # as the training loop does before asking for the next batch
+
+    run_with_timeout(consume)
+    assert len(alive_at_fetch) == len(loader) and alive_at_fetch[0] == 0
+    assert max(alive_at_fetch) == 0, alive_at_fetch

@@ -325,6 +325,33 @@ def test_bounded_epochs_and_eval_subset(tmp_path: Path, cora_backend, monkeypatc
     assert set(evals[0]) <= val and set(evals[1]) <= test and evals[0] == evals[2] and evals[1] == evals[3]
 
 
+def test_fetch_rows_after_step_trains_the_same_steps(tmp_path: Path, cora_backend, monkeypatch) -> None:
+    """--fetch_rows after_step only changes when rows are fetched: the same losses step for step; the training
+    loaders are gated, the evaluation ones not."""
+    loaders = []
+    make_loader = cora_backend.make_loader
+
+    def recording(seeds, **kwargs):
+        loaders.append(make_loader(seeds, **kwargs))
+        return loaders[-1]
+
+    monkeypatch.setattr(cora_backend, "make_loader", recording)
+    losses = {}
+    for mode in ("ahead", "after_step"):
+        loaders.clear()
+        train(cora_backend, small_config(tmp_path, epochs=2, num_loader_threads=2, fetch_rows=mode, run_name=mode))
+        losses[mode] = [s["loss"] for s in of(read_events(tmp_path / "logs" / mode / "rank0.jsonl"), "step")]
+        gated = [loader.fetch_after_step for loader in loaders]
+        assert gated == [mode == "after_step", False, False] * 2, gated  # train, val, test per epoch
+    assert len(losses["ahead"]) == 6 and losses["ahead"] == losses["after_step"]
+
+
+def test_fetch_rows_after_step_counts_one_batch_fewer_in_the_preflight() -> None:
+    assert TrainConfig(num_loader_threads=2).batches_in_flight() == 3
+    assert TrainConfig(num_loader_threads=2, fetch_rows="after_step").batches_in_flight() == 2
+    assert TrainConfig(num_loader_threads=0, fetch_rows="after_step").batches_in_flight() == 1
+
+
 # --------------------------------------------------------------------------- (c) two-rank gloo
 @pytest.mark.slow
 def test_two_ranks_uneven_seeds_same_steps_and_same_accuracy(tmp_path: Path, runner: Path) -> None:

@@ -75,14 +75,18 @@ class DatabaseBackend(Backend):
                  f"AND n.`{s.id_prop}` <= $hi RETURN collect(n.`{s.id_prop}`) AS ids")
         starts = [-2**63, *range(SPLIT_IDS_PER_QUERY, max(self.num_nodes, 1), SPLIT_IDS_PER_QUERY)]
         ends = [start - 1 for start in starts[1:]] + [2**63 - 1]  # every int64 id in exactly one range
-        parts = [np.asarray(self._query_ids(query, split=split, lo=lo, hi=hi), dtype=np.int64)
-                 for lo, hi in zip(starts, ends)]
+        parts = []
+        for lo, hi in zip(starts, ends):
+            part = np.asarray(self._query_ids(query, split=split, lo=lo, hi=hi), dtype=np.int64)
+            part.sort()  # in place; the ranges ascend, so the concatenation is sorted: no third copy
+            parts.append(part)
         ids = np.concatenate(parts)
+        del parts
         if not ids.size and split == "train":
             raise UserError(f"dataset {s.dataset!r} has no training nodes in {self.feature_store.where} "
                             f"(property {s.split_prop!r}); reload it with "
                             f"`{self.feature_store.reload_hint} --dataset {s.dataset} --reset`")
-        return np.sort(ids)
+        return ids
 
     def close(self) -> None:
         """Release the database client (its ``close``)."""

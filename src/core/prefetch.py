@@ -13,6 +13,7 @@ sampling is ``node_loader.collate_fn`` and feature fetching ``node_loader.filter
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,6 +45,12 @@ class PrefetchLoader:
     on ``break``; an iterator held in a variable (or in a live traceback) is closed when it is
     collected or by calling its ``close()``.
 
+    ``fetch_after_step`` (set by the consumer before iterating; the training loop's ``--fetch_rows after_step``):
+    the threads still sample ahead, but fetch a batch's rows only while the consumer is not in a step, so rows of
+    at most ``num_threads`` batches are alive, the consumer's included, instead of ``num_threads + 1``, and no fetch
+    runs beside a step's activations. A consumer that asks for the next batch is done with the one it had; with one
+    thread the fetch then no longer overlaps the step (only sampling does).
+
     ``NodeLoader.filter_per_worker`` only chooses which DataLoader process runs ``filter_fn``;
     this class runs it in its own threads, so it switches the flag off (otherwise
     ``collate_fn`` would already filter and the two steps could not be timed apart).  The
@@ -64,17 +71,22 @@ class PrefetchLoader:
         self.node_loader = node_loader
         self.num_threads = num_threads
         self.finish = finish
+        self.fetch_after_step = False
 
     def __len__(self) -> int:
         return len(self.node_loader.batch_sampler)
 
-    def _load(self, index: list[int]) -> Data:
-        """Sample and fetch one batch; runs in a worker thread (or inline for 0 threads)."""
+    def _load(self, index: list[int], gate: _FetchGate | None = None) -> Data | None:
+        """Sample and fetch one batch; runs in a worker thread (or inline for 0 threads). With a ``gate``, the
+        fetch waits for its turn; None: the iteration was closed meanwhile."""
         t0 = time.perf_counter()
         out = self.node_loader.collate_fn(index)
+        t_sample = time.perf_counter() - t0
+        if gate is not None and not gate.enter():
+            return None
         t1 = time.perf_counter()
         data = self.node_loader.filter_fn(out)
-        data.t_sample = t1 - t0
+        data.t_sample = t_sample
         data.t_fetch = time.perf_counter() - t1
         return data
 
@@ -110,16 +122,21 @@ class PrefetchLoader:
             data = self._load(index)
             data.t_wait = time.perf_counter() - t0
             yield self._finish(data)
+            data = None  # not held while the next batch loads
 
     def _iter_threaded(self, indices: Iterator[list[int]]) -> Iterator[Data]:
         pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix=THREAD_NAME_PREFIX)
-        pending: deque[Future[Data]] = deque()
+        pending: deque[Future[Data | None]] = deque()
+        gate = _FetchGate(self.num_threads) if self.fetch_after_step else None
+        handed_over = False
         try:
             for index in indices:
-                pending.append(pool.submit(self._load, index))
+                pending.append(pool.submit(self._load, index, gate))
                 if len(pending) == self.num_threads:
                     break
             while pending:
+                if gate is not None and handed_over:
+                    gate.leave()  # the consumer is done with the batch it had
                 t0 = time.perf_counter()
                 data = pending.popleft().result()
                 wait = time.perf_counter() - t0
@@ -127,9 +144,38 @@ class PrefetchLoader:
                 # consumer works on this one.
                 index = next(indices, None)
                 if index is not None:
-                    pending.append(pool.submit(self._load, index))
+                    pending.append(pool.submit(self._load, index, gate))
                 data.t_wait = wait
+                handed_over = True
                 yield self._finish(data)
+                data = None  # not held while the next batch loads
         finally:
             # Runs on exhaustion, on a worker exception and on close() (consumer broke out).
+            if gate is not None:
+                gate.close()
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _FetchGate:
+    """Turns for fetching rows: ``num_threads`` at first, one more each time the consumer is done with a batch.
+
+    No deadlock: when the consumer waits for a batch it has handed back every earlier one, so the turns left
+    cover every batch in flight (at most ``num_threads``)."""
+
+    def __init__(self, num_threads: int) -> None:
+        self._turns = threading.Semaphore(num_threads)
+        self._closed = threading.Event()
+        self._num_threads = num_threads
+
+    def enter(self) -> bool:
+        """Wait for a turn; False if the iteration was closed (the batch is not wanted)."""
+        self._turns.acquire()
+        return not self._closed.is_set()
+
+    def leave(self) -> None:
+        self._turns.release()
+
+    def close(self) -> None:
+        """Wake every worker still waiting for a turn, to give up."""
+        self._closed.set()
+        self._turns.release(self._num_threads)

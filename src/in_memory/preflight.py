@@ -31,7 +31,8 @@ def full_graph_needs(ds: GraphDataset, cfg: TrainConfig) -> dict[str, int]:
     # scanning them for their density
     features = feature_nbytes(ds.x) if sp.issparse(ds.x) else 4 * n * int(ds.num_features)
     return {"features": features, "labels": 8 * n, "edge list": 16 * e, "CSC topology": 16 * e + 8 * n,
-            "splits": 8 * n, "batches": batch_bytes(cfg.batch_size, cfg.fanouts, n, int(ds.num_features), cfg.num_loader_threads + 1),
+            "splits": 8 * n,
+            "batches": batch_bytes(cfg.batch_size, cfg.fanouts, n, int(ds.num_features), cfg.batches_in_flight()),
             "training step": step_bytes(cfg.batch_size, cfg.fanouts, n, int(ds.num_features), cfg.hidden_channels)}
 
 
@@ -55,14 +56,14 @@ def partition_needs(root: Path, rank: int, cfg: TrainConfig) -> dict[str, int]:
         width = max((n["num_features"] for n in meta["node_types"]), default=0)
         return {"partition files": files, "node maps": maps,
                 "batches": batch_bytes(cfg.batch_size, cfg.fanouts, int(meta["num_nodes"]), width,
-                                       cfg.num_loader_threads + 1)}
+                                       cfg.batches_in_flight())}
     features = size("x.npy", "x_data.npy", "x_indices.npy", "x_indptr.npy")
     node_map = (root / meta["node_map"]).stat().st_size if meta.get("node_map") else 0
     return {"features": features, "topology": size("indptr.npy", "indices.npy", "nodes.npy"),
             "halo": size("halo.npy"), "labels and splits": size("y.npy", "train_idx.npy", "val_idx.npy", "test_idx.npy"),
             "node map": node_map,
             "batches": batch_bytes(cfg.batch_size, cfg.fanouts, int(meta.get("num_nodes", 0)),
-                                   int(meta.get("num_features", 0)), cfg.num_loader_threads + 1),
+                                   int(meta.get("num_features", 0)), cfg.batches_in_flight()),
             "training step": step_bytes(cfg.batch_size, cfg.fanouts, int(meta.get("num_nodes", 0)),
                                         int(meta.get("num_features", 0)), cfg.hidden_channels)}
 

@@ -219,12 +219,12 @@ def _batches_bytes(cfg: TrainConfig, record: DatasetRecord, access: Neo4jAccess,
     size = (cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features)
     copies = 1 if access.use_procedures else 2
     if not deferred:
-        return batch_bytes(*size, cfg.num_loader_threads + 1, copies=copies)
+        return batch_bytes(*size, cfg.batches_in_flight(), copies=copies)
     width = BYTES_PER_VALUE[record.feature_encoding]
     if in_layer:
-        return batch_bytes(*size, cfg.num_loader_threads + 1, feature_itemsize=width)
+        return batch_bytes(*size, cfg.batches_in_flight(), feature_itemsize=width)
     return (batch_bytes(*size, 1, copies=copies, feature_itemsize=4 + width)
-            + batch_bytes(*size, cfg.num_loader_threads, feature_itemsize=width))
+            + batch_bytes(*size, cfg.batches_in_flight() - 1, feature_itemsize=width))
 
 
 def _raise_if_dataset_changed(client: Neo4jClient, backend: Neo4jBackend, exc: Exception) -> None:

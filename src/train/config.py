@@ -22,6 +22,7 @@ class TrainConfig:
     num_nodes: int = 1
     node_rank: int = 0
     num_loader_threads: int = 2
+    fetch_rows: str = "ahead"  # ahead | after_step: when training batches' rows are fetched (src/core/prefetch.py)
     batch_size: int = 1024
     num_workers: int = 1
     concurrency: int = 4
@@ -61,3 +62,8 @@ class TrainConfig:
     eval_negatives: int = 100
     hits_k: int = 20
     flags: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def batches_in_flight(self) -> int:
+        """Training batches whose rows are alive at once, the step's included: the prefetch threads' and the
+        step's, or (``--fetch_rows after_step``) the threads' only, the step's counted among them."""
+        return max(1, self.num_loader_threads + (0 if self.fetch_rows == "after_step" else 1))

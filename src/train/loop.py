@@ -229,7 +229,9 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
     loss_sum, correct, total = 0.0, 0, 0
     model.train()
     start = time.perf_counter()
-    batches = iter(task.loader(backend, shard, mix_seeds(cfg.seed, epoch, rank)))
+    loader = task.loader(backend, shard, mix_seeds(cfg.seed, epoch, rank))
+    loader.fetch_after_step = cfg.fetch_rows == "after_step"
+    batches = iter(loader)
     bar = tqdm(total=num_steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=rank != 0,
                leave=False, dynamic_ncols=True)
     for step in range(1, num_steps + 1):
@@ -265,6 +267,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
         logger.log("step", **step_rec)
         bar.update()
         bar.set_postfix(loss=f"{step_rec['loss']:.4f}")
+        del batch, loss  # not held while the next batch's rows are fetched
     bar.close()
     _expect_exhausted(batches, num_steps)
     epoch_time = time.perf_counter() - start

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from src.backends.base import Backend
+from src.core.prefetch import PrefetchLoader
 from src.train.checkpoint import mix_seeds
 from src.train.config import TrainConfig
 from src.train.evaluate import evaluate
@@ -28,7 +29,7 @@ class NodeTask:
         return {}
 
     @staticmethod
-    def loader(backend: Backend, shard: Tensor, seed: int) -> Any:
+    def loader(backend: Backend, shard: Tensor, seed: int) -> PrefetchLoader:
         return backend.make_loader(shard, shuffle=False, seed=seed)
 
     @staticmethod
