@@ -1,6 +1,7 @@
 """PrefetchLoader: same batches as a sequential run, in order, bounded, no hangs, no leaks."""
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -63,6 +64,14 @@ def loader_for(data: Data, sampler, shuffle: bool = True) -> NodeLoader:
     return NodeLoader(data, node_sampler=sampler, input_nodes=torch.arange(3000),
                       batch_size=BATCH_SIZE, shuffle=shuffle,
                       generator=torch.Generator().manual_seed(3))
+
+
+def wait_for(condition, timeout: float = TIMEOUT / 2) -> None:
+    """Poll ``condition`` until it holds (a loaded machine may be slow; a fixed sleep would make tests flaky)."""
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "condition not reached in time"
+        time.sleep(0.005)
 
 
 def prefetch_threads() -> list[threading.Thread]:
@@ -156,6 +165,8 @@ def test_early_break_stops_all_threads(amazon, after_step: bool) -> None:
     def consume() -> None:
         for i, _ in enumerate(loader):
             if i == 1:
+                wait_for(lambda: sampler.started >= 2 + 4 - 1)  # every pending batch sampled (at the gate)
+                time.sleep(0.05)
                 break
 
     run_with_timeout(consume)
@@ -203,7 +214,7 @@ def test_fetch_after_step_gives_identical_batches(amazon, num_threads: int) -> N
     run_with_timeout(lambda: batches.extend(gated))
     assert len(batches) == len(sequential)
     for a, b in zip(sequential, batches):
-        for key in ("n_id", "edge_index", "x", "y"):
+        for key in ("n_id", "input_id", "edge_index", "x", "y"):
             assert torch.equal(a[key], b[key]), key
     assert not prefetch_threads()
 
@@ -220,16 +231,19 @@ def test_fetch_after_step_bounds_rows_alive(amazon, after_step: bool) -> None:
     loader.fetch_after_step = after_step
     fetched_ahead, sampled_ahead = [], []
 
+    bound = threads - 1 if after_step else threads
+
     def consume() -> None:
         for consumed, batch in enumerate(loader, start=1):
-            time.sleep(0.08)  # the step: the workers catch up to their bound meanwhile
+            if consumed == 1:  # the step: the workers run up to their bounds meanwhile, not beyond
+                wait_for(lambda: sampler.started - consumed == threads and len(fetched) - consumed == bound)
+                time.sleep(0.1)
             fetched_ahead.append(len(fetched) - consumed)
             sampled_ahead.append(sampler.started - consumed)
 
     run_with_timeout(consume)
-    bound = threads - 1 if after_step else threads
-    assert max(fetched_ahead) == bound
-    assert max(sampled_ahead) == threads
+    assert fetched_ahead[0] == max(fetched_ahead) == bound
+    assert sampled_ahead[0] == max(sampled_ahead) == threads
 
 
 def test_fetch_after_step_drops_the_last_batch_before_the_next_fetch(amazon) -> None:
@@ -252,3 +266,28 @@ def test_fetch_after_step_drops_the_last_batch_before_the_next_fetch(amazon) -> 
     run_with_timeout(consume)
     assert len(alive_at_fetch) == len(loader) and alive_at_fetch[0] == 0
     assert max(alive_at_fetch) == 0, alive_at_fetch
+
+
+def test_consumer_dying_with_its_iterator_unclosed_still_exits(tmp_path: Path) -> None:
+    """A step that raises leaves the iterator to a traceback (never closed), a worker waiting for its turn to fetch:
+    the interpreter's exit joins the pool's threads, so the gate must let that worker go."""
+    script = tmp_path / "dies.py"
+    script.write_text(f"""
+import sys, torch
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from torch_geometric.data import Data
+from torch_geometric.loader import NodeLoader
+from src.core.csr import CSRGraph
+from src.core.sampling import CSRNeighborSampler
+from src.core.prefetch import PrefetchLoader
+edge_index = torch.randint(0, 500, (2, 4000))
+data = Data(x=torch.randn(500, 8), y=torch.zeros(500, dtype=torch.long), edge_index=edge_index)
+loader = PrefetchLoader(NodeLoader(data, node_sampler=CSRNeighborSampler(CSRGraph.from_edge_index(
+    edge_index.numpy(), 500), [5], seed=0), input_nodes=torch.arange(500), batch_size=50), 1)
+loader.fetch_after_step = True
+KEPT = iter(loader)
+next(KEPT)
+raise RuntimeError("the step failed")
+""")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "the step failed" in out.stderr

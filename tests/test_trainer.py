@@ -346,7 +346,25 @@ def test_fetch_rows_after_step_trains_the_same_steps(tmp_path: Path, cora_backen
     assert len(losses["ahead"]) == 6 and losses["ahead"] == losses["after_step"]
 
 
-def test_fetch_rows_after_step_counts_one_batch_fewer_in_the_preflight() -> None:
+def test_a_failing_step_stops_the_loader_threads_at_once(tmp_path: Path, cora_backend, monkeypatch) -> None:
+    """The loop closes its batches when a step raises, so the prefetch threads (one waiting for its turn to fetch,
+    --fetch_rows after_step) stop then, not when the traceback lets the iterator go."""
+    import threading
+
+    from src.core.prefetch import THREAD_NAME_PREFIX
+    from src.train.node_task import NodeTask
+
+    def failing(*args: Any) -> None:
+        raise RuntimeError("the step failed")
+
+    monkeypatch.setattr(NodeTask, "step", staticmethod(failing))
+    with pytest.raises(RuntimeError, match="the step failed") as caught:
+        train(cora_backend, small_config(tmp_path, epochs=1, num_loader_threads=2, fetch_rows="after_step"))
+    assert caught.traceback  # held while the threads are checked
+    assert not [t for t in threading.enumerate() if t.name.startswith(THREAD_NAME_PREFIX)]
+
+
+def test_batches_in_flight_counts_one_fewer_after_step() -> None:
     assert TrainConfig(num_loader_threads=2).batches_in_flight() == 3
     assert TrainConfig(num_loader_threads=2, fetch_rows="after_step").batches_in_flight() == 2
     assert TrainConfig(num_loader_threads=0, fetch_rows="after_step").batches_in_flight() == 1

@@ -12,6 +12,7 @@ sampling is ``node_loader.collate_fn`` and feature fetching ``node_loader.filter
 """
 from __future__ import annotations
 
+import concurrent.futures.thread
 import logging
 import threading
 import time
@@ -46,10 +47,10 @@ class PrefetchLoader:
     collected or by calling its ``close()``.
 
     ``fetch_after_step`` (set by the consumer before iterating; the training loop's ``--fetch_rows after_step``):
-    the threads still sample ahead, but fetch a batch's rows only while the consumer is not in a step, so rows of
-    at most ``num_threads`` batches are alive, the consumer's included, instead of ``num_threads + 1``, and no fetch
-    runs beside a step's activations. A consumer that asks for the next batch is done with the one it had; with one
-    thread the fetch then no longer overlaps the step (only sampling does).
+    the threads still sample ``num_threads`` batches ahead, but rows of at most ``num_threads`` batches are alive,
+    the consumer's included, instead of ``num_threads + 1``: a batch's rows are fetched once a turn is free, and a
+    consumer that asks for the next batch hands back the turn of the one it had. With one thread no fetch runs
+    beside a step's activations (and none overlaps the step: only sampling does); with ``n`` threads ``n - 1`` do.
 
     ``NodeLoader.filter_per_worker`` only chooses which DataLoader process runs ``filter_fn``;
     this class runs it in its own threads, so it switches the flag off (otherwise
@@ -168,8 +169,12 @@ class _FetchGate:
         self._num_threads = num_threads
 
     def enter(self) -> bool:
-        """Wait for a turn; False if the iteration was closed (the batch is not wanted)."""
-        self._turns.acquire()
+        """Wait for a turn; False if the iteration was closed (the batch is not wanted) or the interpreter exits:
+        a consumer that died of an exception may leave its iterator unclosed (a traceback holds it), and the exit
+        joins the pool's threads, so a worker waiting here for good would hang the process."""
+        while not self._turns.acquire(timeout=0.5):
+            if self._closed.is_set() or getattr(concurrent.futures.thread, "_shutdown", False):
+                return False
         return not self._closed.is_set()
 
     def leave(self) -> None:

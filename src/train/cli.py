@@ -44,10 +44,11 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     arg("--node_rank", "rank of this machine, 0..num_nodes-1", type=int, default=_D.node_rank)
     arg("--num_loader_threads", "prefetch threads per rank preparing the next batches in the background",
         type=int, default=_D.num_loader_threads)
-    arg("--fetch_rows", "when the prefetch threads fetch a training batch's feature rows: ahead (while the step "
-        "runs, fastest) or after_step (they still sample ahead, but fetch once the step is done: one batch's rows "
-        "fewer alive and none beside the step's activations, for a tight memory limit; the fetch no longer "
-        "overlaps the step with one thread)", choices=("ahead", "after_step"), default=_D.fetch_rows)
+    arg("--fetch_rows", "when the prefetch threads fetch a training batch's feature rows: ahead (as soon as "
+        "sampled, fastest) or after_step (they still sample ahead, but hold the rows of at most "
+        "--num_loader_threads batches, the step's included: one batch's rows fewer, for a tight memory limit; "
+        "with one thread no fetch runs beside the step, nor overlaps it)", choices=("ahead", "after_step"),
+        default=_D.fetch_rows)
     arg("--batch_size", "seed nodes per mini-batch", type=int, default=_D.batch_size)
     arg("--num_workers", "torch intra-op threads per rank for the model; 0 = torch's default",
         type=int, default=_D.num_workers)

@@ -234,40 +234,44 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, backend: Ba
     batches = iter(loader)
     bar = tqdm(total=num_steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=rank != 0,
                leave=False, dynamic_ncols=True)
-    for step in range(1, num_steps + 1):
-        t0 = time.perf_counter()
-        batch = next(batches, None)
-        if batch is None:
-            raise _loader_mismatch(num_steps)
-        t_wait = time.perf_counter() - t0
-        timer.reset()
-        t1 = time.perf_counter()
-        loss, batch_correct, labelled, bs = task.step(model, batch, cfg.trim)
-        loss_value = require_finite_loss(loss, epoch, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        t_compute = time.perf_counter() - t1
-        t_allreduce = timer.seconds if world > 1 else None
-        step_rec = {
-            "epoch": epoch, "step": step, "loss": loss_value, "num_seeds": bs,
-            "t_wait": t_wait, "t_sample": _opt_float(batch, "t_sample"),
-            "t_fetch": _opt_float(batch, "t_fetch"),
-            "t_decode": _opt_float(batch, "t_decode"),  # part of t_wait: rows decoded as the step took them
-            "t_forward_backward": t_compute - (t_allreduce or 0.0), "t_allreduce": t_allreduce,
-        }
-        correct += batch_correct
-        total += labelled
-        loss_sum += step_rec["loss"]
-        for key, value in sums.items():
-            if step_rec[key] is not None:
-                sums[key] = (value or 0.0) + step_rec[key]
-        rss, server_rss = monitor.sample()
-        step_rec.update(t_step=time.perf_counter() - t0, rss_mb=rss, neo4j_rss_mb=server_rss)
-        logger.log("step", **step_rec)
-        bar.update()
-        bar.set_postfix(loss=f"{step_rec['loss']:.4f}")
-        del batch, loss  # not held while the next batch's rows are fetched
+    try:
+        for step in range(1, num_steps + 1):
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                raise _loader_mismatch(num_steps)
+            t_wait = time.perf_counter() - t0
+            timer.reset()
+            t1 = time.perf_counter()
+            loss, batch_correct, labelled, bs = task.step(model, batch, cfg.trim)
+            loss_value = require_finite_loss(loss, epoch, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            t_compute = time.perf_counter() - t1
+            t_allreduce = timer.seconds if world > 1 else None
+            step_rec = {
+                "epoch": epoch, "step": step, "loss": loss_value, "num_seeds": bs,
+                "t_wait": t_wait, "t_sample": _opt_float(batch, "t_sample"),
+                "t_fetch": _opt_float(batch, "t_fetch"),
+                "t_decode": _opt_float(batch, "t_decode"),  # part of t_wait: rows decoded as the step took them
+                "t_forward_backward": t_compute - (t_allreduce or 0.0), "t_allreduce": t_allreduce,
+            }
+            correct += batch_correct
+            total += labelled
+            loss_sum += step_rec["loss"]
+            for key, value in sums.items():
+                if step_rec[key] is not None:
+                    sums[key] = (value or 0.0) + step_rec[key]
+            rss, server_rss = monitor.sample()
+            step_rec.update(t_step=time.perf_counter() - t0, rss_mb=rss, neo4j_rss_mb=server_rss)
+            logger.log("step", **step_rec)
+            bar.update()
+            bar.set_postfix(loss=f"{step_rec['loss']:.4f}")
+            del batch, loss  # not held while the next batch's rows are fetched
+    except BaseException:
+        batches.close()  # its threads stop now, not whenever a traceback holding it lets go
+        raise
     bar.close()
     _expect_exhausted(batches, num_steps)
     epoch_time = time.perf_counter() - start
