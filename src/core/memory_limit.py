@@ -151,6 +151,14 @@ def batch_bytes(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes
     return in_flight * rows * (copies * num_features * feature_itemsize + 3 * 8)
 
 
+def sampled_batch_bytes(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes: int, batches: int) -> int:
+    """Batches sampled but without their rows yet (``--fetch_rows after_step``: the one waiting for its turn): the
+    ids of their distinct nodes and their edges (two int64 per sampled edge)."""
+    draws = hop_draws(batch_size, fanouts, num_nodes)
+    rows = max(batch_size, distinct_nodes(sum(draws), num_nodes))
+    return batches * (rows * 3 * 8 + sum(draws[1:]) * 2 * 8)
+
+
 def step_bytes(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes: int, num_features: int,
                hidden_channels: int, chunk_edges: int = 0) -> int:
     """The training step's activations (trimmed GraphSAGE-like) at the higher of its two peaks.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import scipy.sparse as sp
 
-from src.core.memory_limit import MemoryLimit, batch_bytes, check_fits, step_bytes
+from src.core.memory_limit import MemoryLimit, batch_bytes, check_fits, sampled_batch_bytes, step_bytes
 from src.core.sparse_features import feature_nbytes
 from src.in_memory.partition_format import part_dir, read_meta
 
@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from src.train.config import TrainConfig
 
 FIX = "raise the limit, train through Neo4j (main-neo4j-backend.py), or use more partitions/ranks"
+
+
+def _batches_bytes(cfg: TrainConfig, num_nodes: int, num_features: int) -> int:
+    """The training batches in flight: their float32 rows and ids, and one sampled batch waiting for its rows."""
+    return (batch_bytes(cfg.batch_size, cfg.fanouts, num_nodes, num_features, cfg.batches_in_flight())
+            + sampled_batch_bytes(cfg.batch_size, cfg.fanouts, num_nodes, cfg.batches_without_rows()))
 
 
 def full_graph_needs(ds: GraphDataset, cfg: TrainConfig) -> dict[str, int]:
@@ -32,7 +38,7 @@ def full_graph_needs(ds: GraphDataset, cfg: TrainConfig) -> dict[str, int]:
     features = feature_nbytes(ds.x) if sp.issparse(ds.x) else 4 * n * int(ds.num_features)
     return {"features": features, "labels": 8 * n, "edge list": 16 * e, "CSC topology": 16 * e + 8 * n,
             "splits": 8 * n,
-            "batches": batch_bytes(cfg.batch_size, cfg.fanouts, n, int(ds.num_features), cfg.batches_in_flight()),
+            "batches": _batches_bytes(cfg, n, int(ds.num_features)),
             "training step": step_bytes(cfg.batch_size, cfg.fanouts, n, int(ds.num_features), cfg.hidden_channels)}
 
 
@@ -55,15 +61,13 @@ def partition_needs(root: Path, rank: int, cfg: TrainConfig) -> dict[str, int]:
         maps = sum(f.stat().st_size for f in (root / "node_map").glob("*.npy"))
         width = max((n["num_features"] for n in meta["node_types"]), default=0)
         return {"partition files": files, "node maps": maps,
-                "batches": batch_bytes(cfg.batch_size, cfg.fanouts, int(meta["num_nodes"]), width,
-                                       cfg.batches_in_flight())}
+                "batches": _batches_bytes(cfg, int(meta["num_nodes"]), width)}
     features = size("x.npy", "x_data.npy", "x_indices.npy", "x_indptr.npy")
     node_map = (root / meta["node_map"]).stat().st_size if meta.get("node_map") else 0
     return {"features": features, "topology": size("indptr.npy", "indices.npy", "nodes.npy"),
             "halo": size("halo.npy"), "labels and splits": size("y.npy", "train_idx.npy", "val_idx.npy", "test_idx.npy"),
             "node map": node_map,
-            "batches": batch_bytes(cfg.batch_size, cfg.fanouts, int(meta.get("num_nodes", 0)),
-                                   int(meta.get("num_features", 0)), cfg.batches_in_flight()),
+            "batches": _batches_bytes(cfg, int(meta.get("num_nodes", 0)), int(meta.get("num_features", 0))),
             "training step": step_bytes(cfg.batch_size, cfg.fanouts, int(meta.get("num_nodes", 0)),
                                         int(meta.get("num_features", 0)), cfg.hidden_channels)}
 

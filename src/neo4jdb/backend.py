@@ -24,7 +24,7 @@ from src.core.edge_split import HELD_OUT, EdgeSplit, EdgeSplitSpec
 from src.core.errors import Neo4jUnavailable, UsageError, UserError
 from src.core.lossy_codecs import BYTES_PER_VALUE
 from src.core.codecs import SPARSE
-from src.core.memory_limit import batch_bytes, check_fits, step_bytes
+from src.core.memory_limit import batch_bytes, check_fits, sampled_batch_bytes, step_bytes
 from src.core.record import DatasetRecord, recorded_load_seconds
 from src.core.row_fetch import keeps_rows_encoded
 from src.core.schema import GraphSchema, validate_dataset_name
@@ -217,14 +217,15 @@ def _batches_bytes(cfg: TrainConfig, record: DatasetRecord, access: Neo4jAccess,
     (``deferred``: :func:`~src.core.row_fetch.keeps_rows_encoded`); ``in_layer`` (``--decode_rows layer``, GraphSAGE):
     no batch is ever whole in float32 (the first layer's float inputs are the step's, :func:`step_bytes`)."""
     size = (cfg.batch_size, cfg.fanouts, record.num_nodes, record.num_features)
+    waiting = sampled_batch_bytes(cfg.batch_size, cfg.fanouts, record.num_nodes, cfg.batches_without_rows())
     copies = 1 if access.use_procedures else 2
     if not deferred:
-        return batch_bytes(*size, cfg.batches_in_flight(), copies=copies)
+        return batch_bytes(*size, cfg.batches_in_flight(), copies=copies) + waiting
     width = BYTES_PER_VALUE[record.feature_encoding]
     if in_layer:
-        return batch_bytes(*size, cfg.batches_in_flight(), feature_itemsize=width)
+        return batch_bytes(*size, cfg.batches_in_flight(), feature_itemsize=width) + waiting
     return (batch_bytes(*size, 1, copies=copies, feature_itemsize=4 + width)
-            + batch_bytes(*size, cfg.batches_in_flight() - 1, feature_itemsize=width))
+            + batch_bytes(*size, cfg.batches_in_flight() - 1, feature_itemsize=width) + waiting)
 
 
 def _raise_if_dataset_changed(client: Neo4jClient, backend: Neo4jBackend, exc: Exception) -> None:

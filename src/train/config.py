@@ -67,3 +67,7 @@ class TrainConfig:
         """Training batches whose rows are alive at once, the step's included: the prefetch threads' and the
         step's, or (``--fetch_rows after_step``) the threads' only, the step's counted among them."""
         return max(1, self.num_loader_threads + (0 if self.fetch_rows == "after_step" else 1))
+
+    def batches_without_rows(self) -> int:
+        """Training batches sampled ahead that wait for a turn to fetch their rows (``--fetch_rows after_step``)."""
+        return 1 if self.fetch_rows == "after_step" and self.num_loader_threads > 0 else 0
