@@ -38,11 +38,14 @@ from src.in_memory.partition import DEFAULT_OUTPUT_DIR
 from src.in_memory.partition_format import partition_dir, read_meta
 from src.neo4jdb.local import LocalNeo4j
 
-# The seed's flags, bounded to 3 epochs of 50 steps; one prefetch thread: at this shape it hides sampling and rows
-# behind the model step (t_wait ~0), and every further batch in flight costs each rank ~300 MB (bench/RESULTS.md).
+# The seed's flags, bounded to 3 epochs of 50 steps; one prefetch thread, sampling ahead, fetching a batch's rows once
+# the step before it is done (--fetch_rows after_step): on 2 shared cores no slower than fetching beside the step, and
+# one batch's rows fewer per rank, the difference between +16 % and +12.5 % of peak RSS from 0.5M to 5M nodes
+# (bench/RESULTS.md).
 SEED_FLAGS = ["--epochs", "3", "--max_steps_per_epoch", "50", "--eval_every", "3", "--max_eval_seeds", "4096",
               "--batch_size", "1024", "--fanouts", "15,10,5", "--num_layers", "3", "--model", "sage",
-              "--hidden_channels", "256", "--lr", "0.003", "--seed", "0", "--num_loader_threads", "1"]
+              "--hidden_channels", "256", "--lr", "0.003", "--seed", "0", "--num_loader_threads", "1",
+              "--fetch_rows", "after_step"]
 JOBS = {"neo4j": ("neo4j", []), "full": ("in_memory", ["--full_graph"]), "partitioned": ("in_memory", [])}
 
 
