@@ -27,7 +27,7 @@ from src.core.errors import UserError
 from src.data.sources import load_dataset
 
 REPO = Path(__file__).resolve().parent.parent
-CORA = REPO.parent / "shared" / "datasets" / "cora.npz"
+CORA = REPO / "src" / "data" / "shipped" / "cora.npz"  # the same bytes as ../shared/datasets/cora.npz
 TRAIN = "in-memory-alternative.py"
 SMALL = ["--fanouts", "2,2", "--num_layers", "2", "--hidden_channels", "16", "--batch_size", "64",
          "--epochs", "1", "--num_loader_threads", "0", "--full_graph"]

@@ -19,7 +19,7 @@ import torch
 from src.core.paths import REPO_DIR as REPO
 
 pytestmark = [pytest.mark.slow]
-CORA = REPO.parent / "shared" / "datasets" / "cora.npz"
+CORA = REPO / "src" / "data" / "shipped" / "cora.npz"  # the same bytes as ../shared/datasets/cora.npz
 TRAIN = ["--epochs", "2", "--eval_every", "2", "--fanouts", "5,5", "--num_layers", "2", "--hidden_channels", "16",
          "--batch_size", "64", "--num_loader_threads", "1", "--normalize_features", "none"]
 
