@@ -147,16 +147,19 @@ def batch_bytes(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes
     """What the mini-batches in flight hold (``in_flight``: the prefetch threads' batches plus the one
     training): every sampled row's features ``copies`` times (2 for rows that arrive as bytes and are
     decoded) and its ids, for the distinct nodes a batch is expected to reach."""
-    rows = max(batch_size, distinct_nodes(sum(hop_draws(batch_size, fanouts, num_nodes)), num_nodes))
-    return in_flight * rows * (copies * num_features * feature_itemsize + 3 * 8)
+    return in_flight * _batch_rows(batch_size, fanouts, num_nodes) * (copies * num_features * feature_itemsize + 3 * 8)
+
+
+def _batch_rows(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes: int) -> int:
+    """The distinct nodes a batch is expected to reach (its rows), at least its seeds."""
+    return max(batch_size, distinct_nodes(sum(hop_draws(batch_size, fanouts, num_nodes)), num_nodes))
 
 
 def sampled_batch_bytes(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes: int, batches: int) -> int:
     """Batches sampled but without their rows yet (``--fetch_rows after_step``: the one waiting for its turn): the
     ids of their distinct nodes and their edges (two int64 per sampled edge)."""
-    draws = hop_draws(batch_size, fanouts, num_nodes)
-    rows = max(batch_size, distinct_nodes(sum(draws), num_nodes))
-    return batches * (rows * 3 * 8 + sum(draws[1:]) * 2 * 8)
+    edges = sum(hop_draws(batch_size, fanouts, num_nodes)[1:])
+    return batches * (_batch_rows(batch_size, fanouts, num_nodes) * 3 * 8 + edges * 2 * 8)
 
 
 def step_bytes(batch_size: int, fanouts: tuple[int, ...] | list[int], num_nodes: int, num_features: int,

@@ -129,15 +129,12 @@ class PrefetchLoader:
         pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix=THREAD_NAME_PREFIX)
         pending: deque[Future[Data | None]] = deque()
         gate = _FetchGate(self.num_threads) if self.fetch_after_step else None
-        handed_over = False
         try:
             for index in indices:
                 pending.append(pool.submit(self._load, index, gate))
                 if len(pending) == self.num_threads:
                     break
             while pending:
-                if gate is not None and handed_over:
-                    gate.leave()  # the consumer is done with the batch it had
                 t0 = time.perf_counter()
                 data = pending.popleft().result()
                 wait = time.perf_counter() - t0
@@ -147,9 +144,10 @@ class PrefetchLoader:
                 if index is not None:
                     pending.append(pool.submit(self._load, index, gate))
                 data.t_wait = wait
-                handed_over = True
                 yield self._finish(data)
                 data = None  # not held while the next batch loads
+                if gate is not None:
+                    gate.leave()  # the consumer asked for the next batch: it is done with this one
         finally:
             # Runs on exhaustion, on a worker exception and on close() (consumer broke out).
             if gate is not None:
